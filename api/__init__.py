@@ -1,0 +1,1 @@
+"""smsgw HTTP APIs: one module per provider dialect over gateway.service."""

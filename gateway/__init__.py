@@ -1,0 +1,1 @@
+"""smsgw gateway: the service, store, SIM pool, scheduler and the `smsgw` CLI."""

@@ -1,0 +1,1 @@
+"""Sans-I/O AT protocol core: framer, commands, result parsers, URCs and the session machine."""

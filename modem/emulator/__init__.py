@@ -1,0 +1,1 @@
+"""Emulated GSM network and modems on PTYs, so everything runs without hardware."""
