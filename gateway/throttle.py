@@ -1,0 +1,98 @@
+"""Per-SIM pacing: one SMS every N seconds plus rolling caps (clock passed in, never read)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from gateway.models import ThrottlePolicy
+
+_MINUTE = 60.0
+_HOUR = 3600.0
+_DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleDecision:
+    """Whether a send may start now, and if not the earliest time it may."""
+
+    allowed: bool
+    not_before: float
+    reason: str = ""
+
+
+class Throttle:
+    """Pacing state of one long code; `now` is a monotonic time in seconds given by the caller."""
+
+    def __init__(self, policy: ThrottlePolicy) -> None:
+        self.policy = policy
+        self._last_send: float | None = None
+        self._sends: deque[float] = deque()
+        # recipient -> time of the first send to them inside the current rolling day
+        self._recipients: dict[str, float] = {}
+
+    @property
+    def last_send(self) -> float | None:
+        """Time of the most recent send, or None."""
+        return self._last_send
+
+    def restore(self, send_times: list[float]) -> None:
+        """Rebuild the pacing state from persisted send times (after a restart or a replug)."""
+        for t in sorted(send_times):
+            self._sends.append(t)
+            self._last_send = t
+
+    def _prune(self, now: float) -> None:
+        while self._sends and self._sends[0] <= now - _DAY:
+            self._sends.popleft()
+        stale = [r for r, t in self._recipients.items() if t <= now - _DAY]
+        for r in stale:
+            del self._recipients[r]
+
+    def _count_since(self, since: float) -> tuple[int, float]:
+        """Sends after `since`, and the oldest of them (for when the window frees up)."""
+        count = 0
+        oldest = since
+        for t in reversed(self._sends):
+            if t <= since:
+                break
+            count += 1
+            oldest = t
+        return count, oldest
+
+    def check(self, now: float, recipient: str | None = None) -> ThrottleDecision:
+        """Decide whether a send to `recipient` may start at `now`."""
+        self._prune(now)
+        p = self.policy
+        not_before = now
+        reason = ""
+        if self._last_send is not None and now < self._last_send + p.interval:
+            not_before = self._last_send + p.interval
+            reason = "interval"
+        for cap, window, name in (
+            (p.per_minute, _MINUTE, "per_minute"),
+            (p.per_hour, _HOUR, "per_hour"),
+            (p.per_day, _DAY, "per_day"),
+        ):
+            if cap is None:
+                continue
+            count, oldest = self._count_since(now - window)
+            if count >= cap and oldest + window > not_before:
+                not_before = oldest + window
+                reason = name
+        if (
+            p.recipients_per_day is not None
+            and recipient is not None
+            and recipient not in self._recipients
+            and len(self._recipients) >= p.recipients_per_day
+        ):
+            not_before = max(not_before, min(self._recipients.values()) + _DAY)
+            reason = "recipients_per_day"
+        return ThrottleDecision(allowed=not_before <= now, not_before=not_before, reason=reason)
+
+    def record(self, now: float, recipient: str | None = None) -> None:
+        """Note that a send started at `now`."""
+        self._last_send = now
+        self._sends.append(now)
+        if recipient is not None and recipient not in self._recipients:
+            self._recipients[recipient] = now
