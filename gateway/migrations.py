@@ -1,0 +1,267 @@
+"""Versioned schema migrations, applied in order and recorded in PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+# Each entry is one schema version; never edit a released one, append a new one.
+# Times are UTC ISO-8601 strings (sortable); counters are integers; JSON in TEXT columns.
+MIGRATIONS: Sequence[str] = (
+    # 1: initial schema. Nothing is keyed by a port path: SIMs by ICCID, modems by IMEI.
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        sub_account TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        api_key TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL DEFAULT '',
+        token TEXT NOT NULL UNIQUE,
+        default_dial_code TEXT NOT NULL DEFAULT '',
+        default_sender TEXT NOT NULL DEFAULT '',
+        timezone TEXT NOT NULL DEFAULT 'UTC',
+        credits INTEGER NOT NULL DEFAULT 0,
+        unlimited INTEGER NOT NULL DEFAULT 0,
+        api_enabled INTEGER NOT NULL DEFAULT 1,
+        resend_uncertain INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE modems (
+        id INTEGER PRIMARY KEY,
+        imei TEXT NOT NULL UNIQUE,
+        manufacturer TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        revision TEXT NOT NULL DEFAULT '',
+        last_port TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'gone',
+        last_seen TEXT
+    );
+    CREATE TABLE sims (
+        id INTEGER PRIMARY KEY,
+        iccid TEXT UNIQUE,
+        imsi TEXT,
+        msisdn TEXT NOT NULL DEFAULT '',
+        label TEXT NOT NULL DEFAULT '',
+        modem_id INTEGER REFERENCES modems(id),
+        state TEXT NOT NULL DEFAULT 'gone',
+        throttle_interval REAL NOT NULL DEFAULT 1.0,
+        cap_per_minute INTEGER,
+        cap_per_hour INTEGER,
+        cap_per_day INTEGER,
+        cap_recipients_per_day INTEGER,
+        sent_count INTEGER NOT NULL DEFAULT 0,
+        failed_count INTEGER NOT NULL DEFAULT 0,
+        received_count INTEGER NOT NULL DEFAULT 0,
+        cms_errors INTEGER NOT NULL DEFAULT 0,
+        last_seen TEXT,
+        created_at TEXT NOT NULL,
+        CHECK (iccid IS NOT NULL OR imsi IS NOT NULL)
+    );
+    CREATE UNIQUE INDEX sims_imsi_without_iccid ON sims(imsi) WHERE iccid IS NULL;
+    CREATE UNIQUE INDEX sims_msisdn ON sims(msisdn) WHERE msisdn != '';
+    CREATE TABLE account_sims (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        sim_id INTEGER NOT NULL REFERENCES sims(id) ON DELETE CASCADE,
+        PRIMARY KEY (account_id, sim_id)
+    );
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        state TEXT NOT NULL DEFAULT 'active',
+        sender TEXT NOT NULL DEFAULT '',
+        rotate INTEGER NOT NULL DEFAULT 0,
+        throttle_interval REAL,
+        send_at TEXT,
+        recurrence TEXT,
+        extra TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        batch_id INTEGER REFERENCES batches(id),
+        sender TEXT NOT NULL DEFAULT '',
+        sim_id INTEGER REFERENCES sims(id),
+        recipient TEXT NOT NULL,
+        body TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        flash INTEGER NOT NULL DEFAULT 0,
+        status_report INTEGER NOT NULL DEFAULT 1,
+        units INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        send_at TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        extra TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_account_state ON messages(account_id, state);
+    CREATE INDEX messages_batch ON messages(batch_id);
+    CREATE INDEX messages_due ON messages(state, send_at);
+    CREATE TABLE parts (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        sim_id INTEGER REFERENCES sims(id),
+        tp_mr INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        cms_error INTEGER,
+        sending_at TEXT,
+        sent_at TEXT,
+        done_at TEXT,
+        report_status INTEGER,
+        UNIQUE (message_id, seq)
+    );
+    CREATE INDEX parts_state ON parts(state);
+    CREATE INDEX parts_report_match ON parts(sim_id, tp_mr, sent_at);
+    CREATE TABLE inbound_parts (
+        id INTEGER PRIMARY KEY,
+        sim_id INTEGER REFERENCES sims(id),
+        originator TEXT NOT NULL,
+        reference INTEGER,
+        total INTEGER NOT NULL DEFAULT 1,
+        seq INTEGER NOT NULL DEFAULT 1,
+        pdu TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        message_id INTEGER REFERENCES inbound(id)
+    );
+    CREATE UNIQUE INDEX inbound_parts_dedup
+        ON inbound_parts(sim_id, originator, reference, total, seq, pdu);
+    CREATE TABLE inbound (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER REFERENCES accounts(id),
+        sim_id INTEGER REFERENCES sims(id),
+        originator TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        parts_received INTEGER NOT NULL,
+        parts_total INTEGER NOT NULL,
+        complete INTEGER NOT NULL,
+        scts TEXT,
+        received_at TEXT NOT NULL,
+        is_read INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX inbound_account ON inbound(account_id, received_at);
+    CREATE TABLE delivery_reports (
+        id INTEGER PRIMARY KEY,
+        sim_id INTEGER REFERENCES sims(id),
+        tp_mr INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        scts TEXT,
+        discharge_time TEXT,
+        part_id INTEGER REFERENCES parts(id),
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE contact_groups (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        UNIQUE (account_id, name)
+    );
+    CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        group_id INTEGER REFERENCES contact_groups(id) ON DELETE SET NULL,
+        number TEXT NOT NULL,
+        first_name TEXT NOT NULL DEFAULT '',
+        last_name TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        extra TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX contacts_account_number ON contacts(account_id, number);
+    CREATE TABLE opt_outs (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        number TEXT NOT NULL,
+        keyword TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (account_id, number)
+    );
+    CREATE TABLE appointments (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        contact_id INTEGER REFERENCES contacts(id) ON DELETE SET NULL,
+        number TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE otps (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        number TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending',
+        message_id INTEGER REFERENCES messages(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX otps_lookup ON otps(account_id, number, state);
+    CREATE TABLE credits_ledger (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        delta INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message_id INTEGER REFERENCES messages(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE sticky_routes (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        recipient TEXT NOT NULL,
+        sim_id INTEGER NOT NULL REFERENCES sims(id) ON DELETE CASCADE,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account_id, recipient)
+    );
+    """,
+)
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """Return the schema version recorded in the database."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> list[int]:
+    """Apply every pending migration, each in its own transaction; return the versions applied."""
+    version = current_version(conn)
+    if version > len(migrations):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this smsgw ({len(migrations)})"
+        )
+    applied: list[int] = []
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        # executescript would COMMIT implicitly; run statements inside one explicit transaction
+        # so a crash mid-migration leaves the previous version intact.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(number)
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete SQL statements."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:60]!r}")
+    return statements

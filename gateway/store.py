@@ -1,0 +1,301 @@
+"""The SQLite store: one file, WAL, one writer, every state change checked against the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from gateway.migrations import migrate
+from gateway.models import PartState, check_transition, rollup
+
+DATABASE_NAME = "smsgw.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+
+
+def utc_iso(moment: datetime) -> str:
+    """Format an aware datetime as a sortable UTC ISO-8601 string."""
+    if moment.tzinfo is None:
+        raise ValueError("store times must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class StaleStateError(RuntimeError):
+    """A compare-and-set state change found the row in another state than expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedMessage:
+    """Ids of a message made durable by accept_message()."""
+
+    message_id: int
+    part_ids: tuple[int, ...]
+
+
+class Store:
+    """Synchronous store; the daemon calls it from a single writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open (creating and migrating) the database at `path`, a file or a data directory."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / DATABASE_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: with WAL, NORMAL may lose the last commits on power loss; an accepted message
+        # must survive a power cut once the API has answered.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+        return cls(conn)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one IMMEDIATE transaction; committed (durable) when the block exits."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def integrity_check(self) -> list[str]:
+        """Return SQLite's integrity_check problems (empty when the file is sound)."""
+        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def insert_account(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Insert an account row and return its id."""
+        row = dict(fields)
+        row["created_at"] = utc_iso(now)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"INSERT INTO accounts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def account(self, account_id: int) -> dict[str, Any] | None:
+        """Return one account row as a dict."""
+        row = self.conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    # -- SIMs -----------------------------------------------------------------------------
+
+    def bind_sim(
+        self, *, iccid: str | None, imsi: str | None, msisdn: str = "", now: datetime
+    ) -> int:
+        """Find or create the row of this SIM card (by ICCID, else IMSI); return its id."""
+        if not iccid and not imsi:
+            raise ValueError("a SIM is bound by ICCID or IMSI")
+        with self.transaction():
+            row = None
+            if iccid:
+                row = self.conn.execute("SELECT id FROM sims WHERE iccid = ?", (iccid,)).fetchone()
+            if row is None and imsi:
+                row = self.conn.execute(
+                    "SELECT id FROM sims WHERE imsi = ? AND (iccid IS NULL OR iccid = ?)",
+                    (imsi, iccid or ""),
+                ).fetchone()
+            if row is not None:
+                sim_id = int(row[0])
+                self.conn.execute(
+                    "UPDATE sims SET iccid = COALESCE(iccid, ?), imsi = COALESCE(?, imsi),"
+                    " msisdn = CASE WHEN ? != '' THEN ? ELSE msisdn END, last_seen = ?"
+                    " WHERE id = ?",
+                    (iccid or None, imsi or None, msisdn, msisdn, utc_iso(now), sim_id),
+                )
+                return sim_id
+            cursor = self.conn.execute(
+                "INSERT INTO sims (iccid, imsi, msisdn, state, last_seen, created_at)"
+                " VALUES (?, ?, ?, 'present', ?, ?)",
+                (iccid or None, imsi or None, msisdn, utc_iso(now), utc_iso(now)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def sim(self, sim_id: int) -> dict[str, Any] | None:
+        """Return one SIM row as a dict."""
+        row = self.conn.execute("SELECT * FROM sims WHERE id = ?", (sim_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    # -- messages -------------------------------------------------------------------------
+
+    def accept_message(
+        self,
+        *,
+        account_id: int,
+        recipient: str,
+        body: str,
+        encoding: str,
+        parts: int,
+        sender: str = "",
+        batch_id: int | None = None,
+        send_at: datetime | None = None,
+        status_report: bool = True,
+        flash: bool = False,
+        charge: int = 0,
+        extra: Mapping[str, Any] | None = None,
+        now: datetime,
+    ) -> AcceptedMessage:
+        """Make a message and its parts durable in one transaction, charging credits with it."""
+        if parts < 1:
+            raise ValueError("a message has at least one part")
+        stamp = utc_iso(now)
+        state = PartState.ACCEPTED if send_at is not None and send_at > now else PartState.QUEUED
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO messages (account_id, batch_id, sender, recipient, body, encoding,"
+                " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    batch_id,
+                    sender,
+                    recipient,
+                    body,
+                    encoding,
+                    int(flash),
+                    int(status_report),
+                    parts,
+                    state.value,
+                    utc_iso(send_at) if send_at is not None else None,
+                    json.dumps(dict(extra or {})),
+                    stamp,
+                    stamp,
+                ),
+            )
+            message_id = int(cursor.lastrowid or 0)
+            part_ids = []
+            for seq in range(1, parts + 1):
+                part = self.conn.execute(
+                    "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)",
+                    (message_id, seq, state.value),
+                )
+                part_ids.append(int(part.lastrowid or 0))
+            if charge:
+                self.conn.execute(
+                    "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                    (charge, account_id),
+                )
+                self.conn.execute(
+                    "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+                    " VALUES (?, ?, 'send', ?, ?)",
+                    (account_id, -charge, message_id, stamp),
+                )
+        return AcceptedMessage(message_id, tuple(part_ids))
+
+    def message(self, message_id: int) -> dict[str, Any] | None:
+        """Return one message row as a dict."""
+        row = self.conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def parts(self, message_id: int) -> list[dict[str, Any]]:
+        """Return a message's parts in order."""
+        rows = self.conn.execute(
+            "SELECT * FROM parts WHERE message_id = ? ORDER BY seq", (message_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def transition_part(
+        self,
+        part_id: int,
+        expected: PartState,
+        target: PartState,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
+    ) -> PartState:
+        """Compare-and-set one part's state (and extra columns); return the message's new state."""
+        check_transition(expected, target)
+        updates = dict(fields or {})
+        stamp = utc_iso(now)
+        time_column = {
+            PartState.SENDING: "sending_at",
+            PartState.SENT: "sent_at",
+        }.get(target, "done_at")
+        updates.setdefault(time_column, stamp)
+        assignments = ", ".join(f"{column} = ?" for column in updates)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"UPDATE parts SET state = ?, {assignments} WHERE id = ? AND state = ?",
+                (target.value, *updates.values(), part_id, expected.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleStateError(f"part {part_id} is no longer {expected.value}")
+            return self._rollup_message_of(part_id, stamp)
+
+    def _rollup_message_of(self, part_id: int, stamp: str) -> PartState:
+        message_id = self.conn.execute(
+            "SELECT message_id FROM parts WHERE id = ?", (part_id,)
+        ).fetchone()[0]
+        states = [
+            PartState(r[0])
+            for r in self.conn.execute(
+                "SELECT state FROM parts WHERE message_id = ?", (message_id,)
+            )
+        ]
+        state = rollup(states)
+        self.conn.execute(
+            "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
+            (state.value, stamp, message_id),
+        )
+        return state
+
+    def recover_after_crash(self, *, now: datetime) -> list[int]:
+        """Mark parts left in SENDING by a crash as UNCERTAIN; return their ids.
+
+        A part in SENDING may or may not have reached the network: resending it could deliver it
+        twice, so it is reported as uncertain and only requeued if the account opted in.
+        """
+        stamp = utc_iso(now)
+        with self.transaction():
+            ids = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT id FROM parts WHERE state = ?", (PartState.SENDING.value,)
+                )
+            ]
+            for part_id in ids:
+                check_transition(PartState.SENDING, PartState.UNCERTAIN)
+                self.conn.execute(
+                    "UPDATE parts SET state = ?, error = 'interrupted during AT+CMGS', done_at = ?"
+                    " WHERE id = ?",
+                    (PartState.UNCERTAIN.value, stamp, part_id),
+                )
+                self._rollup_message_of(part_id, stamp)
+        return ids
+
+    def count_by_state(self, table: str = "parts") -> dict[str, int]:
+        """Count rows per state in `parts` or `messages`."""
+        if table not in ("parts", "messages"):
+            raise ValueError(f"no state column on {table!r}")
+        rows = self.conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def table_names(self) -> Sequence[str]:
+        """Names of the tables in the schema."""
+        return self.db.table_names()

@@ -1,0 +1,209 @@
+"""The SQLite store: migrations, SIM binding, durable acceptance and crash recovery."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.migrations import MIGRATIONS, current_version
+from gateway.models import PartState, TransitionError
+from gateway.store import StaleStateError, Store
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+S = PartState
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path)
+    yield s
+    s.close()
+
+
+def _account(store: Store, credits: int = 100) -> int:
+    return store.insert_account(
+        {
+            "sub_account": "demo",
+            "password_hash": "x",
+            "api_key": "k",
+            "token": "t",
+            "credits": credits,
+        },
+        now=NOW,
+    )
+
+
+def test_open_migrates_and_uses_wal(store: Store) -> None:
+    assert current_version(store.conn) == len(MIGRATIONS)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert {
+        "accounts",
+        "sims",
+        "messages",
+        "parts",
+        "inbound",
+        "delivery_reports",
+        "contacts",
+        "opt_outs",
+        "otps",
+        "credits_ledger",
+    } <= set(store.table_names())
+    assert store.integrity_check() == []
+
+
+def test_reopen_is_idempotent(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    again = Store.open(tmp_path)
+    assert current_version(again.conn) == len(MIGRATIONS)
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    s = Store.open(tmp_path)
+    s.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    s.close()
+    with pytest.raises(RuntimeError, match="newer than this smsgw"):
+        Store.open(tmp_path)
+
+
+def test_sim_binding_is_by_iccid_not_port(store: Store) -> None:
+    first = store.bind_sim(iccid="8944500102198304826", imsi="234150000000001", now=NOW)
+    # same card seen again (e.g. replugged into another USB port) keeps its row and counters
+    store.conn.execute("UPDATE sims SET sent_count = 7 WHERE id = ?", (first,))
+    again = store.bind_sim(
+        iccid="8944500102198304826",
+        imsi="234150000000001",
+        msisdn="+447700900001",
+        now=NOW + timedelta(minutes=5),
+    )
+    assert again == first
+    row = store.sim(first)
+    assert row is not None
+    assert row["sent_count"] == 7
+    assert row["msisdn"] == "+447700900001"
+    # IMSI is the fallback when a modem cannot read the ICCID
+    by_imsi = store.bind_sim(iccid=None, imsi="234150000000002", now=NOW)
+    assert by_imsi != first
+    assert store.bind_sim(iccid=None, imsi="234150000000002", now=NOW) == by_imsi
+    with pytest.raises(ValueError, match="ICCID or IMSI"):
+        store.bind_sim(iccid=None, imsi=None, now=NOW)
+
+
+def test_accept_charges_credits_in_the_same_transaction(store: Store) -> None:
+    account = _account(store, credits=10)
+    accepted = store.accept_message(
+        account_id=account,
+        recipient="+447700900123",
+        body="hi",
+        encoding="gsm7",
+        parts=3,
+        charge=3,
+        now=NOW,
+    )
+    assert len(accepted.part_ids) == 3
+    assert [p["state"] for p in store.parts(accepted.message_id)] == ["queued"] * 3
+    acct = store.account(account)
+    assert acct is not None
+    assert acct["credits"] == 7
+    ledger = store.conn.execute("SELECT delta, message_id FROM credits_ledger").fetchall()
+    assert [tuple(r) for r in ledger] == [(-3, accepted.message_id)]
+
+
+def test_scheduled_message_waits_as_accepted(store: Store) -> None:
+    account = _account(store)
+    accepted = store.accept_message(
+        account_id=account,
+        recipient="+1",
+        body="later",
+        encoding="gsm7",
+        parts=1,
+        send_at=NOW + timedelta(hours=1),
+        now=NOW,
+    )
+    assert store.message(accepted.message_id)["state"] == "accepted"  # type: ignore[index]
+
+
+def test_transitions_are_checked_and_compare_and_set(store: Store) -> None:
+    account = _account(store)
+    m = store.accept_message(
+        account_id=account, recipient="+1", body="x", encoding="gsm7", parts=2, now=NOW
+    )
+    p1, p2 = m.part_ids
+    assert store.transition_part(p1, S.QUEUED, S.SENDING, now=NOW) == S.QUEUED
+    assert store.transition_part(p1, S.SENDING, S.SENT, now=NOW, fields={"tp_mr": 42}) == S.QUEUED
+    with pytest.raises(StaleStateError):
+        store.transition_part(p1, S.SENDING, S.SENT, now=NOW)  # already sent: no double record
+    with pytest.raises(TransitionError):
+        store.transition_part(p1, S.SENT, S.QUEUED, now=NOW)
+    store.transition_part(p2, S.QUEUED, S.SENDING, now=NOW)
+    assert store.transition_part(p2, S.SENDING, S.SENT, now=NOW, fields={"tp_mr": 43}) == S.SENT
+    assert store.transition_part(p1, S.SENT, S.DELIVERED, now=NOW) == S.SENT
+    assert store.transition_part(p2, S.SENT, S.DELIVERED, now=NOW) == S.DELIVERED
+    assert store.message(m.message_id)["state"] == "delivered"  # type: ignore[index]
+    assert [p["tp_mr"] for p in store.parts(m.message_id)] == [42, 43]
+
+
+def test_crash_recovery_marks_in_flight_parts_uncertain(store: Store) -> None:
+    account = _account(store)
+    m = store.accept_message(
+        account_id=account, recipient="+1", body="x", encoding="gsm7", parts=2, now=NOW
+    )
+    store.transition_part(m.part_ids[0], S.QUEUED, S.SENDING, now=NOW)
+    assert store.recover_after_crash(now=NOW) == [m.part_ids[0]]
+    states = [p["state"] for p in store.parts(m.message_id)]
+    assert states == ["uncertain", "queued"]
+    assert store.message(m.message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert store.recover_after_crash(now=NOW) == []
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime
+    from gateway.store import Store
+    store = Store.open(sys.argv[1])
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    acct = store.insert_account({"sub_account": "a", "password_hash": "x", "api_key": "k",
+                                 "token": "t"}, now=now)
+    n = 0
+    while True:
+        m = store.accept_message(account_id=acct, recipient="+1", body=f"m{n}",
+                                 encoding="gsm7", parts=2, now=now)
+        # the API answers only after accept_message returned: this line is that answer
+        print(m.message_id, flush=True)
+        n += 1
+    """
+)
+
+
+def test_accepted_messages_survive_kill_9(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert proc.stdout is not None
+    answered = [int(proc.stdout.readline()) for _ in range(200)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    answered += [int(line) for line in proc.stdout.read().split()]
+    store = Store.open(tmp_path)
+    try:
+        assert store.integrity_check() == []
+        ids = {int(r[0]) for r in store.conn.execute("SELECT id FROM messages")}
+        assert set(answered) <= ids
+        # every durable message has all of its parts (no half-written acceptance)
+        counts = store.conn.execute(
+            "SELECT COUNT(*) FROM messages m WHERE (SELECT COUNT(*) FROM parts p"
+            " WHERE p.message_id = m.id) != 2"
+        ).fetchone()[0]
+        assert counts == 0
+    finally:
+        store.close()
