@@ -1,0 +1,196 @@
+"""SIMs as long codes: rotation, sticky routing, per-SIM throttle and health (clock passed in)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gateway.models import ThrottlePolicy
+from gateway.throttle import Throttle
+
+
+class SimAvailability(StrEnum):
+    """Why a SIM is or is not in rotation."""
+
+    READY = "ready"
+    COOLING = "cooling"  # too many recent send errors; comes back when the cool-down ends
+    UNREGISTERED = "unregistered"
+    WEAK_SIGNAL = "weak_signal"
+    GONE = "gone"  # its modem is unplugged or not answering
+    DISABLED = "disabled"  # taken out by the operator
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Thresholds that take a SIM out of rotation and bring it back."""
+
+    error_window: float = 600.0
+    errors_to_cool: int = 3
+    first_cooldown: float = 60.0
+    max_cooldown: float = 1800.0
+    min_signal_dbm: int = -109  # +CSQ 2: below this, sends mostly fail with CMS 38/42
+
+
+@dataclass(slots=True)
+class PooledSim:
+    """Run-time state of one SIM in the pool."""
+
+    sim_id: int
+    msisdn: str
+    throttle: Throttle
+    present: bool = True
+    enabled: bool = True
+    registered: bool = True
+    signal_dbm: int | None = None
+    cooldown_until: float = 0.0
+    cooldowns_in_a_row: int = 0
+    errors: deque[float] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The pool's answer for one send: which SIM, and the earliest time it may start."""
+
+    sim_id: int | None
+    not_before: float
+    reason: str = ""
+
+
+class SimPool:
+    """All SIMs known to the daemon; pure state, no I/O."""
+
+    def __init__(self, health: HealthPolicy | None = None) -> None:
+        self.health = health or HealthPolicy()
+        self._sims: dict[int, PooledSim] = {}
+        self._sticky: dict[tuple[int, str], int] = {}
+        self._last_pick: dict[int, float] = {}
+
+    def upsert(self, sim_id: int, msisdn: str, policy: ThrottlePolicy) -> PooledSim:
+        """Add a SIM or update its number and limits, keeping its pacing and health history."""
+        sim = self._sims.get(sim_id)
+        if sim is None:
+            sim = PooledSim(sim_id=sim_id, msisdn=msisdn, throttle=Throttle(policy))
+            self._sims[sim_id] = sim
+        else:
+            sim.msisdn = msisdn
+            sim.throttle.policy = policy
+        return sim
+
+    def get(self, sim_id: int) -> PooledSim:
+        """Return the pooled SIM."""
+        return self._sims[sim_id]
+
+    def by_number(self, msisdn: str) -> PooledSim | None:
+        """Return the SIM whose long code is `msisdn`."""
+        for sim in self._sims.values():
+            if sim.msisdn and sim.msisdn == msisdn:
+                return sim
+        return None
+
+    def set_present(self, sim_id: int, present: bool) -> None:
+        """Mark a SIM's modem as connected or gone (unplugged, hung)."""
+        self._sims[sim_id].present = present
+
+    def set_enabled(self, sim_id: int, enabled: bool) -> None:
+        """Take a SIM out of rotation by hand, or put it back."""
+        self._sims[sim_id].enabled = enabled
+
+    def report_radio(self, sim_id: int, *, registered: bool, signal_dbm: int | None) -> None:
+        """Record the latest registration and signal poll."""
+        sim = self._sims[sim_id]
+        sim.registered = registered
+        sim.signal_dbm = signal_dbm
+
+    def report_error(self, sim_id: int, now: float) -> None:
+        """Count a send error; enough of them in the window cool the SIM down (doubling)."""
+        sim = self._sims[sim_id]
+        sim.errors.append(now)
+        while sim.errors and sim.errors[0] <= now - self.health.error_window:
+            sim.errors.popleft()
+        if len(sim.errors) >= self.health.errors_to_cool:
+            delay = min(
+                self.health.first_cooldown * (2**sim.cooldowns_in_a_row), self.health.max_cooldown
+            )
+            sim.cooldown_until = now + delay
+            sim.cooldowns_in_a_row += 1
+            sim.errors.clear()
+
+    def report_success(self, sim_id: int) -> None:
+        """A send worked: the SIM's error streak and cool-down escalation reset."""
+        sim = self._sims[sim_id]
+        sim.errors.clear()
+        sim.cooldowns_in_a_row = 0
+
+    def availability(self, sim_id: int, now: float) -> SimAvailability:
+        """Tell whether the SIM is in rotation at `now`, and why not."""
+        sim = self._sims[sim_id]
+        if not sim.enabled:
+            return SimAvailability.DISABLED
+        if not sim.present:
+            return SimAvailability.GONE
+        if not sim.registered:
+            return SimAvailability.UNREGISTERED
+        if sim.signal_dbm is not None and sim.signal_dbm < self.health.min_signal_dbm:
+            return SimAvailability.WEAK_SIGNAL
+        if now < sim.cooldown_until:
+            return SimAvailability.COOLING
+        return SimAvailability.READY
+
+    def route(
+        self,
+        *,
+        account_id: int,
+        allowed: Iterable[int],
+        recipient: str,
+        now: float,
+        sender_sim: int | None = None,
+        rotate: bool = True,
+    ) -> Route:
+        """Choose the SIM for one part.
+
+        A fixed sender uses its own SIM only. Otherwise the recipient's sticky SIM is kept while
+        it is healthy (so replies come back to the number they know), else the ready SIM that
+        may send soonest, least recently picked first, so a batch spreads evenly.
+        """
+        if sender_sim is not None or not rotate:
+            candidates = [sender_sim] if sender_sim is not None else list(allowed)[:1]
+        else:
+            sticky = self._sticky.get((account_id, recipient))
+            allowed_set = set(allowed)
+            if (
+                sticky is not None
+                and sticky in allowed_set
+                and self.availability(sticky, now) is SimAvailability.READY
+            ):
+                candidates = [sticky]
+            else:
+                candidates = sorted(allowed_set)
+        best: tuple[float, float, int] | None = None
+        reasons: list[str] = []
+        for sim_id in candidates:
+            if sim_id is None or sim_id not in self._sims:
+                reasons.append(f"sim {sim_id}: unknown")
+                continue
+            state = self.availability(sim_id, now)
+            if state is not SimAvailability.READY:
+                reasons.append(f"sim {sim_id}: {state.value}")
+                continue
+            decision = self._sims[sim_id].throttle.check(now, recipient)
+            key = (decision.not_before, self._last_pick.get(sim_id, float("-inf")), sim_id)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return Route(None, now, "; ".join(reasons) or "no SIM allowed for this account")
+        return Route(best[2], best[0])
+
+    def record_send(self, sim_id: int, account_id: int, recipient: str, now: float) -> None:
+        """Note that `sim_id` started sending to `recipient` at `now` (throttle and stickiness)."""
+        self._sims[sim_id].throttle.record(now, recipient)
+        self._last_pick[sim_id] = now
+        self._sticky[(account_id, recipient)] = sim_id
+
+    def restore_sticky(self, routes: Mapping[tuple[int, str], int]) -> None:
+        """Load persisted sticky routes (account, recipient) -> SIM."""
+        self._sticky.update(routes)
