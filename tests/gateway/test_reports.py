@@ -1,0 +1,91 @@
+"""Delivery reports: status mapping and matching across TP-MR wrap-around and SIMs."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.inbox import Keyword, classify
+from gateway.models import PartState
+from gateway.reports import SentPart, match_report, same_number, state_for_status
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (0x00, PartState.DELIVERED),
+        (0x02, PartState.DELIVERED),
+        (0x20, None),  # congestion, still trying
+        (0x30, None),
+        (0x41, PartState.FAILED),  # incompatible destination
+        (0x46, PartState.EXPIRED),
+        (0x62, PartState.FAILED),  # no response from SME, SC stopped trying
+        (0x80, PartState.FAILED),
+    ],
+)
+def test_status_mapping(status: int, state: PartState | None) -> None:
+    assert state_for_status(status) is state
+
+
+def test_status_out_of_range() -> None:
+    with pytest.raises(ValueError, match="TP-ST"):
+        state_for_status(256)
+
+
+def test_numbers_match_across_spellings() -> None:
+    assert same_number("+447700900123", "07700900123")
+    assert same_number("+447700900123", "447700900123")
+    assert not same_number("+447700900123", "+447700900124")
+    assert same_number("Vodafone", "VODAFONE")
+
+
+def test_match_picks_same_sim_mr_and_number_newest_first() -> None:
+    # TP-MR 7 used three times: on SIM 1 to A (old, wrapped), SIM 2 to A, SIM 1 to A (newest)
+    parts = [
+        SentPart(1, sim_id=1, tp_mr=7, recipient="+15551230001", sent_at=T0 - timedelta(hours=5)),
+        SentPart(2, sim_id=2, tp_mr=7, recipient="+15551230001", sent_at=T0),
+        SentPart(3, sim_id=1, tp_mr=7, recipient="+15551230001", sent_at=T0 - timedelta(minutes=1)),
+        SentPart(4, sim_id=1, tp_mr=7, recipient="+15551239999", sent_at=T0),
+    ]
+    got = match_report(
+        parts, sim_id=1, tp_mr=7, recipient="15551230001", received_at=T0 + timedelta(seconds=5)
+    )
+    assert got is not None
+    assert got.part_id == 3
+    # a report older than the send cannot be for it; beyond the window nothing matches
+    assert (
+        match_report(
+            parts,
+            sim_id=2,
+            tp_mr=7,
+            recipient="+15551230001",
+            received_at=T0 - timedelta(seconds=1),
+        )
+        is None
+    )
+    assert (
+        match_report(
+            parts, sim_id=1, tp_mr=7, recipient="+15551230001", received_at=T0 + timedelta(days=4)
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "keyword"),
+    [
+        ("STOP", Keyword.OPT_OUT),
+        ("  stop \n", Keyword.OPT_OUT),
+        ("Unsubscribe.", Keyword.OPT_OUT),
+        ("stopall", Keyword.OPT_OUT),
+        ("Quit", Keyword.OPT_OUT),
+        ("START", Keyword.OPT_IN),
+        ("unstop", Keyword.OPT_IN),
+        ("help", Keyword.HELP),
+        ("stop it please", None),
+        ("", None),
+    ],
+)
+def test_keywords(body: str, keyword: Keyword | None) -> None:
+    assert classify(body) is keyword
