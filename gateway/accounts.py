@@ -1,0 +1,80 @@
+"""Sub-accounts: credentials (scrypt-hashed passwords, API keys, tokens) and credits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.store import Store
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """Return a self-describing scrypt hash of `password`."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Check `password` against a hash from hash_password (constant-time compare)."""
+    try:
+        scheme, n, r, p, salt_hex, digest_hex = encoded.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(
+        password.encode(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), dklen=32
+    )
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What `smsgw accounts create` prints once: the secrets are not stored in clear."""
+
+    account_id: int
+    sub_account: str
+    password: str
+    api_key: str
+    email: str
+    token: str
+
+
+def create_account(
+    store: Store,
+    sub_account: str,
+    *,
+    now: datetime,
+    email: str = "",
+    credits: int = 0,
+    unlimited: bool = False,
+    default_dial_code: str = "",
+    timezone: str = "UTC",
+) -> Credentials:
+    """Create a sub-account with fresh random credentials."""
+    password = secrets.token_urlsafe(12)
+    api_key = secrets.token_hex(20)
+    token = secrets.token_hex(16)
+    account_id = store.insert_account(
+        {
+            "sub_account": sub_account,
+            "password_hash": hash_password(password),
+            "api_key": api_key,
+            "email": email,
+            "token": token,
+            "credits": credits,
+            "unlimited": int(unlimited),
+            "default_dial_code": default_dial_code,
+            "timezone": timezone,
+        },
+        now=now,
+    )
+    return Credentials(account_id, sub_account, password, api_key, email, token)
