@@ -236,12 +236,14 @@ class Store:
         time_column = {
             PartState.SENDING: "sending_at",
             PartState.SENT: "sent_at",
+            PartState.QUEUED: None,  # a retry: it is not done, and keeps its history
         }.get(target, "done_at")
-        updates.setdefault(time_column, stamp)
-        assignments = ", ".join(f"{column} = ?" for column in updates)
+        if time_column is not None:
+            updates.setdefault(time_column, stamp)
+        assignments = ", ".join(["state = ?", *(f"{column} = ?" for column in updates)])
         with self.transaction():
             cursor = self.conn.execute(
-                f"UPDATE parts SET state = ?, {assignments} WHERE id = ? AND state = ?",
+                f"UPDATE parts SET {assignments} WHERE id = ? AND state = ?",
                 (target.value, *updates.values(), part_id, expected.value),
             )
             if cursor.rowcount != 1:
