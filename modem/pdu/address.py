@@ -1,0 +1,173 @@
+"""Semi-octet addresses (TS 23.040 9.1.2.5): TON/NPI, digits, alphanumeric, SMSC field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from modem.pdu import gsm7
+from modem.pdu.errors import PduError
+
+__all__ = [
+    "Address",
+    "NumberingPlan",
+    "TypeOfNumber",
+    "decode_address",
+    "decode_smsc",
+    "encode_address",
+    "encode_smsc",
+]
+
+
+class TypeOfNumber(IntEnum):
+    """TP address type-of-number (TS 23.040 9.1.2.5)."""
+
+    UNKNOWN = 0
+    INTERNATIONAL = 1
+    NATIONAL = 2
+    NETWORK_SPECIFIC = 3
+    SUBSCRIBER = 4
+    ALPHANUMERIC = 5
+    ABBREVIATED = 6
+    RESERVED = 7
+
+
+class NumberingPlan(IntEnum):
+    """TP address numbering-plan-identification (TS 23.040 9.1.2.5)."""
+
+    UNKNOWN = 0
+    ISDN = 1
+    DATA = 3
+    TELEX = 4
+    SC_SPECIFIC_5 = 5
+    SC_SPECIFIC_6 = 6
+    NATIONAL = 8
+    PRIVATE = 9
+    ERMES = 10
+    RESERVED = 15
+
+
+_NPI_VALUES = {int(v) for v in NumberingPlan}
+
+# Semi-octet digits: 0-9, then * # a b c (TS 23.040 9.1.2.3); 0xF is the filler.
+_DIGITS = "0123456789*#abc"
+_DIGIT_VALUE = {ch: i for i, ch in enumerate(_DIGITS)} | {"A": 12, "B": 13, "C": 14}
+_PAIR = [
+    (_DIGITS[o & 0xF] if (o & 0xF) < 15 else "") + (_DIGITS[o >> 4] if (o >> 4) < 15 else "")
+    for o in range(256)
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An originating, destination, recipient or SMSC address."""
+
+    number: str
+    ton: TypeOfNumber = TypeOfNumber.UNKNOWN
+    npi: NumberingPlan = NumberingPlan.ISDN
+
+    @classmethod
+    def parse(cls, s: str) -> Address:
+        """'+4479..' -> international, '0791..' -> unknown, other text -> alphanumeric."""
+        s = s.strip()
+        if s.startswith("+") and len(s) > 1 and all(c in _DIGIT_VALUE for c in s[1:]):
+            return cls(s[1:], TypeOfNumber.INTERNATIONAL, NumberingPlan.ISDN)
+        if s and all(c in _DIGIT_VALUE for c in s):
+            return cls(s, TypeOfNumber.UNKNOWN, NumberingPlan.ISDN)
+        if not s:
+            raise PduError("empty address")
+        return cls(s, TypeOfNumber.ALPHANUMERIC, NumberingPlan.UNKNOWN)
+
+    @property
+    def type_of_address(self) -> int:
+        """The TOA octet."""
+        return 0x80 | (int(self.ton) << 4) | int(self.npi)
+
+    def __str__(self) -> str:
+        if self.ton == TypeOfNumber.INTERNATIONAL and self.number:
+            return "+" + self.number
+        return self.number
+
+
+def _toa(octet: int) -> tuple[TypeOfNumber, NumberingPlan]:
+    npi = octet & 0x0F
+    return (
+        TypeOfNumber((octet >> 4) & 0x07),
+        NumberingPlan(npi) if npi in _NPI_VALUES else NumberingPlan.UNKNOWN,
+    )
+
+
+def _digits_to_semi_octets(number: str) -> bytes:
+    try:
+        values = [_DIGIT_VALUE[c] for c in number]
+    except KeyError as exc:
+        raise PduError(f"address digit {exc.args[0]!r} is not a semi-octet digit") from None
+    if len(values) % 2:
+        values.append(0xF)
+    return bytes(values[i] | (values[i + 1] << 4) for i in range(0, len(values), 2))
+
+
+def encode_address(address: Address) -> bytes:
+    """TP-OA/TP-DA/TP-RA field: length in semi-octets, TOA, digits (or packed alphanumeric)."""
+    if address.ton == TypeOfNumber.ALPHANUMERIC:
+        septets = gsm7.encode_septets(address.number)
+        if len(septets) > 11:
+            raise PduError(f"alphanumeric address longer than 11 septets ({len(septets)})")
+        packed = gsm7.pack_septets(septets)
+        length = (len(septets) * 7 + 3) // 4
+        return bytes((length, address.type_of_address)) + packed
+    if len(address.number) > 20:
+        raise PduError(f"address longer than 20 digits ({len(address.number)})")
+    return bytes((len(address.number), address.type_of_address)) + _digits_to_semi_octets(
+        address.number
+    )
+
+
+def encode_smsc(address: Address | None) -> bytes:
+    """SMSC field as in +CMGS/+CMGR payloads: length in octets (TOA included), or 00."""
+    if address is None:
+        return b"\x00"
+    if len(address.number) > 20:
+        raise PduError(f"SMSC address longer than 20 digits ({len(address.number)})")
+    digits = _digits_to_semi_octets(address.number)
+    return bytes((len(digits) + 1, address.type_of_address)) + digits
+
+
+def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
+    """Decode a TP address at pos; returns the address and the position after it."""
+    if pos + 2 > len(data):
+        raise PduError(f"{what} address truncated", pos)
+    length = data[pos]
+    toa = data[pos + 1]
+    if length > 20:
+        raise PduError(f"{what} address length {length} exceeds 20 semi-octets", pos)
+    end = pos + 2 + (length + 1) // 2
+    if end > len(data):
+        raise PduError(f"{what} address needs {length} semi-octets but the PDU ends", pos)
+    ton, npi = _toa(toa)
+    body = data[pos + 2 : end]
+    if ton == TypeOfNumber.ALPHANUMERIC:
+        count = length * 4 // 7
+        number = gsm7.decode_septets(gsm7.unpack_septets(body, count))
+    else:
+        number = "".join([_PAIR[o] for o in body])[:length]
+        if len(number) < length:
+            raise PduError(f"{what} address has a filler digit inside the number", pos + 2)
+    return Address(number, ton, npi), end
+
+
+def decode_smsc(data: bytes, pos: int = 0) -> tuple[Address | None, int]:
+    """Decode the SMSC field; 00 -> None, a TOA-only field -> Address('')."""
+    if pos >= len(data):
+        raise PduError("SMSC field missing", pos)
+    length = data[pos]
+    if length == 0:
+        return None, pos + 1
+    if length > 11:
+        raise PduError(f"SMSC length {length} exceeds 11 octets", pos)
+    end = pos + 1 + length
+    if end > len(data):
+        raise PduError(f"SMSC field needs {length} octets but the PDU ends", pos)
+    ton, npi = _toa(data[pos + 1])
+    number = "".join([_PAIR[o] for o in data[pos + 2 : end]])
+    return Address(number, ton, npi), end
