@@ -188,7 +188,8 @@ def pack_septets(septets: bytes, fill_bits: int = 0) -> bytes:
     """Pack septets LSB-first into octets, after `fill_bits` zero bits (TS 23.038 6.1.2.1.1)."""
     n = len(septets)
     if n == 0:
-        return b""
+        # A header with no text still owns its fill bits: TP-UDL counts them as a septet.
+        return bytes((fill_bits + 7) // 8)
     value = int.from_bytes(septets, "little")
     for lowmask, highmask, shift, _ in _levels(_slots(n)):
         value = (value & lowmask) | ((value & highmask) >> shift)
