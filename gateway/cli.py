@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
+from gateway.pdu_cli import pdu
+
 
 @click.group()
 @click.version_option(package_name="smsgw")
 def main() -> None:
     """SMS gateway appliance for USB GSM modem pools."""
 
+
+main.add_command(pdu)
 
 if __name__ == "__main__":
     main()
