@@ -1,0 +1,55 @@
+"""Faults an emulated modem can be switched into at run time (tests, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Fault(StrEnum):
+    """One kind of misbehaviour; parameters are documented per member."""
+
+    HANG = "hang"  # stop answering (input dropped, nothing written) until cleared
+    UNPLUG = "unplug"  # close the PTY; reappear under a new path after `seconds` (same SIM)
+    REBOOT = "reboot"  # boot URCs mid-session, settings lost (one-shot)
+    SLOW_RADIO = "slow_radio"  # AT+CMGS/CMSS answers after `seconds`
+    CMS_ERROR = "cms_error"  # AT+CMGS fails with +CMS ERROR `code` with probability `rate`
+    DEREGISTER = "deregister"  # +CREG stat `stat` (0, 2 or 3); sends fail with +CMS ERROR: 331
+    STORAGE_FULL = "storage_full"  # storages take nothing more: no +CMTI, SMSC holds messages
+    GARBAGE = "garbage"  # `length` random bytes before an answer with probability `rate`
+    URC_MID_ANSWER = "urc_mid_answer"  # `line` inside answers (and after the +CMGS prompt), `rate`
+
+
+@dataclass
+class FaultState:
+    """The switchable faults of one modem (one-shot faults act immediately and keep no state)."""
+
+    hang: bool = False
+    slow_radio: float = 0.0
+    cms_error_code: int = 500
+    cms_error_rate: float = 0.0
+    deregistered_stat: int | None = None
+    storage_full: bool = False
+    garbage_rate: float = 0.0
+    garbage_length: int = 8
+    urc_rate: float = 0.0
+    urc_line: str = "+CREG: 1"
+
+    def active(self) -> list[str]:
+        """Names of the faults currently switched on."""
+        names = []
+        if self.hang:
+            names.append(Fault.HANG.value)
+        if self.slow_radio:
+            names.append(Fault.SLOW_RADIO.value)
+        if self.cms_error_rate:
+            names.append(Fault.CMS_ERROR.value)
+        if self.deregistered_stat is not None:
+            names.append(Fault.DEREGISTER.value)
+        if self.storage_full:
+            names.append(Fault.STORAGE_FULL.value)
+        if self.garbage_rate:
+            names.append(Fault.GARBAGE.value)
+        if self.urc_rate:
+            names.append(Fault.URC_MID_ANSWER.value)
+        return names

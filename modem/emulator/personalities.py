@@ -1,0 +1,238 @@
+"""Vendor personalities: the generic modem's answers changed by data and a few small hooks.
+
+Each personality names the transcripts in /work/shared/transcripts it models (`transcripts`); the
+replay tests hold it to their shape. Quirk numbers refer to /work/shared/QUIRKS.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modem.emulator.device import ModemCore
+
+# Information lines and the final result code (None: the modem sends no final code, Wavecom +CPIN).
+Answer = tuple[tuple[str, ...], str | None]
+# hook(modem, kind, args): kind is "exec" | "read" | "test" | "set"; None falls back to the generic.
+Hook = Callable[["ModemCore", str, str], Answer | None]
+
+_ALL_STORES = '("SM","ME","MT","SR")'
+# Every value TS 27.005 3.4.1 allows for <mode>,<mt>,<bm>,<ds>,<bfr>.
+_CNMI_ALL = ((0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 2), (0, 1))
+
+
+@dataclass(frozen=True)
+class Personality:
+    """A vendor's answers and habits, as data."""
+
+    name: str
+    manufacturer: str
+    model: str
+    revision: str
+    transcripts: tuple[str, ...] = ()
+    index_base: int = 1  # first message index (0 on Quectel and Huawei, quirk 15)
+    storages: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType({"SM": 30, "ME": 100, "SR": 50})
+    )
+    has_mt: bool = True  # "MT" = SM and ME together (TS 27.005 3.2.2)
+    cpms_test: str = f"+CPMS: {_ALL_STORES},{_ALL_STORES},{_ALL_STORES}"
+    cpms_default: tuple[str, str, str] = ("SM", "SM", "SM")
+    cpms_read_spaces: bool = False  # ZTE: +CPMS: "ME", 0, 50 (quirk 4)
+    report_store: str = "SR"  # where <ds>=2 status reports are stored
+    report_label: str | None = None  # Quectel EC25 announces +CDSI: "SM",n for an SR report
+    cnmi_ranges: tuple[tuple[int, ...], ...] = (
+        (0, 1, 2, 3),
+        (0, 1, 2, 3),
+        (0, 2),
+        (0, 1, 2),
+        (0, 1),
+    )
+    cnmi_test: str = "+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)"
+    cnmi_default: tuple[int, int, int, int, int] = (1, 1, 0, 0, 0)
+    cscs_test: str = '+CSCS: ("GSM","IRA","UCS2")'
+    prompt: bytes = b"\r\n> "
+    unsupported: str = "ERROR"  # final code for an unknown command (Huawei: COMMAND NOT SUPPORT)
+    cpin_final: str | None = "OK"  # Wavecom/Sierra send +CPIN: READY without OK (quirk 3)
+    urc_prefix: bytes = b"\r\n"  # Huawei caret URCs arrive without the leading CR LF
+    boot_urcs: tuple[tuple[float, str], ...] = ()  # (seconds after the previous one, line)
+    sms_ready_gate: bool = False  # SIMCom: SMS commands answer ERROR until the last boot URC
+    noise: tuple[str, ...] = ()  # idle URCs sent every noise_interval seconds
+    noise_interval: float = 10.0
+    iccid_commands: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({"+CCID": "+CCID: {iccid}"})
+    )
+    ussd_mode_default: int = 0  # Huawei ^USSDMODE=1 at power-up makes +CUSD fail (quirk 23)
+    busy_after_cfun: int = 0  # Wavecom: +CME ERROR: 515 for the next N commands after +CFUN=1
+    hooks: Mapping[str, Hook] = field(default_factory=lambda: MappingProxyType({}))
+
+    def with_model(self, model: str, **changes: object) -> Personality:
+        """A variant of this personality (another model of the same family)."""
+        return replace(self, model=model, **changes)  # type: ignore[arg-type]
+
+
+def _answer(*lines: str, final: str | None = "OK") -> Answer:
+    return (tuple(lines), final)
+
+
+# -- hooks -------------------------------------------------------------------------------------
+def _huawei_ussdmode(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "set" and args.strip() in ("0", "1"):
+        modem.ussd_mode = int(args)
+        return _answer()
+    if kind == "read":
+        return _answer(f"^USSDMODE: {modem.ussd_mode}")
+    if kind == "test":
+        return _answer("^USSDMODE: (0-1)")
+    return None
+
+
+def _huawei_curc(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "set" and args.strip() in ("0", "1"):
+        modem.set_noise(args.strip() == "1")
+        return _answer()
+    if kind == "read":
+        return _answer(f"^CURC: {int(modem.noise_enabled)}")
+    return None
+
+
+def _huawei_cmms(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    # E1752 11.126: "AT+CMMS=2" -> +CMS ERROR: 500 (huawei-e1752.txt)
+    return ((), "+CMS ERROR: 500")
+
+
+def _zte_cfun_read(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    # K3565-Z answers the READ form with the TEST syntax (quirk 25).
+    if kind == "read":
+        return _answer("+CFUN: (0-1,4-7),(0-1)")
+    return None
+
+
+def _zte_zpas(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "read":
+        return _answer('+BEARTYPE: "UMTS","CS_PS"')
+    return None
+
+
+def _zte_cvhu(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    return _answer("+CVHU: (0-1)")
+
+
+def _wavecom_wind(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "read":
+        return _answer("+WIND: 0")
+    if kind == "set":
+        return _answer()
+    return None
+
+
+GENERIC = Personality(
+    name="generic",
+    manufacturer="smsgw",
+    model="Emulated GSM Modem",
+    revision="emulator-1.0",
+)
+
+HUAWEI = Personality(
+    name="huawei",
+    manufacturer="huawei",
+    model="E1752",
+    revision="11.126.13.00.00",
+    transcripts=("huawei-e1752.txt", "huawei-e1750.txt", "huawei-e303.txt", "huawei-e3131.txt"),
+    index_base=0,
+    storages=MappingProxyType({"SM": 50, "ME": 23, "SR": 50}),
+    cpms_test='+CPMS: ("ME","MT","SM","SR"),("ME","MT","SM","SR"),("ME","MT","SM","SR")',
+    cnmi_test="+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)",
+    cnmi_ranges=((0, 1, 2), (0, 1, 2, 3), (0, 2), (0, 1, 2), (0, 1)),
+    cscs_test='+CSCS: ("IRA","UCS2","GSM")',
+    unsupported="COMMAND NOT SUPPORT",
+    urc_prefix=b"",
+    noise=("^RSSI:14", "^MODE:5,4", "^SRVST:0", "^RSSI:10", "^BOOT:35323129,0,0,0,26"),
+    noise_interval=3.0,
+    iccid_commands=MappingProxyType({"^ICCID": "^ICCID: {iccid}"}),
+    ussd_mode_default=1,
+    hooks=MappingProxyType(
+        {"^USSDMODE": _huawei_ussdmode, "^CURC": _huawei_curc, "+CMMS": _huawei_cmms}
+    ),
+)
+
+SIM800 = Personality(
+    name="sim800",
+    manufacturer="SIMCOM_Ltd",
+    model="SIMCOM_SIM800L",
+    revision="Revision:1418B05SIM800L24",
+    transcripts=("simcom-sim800.txt",),
+    storages=MappingProxyType({"SM": 30, "ME": 50, "SR": 30}),
+    prompt=b"\r\n>",
+    boot_urcs=((0.5, "RDY"), (1.0, "+CPIN: READY"), (2.0, "Call Ready"), (1.0, "SMS Ready")),
+    sms_ready_gate=True,
+    cnmi_default=(2, 1, 0, 0, 0),
+)
+
+SIM7600 = Personality(
+    name="sim7600",
+    manufacturer="SIMCOM INCORPORATED",
+    model="SIMCOM_SIM7600G-H",
+    revision="LE20B04SIM7600G22",
+    transcripts=("simcom-sim7600.txt",),
+    storages=MappingProxyType({"SM": 30, "ME": 180, "SR": 30}),
+    prompt=b"\r\n>",
+    boot_urcs=((0.5, "RDY"), (1.0, "+CPIN: READY"), (2.0, "SMS DONE"), (1.0, "PB DONE")),
+    sms_ready_gate=True,
+    iccid_commands=MappingProxyType({"+CICCID": "+ICCID: {iccid}", "+CCID": "+CCID: {iccid}"}),
+)
+
+QUECTEL_EC25 = Personality(
+    name="ec25",
+    manufacturer="Quectel",
+    model="EC25",
+    revision="EC25EFAR06A10M4G",
+    transcripts=("quectel-ec25.txt", "quectel-ec21.txt"),
+    index_base=0,
+    storages=MappingProxyType({"SM": 50, "ME": 255, "SR": 50}),
+    report_label="SM",
+    boot_urcs=((0.5, "RDY"), (1.0, "+CPIN: READY"), (0.5, "+QUSIM: 1"), (2.0, "+QIND: SMS DONE")),
+    iccid_commands=MappingProxyType({"+QCCID": "+QCCID: {iccid}", "+CCID": "+CCID: {iccid}"}),
+)
+
+WAVECOM = Personality(
+    name="wavecom",
+    manufacturer=" WAVECOM MODEM",
+    model=" MULTIBAND  900E  1800 ",
+    revision="641b09gg.Q2403A 1320676 061804 14:38",
+    transcripts=("wavecom-multiband-900e-1800.txt",),
+    storages=MappingProxyType({"SM": 50, "SR": 50}),
+    has_mt=False,
+    cpms_test='+CPMS: (("SM","BM","SR"),("SM"))',
+    cpin_final=None,
+    busy_after_cfun=2,
+    hooks=MappingProxyType({"+WIND": _wavecom_wind}),
+)
+
+ZTE = Personality(
+    name="zte",
+    manufacturer="ZTE INCORPORATED",
+    model="K3565-Z",
+    revision="BD_P673A2V1.0.0B09",
+    transcripts=("zte-k3565z.txt", "zte-mf180.txt", "zte-mf626.txt"),
+    storages=MappingProxyType({"SM": 50, "ME": 100, "SR": 100}),
+    cpms_read_spaces=True,
+    noise=("+ZUSIMR:2",),
+    noise_interval=5.0,
+    iccid_commands=MappingProxyType({"+ZGETICCID": "+ZGETICCID: {iccid}"}),
+    hooks=MappingProxyType({"+CFUN": _zte_cfun_read, "+ZPAS": _zte_zpas, "+CVHU": _zte_cvhu}),
+)
+
+PERSONALITIES: Mapping[str, Personality] = MappingProxyType(
+    {p.name: p for p in (GENERIC, HUAWEI, SIM800, SIM7600, QUECTEL_EC25, WAVECOM, ZTE)}
+)
+
+
+def get_personality(name: str) -> Personality:
+    """Look a personality up by name; raise KeyError listing the known names."""
+    try:
+        return PERSONALITIES[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown personality {name!r}; known: {', '.join(PERSONALITIES)}") from None
