@@ -1,1 +1,68 @@
 """Sans-I/O AT protocol core: framer, commands, result parsers, URCs and the session machine."""
+
+from .commands import Command
+from .framer import Echo, Framer, Line, Prompt
+from .results import FinalKind, FinalResult, parse_final
+from .session import (
+    TRANSITIONS,
+    Event,
+    PromptReady,
+    Response,
+    Session,
+    StaleResult,
+    State,
+    UnexpectedLine,
+)
+from .urc import (
+    BootIndication,
+    CellBroadcastPdu,
+    DeliverPdu,
+    NewMessageIndication,
+    ReadyIndication,
+    ReadyKind,
+    RegistrationUpdate,
+    Ring,
+    SignalIndication,
+    SimIndication,
+    StatusReportIndication,
+    StatusReportPdu,
+    StorageFullIndication,
+    Urc,
+    UssdIndication,
+    VendorIndication,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "BootIndication",
+    "CellBroadcastPdu",
+    "Command",
+    "DeliverPdu",
+    "Echo",
+    "Event",
+    "FinalKind",
+    "FinalResult",
+    "Framer",
+    "Line",
+    "NewMessageIndication",
+    "Prompt",
+    "PromptReady",
+    "ReadyIndication",
+    "ReadyKind",
+    "RegistrationUpdate",
+    "Response",
+    "Ring",
+    "Session",
+    "SignalIndication",
+    "SimIndication",
+    "StaleResult",
+    "State",
+    "StatusReportIndication",
+    "StatusReportPdu",
+    "StorageFullIndication",
+    "UnexpectedLine",
+    "Urc",
+    "UssdIndication",
+    "VendorIndication",
+    "parse_final",
+]
