@@ -1,0 +1,182 @@
+"""The outbox: sends queued messages part by part, durably, at each SIM's pace."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from gateway.models import PartState
+from gateway.pool import SimPool
+from gateway.store import Store, utc_iso
+from modem.pdu import Address, SmsSubmit, build_submits, encode_pdu
+
+log = logging.getLogger(__name__)
+
+# Retries for temporary errors (CMS 38 network out of order, 42 congestion, timeouts), then fail.
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(seconds=30)
+SEND_TIMEOUT = 60.0
+
+
+class OutcomeKind(StrEnum):
+    """How one AT+CMGS exchange ended."""
+
+    SENT = "sent"  # +CMGS: <mr> then OK
+    TEMPORARY = "temporary"  # the network refused it for now: retry later, maybe elsewhere
+    PERMANENT = "permanent"  # will never work (bad number, barred): fail the part
+    UNKNOWN = "unknown"  # interrupted after the PDU left: it may or may not have gone out
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """The result of handing one part to a modem."""
+
+    kind: OutcomeKind
+    tp_mr: int | None = None
+    error: str = ""
+    cms_error: int | None = None
+
+
+class PartSender(Protocol):
+    """What the outbox needs from a modem worker: send one PDU, report how it went."""
+
+    async def send_pdu(self, pdu_hex: str, tpdu_length: int) -> SendOutcome:
+        """Run AT+CMGS=<tpdu_length> with `pdu_hex` and report the outcome."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Injected time: monotonic seconds for pacing, wall time for the store, and a sleep."""
+
+    monotonic: Callable[[], float]
+    wall: Callable[[], datetime]
+    sleep: Callable[[float], Awaitable[None]]
+
+
+class Outbox:
+    """Sends one message at a time per SIM; every state change is durable before the next step."""
+
+    def __init__(
+        self,
+        store: Store,
+        pool: SimPool,
+        senders: Mapping[int, PartSender],
+        clock: Clock,
+        *,
+        concat_refs: dict[int, int] | None = None,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.senders = senders
+        self.clock = clock
+        # Next concatenation reference per SIM: parts of one message share it, messages differ.
+        self._concat_refs = concat_refs if concat_refs is not None else {}
+
+    def _next_reference(self, sim_id: int) -> int:
+        ref = self._concat_refs.get(sim_id, 0)
+        self._concat_refs[sim_id] = (ref + 1) % 256
+        return ref
+
+    async def send_message(
+        self, message_id: int, *, allowed_sims: list[int], sender_sim: int | None = None
+    ) -> PartState:
+        """Send every queued part of a message from one SIM; return the message's state after."""
+        message = self.store.message(message_id)
+        if message is None:
+            raise KeyError(f"no message {message_id}")
+        route = self.pool.route(
+            account_id=message["account_id"],
+            allowed=allowed_sims,
+            recipient=message["recipient"],
+            now=self.clock.monotonic(),
+            sender_sim=sender_sim,
+        )
+        if route.sim_id is None:
+            log.warning("message %d: no SIM can send it now (%s)", message_id, route.reason)
+            return PartState(message["state"])
+        sim_id = route.sim_id
+        submits = build_submits(
+            Address.parse(message["recipient"]),
+            message["body"],
+            reference=self._next_reference(sim_id),
+            status_report=bool(message["status_report"]),
+        )
+        parts = self.store.parts(message_id)
+        if len(submits) != len(parts):
+            raise RuntimeError(
+                f"message {message_id}: stored {len(parts)} parts but the text needs {len(submits)}"
+            )
+        state = PartState(message["state"])
+        for part, submit in zip(parts, submits, strict=True):
+            if part["state"] != PartState.QUEUED.value:
+                continue
+            state = await self._send_part(part, submit, sim_id, message)
+            if state in (PartState.FAILED, PartState.UNCERTAIN):
+                break  # the rest waits: a torn message is worse than a late one
+        return state
+
+    async def _send_part(
+        self, part: Mapping[str, Any], submit: SmsSubmit, sim_id: int, message: Mapping[str, Any]
+    ) -> PartState:
+        recipient = message["recipient"]
+        while True:
+            decision = self.pool.get(sim_id).throttle.check(self.clock.monotonic(), recipient)
+            if decision.allowed:
+                break
+            await self.clock.sleep(decision.not_before - self.clock.monotonic())
+        encoded = encode_pdu(submit)
+        now = self.clock.wall()
+        # Durable BEFORE the first byte of AT+CMGS: a crash from here on leaves it SENDING,
+        # which recovery turns into UNCERTAIN rather than sending it twice.
+        self.store.transition_part(
+            part["id"],
+            PartState.QUEUED,
+            PartState.SENDING,
+            now=now,
+            fields={"sim_id": sim_id, "attempts": part["attempts"] + 1},
+        )
+        self.pool.record_send(sim_id, message["account_id"], recipient, self.clock.monotonic())
+        try:
+            outcome = await asyncio.wait_for(
+                self.senders[sim_id].send_pdu(encoded.hex, encoded.tpdu_length),
+                timeout=SEND_TIMEOUT,
+            )
+        except TimeoutError:
+            outcome = SendOutcome(OutcomeKind.UNKNOWN, error="no answer to AT+CMGS")
+        return self._record(part, outcome, sim_id)
+
+    def _record(self, part: Mapping[str, Any], outcome: SendOutcome, sim_id: int) -> PartState:
+        now = self.clock.wall()
+        part_id = part["id"]
+        match outcome.kind:
+            case OutcomeKind.SENT:
+                self.pool.report_success(sim_id)
+                return self.store.transition_part(
+                    part_id, PartState.SENDING, PartState.SENT, now=now,
+                    fields={"tp_mr": outcome.tp_mr},
+                )  # fmt: skip
+            case OutcomeKind.TEMPORARY if part["attempts"] + 1 < MAX_ATTEMPTS:
+                self.pool.report_error(sim_id, self.clock.monotonic())
+                retry_at = now + BACKOFF_BASE * (2 ** part["attempts"])
+                return self.store.transition_part(
+                    part_id, PartState.SENDING, PartState.QUEUED, now=now,
+                    fields={"error": outcome.error, "cms_error": outcome.cms_error,
+                            "next_attempt_at": utc_iso(retry_at)},
+                )  # fmt: skip
+            case OutcomeKind.TEMPORARY | OutcomeKind.PERMANENT:
+                self.pool.report_error(sim_id, self.clock.monotonic())
+                return self.store.transition_part(
+                    part_id, PartState.SENDING, PartState.FAILED, now=now,
+                    fields={"error": outcome.error, "cms_error": outcome.cms_error},
+                )  # fmt: skip
+            case OutcomeKind.UNKNOWN:
+                return self.store.transition_part(
+                    part_id, PartState.SENDING, PartState.UNCERTAIN, now=now,
+                    fields={"error": outcome.error or "AT+CMGS outcome unknown"},
+                )  # fmt: skip
