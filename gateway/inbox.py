@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+from gateway.store import Store
+from modem.pdu import Address, Reassembler, SmsDeliver, decode_pdu
+
+log = logging.getLogger(__name__)
 
 
 class Keyword(StrEnum):
@@ -24,3 +32,137 @@ def classify(body: str) -> Keyword | None:
     """Return the keyword an inbound body consists of, if any (" stop. " counts, "stop it" not)."""
     word = body.strip().strip(".!").strip().upper()
     return _KEYWORDS.get(word)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What happened to one received part."""
+
+    duplicate: bool = False
+    inbound_id: int | None = None  # set when the part completed a message
+    keyword: Keyword | None = None
+
+
+class Inbox:
+    """Stores inbound parts as they arrive, reassembles them, and applies opt-out keywords.
+
+    Parts are durable before reassembly, so a restart rebuilds the half-received messages from
+    the store (`restore`); one reassembler per SIM, since a message never spans two SIMs.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._reassemblers: dict[int | None, Reassembler] = {}
+        # (sim, originator, reference, total) -> stored part ids, duplicates included
+        self._part_ids: dict[tuple[int | None, str, int, int], list[int]] = {}
+
+    def restore(self) -> int:
+        """Reload parts stored before a restart; return how many were pending."""
+        rows = self.store.pending_inbound_parts()
+        for row in rows:
+            deliver = decode_pdu(row["pdu"]).tpdu
+            if isinstance(deliver, SmsDeliver):
+                self._add(
+                    row["sim_id"], deliver, row["id"], datetime.fromisoformat(row["received_at"])
+                )
+        return len(rows)
+
+    def receive(self, sim_id: int | None, pdu_hex: str, *, now: datetime) -> InboundResult:
+        """Handle one SMS-DELIVER (hex with SMSC) from a modem: store, reassemble, act."""
+        deliver = decode_pdu(pdu_hex).tpdu
+        if not isinstance(deliver, SmsDeliver):
+            raise ValueError(f"expected an SMS-DELIVER, got {type(deliver).__name__}")
+        concat = deliver.user_data.header.concatenation if deliver.user_data.header else None
+        part_id = self.store.add_inbound_part(
+            sim_id=sim_id,
+            originator=str(deliver.originator),
+            reference=concat.reference if concat else None,
+            total=concat.total if concat else 1,
+            seq=concat.sequence if concat else 1,
+            pdu=pdu_hex.upper(),
+            now=now,
+        )
+        if part_id is None:
+            return InboundResult(duplicate=True)
+        return self._add(sim_id, deliver, part_id, now)
+
+    def _add(
+        self, sim_id: int | None, deliver: SmsDeliver, part_id: int, now: datetime
+    ) -> InboundResult:
+        concat = deliver.user_data.header.concatenation if deliver.user_data.header else None
+        key = (
+            sim_id,
+            str(deliver.originator),
+            concat.reference if concat else -1,
+            concat.total if concat else 1,
+        )
+        self._part_ids.setdefault(key, []).append(part_id)
+        reassembler = self._reassemblers.setdefault(sim_id, Reassembler())
+        message = reassembler.add(deliver, now=now)
+        if message is None:
+            return InboundResult()
+        part_ids = self._part_ids.pop(key)
+        return self._store_message(
+            sim_id, originator=message.originator, text=message.text, data=message.data,
+            encoding=message.encoding.value, received=len(message.parts),
+            total=len(message.parts), scts=message.scts, part_ids=part_ids, now=now,
+        )  # fmt: skip
+
+    def expire(self, now: datetime, max_age: timedelta) -> list[int]:
+        """Surface messages still missing parts after max_age; return their inbound ids."""
+        ids: list[int] = []
+        for sim_id, reassembler in self._reassemblers.items():
+            for msg in reassembler.expire(now, max_age):
+                key = (sim_id, str(msg.originator), msg.reference, msg.total)
+                part_ids = self._part_ids.pop(key, [])
+                result = self._store_message(
+                    sim_id, originator=msg.originator, text=msg.text, data=msg.data,
+                    encoding=msg.encoding.value, received=len(msg.parts), total=msg.total,
+                    scts=msg.parts[0].scts, part_ids=part_ids, now=now,
+                )  # fmt: skip
+                assert result.inbound_id is not None
+                ids.append(result.inbound_id)
+        return ids
+
+    def _store_message(
+        self,
+        sim_id: int | None,
+        *,
+        originator: Address,
+        text: str | None,
+        data: bytes | None,
+        encoding: str,
+        received: int,
+        total: int,
+        scts: datetime,
+        part_ids: list[int],
+        now: datetime,
+    ) -> InboundResult:
+        account_id = self.store.account_for_sim(sim_id)
+        sim = self.store.sim(sim_id) if sim_id is not None else None
+        body = text if text is not None else (data or b"").hex()
+        inbound_id = self.store.insert_inbound(
+            {
+                "account_id": account_id,
+                "sim_id": sim_id,
+                "originator": str(originator),
+                "recipient": sim["msisdn"] if sim else "",
+                "body": body,
+                "encoding": encoding,
+                "parts_received": received,
+                "parts_total": total,
+                "complete": int(received == total),
+                "scts": scts.isoformat(),
+            },
+            part_ids,
+            now=now,
+        )
+        keyword = classify(body) if text is not None and received == total else None
+        if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN) and account_id is not None:
+            self.store.set_opt_out(
+                account_id, str(originator), keyword is Keyword.OPT_OUT,
+                keyword=body.strip().upper(), now=now,
+            )  # fmt: skip
+            # Log the fact, never the number in full or the body, at INFO.
+            log.info("inbound %d: %s from ...%s", inbound_id, keyword.value, str(originator)[-3:])
+        return InboundResult(inbound_id=inbound_id, keyword=keyword)

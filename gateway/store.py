@@ -291,6 +291,104 @@ class Store:
                 self._rollup_message_of(part_id, stamp)
         return ids
 
+    # -- inbound ----------------------------------------------------------------------------
+
+    def add_inbound_part(
+        self,
+        *,
+        sim_id: int | None,
+        originator: str,
+        reference: int | None,
+        total: int,
+        seq: int,
+        pdu: str,
+        now: datetime,
+    ) -> int | None:
+        """Store one received part durably; return its id, or None if it is a duplicate."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO inbound_parts"
+                " (sim_id, originator, reference, total, seq, pdu, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sim_id, originator, reference, total, seq, pdu, utc_iso(now)),
+            )
+            return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+
+    def pending_inbound_parts(self) -> list[dict[str, Any]]:
+        """Parts stored but not yet part of a complete (or surfaced) inbound message."""
+        rows = self.conn.execute(
+            "SELECT * FROM inbound_parts WHERE message_id IS NULL ORDER BY id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def insert_inbound(
+        self, fields: Mapping[str, Any], part_ids: Sequence[int], *, now: datetime
+    ) -> int:
+        """Store a reassembled (or surfaced incomplete) inbound message and claim its parts."""
+        row = {**fields, "received_at": utc_iso(now)}
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"INSERT INTO inbound ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+            inbound_id = int(cursor.lastrowid or 0)
+            self.conn.executemany(
+                "UPDATE inbound_parts SET message_id = ? WHERE id = ?",
+                [(inbound_id, part_id) for part_id in part_ids],
+            )
+            if fields.get("sim_id") is not None:
+                self.conn.execute(
+                    "UPDATE sims SET received_count = received_count + 1 WHERE id = ?",
+                    (fields["sim_id"],),
+                )
+        return inbound_id
+
+    def inbound(self, inbound_id: int) -> dict[str, Any] | None:
+        """Return one inbound message row."""
+        row = self.conn.execute("SELECT * FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def account_for_sim(self, sim_id: int | None) -> int | None:
+        """The account that owns a SIM's long code (the lowest id if several may use it)."""
+        if sim_id is None:
+            return None
+        row = self.conn.execute(
+            "SELECT MIN(account_id) FROM account_sims WHERE sim_id = ?", (sim_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def grant_sim(self, account_id: int, sim_id: int) -> None:
+        """Let an account send from (and receive on) a SIM."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO account_sims (account_id, sim_id) VALUES (?, ?)",
+                (account_id, sim_id),
+            )
+
+    def set_opt_out(
+        self, account_id: int, number: str, opted_out: bool, *, keyword: str, now: datetime
+    ) -> None:
+        """Record an opt-out (STOP) or remove it (START) for one number of one account."""
+        with self.transaction():
+            if opted_out:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO opt_outs (account_id, number, keyword, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (account_id, number, keyword, utc_iso(now)),
+                )
+            else:
+                self.conn.execute(
+                    "DELETE FROM opt_outs WHERE account_id = ? AND number = ?",
+                    (account_id, number),
+                )
+
+    def is_opted_out(self, account_id: int, number: str) -> bool:
+        """Whether a number has opted out of an account's messages."""
+        row = self.conn.execute(
+            "SELECT 1 FROM opt_outs WHERE account_id = ? AND number = ?", (account_id, number)
+        ).fetchone()
+        return row is not None
+
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""
         if table not in ("parts", "messages"):
