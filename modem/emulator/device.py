@@ -431,7 +431,7 @@ class ModemCore:
         if stat != self.registered_stat:
             self.registered_stat = stat
             if self.creg_n >= 1 and self.powered:
-                self._urc(self._creg_line(unsolicited=True))
+                self.urc_soon(self._creg_line(unsolicited=True))  # after the command's OK
             if stat in (1, 5):
                 self.scheduler.call_later(0, lambda: self.network.retry(self.sim.identity.msisdn))
 
@@ -1252,8 +1252,8 @@ def _cnmi(m: ModemCore, kind: str, args: str) -> Answer:
         new[i] = int(v)
     m.cnmi = new
     if new[0] in (1, 2, 3) and m._mode0_urcs:
-        if new[4] == 0:  # <bfr>=0: flush the TA buffer to the TE
-            m._out.extend(m._mode0_urcs)
+        if new[4] == 0:  # <bfr>=0: flush the TA buffer to the TE, after the OK (27.005 3.4.1)
+            m._reserved_urcs.extend(m._mode0_urcs)
         m._mode0_urcs.clear()
     return _OK
 

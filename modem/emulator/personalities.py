@@ -43,14 +43,8 @@ class Personality:
     cpms_read_spaces: bool = False  # ZTE: +CPMS: "ME", 0, 50 (quirk 4)
     report_store: str = "SR"  # where <ds>=2 status reports are stored
     report_label: str | None = None  # Quectel EC25 announces +CDSI: "SM",n for an SR report
-    cnmi_ranges: tuple[tuple[int, ...], ...] = (
-        (0, 1, 2, 3),
-        (0, 1, 2, 3),
-        (0, 2),
-        (0, 1, 2),
-        (0, 1),
-    )
-    cnmi_test: str = "+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)"
+    cnmi_ranges: tuple[tuple[int, ...], ...] = _CNMI_ALL
+    cnmi_test: str = "+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)"
     cnmi_default: tuple[int, int, int, int, int] = (1, 1, 0, 0, 0)
     cscs_test: str = '+CSCS: ("GSM","IRA","UCS2")'
     prompt: bytes = b"\r\n> "
