@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.models import PartState
+from gateway.models import ALLOWED_TRANSITIONS, PartState
+from gateway.store import Store
+from modem.pdu import SmsStatusReport
+
+log = logging.getLogger(__name__)
 
 # A TP-MR is 8 bits and repeats every 256 sends per SIM, so a report only matches a part sent by
 # the same SIM to the same number within this window, newest first.
@@ -72,3 +77,65 @@ def match_report(
         if best is None or part.sent_at > best.sent_at:
             best = part
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """What one status report did."""
+
+    report_id: int
+    part_id: int | None
+    state: PartState | None  # the part's new state; None if still trying or unmatched
+
+
+class ReportMatcher:
+    """Applies SMS-STATUS-REPORTs from a SIM to the parts it sent."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def apply(self, sim_id: int, report: SmsStatusReport, *, now: datetime) -> ReportResult:
+        """Store the report, find its part and settle the part's state."""
+        recipient = str(report.recipient)
+        rows = self.store.report_candidates(sim_id, report.message_reference, now - MATCH_WINDOW)
+        states = {r["id"]: PartState(r["state"]) for r in rows}
+        candidates = [
+            SentPart(
+                r["id"], sim_id, r["tp_mr"], r["recipient"], datetime.fromisoformat(r["sent_at"])
+            )
+            for r in rows
+        ]
+        match = match_report(
+            candidates, sim_id=sim_id, tp_mr=report.message_reference, recipient=recipient,
+            received_at=now,
+        )  # fmt: skip
+        report_id = self.store.insert_delivery_report(
+            {
+                "sim_id": sim_id,
+                "tp_mr": report.message_reference,
+                "recipient": recipient,
+                "status": report.status,
+                "scts": report.scts.isoformat(),
+                "discharge_time": report.discharge_time.isoformat(),
+                "part_id": match.part_id if match else None,
+            },
+            now=now,
+        )
+        if match is None:
+            log.info(
+                "status report %d (TP-MR %d) matches no sent part",
+                report_id,
+                report.message_reference,
+            )
+            return ReportResult(report_id, None, None)
+        target = state_for_status(report.status)
+        if target is None:
+            return ReportResult(report_id, match.part_id, None)
+        current = states[match.part_id]
+        if target not in ALLOWED_TRANSITIONS[current]:
+            # A second report for a settled part (SMSC retransmission): keep the first verdict.
+            return ReportResult(report_id, match.part_id, None)
+        self.store.transition_part(
+            match.part_id, current, target, now=now, fields={"report_status": report.status}
+        )
+        return ReportResult(report_id, match.part_id, target)

@@ -389,6 +389,29 @@ class Store:
         ).fetchone()
         return row is not None
 
+    # -- delivery reports ---------------------------------------------------------------------
+
+    def report_candidates(self, sim_id: int, tp_mr: int, since: datetime) -> list[dict[str, Any]]:
+        """Parts sent by `sim_id` with TP-MR `tp_mr` since `since`, with their recipient."""
+        rows = self.conn.execute(
+            "SELECT p.id, p.sim_id, p.tp_mr, p.sent_at, p.state, m.recipient FROM parts p"
+            " JOIN messages m ON m.id = p.message_id"
+            " WHERE p.sim_id = ? AND p.tp_mr = ? AND p.sent_at >= ?",
+            (sim_id, tp_mr, utc_iso(since)),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def insert_delivery_report(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Keep every status report received, matched or not."""
+        row = {**fields, "received_at": utc_iso(now)}
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"INSERT INTO delivery_reports ({', '.join(row)})"
+                f" VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""
         if table not in ("parts", "messages"):

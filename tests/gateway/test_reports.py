@@ -89,3 +89,69 @@ def test_match_picks_same_sim_mr_and_number_newest_first() -> None:
 )
 def test_keywords(body: str, keyword: Keyword | None) -> None:
     assert classify(body) is keyword
+
+
+def test_report_matcher_settles_the_right_part(tmp_path) -> None:
+    from gateway.accounts import create_account
+    from gateway.reports import ReportMatcher
+    from gateway.store import Store
+    from modem.pdu import Address, SmsStatusReport
+
+    store = Store.open(tmp_path)
+    try:
+        acct = create_account(store, "a", now=T0).account_id
+        sim1 = store.bind_sim(iccid="1", imsi=None, now=T0)
+        sim2 = store.bind_sim(iccid="2", imsi=None, now=T0)
+        ids = []
+        for sim in (sim1, sim2):  # the same TP-MR on two SIMs to the same number
+            m = store.accept_message(
+                account_id=acct,
+                recipient="+15551230001",
+                body="x",
+                encoding="gsm7",
+                parts=1,
+                now=T0,
+            )
+            (part,) = m.part_ids
+            store.transition_part(
+                part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
+            )
+            store.transition_part(
+                part, PartState.SENDING, PartState.SENT, now=T0, fields={"tp_mr": 200}
+            )
+            ids.append((m.message_id, part))
+
+        def report(status: int) -> SmsStatusReport:
+            return SmsStatusReport(
+                message_reference=200,
+                recipient=Address.parse("+15551230001"),
+                scts=T0,
+                discharge_time=T0,
+                status=status,
+            )
+
+        matcher = ReportMatcher(store)
+        later = T0 + timedelta(seconds=20)
+        trying = matcher.apply(sim2, report(0x21), now=later)
+        assert (trying.part_id, trying.state) == (ids[1][1], None)
+        done = matcher.apply(sim2, report(0x00), now=later)
+        assert (done.part_id, done.state) == (ids[1][1], PartState.DELIVERED)
+        assert store.message(ids[1][0])["state"] == "delivered"
+        assert store.message(ids[0][0])["state"] == "sent"  # SIM 1's part is untouched
+        again = matcher.apply(sim2, report(0x41), now=later)
+        assert again.state is None  # a late contradicting report does not undo delivery
+        stray = matcher.apply(
+            sim1,
+            SmsStatusReport(
+                message_reference=5,
+                recipient=Address.parse("+15551230001"),
+                scts=T0,
+                discharge_time=T0,
+                status=0,
+            ),
+            now=later,
+        )
+        assert stray.part_id is None
+        assert store.conn.execute("SELECT COUNT(*) FROM delivery_reports").fetchone()[0] == 4
+    finally:
+        store.close()
