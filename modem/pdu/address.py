@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from modem.pdu import gsm7
+from modem.pdu._fast import fast_constructor
 from modem.pdu.errors import PduError
 
 __all__ = [
@@ -52,10 +53,10 @@ _NPI_VALUES = {int(v) for v in NumberingPlan}
 # Semi-octet digits: 0-9, then * # a b c (TS 23.040 9.1.2.3); 0xF is the filler.
 _DIGITS = "0123456789*#abc"
 _DIGIT_VALUE = {ch: i for i, ch in enumerate(_DIGITS)} | {"A": 12, "B": 13, "C": 14}
-_PAIR = [
-    (_DIGITS[o & 0xF] if (o & 0xF) < 15 else "") + (_DIGITS[o >> 4] if (o >> 4) < 15 else "")
-    for o in range(256)
-]
+# Digits are decoded by swapping each octet's nibbles (bytes.translate) and reading the result
+# as hex: '0'-'9' stay, 'a'-'e' become * # a b c, 'f' is the filler.
+_SWAP_NIBBLES = bytes(((o & 0x0F) << 4) | (o >> 4) for o in range(256))
+_HEX_TO_DIGIT = str.maketrans({"a": "*", "b": "#", "c": "a", "d": "b", "e": "c", "f": ""})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +90,15 @@ class Address:
         return self.number
 
 
-def _toa(octet: int) -> tuple[TypeOfNumber, NumberingPlan]:
-    npi = octet & 0x0F
-    return (
-        TypeOfNumber((octet >> 4) & 0x07),
-        NumberingPlan(npi) if npi in _NPI_VALUES else NumberingPlan.UNKNOWN,
+_make_address = fast_constructor(Address)
+
+_TOA = [
+    (
+        TypeOfNumber((o >> 4) & 0x07),
+        NumberingPlan(o & 0x0F) if (o & 0x0F) in _NPI_VALUES else NumberingPlan.UNKNOWN,
     )
+    for o in range(256)
+]
 
 
 def _digits_to_semi_octets(number: str) -> bytes:
@@ -144,16 +148,25 @@ def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
     end = pos + 2 + (length + 1) // 2
     if end > len(data):
         raise PduError(f"{what} address needs {length} semi-octets but the PDU ends", pos)
-    ton, npi = _toa(toa)
+    ton, npi = _TOA[toa]
     body = data[pos + 2 : end]
-    if ton == TypeOfNumber.ALPHANUMERIC:
+    if ton is TypeOfNumber.ALPHANUMERIC:
         count = length * 4 // 7
         number = gsm7.decode_septets(gsm7.unpack_septets(body, count))
     else:
-        number = "".join([_PAIR[o] for o in body])[:length]
-        if len(number) < length:
-            raise PduError(f"{what} address has a filler digit inside the number", pos + 2)
-    return Address(number, ton, npi), end
+        digits = body.translate(_SWAP_NIBBLES).hex()[:length]
+        if not digits.isdigit():
+            if "f" in digits:
+                raise PduError(f"{what} address has a filler digit inside the number", pos + 2)
+            digits = digits.translate(_HEX_TO_DIGIT)
+        number = digits
+    return _make_address(number, ton, npi), end
+
+
+# Every PDU from one modem carries the same SMSC field, so its decoded (immutable) Address is
+# kept by the raw field; bounded, and a pure function of the bytes.
+_SMSC_CACHE: dict[bytes, Address] = {}
+_SMSC_CACHE_LIMIT = 64
 
 
 def decode_smsc(data: bytes, pos: int = 0) -> tuple[Address | None, int]:
@@ -168,6 +181,16 @@ def decode_smsc(data: bytes, pos: int = 0) -> tuple[Address | None, int]:
     end = pos + 1 + length
     if end > len(data):
         raise PduError(f"SMSC field needs {length} octets but the PDU ends", pos)
-    ton, npi = _toa(data[pos + 1])
-    number = "".join([_PAIR[o] for o in data[pos + 2 : end]])
-    return Address(number, ton, npi), end
+    field = data[pos + 1 : end]
+    cached = _SMSC_CACHE.get(field)
+    if cached is not None:
+        return cached, end
+    ton, npi = _TOA[field[0]]
+    digits = field[1:].translate(_SWAP_NIBBLES).hex()
+    if not digits.isdigit():
+        digits = digits.translate(_HEX_TO_DIGIT)
+    address = _make_address(digits, ton, npi)
+    if len(_SMSC_CACHE) >= _SMSC_CACHE_LIMIT:
+        _SMSC_CACHE.clear()
+    _SMSC_CACHE[field] = address
+    return address, end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from codecs import charmap_decode as _charmap_decode
 from functools import cache
 
 from modem.pdu.errors import PduError
@@ -69,13 +70,16 @@ def _single_table(language: int) -> dict[int, str]:
 
 
 @cache
-def _decode_tables(locking: int, single: int) -> tuple[dict[int, str], dict[int, str]]:
-    """str.translate table for plain septets and the escaped-septet table."""
+def _decode_tables(locking: int, single: int) -> tuple[str, dict[int, str]]:
+    """Charmap (128-char str) for plain septets and the escaped-septet table."""
     base = _locking_table(locking)
-    plain = {i: base[i] for i in range(128)}
+    plain = base
     ext = _single_table(single)
     escaped = {s: ext.get(s, base[s] if s != ESCAPE else " ") for s in range(128)}
     return plain, escaped
+
+
+_DEFAULT_TABLES = _decode_tables(0, 0)
 
 
 @cache
@@ -134,23 +138,33 @@ def char_septets(text: str, locking: int = 0, single: int = 0) -> list[int]:
 
 def decode_septets(septets: bytes, locking: int = 0, single: int = 0) -> str:
     """Septet values -> text; an escape applies the single shift table to the next septet."""
-    plain, escaped = _decode_tables(locking, single)
+    plain, escaped = _DEFAULT_TABLES if locking == single == 0 else _decode_tables(locking, single)
     if ESCAPE not in septets:
-        return septets.decode("latin-1").translate(plain)
-    out: list[str] = []
+        try:
+            return _charmap_decode(septets, "strict", plain)[0]
+        except UnicodeDecodeError as exc:
+            raise PduError(f"septet value {septets[exc.start]} is above 127") from None
+    # Split on escapes: each chunk after one starts with the escaped septet. An empty chunk is
+    # an escape followed by another escape (which is then the escaped septet itself).
+    chunks = septets.split(b"\x1b")
+    if max(septets) > 127:
+        raise PduError(f"septet value {max(septets)} is above 127")
+    out = [_charmap_decode(chunks[0], "strict", plain)[0]]
     append = out.append
-    i = 0
-    n = len(septets)
+    i, n = 1, len(chunks)
     while i < n:
-        s = septets[i]
-        if s == ESCAPE:
+        chunk = chunks[i]
+        if chunk:
+            append(escaped[chunk[0]])
+            append(_charmap_decode(chunk[1:], "strict", plain)[0])
             i += 1
-            if i < n:
-                append(escaped[septets[i]])
-            # A trailing lone escape is half of a character torn across parts: no character.
+        elif i + 1 < n:
+            append(escaped[ESCAPE])
+            append(_charmap_decode(chunks[i + 1], "strict", plain)[0])
+            i += 2
         else:
-            append(plain[s])
-        i += 1
+            # A trailing lone escape is half of a character torn across parts: no character.
+            break
     return "".join(out)
 
 
@@ -159,9 +173,8 @@ def decode_septets(septets: bytes, locking: int = 0, single: int = 0) -> str:
 # the per-septet work happens in C instead of a Python loop.
 
 
-@cache
 def _levels(blocks: int) -> tuple[tuple[int, int, int, int], ...]:
-    """Per merge round: (low mask, high mask, shift) for `blocks` one-byte septet slots."""
+    """Per merge round: (low mask, high mask, shift, data bits) for `blocks` septet slots."""
     rounds: list[tuple[int, int, int, int]] = []
     width, data = 8, 7
     total_bits = blocks * 8
@@ -177,11 +190,12 @@ def _levels(blocks: int) -> tuple[tuple[int, int, int, int], ...]:
     return tuple(rounds)
 
 
-def _slots(n: int) -> int:
-    size = 1
-    while size < n:
-        size *= 2
-    return size
+# Indexed by (n - 1).bit_length(): slot count (next power of two), pack and unpack rounds.
+_PACK = [((1 << k), tuple((lo, hi, sh) for lo, hi, sh, _ in _levels(1 << k))) for k in range(12)]
+_UNPACK = [
+    ((1 << k), tuple((lo, d, sh + d) for lo, _, sh, d in reversed(_levels(1 << k))))
+    for k in range(12)
+]
 
 
 def pack_septets(septets: bytes, fill_bits: int = 0) -> bytes:
@@ -191,7 +205,7 @@ def pack_septets(septets: bytes, fill_bits: int = 0) -> bytes:
         # A header with no text still owns its fill bits: TP-UDL counts them as a septet.
         return bytes((fill_bits + 7) // 8)
     value = int.from_bytes(septets, "little")
-    for lowmask, highmask, shift, _ in _levels(_slots(n)):
+    for lowmask, highmask, shift in _PACK[(n - 1).bit_length()][1]:
         value = (value & lowmask) | ((value & highmask) >> shift)
     value <<= fill_bits
     return value.to_bytes((n * 7 + fill_bits + 7) // 8, "little")
@@ -202,7 +216,7 @@ def unpack_septets(data: bytes, count: int, fill_bits: int = 0) -> bytes:
     if count <= 0:
         return b""
     value = (int.from_bytes(data, "little") >> fill_bits) & ((1 << (7 * count)) - 1)
-    slots = _slots(count)
-    for lowmask, _, shift, data_bits in reversed(_levels(slots)):
-        value = (value & lowmask) | ((value >> data_bits) & lowmask) << (shift + data_bits)
+    slots, rounds = _UNPACK[(count - 1).bit_length()]
+    for lowmask, data_bits, shift in rounds:
+        value = (value & lowmask) | ((value >> data_bits) & lowmask) << shift
     return value.to_bytes(slots, "little")[:count]

@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 
 from modem.pdu import gsm7
+from modem.pdu._fast import fast_constructor
 from modem.pdu.address import Address, decode_address, decode_smsc, encode_address, encode_smsc
 from modem.pdu.dcs import Alphabet, DataCodingScheme
 from modem.pdu.errors import PduError
+from modem.pdu.gsm7 import decode_septets as _decode_septets
+from modem.pdu.gsm7 import unpack_septets as _unpack_septets
 from modem.pdu.ucs2 import decode_ucs2, encode_ucs2
 from modem.pdu.udh import UserDataHeader
 
@@ -66,6 +69,8 @@ class ValidityPeriodFormat(Enum):
 # Timestamps (TP-SCTS, TP-DT, absolute TP-VP): seven swapped-BCD octets, TS 23.040 9.2.3.11.
 
 _BCD = [(o & 0x0F) * 10 + (o >> 4) if (o & 0x0F) < 10 and (o >> 4) < 10 else -1 for o in range(256)]
+# The same as a bytes.translate table: 0xFF marks an octet that is not two decimal digits.
+_BCD_BYTES = bytes(v if v >= 0 else 0xFF for v in _BCD)
 _TZ = {q: timezone(timedelta(minutes=15 * q)) for q in range(-79, 80)}
 _TZ[0] = UTC
 
@@ -74,10 +79,10 @@ def decode_timestamp(data: bytes, pos: int, what: str = "timestamp") -> datetime
     """Decode a 7-octet service-centre timestamp into a timezone-aware datetime."""
     if pos + 7 > len(data):
         raise PduError(f"{what} truncated", pos)
-    bcd = _BCD
-    year, month, day, hour, minute, second = (bcd[o] for o in data[pos : pos + 6])
-    if min(year, month, day, hour, minute, second) < 0:
-        raise PduError(f"{what} holds a non-decimal digit", pos)
+    values = data[pos : pos + 6].translate(_BCD_BYTES)
+    if 0xFF in values:
+        raise PduError(f"{what} holds a non-decimal digit", pos + values.index(0xFF))
+    year, month, day, hour, minute, second = values
     tz = data[pos + 6]
     if tz >> 4 > 9:
         # Real Kenyan Safaricom status reports carry non-BCD zone octets (0xE1); smslib reads
@@ -200,6 +205,9 @@ class UserData:
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
+_make_user_data = fast_constructor(UserData)
+
+
 def _shifts(header: UserDataHeader | None) -> tuple[int, int]:
     if header is None:
         return 0, 0
@@ -248,6 +256,19 @@ def _ucs2_part_text(payload: bytes, header: UserDataHeader | None, octet: int) -
     return decode_ucs2(payload[start:end], octet + start)
 
 
+# Per raw TP-DCS octet: a shared DataCodingScheme and how its user data is laid out.
+_DCS = tuple(DataCodingScheme(raw) for raw in range(256))
+_SEPTETS, _UCS2, _OCTETS = 0, 1, 2
+_LAYOUT = tuple(
+    _OCTETS
+    if d.compressed or d.alphabet is Alphabet.DATA_8BIT
+    else _UCS2
+    if d.alphabet is Alphabet.UCS2
+    else _SEPTETS
+    for d in _DCS
+)
+
+
 def _decode_user_data(
     data: bytes, pos: int, udhi: bool, dcs: DataCodingScheme, allow_truncated: bool
 ) -> UserData:
@@ -256,8 +277,8 @@ def _decode_user_data(
     udl = data[pos]
     start = pos + 1
     avail = len(data) - start
-    alphabet = dcs.alphabet
-    septets = alphabet is Alphabet.GSM7 and not dcs.compressed
+    layout = _LAYOUT[dcs.raw]
+    septets = layout == _SEPTETS
     if septets:
         if udl > MAX_SEPTETS:
             raise PduError(f"TP-UDL {udl} exceeds {MAX_SEPTETS} septets", pos)
@@ -292,21 +313,19 @@ def _decode_user_data(
         if count < 0:
             raise PduError(f"UDH of {head_len} octets exceeds TP-UDL {udl} septets", pos)
         fill = head_septets * 7 - head_len * 8
-        values = gsm7.unpack_septets(body[head_len:], count, fill)
-        locking, single = _shifts(header)
-        return UserData(
-            text=gsm7.decode_septets(values, locking, single),
-            header=header,
-            truncated=truncated,
-            raw=values,
-        )
+        values = _unpack_septets(body[head_len:], count, fill)
+        if header is None:
+            text = _decode_septets(values)
+        else:
+            text = _decode_septets(values, header.locking_shift or 0, header.single_shift or 0)
+        return _make_user_data(text, None, header, truncated, values)
     payload = body[head_len:]
-    if alphabet is Alphabet.UCS2 and not dcs.compressed:
+    if layout == _UCS2:
         if truncated and len(payload) % 2:
             payload = payload[:-1]
         text = _ucs2_part_text(payload, header, start + head_len)
-        return UserData(text=text, header=header, truncated=truncated, raw=payload)
-    return UserData(data=payload, header=header, truncated=truncated, raw=payload)
+        return _make_user_data(text, None, header, truncated, payload)
+    return _make_user_data(None, payload, header, truncated, payload)
 
 
 def _need(data: bytes, pos: int, count: int, what: str) -> None:
@@ -378,7 +397,7 @@ class SmsSubmit:
         destination, pos = decode_address(data, offset + 2, "TP-DA")
         _need(data, pos, 2, "TP-PID/TP-DCS")
         pid = data[pos]
-        dcs = DataCodingScheme(data[pos + 1])
+        dcs = _DCS[data[pos + 1]]
         pos += 2
         vpf = (first >> 3) & 3
         validity: timedelta | datetime | None = None
@@ -394,7 +413,7 @@ class SmsSubmit:
             validity = _decode_enhanced_validity(data, pos)
             pos += 7
         user_data = _decode_user_data(data, pos, bool(first & 0x40), dcs, allow_truncated)
-        return cls(
+        return _make_submit(
             destination=destination,
             user_data=user_data,
             dcs=dcs,
@@ -441,15 +460,17 @@ class SmsDeliver:
     def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsDeliver:
         """Decode an SMS-DELIVER TPDU starting at `offset`."""
         data = tpdu
-        _need(data, offset, 1, "the first octet")
+        if offset >= len(data):
+            raise PduError("PDU ends before the first octet", offset)
         first = data[offset]
         originator, pos = decode_address(data, offset + 1, "TP-OA")
-        _need(data, pos, 2, "TP-PID/TP-DCS")
+        if pos + 2 > len(data):
+            raise PduError("PDU ends before TP-PID/TP-DCS", pos)
         pid = data[pos]
-        dcs = DataCodingScheme(data[pos + 1])
+        dcs = _DCS[data[pos + 1]]
         scts = decode_timestamp(data, pos + 2, "TP-SCTS")
         user_data = _decode_user_data(data, pos + 9, bool(first & 0x40), dcs, allow_truncated)
-        return cls(
+        return _make_deliver(
             originator=originator,
             scts=scts,
             user_data=user_data,
@@ -543,13 +564,13 @@ class SmsStatusReport:
                 pos += 1
             if indicator & 0x02:
                 _need(data, pos, 1, "TP-DCS")
-                dcs = DataCodingScheme(data[pos])
+                dcs = _DCS[data[pos]]
                 pos += 1
             if indicator & 0x04:
                 user_data = _decode_user_data(
                     data, pos, bool(first & 0x40), dcs or DataCodingScheme(), allow_truncated
                 )
-        return cls(
+        return _make_status_report(
             message_reference=mr,
             recipient=recipient,
             scts=scts,
@@ -564,6 +585,9 @@ class SmsStatusReport:
 
 
 Tpdu = SmsSubmit | SmsDeliver | SmsStatusReport
+_make_submit = fast_constructor(SmsSubmit)
+_make_deliver = fast_constructor(SmsDeliver)
+_make_status_report = fast_constructor(SmsStatusReport)
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,6 +604,9 @@ class EncodedPdu:
 
     hex: str
     tpdu_length: int
+
+
+_make_pdu = fast_constructor(Pdu)
 
 
 def _to_bytes(data: bytes | str) -> bytes:
@@ -614,12 +641,29 @@ def decode_pdu(
     With allow_truncated, user data shorter than TP-UDL says is decoded as far as it goes and
     flagged `truncated` instead of raising.
     """
-    raw = _to_bytes(data)
+    if isinstance(data, str):
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError:
+            raise PduError("PDU is not hexadecimal") from None
+    else:
+        raw = bytes(data)
     smsc: Address | None = None
     pos = 0
     if smsc_included:
         smsc, pos = decode_smsc(raw, 0)
-    return Pdu(smsc, decode_tpdu(raw, pos, allow_truncated=allow_truncated))
+    if pos >= len(raw):
+        raise PduError("PDU ends before the TPDU", pos)
+    mti = raw[pos] & 0x03
+    if mti == 0:
+        tpdu: Tpdu = SmsDeliver.decode(raw, pos, allow_truncated=allow_truncated)
+    elif mti == 1:
+        tpdu = SmsSubmit.decode(raw, pos, allow_truncated=allow_truncated)
+    elif mti == 2:
+        tpdu = SmsStatusReport.decode(raw, pos, allow_truncated=allow_truncated)
+    else:
+        raise PduError("reserved TP-MTI 3", pos)
+    return _make_pdu(smsc, tpdu)
 
 
 def encode_pdu(tpdu: Tpdu, smsc: Address | None = None) -> EncodedPdu:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modem.pdu._fast import fast_constructor
 from modem.pdu.errors import PduError
 
 __all__ = [
@@ -153,9 +154,9 @@ class UserDataHeader:
                 raise PduError(
                     f"UDH element 0x{iei:02X} length {length} overruns the header", where
                 )
-            elements.append(InformationElement(iei, data[pos + 2 : end]))
+            elements.append(_make_element(iei, data[pos + 2 : end]))
             pos = end
-        return cls(tuple(elements))
+        return _make_header(tuple(elements))
 
     @classmethod
     def for_concatenation(
@@ -187,3 +188,7 @@ class UserDataHeader:
         if single:
             out.append(InformationElement(IEI_NATIONAL_SINGLE_SHIFT, bytes((single,))))
         return tuple(out)
+
+
+_make_element = fast_constructor(InformationElement)
+_make_header = fast_constructor(UserDataHeader)
