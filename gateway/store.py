@@ -27,6 +27,11 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# A part in one of these states has not reached the network; giving up on it refunds its credit.
+_NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
+_GIVEN_UP = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.CANCELLED})
+
+
 class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
 
@@ -248,6 +253,14 @@ class Store:
             )
             if cursor.rowcount != 1:
                 raise StaleStateError(f"part {part_id} is no longer {expected.value}")
+            if expected in _NOT_LEFT and target in _GIVEN_UP:
+                # The part never reached the network: its credit goes back.
+                message_id, account_id = self.conn.execute(
+                    "SELECT m.id, m.account_id FROM parts p JOIN messages m ON m.id = p.message_id"
+                    " WHERE p.id = ?",
+                    (part_id,),
+                ).fetchone()
+                self._refund(int(account_id), int(message_id), 1, target.value, stamp)
             return self._rollup_message_of(part_id, stamp)
 
     def _rollup_message_of(self, part_id: int, stamp: str) -> PartState:
@@ -290,6 +303,93 @@ class Store:
                 )
                 self._rollup_message_of(part_id, stamp)
         return ids
+
+    def insert_batch(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Insert a batch (a bulk send or a scheduled campaign) and return its id."""
+        row = {**fields, "created_at": utc_iso(now)}
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def promote_due(self, now: datetime) -> int:
+        """Move scheduled (accepted) messages whose time has come to the queue; return count."""
+        stamp = utc_iso(now)
+        check_transition(PartState.ACCEPTED, PartState.QUEUED)
+        with self.transaction():
+            ids = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT m.id FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+                    " WHERE m.state = 'accepted' AND m.send_at <= ?"
+                    " AND (b.state IS NULL OR b.state = 'active')",
+                    (stamp,),
+                )
+            ]
+            for message_id in ids:
+                self.conn.execute(
+                    "UPDATE parts SET state = 'queued' WHERE message_id = ? AND state = 'accepted'",
+                    (message_id,),
+                )
+                self.conn.execute(
+                    "UPDATE messages SET state = 'queued', updated_at = ? WHERE id = ?",
+                    (stamp, message_id),
+                )
+        return len(ids)
+
+    def due_messages(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Queued messages with a part that may be sent at `now`, oldest first."""
+        rows = self.conn.execute(
+            "SELECT m.* FROM messages m WHERE m.state = 'queued' AND EXISTS ("
+            " SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.state = 'queued'"
+            " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?))"
+            " ORDER BY m.id LIMIT ?",
+            (utc_iso(now), limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def cancel_message(self, message_id: int, *, now: datetime) -> int:
+        """Cancel parts not yet on the wire, refunding one credit each; return the count."""
+        stamp = utc_iso(now)
+        with self.transaction():
+            message = self.conn.execute(
+                "SELECT account_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if message is None:
+                raise KeyError(f"no message {message_id}")
+            cancellable = [
+                (int(r[0]), PartState(r[1]))
+                for r in self.conn.execute(
+                    "SELECT id, state FROM parts WHERE message_id = ? AND state IN (?, ?)",
+                    (message_id, PartState.ACCEPTED.value, PartState.QUEUED.value),
+                )
+            ]
+            for part_id, state in cancellable:
+                check_transition(state, PartState.CANCELLED)
+                self.conn.execute(
+                    "UPDATE parts SET state = 'cancelled', done_at = ? WHERE id = ?",
+                    (stamp, part_id),
+                )
+            if cancellable:
+                self._refund(int(message[0]), message_id, len(cancellable), "cancelled", stamp)
+                self._rollup_message_of(cancellable[0][0], stamp)
+        return len(cancellable)
+
+    def _refund(
+        self, account_id: int, message_id: int, units: int, reason: str, stamp: str
+    ) -> None:
+        """Give back credits for parts that never left (inside the caller's transaction)."""
+        self.conn.execute(
+            "UPDATE accounts SET credits = credits + ? WHERE id = ? AND unlimited = 0",
+            (units, account_id),
+        )
+        self.conn.execute(
+            "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (account_id, units, f"refund: {reason}", message_id, stamp),
+        )
 
     # -- inbound ----------------------------------------------------------------------------
 

@@ -1,0 +1,185 @@
+"""GatewayService: the one facade that the CLI and every API dialect call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.models import PartState
+from gateway.numbers import InvalidNumberError, normalize
+from gateway.store import Store, utc_iso
+from modem.pdu import count
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_CHARACTERS = 1530  # 10 parts of GSM-7; longer texts are refused, not truncated
+
+
+class ServiceError(Exception):
+    """A request the gateway refuses; `code` is stable for API dialects to map."""
+
+    code = "error"
+
+
+class UnknownAccountError(ServiceError):
+    """No such account, or API access is off."""
+
+    code = "unknown_account"
+
+
+class InsufficientCreditsError(ServiceError):
+    """The account cannot pay for every part it asked for."""
+
+    code = "insufficient_credits"
+
+
+class InvalidRequestError(ServiceError):
+    """Missing or malformed parameters."""
+
+    code = "invalid_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One recipient that was not accepted, and why."""
+
+    recipient: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What submit() accepted: durable before this is returned."""
+
+    message_ids: tuple[int, ...]
+    batch_id: int | None
+    units_per_message: int
+    units_charged: int
+    encoding: str
+    rejected: tuple[Rejected, ...] = field(default_factory=tuple)
+
+
+class GatewayService:
+    """Validates and accepts work, answers queries; the daemon's workers do the sending."""
+
+    def __init__(self, store: Store, *, wall: Callable[[], datetime]) -> None:
+        self.store = store
+        self.wall = wall
+
+    def _account(self, account_id: int) -> dict[str, Any]:
+        account = self.store.account(account_id)
+        if account is None or not account["api_enabled"]:
+            raise UnknownAccountError(f"no active account {account_id}")
+        return account
+
+    def submit(
+        self,
+        account_id: int,
+        recipients: Sequence[str],
+        text: str,
+        *,
+        sender: str = "",
+        send_at: datetime | None = None,
+        flash: bool = False,
+        status_report: bool = True,
+        rotate: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> SubmitResult:
+        """Accept one text for one or more recipients, charging credits per part."""
+        account = self._account(account_id)
+        if not text:
+            raise InvalidRequestError("message text is empty")
+        if len(text) > MAX_BODY_CHARACTERS:
+            raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+        numbers: list[str] = []
+        rejected: list[Rejected] = []
+        for raw in recipients:
+            try:
+                number = normalize(raw, account["default_dial_code"])
+            except InvalidNumberError as exc:
+                rejected.append(Rejected(raw, str(exc)))
+                continue
+            if number not in numbers:  # duplicates are sent once
+                numbers.append(number)
+        if not numbers:
+            raise InvalidRequestError(
+                "no valid recipient" + (f": {rejected[0].reason}" if rejected else "")
+            )
+        cost = count(text)
+        total = cost.parts * len(numbers)
+        if not account["unlimited"] and account["credits"] < total:
+            raise InsufficientCreditsError(
+                f"{total} credits needed, {account['credits']} available"
+            )
+        now = self.wall()
+        batch_id = None
+        if len(numbers) > 1 or send_at is not None:
+            batch_id = self.store.insert_batch(
+                {
+                    "account_id": account_id,
+                    "sender": sender,
+                    "rotate": int(rotate),
+                    "send_at": utc_iso(send_at) if send_at is not None else None,
+                },
+                now=now,
+            )
+        ids = []
+        for number in numbers:
+            accepted = self.store.accept_message(
+                account_id=account_id,
+                recipient=number,
+                body=text,
+                encoding=cost.encoding.value,
+                parts=cost.parts,
+                sender=sender,
+                batch_id=batch_id,
+                send_at=send_at,
+                status_report=status_report,
+                flash=flash,
+                charge=cost.parts,
+                extra=extra,
+                now=now,
+            )
+            ids.append(accepted.message_id)
+        log.info(
+            "account %d: accepted %d message(s), %d part(s) each", account_id, len(ids), cost.parts
+        )
+        return SubmitResult(
+            tuple(ids), batch_id, cost.parts, total, cost.encoding.value, tuple(rejected)
+        )
+
+    def message(self, account_id: int, message_id: int) -> dict[str, Any] | None:
+        """One message of an account, with its parts."""
+        row = self.store.message(message_id)
+        if row is None or row["account_id"] != account_id:
+            return None
+        row["parts"] = self.store.parts(message_id)
+        return row
+
+    def cancel(self, account_id: int, message_id: int) -> int:
+        """Cancel the parts not yet on the wire and refund them; return how many were refunded."""
+        row = self.store.message(message_id)
+        if row is None or row["account_id"] != account_id:
+            raise InvalidRequestError(f"no message {message_id}")
+        return self.store.cancel_message(message_id, now=self.wall())
+
+    def counts(self) -> dict[str, int]:
+        """Messages per state, for health pages and metrics."""
+        return self.store.count_by_state("messages")
+
+    def due_messages(self, limit: int) -> list[dict[str, Any]]:
+        """Messages whose queued parts may be sent now."""
+        return self.store.due_messages(self.wall(), limit)
+
+    def is_terminal(self, message_id: int) -> bool:
+        """Whether a message has no part left to send or settle."""
+        row = self.store.message(message_id)
+        return row is not None and PartState(row["state"]) in {
+            PartState.DELIVERED,
+            PartState.FAILED,
+            PartState.EXPIRED,
+            PartState.CANCELLED,
+        }

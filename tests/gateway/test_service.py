@@ -1,0 +1,118 @@
+"""GatewayService.submit: validation, dedup, credits, scheduling and cancellation."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.accounts import create_account
+from gateway.models import PartState
+from gateway.service import (
+    GatewayService,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    UnknownAccountError,
+)
+from gateway.store import Store
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    store = Store.open(tmp_path)
+    now = [T0]
+    account = create_account(store, "shop", now=T0, credits=10, default_dial_code="44")
+    yield store, GatewayService(store, wall=lambda: now[0]), account.account_id, now
+    store.close()
+
+
+def _credits(store: Store, account: int) -> int:
+    return store.account(account)["credits"]
+
+
+def test_submit_dedups_normalises_and_charges_per_part(env) -> None:
+    store, service, account, _ = env
+    text = "€" * 100  # extension characters: 200 septets -> 2 parts of GSM-7
+    result = service.submit(
+        account, ["07700 900123", "+447700900123", "bogus", "+15551230001"], text
+    )
+    assert len(result.message_ids) == 2  # the two spellings of one number are one recipient
+    assert result.units_per_message == 2
+    assert result.units_charged == 4
+    assert result.encoding == "gsm7"
+    assert [r.recipient for r in result.rejected] == ["bogus"]
+    assert _credits(store, account) == 6
+    recipients = [store.message(i)["recipient"] for i in result.message_ids]
+    assert recipients == ["+447700900123", "+15551230001"]
+    assert result.batch_id is not None
+
+
+def test_not_enough_credits_accepts_nothing(env) -> None:
+    store, service, account, _ = env
+    with pytest.raises(InsufficientCreditsError, match="12 credits needed, 10 available"):
+        service.submit(account, [f"+1555123000{i}" for i in range(6)], "x" * 200)
+    assert store.count_by_state("messages") == {}
+    assert _credits(store, account) == 10
+
+
+@pytest.mark.parametrize(
+    ("recipients", "text", "message"),
+    [
+        (["+15551230001"], "", "empty"),
+        (["nope"], "hi", "no valid recipient"),
+        (["+15551230001"], "x" * 1531, "longer than 1530"),
+    ],
+)
+def test_invalid_requests(env, recipients, text, message) -> None:
+    _, service, account, _ = env
+    with pytest.raises(InvalidRequestError, match=message):
+        service.submit(account, recipients, text)
+
+
+def test_unknown_or_disabled_account(env) -> None:
+    store, service, account, _ = env
+    with pytest.raises(UnknownAccountError):
+        service.submit(999, ["+15551230001"], "hi")
+    store.conn.execute("UPDATE accounts SET api_enabled = 0 WHERE id = ?", (account,))
+    with pytest.raises(UnknownAccountError):
+        service.submit(account, ["+15551230001"], "hi")
+
+
+def test_scheduled_message_waits_then_queues(env) -> None:
+    store, service, account, now = env
+    result = service.submit(account, ["+15551230001"], "later", send_at=T0 + timedelta(hours=2))
+    (mid,) = result.message_ids
+    assert store.message(mid)["state"] == "accepted"
+    assert service.due_messages(10) == []
+    now[0] = T0 + timedelta(hours=2)
+    assert store.promote_due(now[0]) == 1
+    assert [m["id"] for m in service.due_messages(10)] == [mid]
+
+
+def test_cancel_refunds_unsent_parts_only(env) -> None:
+    store, service, account, _ = env
+    (mid,) = service.submit(account, ["+15551230001"], "y" * 300).message_ids  # 2 parts
+    assert _credits(store, account) == 8
+    first = store.parts(mid)[0]["id"]
+    store.transition_part(first, PartState.QUEUED, PartState.SENDING, now=T0)
+    store.transition_part(first, PartState.SENDING, PartState.SENT, now=T0, fields={"tp_mr": 1})
+    assert service.cancel(account, mid) == 1
+    assert [p["state"] for p in store.parts(mid)] == ["sent", "cancelled"]
+    assert _credits(store, account) == 9
+    assert service.cancel(account, mid) == 0
+    with pytest.raises(InvalidRequestError):
+        service.cancel(account + 1, mid)
+
+
+def test_part_rejected_by_the_network_is_refunded(env) -> None:
+    store, service, account, _ = env
+    (mid,) = service.submit(account, ["+15551230001"], "hi").message_ids
+    (part,) = store.parts(mid)
+    store.transition_part(part["id"], PartState.QUEUED, PartState.SENDING, now=T0)
+    store.transition_part(
+        part["id"], PartState.SENDING, PartState.FAILED, now=T0, fields={"cms_error": 21}
+    )
+    assert _credits(store, account) == 10
+    reasons = [r[0] for r in store.conn.execute("SELECT reason FROM credits_ledger ORDER BY id")]
+    assert reasons == ["send", "refund: failed"]
