@@ -79,7 +79,8 @@ class ManualClock:
         """Move time forward, running callbacks that fall due, in order; returns how many ran."""
         target = self._now + seconds
         ran = 0
-        while self._heap and self._heap[0][0] <= target:
+        # A microsecond of slack: 2.9 + 0.1 seconds must reach a deadline set 3 seconds ahead.
+        while self._heap and self._heap[0][0] <= target + 1e-6:
             when, _, handle = heapq.heappop(self._heap)
             self._now = max(self._now, when)
             if not handle.cancelled:

@@ -98,13 +98,18 @@ class SimIdentity:
 
 
 def make_identities(seed: int | str, count: int) -> list[SimIdentity]:
-    """The first `count` SIM identities of a seeded pool: same seed, same identities."""
+    """The first `count` SIM identities of a seeded pool: same seed, same identities.
+
+    A pool grown later keeps its first SIMs: MSISDNs come from one seeded shuffle of the range
+    and every other field from a generator seeded per SIM index.
+    """
     if count > len(MSISDN_RANGE):
         raise ValueError(f"at most {len(MSISDN_RANGE)} emulated SIMs per network")
-    rng = random.Random(f"smsgw-emulator:{seed}:identities")
-    numbers = rng.sample(MSISDN_RANGE, count)
+    numbers = list(MSISDN_RANGE)
+    random.Random(f"smsgw-emulator:{seed}:msisdn").shuffle(numbers)
     out = []
-    for n in numbers:
+    for index, n in enumerate(numbers[:count]):
+        rng = random.Random(f"smsgw-emulator:{seed}:sim:{index}")
         imsi = "00101" + "".join(rng.choices("0123456789", k=10))  # MCC 001 / MNC 01: test network
         iccid_body = "8900101" + "".join(rng.choices("0123456789", k=11))
         imei_body = "35" + "".join(rng.choices("0123456789", k=12))

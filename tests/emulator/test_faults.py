@@ -1,0 +1,184 @@
+"""Each fault as a client sees it on the PTY."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+
+import pytest
+
+from modem.emulator import EmulatorPool
+from tests.emulator.ptyclient import FINAL, PtyClient, client, submit_pdu
+
+
+def test_hang_swallows_commands_until_cleared(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.set_fault(0, "hang")
+    a.send("AT+CGMI\r")
+    pool.sync()
+    pool.clear_fault(0, "hang")
+    # The first answer on the line is the one to the command sent after the hang ended.
+    assert a.command("AT+CGSN") == f"\r\n{pool.info()[0].imei}\r\n\r\nOK\r\n".encode()
+
+
+def test_unplug_closes_the_pty_and_the_modem_returns_under_a_new_path(
+    pool: EmulatorPool, a: PtyClient
+) -> None:
+    before = pool.info()[0]
+    a.command("AT+CMEE=2")
+    new_path = pool.unplug(0, seconds=5)
+    assert new_path != before.path
+    assert pool.path(0) == ""  # gone while unplugged
+    ready, _, _ = select.select([a.fd], [], [], 5)
+    assert ready  # the hang-up is readable: end of file, like a vanished ttyUSB
+    try:
+        assert os.read(a.fd, 100) == b""
+    except OSError as exc:
+        assert exc.errno == errno.EIO
+    with pytest.raises(OSError) as exc_info:
+        os.write(a.fd, b"AT\r")
+    assert exc_info.value.errno == errno.EIO
+    pool.advance(5)
+    after = pool.info()[0]
+    assert after.path == new_path
+    assert (after.imsi, after.iccid, after.msisdn) == (before.imsi, before.iccid, before.msisdn)
+    with PtyClient(new_path) as c:
+        assert c.command("AT") == b"AT\r\r\nOK\r\n"  # fresh boot: echo on, settings lost
+        assert c.lines("AT+CMEE?")[-2:] == ["+CMEE: 0", "OK"]
+
+
+def test_reboot_sends_boot_urcs_and_loses_settings() -> None:
+    with EmulatorPool(["sim800"], seed=2) as pool:
+        pool.boot()
+        with client(pool, 0) as c:
+            c.command("AT+CNMI=2,2,0,0,0")
+            pool.set_fault(0, "reboot")
+            assert c.command("AT+CMGF=0") == b"AT+CMGF=0\r\r\nERROR\r\n"  # before SMS Ready
+            pool.advance(5)
+            urcs = c.read_until(b"SMS Ready\r\n")
+            assert re.findall(rb"\r\n([^\r\n]+)\r\n", urcs) == [
+                b"RDY",
+                b"+CPIN: READY",
+                b"Call Ready",
+                b"SMS Ready",
+            ]
+            assert c.command("AT+CMGF=0") == b"AT+CMGF=0\r\r\nOK\r\n"
+            assert c.lines("AT+CNMI?")[-2:] == ["+CNMI: 2,1,0,0,0", "OK"]  # default again
+
+
+def test_slow_radio_holds_the_cmgs_answer_until_time_passes(
+    pool: EmulatorPool, a: PtyClient
+) -> None:
+    pool.set_fault(0, "slow_radio", seconds=3)
+    hexpdu, length = submit_pdu("+447911123456", "slow")
+    a.send(f"AT+CMGS={length}\r")
+    a.read_until(b"> ")
+    a.send(hexpdu + "\x1a")
+    a.send("AT+CGMI\r")  # typed while the radio is busy: answered afterwards
+    pool.advance(2.9)
+    assert pool.stats().submitted == 0
+    assert a.buffer == b""
+    pool.advance(0.1)
+    assert re.fullmatch(rb"\r\n\+CMGS: \d+\r\n\r\nOK\r\n", a.read_until(FINAL))
+    assert a.read_until(FINAL) == b"\r\nsmsgw\r\n\r\nOK\r\n"
+    assert pool.stats().submitted == 1
+
+
+@pytest.mark.parametrize("code", [500, 38, 42])
+def test_cms_error_fault(pool: EmulatorPool, a: PtyClient, code: int) -> None:
+    pool.set_fault(0, "cms_error", code=code, rate=1.0)
+    hexpdu, length = submit_pdu("+447911123456", "x")
+    assert a.send_pdu(hexpdu, length) == f"\r\n+CMS ERROR: {code}\r\n".encode()
+    pool.clear_fault(0, "cms_error")
+    assert a.send_pdu(hexpdu, length).endswith(b"OK\r\n")
+
+
+def test_cms_error_rate_fails_some_sends(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.set_fault(0, "cms_error", code=500, rate=0.5)
+    hexpdu, length = submit_pdu("+447911123456", "x")
+    answers = [a.send_pdu(hexpdu, length) for _ in range(30)]
+    failures = sum(ans == b"\r\n+CMS ERROR: 500\r\n" for ans in answers)
+    assert 5 < failures < 25
+    assert failures + sum(ans.endswith(b"OK\r\n") for ans in answers) == 30
+
+
+def test_deregistration_fails_sends_and_holds_inbound(pool: EmulatorPool, a: PtyClient) -> None:
+    msisdn = pool.info()[0].msisdn
+    a.command("AT+CREG=1")
+    pool.set_fault(0, "deregister", stat=2)
+    assert a.read_until(b"+CREG: 2\r\n")
+    assert a.lines("AT+CREG?") == ["+CREG: 1,2", "OK"]
+    assert a.lines("AT+CSQ") == ["+CSQ: 99,99", "OK"]
+    hexpdu, length = submit_pdu("+447911123456", "x")
+    assert a.send_pdu(hexpdu, length) == b"\r\n+CMS ERROR: 331\r\n"
+    pool.inject_sms(msisdn, "waiting at the SMSC")
+    assert pool.call(pool.network.held, msisdn) == 1
+    pool.clear_fault(0, "deregister")
+    assert a.read_until(b"+CREG: 1\r\n")
+    assert a.read_until(b'+CMTI: "SM",1\r\n')
+    assert pool.call(pool.network.held, msisdn) == 0
+
+
+def test_storage_full_stops_cmti_until_memory_is_freed(pool: EmulatorPool, a: PtyClient) -> None:
+    msisdn = pool.info()[0].msisdn
+    pool.inject_sms(msisdn, "first")
+    a.read_until(b'+CMTI: "SM",1\r\n')
+    pool.set_fault(0, "storage_full")
+    assert a.lines("AT+CPMS?") == ['+CPMS: "SM",1,30,"SM",1,30,"SM",1,30', "OK"]
+    pool.inject_sms(msisdn, "second")
+    assert pool.call(pool.network.held, msisdn) == 1
+    assert a.command("AT") == b"\r\nOK\r\n"  # no +CMTI came before this answer
+    pool.clear_fault(0, "storage_full")
+    assert a.read_until(b'+CMTI: "SM",2\r\n')
+
+
+def test_storage_full_is_released_by_deleting_when_it_is_really_full() -> None:
+    with EmulatorPool(1, seed=5) as pool, client(pool, 0) as c:
+        msisdn = pool.info()[0].msisdn
+        for i in range(31):  # SM holds 30
+            pool.inject_sms(msisdn, f"m{i}")
+        assert c.read_until(b'+CMTI: "SM",30\r\n')
+        assert pool.call(pool.network.held, msisdn) == 1
+        c.command("AT+CMGD=1")
+        assert c.read_until(b'+CMTI: "SM",1\r\n')  # SMMA: the SMSC delivers the held message
+
+
+def test_garbage_bytes_before_answers_and_injected(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.set_fault(0, "garbage", rate=1.0, length=6)
+    raw = a.command("AT")
+    assert len(raw) == 6 + len(b"\r\nOK\r\n") and raw.endswith(b"\r\nOK\r\n")
+    assert b"\r" not in raw[:6] and b"\n" not in raw[:6]
+    pool.clear_fault(0, "garbage")
+    assert a.command("AT") == b"\r\nOK\r\n"
+    pool.inject_garbage(0, b"\x00\xff~~")
+    assert a.command("AT") == b"\x00\xff~~\r\nOK\r\n"
+
+
+def test_urc_injected_inside_an_answer(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.inject_urc(0, '+CMTI: "SM",7', where="answer")
+    assert a.command("AT+CPMS?") == (
+        b'\r\n+CPMS: "SM",0,30,"SM",0,30,"SM",0,30\r\n\r\n+CMTI: "SM",7\r\n\r\nOK\r\n'
+    )
+    assert a.command("AT") == b"\r\nOK\r\n"  # one-off
+
+
+def test_urc_injected_inside_cmgs_after_the_prompt(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.inject_urc(0, '+CDSI: "SR",3', where="cmgs")
+    hexpdu, length = submit_pdu("+447911123456", "x")
+    a.send(f"AT+CMGS={length}\r")
+    assert a.read_until(b'"SR",3\r\n') == b'\r\n> \r\n+CDSI: "SR",3\r\n'
+    a.send(hexpdu + "\x1a")
+    assert a.read_until(FINAL).startswith(b"\r\n+CMGS: ")
+
+
+def test_urc_mid_answer_fault_at_a_rate(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.set_fault(0, "urc_mid_answer", rate=1.0, line="^RSSI:9")
+    assert a.command("AT+CSQ") == b"\r\n+CSQ: 20,99\r\n\r\n^RSSI:9\r\n\r\nOK\r\n"
+    hexpdu, length = submit_pdu("+447911123456", "y")
+    a.send(f"AT+CMGS={length}\r")
+    assert a.read_until(b"^RSSI:9\r\n") == b"\r\n> \r\n^RSSI:9\r\n"  # inside AT+CMGS
+    a.send(hexpdu + "\x1a")
+    assert re.fullmatch(rb"\r\n\+CMGS: \d+\r\n\r\n\^RSSI:9\r\n\r\nOK\r\n", a.read_until(FINAL))
+    pool.clear_fault(0, "urc_mid_answer")
+    assert a.command("AT") == b"\r\nOK\r\n"
