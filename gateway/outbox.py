@@ -66,7 +66,7 @@ class Outbox:
         self,
         store: Store,
         pool: SimPool,
-        senders: Mapping[int, PartSender],
+        senders: dict[int, PartSender],
         clock: Clock,
         *,
         concat_refs: dict[int, int] | None = None,
@@ -90,6 +90,8 @@ class Outbox:
         message = self.store.message(message_id)
         if message is None:
             raise KeyError(f"no message {message_id}")
+        if self.store.is_opted_out(message["account_id"], message["recipient"]):
+            return self._fail_unsent(message_id, "recipient opted out (STOP)")
         route = self.pool.route(
             account_id=message["account_id"],
             allowed=allowed_sims,
@@ -119,6 +121,17 @@ class Outbox:
             state = await self._send_part(part, submit, sim_id, message)
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
+        return state
+
+    def _fail_unsent(self, message_id: int, reason: str) -> PartState:
+        """Fail every part that has not left yet (they are refunded by the store)."""
+        state = PartState.FAILED
+        for part in self.store.parts(message_id):
+            if part["state"] == PartState.QUEUED.value:
+                state = self.store.transition_part(
+                    part["id"], PartState.QUEUED, PartState.FAILED, now=self.clock.wall(),
+                    fields={"error": reason},
+                )  # fmt: skip
         return state
 
     async def _send_part(

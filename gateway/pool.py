@@ -147,12 +147,14 @@ class SimPool:
         now: float,
         sender_sim: int | None = None,
         rotate: bool = True,
+        backlog: Mapping[int, int] | None = None,
     ) -> Route:
         """Choose the SIM for one part.
 
         A fixed sender uses its own SIM only. Otherwise the recipient's sticky SIM is kept while
         it is healthy (so replies come back to the number they know), else the ready SIM that
-        may send soonest, least recently picked first, so a batch spreads evenly.
+        may send soonest, least recently picked first, so a batch spreads evenly. `backlog`
+        counts parts already handed to each SIM but not yet started.
         """
         if sender_sim is not None or not rotate:
             candidates = [sender_sim] if sender_sim is not None else list(allowed)[:1]
@@ -177,8 +179,14 @@ class SimPool:
             if state is not SimAvailability.READY:
                 reasons.append(f"sim {sim_id}: {state.value}")
                 continue
-            decision = self._sims[sim_id].throttle.check(now, recipient)
-            key = (decision.not_before, self._last_pick.get(sim_id, float("-inf")), sim_id)
+            sim = self._sims[sim_id]
+            decision = sim.throttle.check(now, recipient)
+            waiting = (backlog or {}).get(sim_id, 0) * sim.throttle.policy.interval
+            key = (
+                decision.not_before + waiting,
+                self._last_pick.get(sim_id, float("-inf")),
+                sim_id,
+            )
             if best is None or key < best:
                 best = key
         if best is None:

@@ -465,6 +465,13 @@ class Store:
                 (account_id, sim_id),
             )
 
+    def sims_of_account(self, account_id: int) -> list[int]:
+        """SIMs granted to an account (empty: it may use every SIM)."""
+        rows = self.conn.execute(
+            "SELECT sim_id FROM account_sims WHERE account_id = ? ORDER BY sim_id", (account_id,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def set_opt_out(
         self, account_id: int, number: str, opted_out: bool, *, keyword: str, now: datetime
     ) -> None:

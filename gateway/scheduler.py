@@ -1,0 +1,121 @@
+"""The dispatcher: hands due messages to per-SIM send loops, spreading batches across SIMs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+
+from gateway.outbox import Outbox, PartSender
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+# How many messages may wait in one SIM's queue: enough to keep it busy between ticks, few
+# enough that a SIM that falls ill strands little work.
+QUEUE_DEPTH = 2
+TICK_SECONDS = 0.5
+
+
+class Dispatcher:
+    """Assigns each due message to a SIM and runs one send loop per attached SIM."""
+
+    def __init__(self, store: Store, outbox: Outbox) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.pool = outbox.pool
+        self._queues: dict[int, asyncio.Queue[int]] = {}
+        self._loops: dict[int, asyncio.Task[None]] = {}
+        self._inflight: set[int] = set()
+        self._backlog: Counter[int] = Counter()
+
+    def attach(self, sim_id: int, sender: PartSender) -> None:
+        """A SIM's modem is ready: start its send loop."""
+        self.outbox.senders[sim_id] = sender
+        self.pool.set_present(sim_id, True)
+        if sim_id not in self._loops:
+            self._queues[sim_id] = asyncio.Queue()
+            self._loops[sim_id] = asyncio.create_task(
+                self._send_loop(sim_id), name=f"send-loop-sim{sim_id}"
+            )
+
+    async def detach(self, sim_id: int) -> None:
+        """A SIM's modem is gone: stop its loop; queued (not started) messages go back."""
+        self.pool.set_present(sim_id, False)
+        task = self._loops.pop(sim_id, None)
+        queue = self._queues.pop(sim_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while queue is not None and not queue.empty():
+            self._inflight.discard(queue.get_nowait())
+        self._backlog.pop(sim_id, None)
+        self.outbox.senders.pop(sim_id, None)
+
+    async def close(self) -> None:
+        """Stop every send loop."""
+        for sim_id in list(self._loops):
+            await self.detach(sim_id)
+
+    def _allowed_sims(self, account_id: int) -> list[int]:
+        granted = self.store.sims_of_account(account_id)
+        return [s for s in (granted or list(self._loops)) if s in self._loops]
+
+    def tick(self) -> int:
+        """Promote scheduled messages that are due and assign queued ones; return how many."""
+        now_wall = self.outbox.clock.wall()
+        now = self.outbox.clock.monotonic()
+        self.store.promote_due(now_wall)
+        capacity = sum(max(QUEUE_DEPTH - q.qsize(), 0) for q in self._queues.values())
+        if capacity == 0:
+            return 0
+        assigned = 0
+        for message in self.store.due_messages(now_wall, capacity + len(self._inflight)):
+            if message["id"] in self._inflight:
+                continue
+            allowed = self._allowed_sims(message["account_id"])
+            sender = self.pool.by_number(message["sender"]) if message["sender"] else None
+            route = self.pool.route(
+                account_id=message["account_id"],
+                allowed=allowed,
+                recipient=message["recipient"],
+                now=now,
+                sender_sim=sender.sim_id if sender is not None else None,
+                backlog=self._backlog,
+            )
+            if route.sim_id is None or route.sim_id not in self._queues:
+                continue  # stays queued; a SIM may come back or recover
+            queue = self._queues[route.sim_id]
+            if queue.qsize() >= QUEUE_DEPTH:
+                continue
+            queue.put_nowait(message["id"])
+            self._inflight.add(message["id"])
+            self._backlog[route.sim_id] += message["units"]
+            assigned += 1
+            if assigned >= capacity:
+                break
+        return assigned
+
+    async def _send_loop(self, sim_id: int) -> None:
+        queue = self._queues[sim_id]
+        while True:
+            message_id = await queue.get()
+            try:
+                await self.outbox.send_message(message_id, allowed_sims=[sim_id], sender_sim=sim_id)
+            except Exception:
+                # A bug or a bad row must not kill the SIM's loop: log and move on; the message
+                # keeps its durable state and is picked up again.
+                log.exception("SIM %d: sending message %d failed", sim_id, message_id)
+            finally:
+                self._inflight.discard(message_id)
+                units = self.store.message(message_id)
+                self._backlog[sim_id] -= units["units"] if units else 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set."""
+        while not stop.is_set():
+            self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
