@@ -67,7 +67,11 @@ class Store:
         # must survive a power cut once the API has answered.
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return cls(conn)
 
     def close(self) -> None:
