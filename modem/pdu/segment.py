@@ -76,18 +76,27 @@ def _capacity(alphabet: Alphabet, header_octets: int) -> int:
 def _costs(text: str, alphabet: Alphabet, locking: int, single: int) -> list[int]:
     if alphabet is Alphabet.GSM7:
         return gsm7.char_septets(text, locking, single)
-    encode_ucs2(text)  # raises PduError on a lone surrogate in the input
     return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
 
 
 def _plan(text: str, alphabet: Alphabet, locking: int, single: int, ref16: bool) -> Segmentation:
-    costs = _costs(text, alphabet, locking, single)
+    if alphabet is Alphabet.GSM7:
+        total = len(gsm7.encode_septets(text, locking, single))
+    else:
+        total = len(encode_ucs2(text)) // 2  # raises PduError on a lone surrogate in the input
     shifts = (1 if locking else 0) + (1 if single else 0)
-    total = sum(costs)
     single_cap = _capacity(alphabet, _header_octets(False, ref16, shifts))
     if total <= single_cap:
         return Segmentation(alphabet, (text,), (total,), single_cap, locking, single)
     cap = _capacity(alphabet, _header_octets(True, ref16, shifts))
+    if total == len(text):
+        # Every character is one unit: plain slicing cannot tear anything.
+        chunks = tuple(text[i : i + cap] for i in range(0, len(text), cap))
+        if len(chunks) > MAX_PARTS:
+            raise PduError(f"text needs {len(chunks)} parts, more than {MAX_PARTS}")
+        sizes = tuple(len(c) for c in chunks)
+        return Segmentation(alphabet, chunks, sizes, cap, locking, single)
+    costs = _costs(text, alphabet, locking, single)
     segments: list[str] = []
     units: list[int] = []
     start = 0
