@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from gateway.models import PartState
 from gateway.pool import SimPool
 from gateway.store import Store, utc_iso
-from modem.pdu import Address, SmsSubmit, build_submits, encode_pdu
+from modem.pdu import Address, SmsSubmit, build_submits
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,27 @@ class SendOutcome:
     cms_error: int | None = None
 
 
-class PartSender(Protocol):
-    """What the outbox needs from a modem worker: send one PDU, report how it went."""
+# +CMS ERROR codes after which the same part may succeed later (TS 27.005 3.2.5: 0-127 are
+# TS 24.011 RP-causes, 128-255 TS 23.040 TP-FCS, 300+ ME/SIM/network conditions). Everything
+# else (unassigned number, barred, invalid PDU, ...) fails the part for good.
+TEMPORARY_CMS_ERRORS: frozenset[int] = frozenset(
+    {27, 38, 41, 42, 47, 81, 127}  # out of service, network out of order, temporary, congestion
+    | {0xC0, 0xC2, 0xD0, 0xD2}  # SC busy, SC system failure, SIM storage full, error in MS
+    | {300, 301, 310, 311, 313, 314, 331, 332, 500}  # ME/SIM failure or busy, no network, unknown
+    | set(range(512, 1024))  # manufacturer specific (e.g. SIMCom 515 busy): assume transient
+)
 
-    async def send_pdu(self, pdu_hex: str, tpdu_length: int) -> SendOutcome:
-        """Run AT+CMGS=<tpdu_length> with `pdu_hex` and report the outcome."""
+
+def is_temporary_cms(code: int | None) -> bool:
+    """Whether a part refused with +CMS ERROR `code` should be retried (None: not refused)."""
+    return code is None or code in TEMPORARY_CMS_ERRORS
+
+
+class PartSender(Protocol):
+    """What the outbox needs from a modem worker: submit one part, report how it went."""
+
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
+        """Run one AT+CMGS exchange for `submit` and report the outcome."""
         ...
 
 
@@ -143,7 +159,6 @@ class Outbox:
             if decision.allowed:
                 break
             await self.clock.sleep(decision.not_before - self.clock.monotonic())
-        encoded = encode_pdu(submit)
         now = self.clock.wall()
         # Durable BEFORE the first byte of AT+CMGS: a crash from here on leaves it SENDING,
         # which recovery turns into UNCERTAIN rather than sending it twice.
@@ -157,7 +172,7 @@ class Outbox:
         self.pool.record_send(sim_id, message["account_id"], recipient, self.clock.monotonic())
         try:
             outcome = await asyncio.wait_for(
-                self.senders[sim_id].send_pdu(encoded.hex, encoded.tpdu_length),
+                self.senders[sim_id].send_submit(recipient, submit),
                 timeout=SEND_TIMEOUT,
             )
         except TimeoutError:

@@ -12,7 +12,7 @@ from gateway.models import PartState, ThrottlePolicy
 from gateway.outbox import Clock, Outbox, OutcomeKind, SendOutcome
 from gateway.pool import SimPool
 from gateway.store import Store
-from modem.pdu import SmsSubmit, decode_pdu
+from modem.pdu import SmsSubmit, decode_pdu, encode_pdu
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 BODY = "The quick brown fox jumps over the lazy dog {with braces}. " * 3  # 2 parts of GSM-7
@@ -43,8 +43,9 @@ class FakeModem:
     sent: list[tuple[float, str, int]] = field(default_factory=list)
     next_mr: int = 250
 
-    async def send_pdu(self, pdu_hex: str, tpdu_length: int) -> SendOutcome:
-        self.sent.append((self.clock.t, pdu_hex, tpdu_length))
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
+        encoded = encode_pdu(submit)
+        self.sent.append((self.clock.t, encoded.hex, encoded.tpdu_length))
         if self.outcomes:
             return self.outcomes.pop(0)
         mr = self.next_mr
@@ -130,3 +131,23 @@ def test_permanent_error_fails_the_part(env) -> None:
     mid = _accept(store, account, "hello", 1)
     assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.FAILED
     assert store.message(mid)["state"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("code", "temporary"),
+    [
+        (None, True),
+        (38, True),
+        (42, True),
+        (500, True),
+        (515, True),
+        (1, False),
+        (21, False),
+        (0xC3, False),
+        (304, False),
+    ],
+)
+def test_cms_error_classification(code: int | None, temporary: bool) -> None:
+    from gateway.outbox import is_temporary_cms
+
+    assert is_temporary_cms(code) is temporary

@@ -15,6 +15,7 @@ from gateway.pool import SimPool
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
+from modem.pdu import SmsSubmit
 from tests.vloop import EPOCH, VirtualTimeLoop
 
 
@@ -25,12 +26,12 @@ class FakeModem:
     fail: bool = False
     mr: itertools.count = field(default_factory=itertools.count)
 
-    async def send_pdu(self, pdu_hex: str, tpdu_length: int) -> SendOutcome:
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
         started = asyncio.get_running_loop().time()
         await asyncio.sleep(0.3)  # radio time of AT+CMGS
         if self.fail:
             return SendOutcome(OutcomeKind.TEMPORARY, error="+CMS ERROR: 38", cms_error=38)
-        self.log.append((started, self.sim_id, pdu_hex))
+        self.log.append((started, self.sim_id, recipient))
         return SendOutcome(OutcomeKind.SENT, tp_mr=next(self.mr) % 256)
 
 
