@@ -141,38 +141,47 @@ def _encode_gsmmodem(texts: tuple[str, ...]) -> None:
         gsmmodem_pdu.encodeSmsSubmitPdu(NUMBER, text, requestStatusReport=False)
 
 
-def rate(work: Callable[[], None], items: int, min_seconds: float = MIN_SECONDS) -> float:
-    """Items per second for `work` (which handles `items` items), best of repeated runs."""
-    work()  # warm caches (functools.cache tables, first-call imports)
-    best = float("inf")
+def rates(
+    work: dict[str, Callable[[], None]], items: int, min_seconds: float = MIN_SECONDS
+) -> dict[str, float]:
+    """Items per second for each codec's `work`, best pass of interleaved rounds.
+
+    The codecs take turns pass by pass, so load from other processes on a shared machine hits
+    all of them alike instead of whichever happened to run during a burst.
+    """
+    for run in work.values():
+        run()  # warm caches (functools.cache tables, first-call imports)
+    best = dict.fromkeys(work, float("inf"))
     spent = 0.0
-    runs = 0
-    while spent < min_seconds or runs < 3:
-        start = time.perf_counter()
-        work()
-        elapsed = time.perf_counter() - start
-        best = min(best, elapsed)
-        spent += elapsed
-        runs += 1
-    return items / best
+    rounds = 0
+    while spent < min_seconds * len(work) or rounds < 3:
+        for name, run in work.items():
+            start = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - start
+            best[name] = min(best[name], elapsed)
+            spent += elapsed
+        rounds += 1
+    return {name: items / seconds for name, seconds in best.items()}
 
 
 def measure(inputs: Inputs, min_seconds: float = MIN_SECONDS) -> dict[str, dict[str, float]]:
     """Decode and encode rates (messages/s) for each codec on the same inputs."""
     pdus, texts = inputs.pdus, inputs.texts
     flags = _gammu_unicode_flags(texts)
-    n, m = len(pdus), len(texts)
+    decoders: dict[str, Callable[[], None]] = {
+        "ours": lambda: _decode_ours(pdus),
+        "gammu": lambda: _decode_gammu(pdus),
+        "gsmmodem": lambda: _decode_gsmmodem(pdus),
+    }
+    encoders: dict[str, Callable[[], None]] = {
+        "ours": lambda: _encode_ours(texts),
+        "gammu": lambda: _encode_gammu(texts, flags),
+        "gsmmodem": lambda: _encode_gsmmodem(texts),
+    }
     return {
-        "decode": {
-            "ours": rate(lambda: _decode_ours(pdus), n, min_seconds),
-            "gammu": rate(lambda: _decode_gammu(pdus), n, min_seconds),
-            "gsmmodem": rate(lambda: _decode_gsmmodem(pdus), n, min_seconds),
-        },
-        "encode": {
-            "ours": rate(lambda: _encode_ours(texts), m, min_seconds),
-            "gammu": rate(lambda: _encode_gammu(texts, flags), m, min_seconds),
-            "gsmmodem": rate(lambda: _encode_gsmmodem(texts), m, min_seconds),
-        },
+        "decode": rates(decoders, len(pdus), min_seconds),
+        "encode": rates(encoders, len(texts), min_seconds),
     }
 
 

@@ -1,7 +1,8 @@
 """Differential tests against python-gammu (libgammu's C codec) as an independent oracle.
 
-Both directions: PDUs we encode must decode in gammu to the same text, number, concatenation
-reference/total/sequence and TP-SRR; PDUs gammu encodes must decode with ours to the same fields.
+Both directions: PDUs we encode (submits and status reports) must decode in gammu to the same
+text, number, concatenation reference/total/sequence, TP-SRR, TP-MR, TP-ST and timestamps; PDUs
+gammu encodes (submits and delivers) must decode with ours to the same fields and reassemble.
 
 gammu 1.45 has quirks of its own; each is named by a helper below and asserted exactly, so the
 tests still fail on any difference the quirk does not explain (and fail if gammu is ever fixed):
@@ -26,6 +27,7 @@ tests still fail on any difference the quirk does not explain (and fail if gammu
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import gammu
@@ -34,8 +36,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from modem.pdu import (
+    Address,
+    DeliveryStatus,
     Reassembler,
     SmsDeliver,
+    SmsStatusReport,
     SmsSubmit,
     build_submits,
     count,
@@ -218,6 +223,58 @@ def test_ours_decode_in_gammu(
     else:
         part_text = submits[0].user_data.text
         assert part_text == text
+
+
+# Our status reports, read by gammu: recipient, TP-MR, TP-ST and both timestamps must agree.
+# gammu names TP-ST in its Text: "Delivered"/"Unknown" for the completed range, "Pending" while
+# the SC is still trying, "Failed" once it has given up (permanent or temporary).
+GAMMU_STATUS_TEXT = {
+    DeliveryStatus.COMPLETED: {"Delivered", "Unknown"},
+    DeliveryStatus.TEMPORARY_TRYING: {"Pending"},
+    DeliveryStatus.PERMANENT: {"Failed"},
+    DeliveryStatus.TEMPORARY_STOPPED: {"Failed"},
+}
+quarter_hours = st.integers(-48, 56).map(lambda q: timezone(timedelta(minutes=15 * q)))
+timestamps = st.builds(
+    datetime,
+    year=st.integers(2000, 2089),
+    month=st.integers(1, 12),
+    day=st.integers(1, 28),
+    hour=st.integers(0, 23),
+    minute=st.integers(0, 59),
+    second=st.integers(0, 59),
+    tzinfo=quarter_hours,
+)
+
+
+@SETTINGS
+@given(
+    recipient=numbers,
+    mr=st.integers(0, 255),
+    status=st.integers(0, 255),
+    scts=timestamps,
+    discharge=timestamps,
+)
+def test_our_status_reports_decode_in_gammu(
+    recipient: str, mr: int, status: int, scts: datetime, discharge: datetime
+) -> None:
+    report = SmsStatusReport(
+        message_reference=mr,
+        recipient=Address.parse(recipient),
+        scts=scts,
+        discharge_time=discharge,
+        status=status,
+    )
+    theirs = gammu.DecodePDU(bytes.fromhex(encode_pdu(report).hex), True)
+    assert theirs["Type"] == "Status_Report"
+    assert theirs["Number"] == recipient
+    assert theirs["MessageReference"] == mr
+    assert theirs["DeliveryStatus"] == status
+    assert theirs["DateTime"] == scts
+    assert theirs["DateTime"].utcoffset() == scts.utcoffset()
+    assert theirs["SMSCDateTime"] == discharge
+    assert theirs["SMSCDateTime"].utcoffset() == discharge.utcoffset()
+    assert theirs["Text"] in GAMMU_STATUS_TEXT[report.delivery_status]
 
 
 # --- gammu -> ours ------------------------------------------------------------------------------
