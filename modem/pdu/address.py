@@ -91,6 +91,7 @@ class Address:
 
 
 _make_address = fast_constructor(Address)
+_ALPHANUMERIC = TypeOfNumber.ALPHANUMERIC
 
 _TOA = [
     (
@@ -150,7 +151,7 @@ def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
         raise PduError(f"{what} address needs {length} semi-octets but the PDU ends", pos)
     ton, npi = _TOA[toa]
     body = data[pos + 2 : end]
-    if ton is TypeOfNumber.ALPHANUMERIC:
+    if ton is _ALPHANUMERIC:
         count = length * 4 // 7
         number = gsm7.decode_septets(gsm7.unpack_septets(body, count))
     else:

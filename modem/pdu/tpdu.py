@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from codecs import charmap_decode as _charmap_decode
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
@@ -11,6 +12,7 @@ from modem.pdu._fast import fast_constructor
 from modem.pdu.address import Address, decode_address, decode_smsc, encode_address, encode_smsc
 from modem.pdu.dcs import Alphabet, DataCodingScheme
 from modem.pdu.errors import PduError
+from modem.pdu.gsm7 import DEFAULT_ALPHABET
 from modem.pdu.gsm7 import decode_septets as _decode_septets
 from modem.pdu.gsm7 import unpack_septets as _unpack_septets
 from modem.pdu.ucs2 import decode_ucs2, encode_ucs2
@@ -150,6 +152,9 @@ def validity_from_relative(vp: int) -> timedelta:
     return timedelta(weeks=vp - 192)
 
 
+_RELATIVE_VALIDITY = tuple(validity_from_relative(vp) for vp in range(256))
+
+
 def relative_validity(period: timedelta) -> int:
     """Duration -> TP-VP relative octet, rounded up to the next representable period."""
     secs = period.total_seconds()
@@ -270,7 +275,7 @@ _LAYOUT = tuple(
 
 
 def _decode_user_data(
-    data: bytes, pos: int, udhi: bool, dcs: DataCodingScheme, allow_truncated: bool
+    data: bytes, pos: int, udhi: int, dcs: DataCodingScheme, allow_truncated: bool
 ) -> UserData:
     if pos >= len(data):
         raise PduError("TP-UDL missing", pos)
@@ -314,16 +319,29 @@ def _decode_user_data(
             raise PduError(f"UDH of {head_len} octets exceeds TP-UDL {udl} septets", pos)
         fill = head_septets * 7 - head_len * 8
         values = _unpack_septets(body[head_len:], count, fill)
-        if header is None:
-            text = _decode_septets(values)
+        locking = single = 0
+        if header is not None:
+            head = body[1:head_len]
+            # Shift IEs are rare: a byte scan skips the element walk when none can be there.
+            if 0x24 in head or 0x25 in head:
+                locking = header.locking_shift or 0
+                single = header.single_shift or 0
+        if locking == single == 0 and 0x1B not in values:
+            # Common case inlined: default alphabet, no escapes -> one charmap decode.
+            text = _charmap_decode(values, "strict", DEFAULT_ALPHABET)[0]
         else:
-            text = _decode_septets(values, header.locking_shift or 0, header.single_shift or 0)
+            text = _decode_septets(values, locking, single)
         return _make_user_data(text, None, header, truncated, values)
     payload = body[head_len:]
     if layout == _UCS2:
         if truncated and len(payload) % 2:
             payload = payload[:-1]
-        text = _ucs2_part_text(payload, header, start + head_len)
+        try:
+            text = payload.decode("utf-16-be")
+        except UnicodeDecodeError:
+            # Odd length or a lone surrogate: the slow path tolerates a pair torn at a part
+            # boundary and raises PduError for anything else.
+            text = _ucs2_part_text(payload, header, start + head_len)
         return _make_user_data(text, None, header, truncated, payload)
     return _make_user_data(None, payload, header, truncated, payload)
 
@@ -391,19 +409,22 @@ class SmsSubmit:
     def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsSubmit:
         """Decode an SMS-SUBMIT TPDU starting at `offset`."""
         data = tpdu
-        _need(data, offset, 2, "TP-MR")
+        if offset + 2 > len(data):
+            raise PduError("PDU ends before TP-MR", offset)
         first = data[offset]
         mr = data[offset + 1]
         destination, pos = decode_address(data, offset + 2, "TP-DA")
-        _need(data, pos, 2, "TP-PID/TP-DCS")
+        if pos + 2 > len(data):
+            raise PduError("PDU ends before TP-PID/TP-DCS", pos)
         pid = data[pos]
         dcs = _DCS[data[pos + 1]]
         pos += 2
         vpf = (first >> 3) & 3
         validity: timedelta | datetime | None = None
         if vpf == 2:
-            _need(data, pos, 1, "TP-VP")
-            validity = validity_from_relative(data[pos])
+            if pos >= len(data):
+                raise PduError("PDU ends before TP-VP", pos)
+            validity = _RELATIVE_VALIDITY[data[pos]]
             pos += 1
         elif vpf == 3:
             validity = decode_timestamp(data, pos, "TP-VP")
@@ -412,17 +433,17 @@ class SmsSubmit:
             _need(data, pos, 7, "enhanced TP-VP")
             validity = _decode_enhanced_validity(data, pos)
             pos += 7
-        user_data = _decode_user_data(data, pos, bool(first & 0x40), dcs, allow_truncated)
+        user_data = _decode_user_data(data, pos, first & 0x40, dcs, allow_truncated)
         return _make_submit(
-            destination=destination,
-            user_data=user_data,
-            dcs=dcs,
-            message_reference=mr,
-            status_report_request=bool(first & 0x20),
-            reject_duplicates=bool(first & 0x04),
-            validity=validity,
-            protocol_identifier=pid,
-            reply_path=bool(first & 0x80),
+            destination,
+            user_data,
+            dcs,
+            mr,
+            bool(first & 0x20),
+            bool(first & 0x04),
+            validity,
+            pid,
+            bool(first & 0x80),
         )
 
 
@@ -469,16 +490,16 @@ class SmsDeliver:
         pid = data[pos]
         dcs = _DCS[data[pos + 1]]
         scts = decode_timestamp(data, pos + 2, "TP-SCTS")
-        user_data = _decode_user_data(data, pos + 9, bool(first & 0x40), dcs, allow_truncated)
+        user_data = _decode_user_data(data, pos + 9, first & 0x40, dcs, allow_truncated)
         return _make_deliver(
-            originator=originator,
-            scts=scts,
-            user_data=user_data,
-            dcs=dcs,
-            protocol_identifier=pid,
-            more_messages_to_send=not first & 0x04,
-            status_report_indication=bool(first & 0x20),
-            reply_path=bool(first & 0x80),
+            originator,
+            scts,
+            user_data,
+            dcs,
+            pid,
+            not first & 0x04,
+            bool(first & 0x20),
+            bool(first & 0x80),
         )
 
 
