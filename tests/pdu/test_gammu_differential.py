@@ -20,6 +20,8 @@ tests still fail on any difference the quirk does not explain (and fail if gammu
   generated senders keep to characters whose ASCII and GSM codes agree.
 - GAMMU_P_IS_A_PAUSE_DIGIT: gammu encodes a sender such as "P" or "PP" as a number (pause
   digits), not as alphanumeric text; such senders are left out of the generated ones.
+- GAMMU_WEEKS_AS_DAYS: gammu encodes a relative validity of N weeks ("NW") as TP-VP 166 + N,
+  the code for N days (TS 23.040 9.2.3.12.1 puts N weeks at 192 + N).
 - GAMMU_SUBMIT_SRR_NOT_DECODED: DecodePDU of an SMS-SUBMIT does not report TP-SRR (the message
   type stays "Submit"); TP-SRR is cross-checked against gammu's encoder instead.
 """
@@ -48,6 +50,7 @@ from modem.pdu import (
     encode_pdu,
 )
 from modem.pdu.gsm7 import DEFAULT_ALPHABET, DEFAULT_EXTENSION
+from modem.pdu.tpdu import relative_validity, validity_from_relative
 
 GSM7_BASIC = "".join(c for c in DEFAULT_ALPHABET if c != "\x1b")
 GSM7_EXTENDED = "".join(DEFAULT_EXTENSION.values())
@@ -353,6 +356,42 @@ def test_gammu_delivers_reassemble_with_ours(text: str, number: str, ref16: bool
             results.append(done.text)
     assert results == [gammu_ucs2_encoded(text) if ucs2 else text]
     assert len(reassembler) == 0
+
+
+def _gammu_relative_vp(period: str) -> int:
+    """The TP-VP octet gammu writes for a validity such as "90M", "3D" or "5W"."""
+    (message,) = gammu.EncodeSMS({"Class": -1, "Entries": [{"ID": "Text", "Buffer": "x"}]})
+    message["SMSC"] = {"Location": 0, "Number": "", "Format": "Text", "Validity": period}
+    message["Number"] = "+447700900123"
+    submit = decode_pdu(gammu.EncodePDU(message).hex()).tpdu
+    assert isinstance(submit, SmsSubmit)
+    assert isinstance(submit.validity, timedelta)
+    return relative_validity(submit.validity)
+
+
+def _gammu_period(vp: int) -> str:
+    period = validity_from_relative(vp)
+    if vp <= 167:
+        return f"{int(period.total_seconds()) // 60}M"
+    if vp <= 196:
+        return f"{period.days}D"
+    return f"{period.days // 7}W"
+
+
+def test_relative_validity_matches_gammu_for_every_vp_octet() -> None:
+    # Every TP-VP value: 5-minute steps, half hours, days, weeks (TS 23.040 9.2.3.12.1).
+    for vp in range(256):
+        period = validity_from_relative(vp)
+        (ours,) = build_submits("+447700900123", "x", validity=period)
+        tpdu = ours.encode()
+        # TP-VP follows first octet, TP-MR, TP-DA (length, TOA, digits), TP-PID and TP-DCS.
+        assert tpdu[4 + (tpdu[2] + 1) // 2 + 2] == vp
+        theirs = _gammu_relative_vp(_gammu_period(vp))
+        if vp <= 196:
+            assert theirs == vp, hex(vp)
+        else:
+            weeks = vp - 192
+            assert theirs == 166 + weeks, hex(vp)  # GAMMU_WEEKS_AS_DAYS
 
 
 # --- fixed examples: each quirk shown once, so a reader sees it without hypothesis -----------
