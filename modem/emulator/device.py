@@ -127,6 +127,13 @@ class Storage:
         """The message at index, if any."""
         return self.slots.get(index)
 
+    def place(self, index: int, stat: int, hexpdu: str) -> None:
+        """Put a PDU (SMSC field included, as +CMGR shows it) at a given index (test set-up)."""
+        if not self.valid(index):
+            raise ValueError(f"index {index} outside {self.name}")
+        pdu = bytes.fromhex(hexpdu)
+        self.slots[index] = _Stored(stat, hexpdu.upper(), len(pdu) - 1 - pdu[0])
+
     def delete(self, index: int) -> None:
         """Free the slot."""
         self.slots.pop(index, None)
@@ -709,7 +716,7 @@ class ModemCore:
                 tpdu = pdu[sca + 1 :]
                 if len(tpdu) != self._prompt_len:
                     raise CmsError(304)
-        except (CmsError, ValueError) as exc:
+        except (CmsError, ValueError) as exc:  # PduError is a ValueError too
             code = exc.code if isinstance(exc, CmsError) else 304
             self._answer([], self._error_text(CmsError(code)))
             return
@@ -944,6 +951,12 @@ def _reset(m: ModemCore, kind: str, args: str) -> Answer:
     m._reset_settings()
     m.cfun = cfun
     return _OK
+
+
+@_handler("&V")
+def _profile(m: ModemCore, kind: str, args: str) -> Answer:
+    line = f"E: {int(m.echo)}; Q: 0; V: 1; X: 1; &C: 1; &D: 2; S0: 0; +CMEE: {m.cmee};"
+    return ((line, f"+CMGF: {m.cmgf}; +CNMI: {','.join(map(str, m.cnmi))};"), "OK")
 
 
 @_handler("I")
@@ -1224,13 +1237,19 @@ def _cpms(m: ModemCore, kind: str, args: str) -> Answer:
             parts.append(f'"{name}"{sep}{s.used()}{sep}{s.capacity}')
         return (("+CPMS: " + sep.join(parts),), "OK")
     wanted = [x.upper() for x in _params(args) if x]
+    allowed = m.p.cpms_allowed
     if not wanted or len(wanted) > 3:
         raise CmsError(302)
-    for name in wanted:
+    if allowed is not None and len(wanted) > len(allowed):
+        raise PlainError()  # more memories than this modem has parameters (Wavecom: two)
+    for i, name in enumerate(wanted):
         m._storage(name)
+        if allowed is not None and name not in allowed[i]:
+            raise PlainError()  # Wavecom: AT+CPMS="SM","SM","SR" -> ERROR (wavecom-...-1800.txt)
     m.cpms[: len(wanted)] = wanted
     pairs = []
-    for name in m.cpms:  # always three pairs, even when fewer storages were set (quirk 13)
+    shown = m.cpms if m.p.cpms_allowed is None else m.cpms[: len(m.p.cpms_allowed)]
+    for name in shown:  # always three pairs, even when fewer storages were set (quirk 13)
         s = m._storage(name)
         pairs.append(f"{s.used()},{s.capacity}")
     return (("+CPMS: " + ",".join(pairs),), "OK")

@@ -40,6 +40,8 @@ class Personality:
     has_mt: bool = True  # "MT" = SM and ME together (TS 27.005 3.2.2)
     cpms_test: str = f"+CPMS: {_ALL_STORES},{_ALL_STORES},{_ALL_STORES}"
     cpms_default: tuple[str, str, str] = ("SM", "SM", "SM")
+    # Storages accepted per +CPMS parameter (None: any storage anywhere, three parameters).
+    cpms_allowed: tuple[tuple[str, ...], ...] | None = None
     cpms_read_spaces: bool = False  # ZTE: +CPMS: "ME", 0, 50 (quirk 4)
     report_store: str = "SR"  # where <ds>=2 status reports are stored
     report_label: str | None = None  # Quectel EC25 announces +CDSI: "SM",n for an SR report
@@ -93,8 +95,13 @@ def _huawei_curc(modem: ModemCore, kind: str, args: str) -> Answer | None:
 
 
 def _huawei_cmms(modem: ModemCore, kind: str, args: str) -> Answer | None:
-    # E1752 11.126: "AT+CMMS=2" -> +CMS ERROR: 500 (huawei-e1752.txt)
-    return ((), "+CMS ERROR: 500")
+    from modem.emulator.device import CmsError
+
+    raise CmsError(500)  # E1752 11.126 rejects AT+CMMS=2 (huawei-e1752.txt)
+
+
+def _wavecom_cgmr(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    return ((), "ERROR")  # python-gsmmodem's Wavecom profile (wavecom-multiband-900e-1800.txt)
 
 
 def _zte_cfun_read(modem: ModemCore, kind: str, args: str) -> Answer | None:
@@ -120,6 +127,21 @@ def _wavecom_wind(modem: ModemCore, kind: str, args: str) -> Answer | None:
     if kind == "set":
         return _answer()
     return None
+
+
+def _simcom_profile(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    # The AT&V layout of a SIM7600G-H (simcom-sim7600.txt, LilyGo #340), live values filled in.
+    e, cmee = int(modem.echo), modem.cmee
+    return _answer(
+        f"&C: 2; &D: 2; &E: {e}; &F: 0; &S: 0; &W: 0; E: {e}; L: 0; M: 0; Q: 0; V: 1;",
+        "X: 1; Z: 0; \\Q: 3; \\S: 0; \\V: 0; O: 0; S0: 0; S2: 43; S3: 13; S4: 10;",
+        "S5: 8; S6: 2; S7: 0; S8: 2; S9: 6; S10: 14; S11: 95; S30: 0; S103: 1;",
+        "S104: 1; +FCLASS: 0; +ICF: 3,3; +IFC: 0,0; +IPR: 115200; +DR: 0;",
+        f"+DS: 0,0,2048,6; +CMEE: {cmee}; +WS46: 25; +CFUN: {modem.cfun}; +IPREX: 115200;",
+        "+SSIMSTAT: 0; CNSDP: 2; +CNSMOD: 0;",
+        "+CNLSA: 0; +CEXTEPLMN: 1; +CSQFMT: 1; +AUTOCSQ: 0,0; +CSQDELTA: 5;",
+        f"+CPSI: 0; +CMGSI: 2; +CMGRMI:CI: 0; ^MODE: 0; +CMGF: {modem.cmgf};",
+    )
 
 
 GENERIC = Personality(
@@ -176,6 +198,7 @@ SIM7600 = Personality(
     boot_urcs=((0.5, "RDY"), (1.0, "+CPIN: READY"), (2.0, "SMS DONE"), (1.0, "PB DONE")),
     sms_ready_gate=True,
     iccid_commands=MappingProxyType({"+CICCID": "+ICCID: {iccid}", "+CCID": "+CCID: {iccid}"}),
+    hooks=MappingProxyType({"&V": _simcom_profile}),
 )
 
 QUECTEL_EC25 = Personality(
@@ -202,7 +225,8 @@ WAVECOM = Personality(
     cpms_test='+CPMS: (("SM","BM","SR"),("SM"))',
     cpin_final=None,
     busy_after_cfun=2,
-    hooks=MappingProxyType({"+WIND": _wavecom_wind}),
+    cpms_allowed=(("SM", "BM", "SR"), ("SM",)),
+    hooks=MappingProxyType({"+WIND": _wavecom_wind, "+CGMR": _wavecom_cgmr}),
 )
 
 ZTE = Personality(
