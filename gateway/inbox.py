@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -50,8 +51,9 @@ class Inbox:
     the store (`restore`); one reassembler per SIM, since a message never spans two SIMs.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, on_message: Callable[[int], None] | None = None) -> None:
         self.store = store
+        self.on_message = on_message  # called with each new inbound id (webhooks, waiters)
         self._reassemblers: dict[int | None, Reassembler] = {}
         # (sim, originator, reference, total) -> stored part ids, duplicates included
         self._part_ids: dict[tuple[int | None, str, int, int], list[int]] = {}
@@ -157,6 +159,8 @@ class Inbox:
             part_ids,
             now=now,
         )
+        if self.on_message is not None:
+            self.on_message(inbound_id)
         keyword = classify(body) if text is not None and received == total else None
         if keyword in (Keyword.OPT_OUT, Keyword.OPT_IN) and account_id is not None:
             self.store.set_opt_out(

@@ -86,6 +86,7 @@ class Outbox:
         clock: Clock,
         *,
         concat_refs: dict[int, int] | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -93,6 +94,8 @@ class Outbox:
         self.clock = clock
         # Next concatenation reference per SIM: parts of one message share it, messages differ.
         self._concat_refs = concat_refs if concat_refs is not None else {}
+        # Called with a part id once its TP-MR is recorded (reports that overtook it are matched).
+        self.on_sent = on_sent
 
     def _next_reference(self, sim_id: int) -> int:
         ref = self._concat_refs.get(sim_id, 0)
@@ -185,10 +188,13 @@ class Outbox:
         match outcome.kind:
             case OutcomeKind.SENT:
                 self.pool.report_success(sim_id)
-                return self.store.transition_part(
+                state = self.store.transition_part(
                     part_id, PartState.SENDING, PartState.SENT, now=now,
                     fields={"tp_mr": outcome.tp_mr},
                 )  # fmt: skip
+                if self.on_sent is not None:
+                    self.on_sent(part_id)
+                return state
             case OutcomeKind.TEMPORARY if part["attempts"] + 1 < MAX_ATTEMPTS:
                 self.pool.report_error(sim_id, self.clock.monotonic())
                 retry_at = now + BACKOFF_BASE * (2 ** part["attempts"])

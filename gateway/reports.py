@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -91,8 +91,11 @@ class ReportResult:
 class ReportMatcher:
     """Applies SMS-STATUS-REPORTs from a SIM to the parts it sent."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, *, on_settled: Callable[[int, PartState], None] | None = None
+    ) -> None:
         self.store = store
+        self.on_settled = on_settled  # called with (part id, new state) (webhooks, waiters)
 
     def apply(self, sim_id: int, report: SmsStatusReport, *, now: datetime) -> ReportResult:
         """Store the report, find its part and settle the part's state."""
@@ -100,9 +103,7 @@ class ReportMatcher:
         rows = self.store.report_candidates(sim_id, report.message_reference, now - MATCH_WINDOW)
         states = {r["id"]: PartState(r["state"]) for r in rows}
         candidates = [
-            SentPart(
-                r["id"], sim_id, r["tp_mr"], r["recipient"], datetime.fromisoformat(r["sent_at"])
-            )
+            SentPart(r["id"], sim_id, r["tp_mr"], r["recipient"], _parse(r["sending_at"]))
             for r in rows
         ]
         match = match_report(
@@ -122,20 +123,49 @@ class ReportMatcher:
             now=now,
         )
         if match is None:
+            # Often the report simply overtook our own record of the +CMGS answer (the network
+            # can be faster than the store): reconcile() picks it up once the part is recorded.
             log.info(
-                "status report %d (TP-MR %d) matches no sent part",
+                "status report %d (TP-MR %d) matches no sent part yet",
                 report_id,
                 report.message_reference,
             )
             return ReportResult(report_id, None, None)
-        target = state_for_status(report.status)
+        state = self._settle(match.part_id, states[match.part_id], report.status, now)
+        return ReportResult(report_id, match.part_id, state)
+
+    def reconcile(self, part_id: int, *, now: datetime) -> list[ReportResult]:
+        """Apply reports that arrived before the part's TP-MR was recorded; call after SENT."""
+        part = self.store.part_with_recipient(part_id)
+        if part is None or part["tp_mr"] is None or part["sim_id"] is None:
+            return []
+        sending_at = _parse(part["sending_at"])
+        results = []
+        for report in self.store.unmatched_reports(part["sim_id"], part["tp_mr"], sending_at):
+            if not same_number(report["recipient"], part["recipient"]):
+                continue
+            self.store.link_report(report["id"], part_id)
+            latest = self.store.part_with_recipient(part_id) or part
+            state = self._settle(part_id, PartState(latest["state"]), report["status"], now)
+            results.append(ReportResult(report["id"], part_id, state))
+        return results
+
+    def _settle(
+        self, part_id: int, current: PartState, status: int, now: datetime
+    ) -> PartState | None:
+        target = state_for_status(status)
         if target is None:
-            return ReportResult(report_id, match.part_id, None)
-        current = states[match.part_id]
+            return None
         if target not in ALLOWED_TRANSITIONS[current]:
             # A second report for a settled part (SMSC retransmission): keep the first verdict.
-            return ReportResult(report_id, match.part_id, None)
+            return None
         self.store.transition_part(
-            match.part_id, current, target, now=now, fields={"report_status": report.status}
+            part_id, current, target, now=now, fields={"report_status": status}
         )
-        return ReportResult(report_id, match.part_id, target)
+        if self.on_settled is not None:
+            self.on_settled(part_id, target)
+        return target
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)

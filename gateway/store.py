@@ -146,6 +146,50 @@ class Store:
             )
             return int(cursor.lastrowid or 0)
 
+    def bind_modem(
+        self,
+        *,
+        imei: str,
+        manufacturer: str,
+        model: str,
+        revision: str,
+        port: str,
+        sim_id: int | None,
+        now: datetime,
+    ) -> int:
+        """Record a modem by IMEI (its port is only a last-seen hint) and the SIM inside it."""
+        stamp = utc_iso(now)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO modems (imei, manufacturer, model, revision, last_port, state,"
+                " last_seen) VALUES (?, ?, ?, ?, ?, 'ready', ?) ON CONFLICT(imei) DO UPDATE SET"
+                " manufacturer = excluded.manufacturer, model = excluded.model,"
+                " revision = excluded.revision, last_port = excluded.last_port,"
+                " state = 'ready', last_seen = excluded.last_seen",
+                (imei, manufacturer, model, revision, port, stamp),
+            )
+            modem_id = int(
+                self.conn.execute("SELECT id FROM modems WHERE imei = ?", (imei,)).fetchone()[0]
+            )
+            if sim_id is not None:
+                self.conn.execute(
+                    "UPDATE sims SET modem_id = ?, state = 'present' WHERE id = ?",
+                    (modem_id, sim_id),
+                )
+        return modem_id
+
+    def set_modem_state(self, modem_id: int, state: str, *, now: datetime) -> None:
+        """Mark a modem ready / gone; its SIM follows."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE modems SET state = ?, last_seen = ? WHERE id = ?",
+                (state, utc_iso(now), modem_id),
+            )
+            self.conn.execute(
+                "UPDATE sims SET state = ? WHERE modem_id = ?",
+                ("present" if state == "ready" else "gone", modem_id),
+            )
+
     def sim(self, sim_id: int) -> dict[str, Any] | None:
         """Return one SIM row as a dict."""
         row = self.conn.execute("SELECT * FROM sims WHERE id = ?", (sim_id,)).fetchone()
@@ -503,14 +547,39 @@ class Store:
     # -- delivery reports ---------------------------------------------------------------------
 
     def report_candidates(self, sim_id: int, tp_mr: int, since: datetime) -> list[dict[str, Any]]:
-        """Parts sent by `sim_id` with TP-MR `tp_mr` since `since`, with their recipient."""
+        """Parts of `sim_id` given TP-MR `tp_mr` whose AT+CMGS started since `since`."""
         rows = self.conn.execute(
-            "SELECT p.id, p.sim_id, p.tp_mr, p.sent_at, p.state, m.recipient FROM parts p"
+            "SELECT p.id, p.sim_id, p.tp_mr, p.sending_at, p.state, m.recipient FROM parts p"
             " JOIN messages m ON m.id = p.message_id"
-            " WHERE p.sim_id = ? AND p.tp_mr = ? AND p.sent_at >= ?",
+            " WHERE p.sim_id = ? AND p.tp_mr = ? AND p.sending_at >= ?",
             (sim_id, tp_mr, utc_iso(since)),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def part_with_recipient(self, part_id: int) -> dict[str, Any] | None:
+        """One part joined with its message's recipient."""
+        row = self.conn.execute(
+            "SELECT p.*, m.recipient FROM parts p JOIN messages m ON m.id = p.message_id"
+            " WHERE p.id = ?",
+            (part_id,),
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    def unmatched_reports(self, sim_id: int, tp_mr: int, since: datetime) -> list[dict[str, Any]]:
+        """Reports from `sim_id` for `tp_mr` received since `since` that matched no part yet."""
+        rows = self.conn.execute(
+            "SELECT * FROM delivery_reports WHERE part_id IS NULL AND sim_id = ? AND tp_mr = ?"
+            " AND received_at >= ? ORDER BY id",
+            (sim_id, tp_mr, utc_iso(since)),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def link_report(self, report_id: int, part_id: int) -> None:
+        """Attach a stored report to the part it belongs to."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE delivery_reports SET part_id = ? WHERE id = ?", (part_id, report_id)
+            )
 
     def insert_delivery_report(self, fields: Mapping[str, Any], *, now: datetime) -> int:
         """Keep every status report received, matched or not."""

@@ -155,3 +155,55 @@ def test_report_matcher_settles_the_right_part(tmp_path) -> None:
         assert store.conn.execute("SELECT COUNT(*) FROM delivery_reports").fetchone()[0] == 4
     finally:
         store.close()
+
+
+def test_report_that_overtakes_the_cmgs_answer_is_reconciled(tmp_path) -> None:
+    from gateway.accounts import create_account
+    from gateway.reports import ReportMatcher
+    from gateway.store import Store
+    from modem.pdu import Address, SmsStatusReport
+
+    store = Store.open(tmp_path)
+    try:
+        acct = create_account(store, "a", now=T0).account_id
+        sim = store.bind_sim(iccid="1", imsi=None, now=T0)
+        m = store.accept_message(
+            account_id=acct, recipient="+15551230001", body="x", encoding="gsm7", parts=1, now=T0
+        )
+        (part,) = m.part_ids
+        store.transition_part(
+            part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
+        )
+        settled: list[tuple[int, PartState]] = []
+        matcher = ReportMatcher(store, on_settled=lambda p, s: settled.append((p, s)))
+        # +CDS handled before the outbox recorded "+CMGS: 77"
+        early = matcher.apply(
+            sim,
+            SmsStatusReport(
+                message_reference=77,
+                recipient=Address.parse("+15551230001"),
+                scts=T0,
+                discharge_time=T0,
+                status=0,
+            ),
+            now=T0 + timedelta(milliseconds=5),
+        )
+        assert early.part_id is None
+        store.transition_part(
+            part,
+            PartState.SENDING,
+            PartState.SENT,
+            now=T0 + timedelta(milliseconds=9),
+            fields={"tp_mr": 77},
+        )
+        (result,) = matcher.reconcile(part, now=T0 + timedelta(milliseconds=10))
+        assert (result.report_id, result.part_id, result.state) == (
+            early.report_id,
+            part,
+            PartState.DELIVERED,
+        )
+        assert settled == [(part, PartState.DELIVERED)]
+        assert store.message(m.message_id)["state"] == "delivered"
+        assert matcher.reconcile(part, now=T0) == []  # linked reports are not applied twice
+    finally:
+        store.close()
