@@ -193,7 +193,7 @@ def _levels(blocks: int) -> tuple[tuple[int, int, int, int], ...]:
 # Indexed by (n - 1).bit_length(): slot count (next power of two), pack and unpack rounds.
 _PACK = [((1 << k), tuple((lo, hi, sh) for lo, hi, sh, _ in _levels(1 << k))) for k in range(12)]
 _UNPACK = [
-    ((1 << k), tuple((lo, d, sh + d) for lo, _, sh, d in reversed(_levels(1 << k))))
+    ((1 << k), tuple((lo, lo << d, sh) for lo, _, sh, d in reversed(_levels(1 << k))))
     for k in range(12)
 ]
 
@@ -217,6 +217,6 @@ def unpack_septets(data: bytes, count: int, fill_bits: int = 0) -> bytes:
         return b""
     value = (int.from_bytes(data, "little") >> fill_bits) & ((1 << (7 * count)) - 1)
     slots, rounds = _UNPACK[(count - 1).bit_length()]
-    for lowmask, data_bits, shift in rounds:
-        value = (value & lowmask) | ((value >> data_bits) & lowmask) << shift
+    for lowmask, highmask, shift in rounds:
+        value = (value & lowmask) | ((value & highmask) << shift)
     return value.to_bytes(slots, "little")[:count]

@@ -408,43 +408,7 @@ class SmsSubmit:
     @classmethod
     def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsSubmit:
         """Decode an SMS-SUBMIT TPDU starting at `offset`."""
-        data = tpdu
-        if offset + 2 > len(data):
-            raise PduError("PDU ends before TP-MR", offset)
-        first = data[offset]
-        mr = data[offset + 1]
-        destination, pos = decode_address(data, offset + 2, "TP-DA")
-        if pos + 2 > len(data):
-            raise PduError("PDU ends before TP-PID/TP-DCS", pos)
-        pid = data[pos]
-        dcs = _DCS[data[pos + 1]]
-        pos += 2
-        vpf = (first >> 3) & 3
-        validity: timedelta | datetime | None = None
-        if vpf == 2:
-            if pos >= len(data):
-                raise PduError("PDU ends before TP-VP", pos)
-            validity = _RELATIVE_VALIDITY[data[pos]]
-            pos += 1
-        elif vpf == 3:
-            validity = decode_timestamp(data, pos, "TP-VP")
-            pos += 7
-        elif vpf == 1:
-            _need(data, pos, 7, "enhanced TP-VP")
-            validity = _decode_enhanced_validity(data, pos)
-            pos += 7
-        user_data = _decode_user_data(data, pos, first & 0x40, dcs, allow_truncated)
-        return _make_submit(
-            destination,
-            user_data,
-            dcs,
-            mr,
-            bool(first & 0x20),
-            bool(first & 0x04),
-            validity,
-            pid,
-            bool(first & 0x80),
-        )
+        return _decode_submit(tpdu, offset, allow_truncated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,27 +444,7 @@ class SmsDeliver:
     @classmethod
     def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsDeliver:
         """Decode an SMS-DELIVER TPDU starting at `offset`."""
-        data = tpdu
-        if offset >= len(data):
-            raise PduError("PDU ends before the first octet", offset)
-        first = data[offset]
-        originator, pos = decode_address(data, offset + 1, "TP-OA")
-        if pos + 2 > len(data):
-            raise PduError("PDU ends before TP-PID/TP-DCS", pos)
-        pid = data[pos]
-        dcs = _DCS[data[pos + 1]]
-        scts = decode_timestamp(data, pos + 2, "TP-SCTS")
-        user_data = _decode_user_data(data, pos + 9, first & 0x40, dcs, allow_truncated)
-        return _make_deliver(
-            originator,
-            scts,
-            user_data,
-            dcs,
-            pid,
-            not first & 0x04,
-            bool(first & 0x20),
-            bool(first & 0x80),
-        )
+        return _decode_deliver(tpdu, offset, allow_truncated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,6 +574,72 @@ class EncodedPdu:
 _make_pdu = fast_constructor(Pdu)
 
 
+def _decode_submit(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsSubmit:
+    """SMS-SUBMIT decoder behind SmsSubmit.decode and decode_pdu."""
+    data = tpdu
+    if offset + 2 > len(data):
+        raise PduError("PDU ends before TP-MR", offset)
+    first = data[offset]
+    mr = data[offset + 1]
+    destination, pos = decode_address(data, offset + 2, "TP-DA")
+    if pos + 2 > len(data):
+        raise PduError("PDU ends before TP-PID/TP-DCS", pos)
+    pid = data[pos]
+    dcs = _DCS[data[pos + 1]]
+    pos += 2
+    vpf = (first >> 3) & 3
+    validity: timedelta | datetime | None = None
+    if vpf == 2:
+        if pos >= len(data):
+            raise PduError("PDU ends before TP-VP", pos)
+        validity = _RELATIVE_VALIDITY[data[pos]]
+        pos += 1
+    elif vpf == 3:
+        validity = decode_timestamp(data, pos, "TP-VP")
+        pos += 7
+    elif vpf == 1:
+        _need(data, pos, 7, "enhanced TP-VP")
+        validity = _decode_enhanced_validity(data, pos)
+        pos += 7
+    user_data = _decode_user_data(data, pos, first & 0x40, dcs, allow_truncated)
+    return _make_submit(
+        destination,
+        user_data,
+        dcs,
+        mr,
+        bool(first & 0x20),
+        bool(first & 0x04),
+        validity,
+        pid,
+        bool(first & 0x80),
+    )
+
+
+def _decode_deliver(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsDeliver:
+    """SMS-DELIVER decoder behind SmsDeliver.decode and decode_pdu."""
+    data = tpdu
+    if offset >= len(data):
+        raise PduError("PDU ends before the first octet", offset)
+    first = data[offset]
+    originator, pos = decode_address(data, offset + 1, "TP-OA")
+    if pos + 2 > len(data):
+        raise PduError("PDU ends before TP-PID/TP-DCS", pos)
+    pid = data[pos]
+    dcs = _DCS[data[pos + 1]]
+    scts = decode_timestamp(data, pos + 2, "TP-SCTS")
+    user_data = _decode_user_data(data, pos + 9, first & 0x40, dcs, allow_truncated)
+    return _make_deliver(
+        originator,
+        scts,
+        user_data,
+        dcs,
+        pid,
+        not first & 0x04,
+        bool(first & 0x20),
+        bool(first & 0x80),
+    )
+
+
 def _to_bytes(data: bytes | str) -> bytes:
     if isinstance(data, str):
         try:
@@ -677,9 +687,9 @@ def decode_pdu(
         raise PduError("PDU ends before the TPDU", pos)
     mti = raw[pos] & 0x03
     if mti == 0:
-        tpdu: Tpdu = SmsDeliver.decode(raw, pos, allow_truncated=allow_truncated)
+        tpdu: Tpdu = _decode_deliver(raw, pos, allow_truncated)
     elif mti == 1:
-        tpdu = SmsSubmit.decode(raw, pos, allow_truncated=allow_truncated)
+        tpdu = _decode_submit(raw, pos, allow_truncated)
     elif mti == 2:
         tpdu = SmsStatusReport.decode(raw, pos, allow_truncated=allow_truncated)
     else:
