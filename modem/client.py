@@ -319,6 +319,7 @@ class ModemClient:
         self._concat_ref = random.randrange(256)
         self._delivered: dict[tuple[str | None, int], str] = {}
         self._last_io = 0.0
+        self._echo_mark: int | None = None
         # What initialisation chose (for probe).
         self.manufacturer: str | None = None
         self.model: str | None = None
@@ -425,6 +426,10 @@ class ModemClient:
         self._session.receive_data(data)
         while (event := self._session.next_event()) is not None:
             self._handle(event)
+        if self._echo_mark is not None and self._session.echoes > self._echo_mark:
+            # Echo is back after ATE0 took effect: a reset without boot URCs (settings lost).
+            self._echo_mark = None
+            self._jobs.put_nowait(("reboot?", None, None, "echo came back"))
 
     def _on_lost(self, exc: Exception | None) -> None:
         self._set_gone(f"port lost: {exc}" if exc else "port closed")
@@ -566,10 +571,11 @@ class ModemClient:
                 resp = await fut
         except TimeoutError:
             partial = self._session.partial_lines()
-            self._abort_command()
             if partial_prefix and any(line.startswith(partial_prefix) for line in partial):
                 # Wavecom: "+CPIN: READY" without OK -- the answer is complete as it is.
+                self._session.abort()
                 return Response(command, partial, _OK)
+            self._abort_command()
             self._count_timeout(what, seconds)
             raise ModemTimeout(what, seconds) from None
         except asyncio.CancelledError:
@@ -600,7 +606,6 @@ class ModemClient:
         """ESC, then AT until OK, then wait for silence so stale answers are drained."""
         self.stats["resyncs"] += 1
         for _attempt in range(self.config.resync_attempts):
-            self._write(b"\x1b")  # leaves a prompt or text entry the modem may still be in
             self._stale.clear()
             try:
                 await self._run(cmds.AT, self.t.wakeup)
@@ -649,10 +654,12 @@ class ModemClient:
     async def _initialise(self) -> None:
         self._ready.clear()
         self._initialised = False
+        self._echo_mark = None
         self._mem1 = None
         await self._wake()
         await self._optional(cmds.ECHO_OFF)
         await self._optional(cmds.VERBOSE_ERRORS)
+        echoes_after_ate0 = self._session.echoes
         if self.config.profile is None or self.manufacturer is None:
             self.manufacturer = parse_text((await self._retry_transient(cmds.MANUFACTURER)).lines)
             self.model = parse_text((await self._retry_transient(cmds.MODEL)).lines)
@@ -674,6 +681,8 @@ class ModemClient:
         except (CommandError, AtParseError):
             self.ack_required = False
         self._initialised = True
+        if self._session.echoes == echoes_after_ate0:
+            self._echo_mark = self._session.echoes  # echo is off: its return means a reset
         self._ready.set()
 
     async def _optional(self, command: Command) -> Response | None:

@@ -68,7 +68,8 @@ class AsyncioTransport:
 
     def close(self) -> None:
         # abort, not close: close() flushes (tcdrain), which blocks on a PTY nobody reads.
-        self._transport.abort()
+        if not self._transport.is_closing():
+            self._transport.abort()
 
     async def wait_closed(self) -> None:
         self.close()

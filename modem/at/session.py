@@ -178,6 +178,7 @@ class Session:
         self._lines: list[str] = []
         self._urc_header: str | None = None
         self._events: deque[Event] = deque()
+        self.echoes = 0  # echo lines seen (echo back on mid-session hints at a reset)
         self._actions: dict[Action, Callable[[Kind, str], None]] = {
             Action.IGNORE: lambda _k, _t: None,
             Action.COLLECT: self._collect,
@@ -274,12 +275,16 @@ class Session:
         if isinstance(frame, Prompt):
             self._dispatch(Kind.PROMPT, ">")
         elif isinstance(frame, Echo):
+            self.echoes += 1
             self._dispatch(Kind.ECHO, frame.text)
         else:
             self._dispatch(self.classify(frame.text), frame.text)
 
     def classify(self, text: str) -> Kind:
         """The kind of a line in the current state (prefix first, then state)."""
+        if "\ufffd" in text:
+            # Bytes that are not text (line noise, a garbled answer): never part of an answer.
+            return Kind.OTHER
         if parse_final(text) is not None:
             return Kind.FINAL
         cmd = self._command

@@ -1,0 +1,367 @@
+"""ModemClient against the emulated modems on real PTYs, for every vendor personality.
+
+Waiting is on events from the client (bounded by named timeouts), and virtual emulator time only
+moves through `pool.advance()`: nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from modem import quirks
+from modem.client import (
+    ClientConfig,
+    ClientEvent,
+    Inbound,
+    InboundSms,
+    InboundStatusReport,
+    ModemClient,
+    ModemRebooted,
+    PartResult,
+    SubmitStatus,
+    Timeouts,
+)
+from modem.emulator import MAGIC_CMS_ERROR_PREFIX, MAGIC_DELIVERED, EmulatorPool
+from modem.errors import ModemGone, ModemTimeout
+from modem.pdu import Reassembler, SmsSubmit, decode_tpdu
+
+PERSONALITIES = ["generic", "huawei", "sim800", "sim7600", "ec25", "wavecom", "zte"]
+EXPECTED_PROFILE = {
+    "generic": "generic",
+    "huawei": "huawei",
+    "sim800": "simcom",
+    "sim7600": "simcom",
+    "ec25": "quectel",
+    "wavecom": "wavecom",
+    "zte": "zte",
+}
+OUTSIDE = "+4915112345678"
+EVENT_TIMEOUT = 5.0
+
+TIMEOUTS = Timeouts(
+    command=2.0,
+    wakeup=0.2,
+    prompt=2.0,
+    submit=2.0,
+    cpin_no_ok=0.1,
+    readiness=5.0,
+    transient_retry=0.05,
+    ussd=3.0,
+    drain_quiet=0.05,
+    lock=10.0,
+    scan_interval=3600.0,
+    keepalive=3600.0,
+    close=2.0,
+)
+
+
+@dataclass
+class Rig:
+    """An emulated network with the client on modem 0 and everything it handed over."""
+
+    pool: EmulatorPool
+    client: ModemClient
+    inbound: list[Inbound] = field(default_factory=list)
+    events: asyncio.Queue[ClientEvent] = field(default_factory=asyncio.Queue)
+
+    @property
+    def msisdn(self) -> str:
+        return self.pool.info()[0].msisdn
+
+    async def wait_for(
+        self, predicate: Callable[[ClientEvent], bool], what: str, count: int = 1
+    ) -> list[ClientEvent]:
+        """Events matching `predicate`, waiting for each at most EVENT_TIMEOUT."""
+        found: list[ClientEvent] = []
+        while len(found) < count:
+            try:
+                async with asyncio.timeout(EVENT_TIMEOUT):
+                    event = await self.events.get()
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out waiting for {what} ({len(found)}/{count})"
+                ) from None
+            if predicate(event):
+                found.append(event)
+        return found
+
+    async def reports(self, count: int) -> list[InboundStatusReport]:
+        got = await self.wait_for(
+            lambda e: isinstance(e, InboundStatusReport), "status reports", count
+        )
+        return [e for e in got if isinstance(e, InboundStatusReport)]
+
+    async def messages(self, count: int) -> list[InboundSms]:
+        got = await self.wait_for(lambda e: isinstance(e, InboundSms), "inbound SMS", count)
+        return [e for e in got if isinstance(e, InboundSms)]
+
+
+async def open_client(
+    rig_pool: EmulatorPool, index: int, rig: Rig | None, **kw: object
+) -> ModemClient:
+    async def handler(item: Inbound) -> bool:
+        if rig is not None:
+            rig.inbound.append(item)
+        return True
+
+    kw.setdefault("timeouts", TIMEOUTS)
+    client = ModemClient(
+        rig_pool.path(index),
+        config=ClientConfig(**kw),
+        on_inbound=handler,  # type: ignore[arg-type]
+    )
+    if rig is not None:
+        client.add_listener(rig.events.put_nowait)
+    await client.open()
+    return client
+
+
+@asynccontextmanager
+async def rig(personality: str = "generic", *, seed: int = 1, **kw: object) -> AsyncIterator[Rig]:
+    with EmulatorPool([personality, "generic"], seed=seed) as pool:
+        pool.boot()
+        holder = Rig(pool, None)  # type: ignore[arg-type]
+        holder.client = await open_client(pool, 0, holder, **kw)
+        try:
+            yield holder
+        finally:
+            await holder.client.close()
+
+
+def outside_texts(pool: EmulatorPool) -> list[str | None]:
+    """Text of every SMS-SUBMIT the network let out, in order."""
+    out = []
+    for sms in pool.outside():
+        tpdu = decode_tpdu(sms.tpdu)
+        assert isinstance(tpdu, SmsSubmit)
+        out.append(tpdu.user_data.text)
+    return out
+
+
+# --- probe, send, receive, USSD for every personality ----------------------------------------
+
+
+@pytest.mark.parametrize("personality", PERSONALITIES)
+async def test_probe(personality: str) -> None:
+    async with rig(personality) as r:
+        info = r.pool.info()[0]
+        ident = await r.client.identity()
+        assert r.client.profile.name == EXPECTED_PROFILE[personality]
+        assert (ident.imei, ident.imsi, ident.iccid) == (info.imei, info.imsi, info.iccid)
+        assert (await r.client.registration()).registered
+        assert (await r.client.signal()).rssi is not None
+        assert (await r.client.smsc()).number == "+447700900000"
+        assert r.client.cnmi is not None
+        assert len(await r.client.storage_usage()) >= 2
+
+
+@pytest.mark.parametrize("personality", PERSONALITIES)
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [("hello from smsgw", 1), ("GSM-7 long " * 20, 2), ("Grüße aus Kyjiw: Привіт! " * 5, 2)],
+    ids=["gsm7-single", "gsm7-multi", "ucs2-multi"],
+)
+async def test_send_with_reports_matched_per_part(personality: str, text: str, parts: int) -> None:
+    async with rig(personality) as r:
+        results = await r.client.send_sms(OUTSIDE, text, status_report=True)
+        assert len(results) == parts
+        assert all(p.status is SubmitStatus.SENT for p in results)
+        mrs = [p.message_reference for p in results]
+        assert len(set(mrs)) == parts
+        reports = await r.reports(parts)
+        assert sorted(rep.report.message_reference for rep in reports) == sorted(mrs)  # type: ignore[type-var]
+        assert all(rep.report.status == 0 for rep in reports)
+        # The network's own record: the text arrived, each part with the MR we were told.
+        outside = r.pool.outside()
+        assert [o.message_reference for o in outside] == mrs
+        await r.client.wait_idle()
+        usage = await r.client.storage_usage()
+        assert all(u.used == 0 for u in usage)  # stored reports were deleted once handed over
+
+
+@pytest.mark.parametrize("personality", PERSONALITIES)
+async def test_receive_single_and_out_of_order_concatenated(personality: str) -> None:
+    async with rig(personality) as r:
+        r.pool.inject_sms(r.msisdn, "single one", sender="+4915100000001")
+        (single,) = await r.messages(1)
+        assert single.deliver.user_data.text == "single one"
+        text = "Part of a long message, sent out of order. " * 9
+        n = r.pool.inject_sms(r.msisdn, text, sender="MyBank", order=[2, 0, 1], reference=0x77)
+        assert n == 3
+        got = await r.messages(3)
+        joiner = Reassembler()
+        whole = None
+        for sms in got:
+            whole = joiner.add(sms.deliver, now=datetime.now(UTC)) or whole
+        assert whole is not None and whole.text == text
+        await r.client.wait_idle()
+        assert all(u.used == 0 for u in await r.client.storage_usage())
+
+
+@pytest.mark.parametrize("personality", PERSONALITIES)
+async def test_ussd(personality: str) -> None:
+    async with rig(personality) as r:
+        answer = await r.client.ussd("*100#")
+        assert answer.text is not None and answer.text.startswith("Your balance is")
+
+
+@pytest.mark.parametrize("personality", ["generic", "ec25", "huawei"])
+async def test_stored_status_reports_via_cdsi(personality: str) -> None:
+    base = quirks.select_profile({"ec25": "Quectel", "huawei": "huawei"}.get(personality, ""))
+    profile = replace(base, cnmi_chain=((2, 1, 0, 2, 0),))
+    async with rig(personality, profile=profile) as r:
+        assert r.client.cnmi == (2, 1, 0, 2, 0)
+        (part,) = await r.client.send_sms(OUTSIDE, "report me via +CDSI")
+        (report,) = await r.reports(1)
+        assert report.report.message_reference == part.message_reference
+        assert report.storage == "SR" and report.index is not None
+
+
+async def test_reports_for_magic_numbers() -> None:
+    async with rig() as r:
+        (ok,) = await r.client.send_sms(MAGIC_DELIVERED, "x")
+        (rep,) = await r.reports(1)
+        assert rep.report.message_reference == ok.message_reference and rep.report.status == 0
+        (failed,) = await r.client.send_sms(MAGIC_CMS_ERROR_PREFIX + "042", "x")
+        assert failed.status is SubmitStatus.FAILED and failed.cms_code == 42
+
+
+# --- recovery from every emulator fault --------------------------------------------------------
+
+
+async def test_cms_error_fault() -> None:
+    async with rig() as r:
+        r.pool.set_fault(0, "cms_error", code=500, rate=1.0)
+        (part,) = await r.client.send_sms(OUTSIDE, "x")
+        assert part.status is SubmitStatus.FAILED and part.cms_code == 500
+        r.pool.clear_fault(0, "cms_error")
+        (part,) = await r.client.send_sms(OUTSIDE, "y")
+        assert part.status is SubmitStatus.SENT
+
+
+async def test_deregistered_sends_fail_with_reason() -> None:
+    async with rig() as r:
+        r.pool.set_fault(0, "deregister", stat=0)
+        (part,) = await r.client.send_sms(OUTSIDE, "x")
+        assert part.status is SubmitStatus.FAILED and part.cms_code == 331
+        assert not (await r.client.registration()).registered
+
+
+async def test_urcs_inside_cmgs_and_answers() -> None:
+    async with rig("huawei") as r:
+        r.pool.set_fault(0, "urc_mid_answer", rate=1.0, line="^RSSI:12")
+        r.pool.inject_urc(0, "RING", "cmgs")
+        results = await r.client.send_sms(OUTSIDE, "through the noise " * 10)
+        assert [p.status for p in results] == [SubmitStatus.SENT, SubmitStatus.SENT]
+        assert (await r.client.signal()).rssi is not None
+        await r.reports(2)
+
+
+async def test_garbage_fault() -> None:
+    async with rig(seed=5) as r:
+        r.pool.set_fault(0, "garbage", rate=1.0, length=8)
+        for i in range(5):
+            (part,) = await r.client.send_sms(OUTSIDE, f"garbled line {i}")
+            assert part.status is SubmitStatus.SENT
+        assert (await r.client.registration()).registered
+        r.pool.inject_sms(r.msisdn, "still readable")
+        (sms,) = await r.messages(1)
+        assert sms.deliver.user_data.text == "still readable"
+
+
+async def test_slow_radio_gives_unknown_and_the_network_agrees() -> None:
+    async with rig(timeouts=replace(TIMEOUTS, submit=0.3)) as r:
+        r.pool.set_fault(0, "slow_radio", seconds=30)
+        (part,) = await r.client.send_sms(OUTSIDE, "maybe sent")
+        assert part.status is SubmitStatus.UNKNOWN
+        r.pool.advance(30)  # the modem finishes the submit; its late answer must be drained
+        r.pool.clear_fault(0, "slow_radio")
+        (part2,) = await r.client.send_sms(OUTSIDE, "surely sent")
+        assert part2.status is SubmitStatus.SENT
+        texts = outside_texts(r.pool)
+        assert texts == ["maybe sent", "surely sent"]  # "unknown" was right not to say "failed"
+
+
+async def test_hang_then_modem_gone_then_reopen() -> None:
+    fast = replace(TIMEOUTS, command=0.2, wakeup=0.1)
+    async with rig(timeouts=fast, max_timeouts=2) as r:
+        r.pool.set_fault(0, "hang")
+        with pytest.raises(ModemTimeout):
+            await r.client.signal()
+        with pytest.raises(ModemGone):
+            await r.client.signal()
+        assert not r.client.alive
+        await r.client.close()  # the supervisor closes (releasing the port lock) before reopening
+        r.pool.clear_fault(0, "hang")
+        again = await open_client(r.pool, 0, None, timeouts=fast)
+        try:
+            assert (await again.signal()).rssi is not None
+        finally:
+            await again.close()
+
+
+async def test_unplug_and_replug() -> None:
+    async with rig() as r:
+        new_path = r.pool.unplug(0, seconds=2.0)
+        await r.wait_for(lambda e: type(e).__name__ == "ModemLost", "ModemLost")
+        assert not r.client.alive
+        with pytest.raises(ModemGone):
+            await r.client.send_sms(OUTSIDE, "x")
+        r.pool.advance(2.0)
+        assert r.pool.path(0) == new_path
+        again = await open_client(r.pool, 0, None)
+        try:
+            (part,) = await again.send_sms(OUTSIDE, "after replug")
+            assert part.status is SubmitStatus.SENT
+        finally:
+            await again.close()
+
+
+@pytest.mark.parametrize("personality", ["generic", "sim800", "ec25", "huawei"])
+async def test_reboot_mid_session_reinitialises(personality: str) -> None:
+    async with rig(personality) as r:
+        r.pool.set_fault(0, "reboot")
+        r.pool.advance(10)  # boot URCs, if the personality has any
+        if personality in ("generic", "huawei"):
+            await r.client.signal()  # no boot URC: the echo coming back gives it away
+        await r.wait_for(lambda e: isinstance(e, ModemRebooted), "ModemRebooted")
+        (part,) = await r.client.send_sms(OUTSIDE, "after reboot")
+        assert part.status is SubmitStatus.SENT
+        (rep,) = await r.reports(1)  # indications were set up again
+        assert rep.report.message_reference == part.message_reference
+
+
+async def test_storage_full_then_recovery_by_scan() -> None:
+    async with rig() as r:
+        r.pool.set_fault(0, "storage_full")
+        r.pool.inject_sms(r.msisdn, "held by the SMSC")
+        await r.client.wait_idle()
+        assert r.inbound == []
+        r.pool.clear_fault(0, "storage_full")  # SMMA: the SMSC delivers now
+        (sms,) = await r.messages(1)
+        assert sms.deliver.user_data.text == "held by the SMSC"
+
+
+async def test_messages_waiting_at_start_are_scanned() -> None:
+    with EmulatorPool(["generic"], seed=2) as pool:
+        pool.boot()
+        pool.inject_sms(pool.info()[0].msisdn, "arrived while we were away")
+        holder = Rig(pool, None)  # type: ignore[arg-type]
+        holder.client = await open_client(pool, 0, holder, scan_on_start=True)
+        try:
+            (sms,) = await holder.messages(1)
+            assert sms.deliver.user_data.text == "arrived while we were away"
+            assert sms.index is not None
+        finally:
+            await holder.client.close()
+
+
+def test_part_results_are_plain_data() -> None:
+    result = PartResult(1, 1, SubmitStatus.SENT, 5, OUTSIDE, datetime.now(UTC))
+    assert result.status.value == "sent"
