@@ -59,6 +59,17 @@ _SWAP_NIBBLES = bytes(((o & 0x0F) << 4) | (o >> 4) for o in range(256))
 _HEX_TO_DIGIT = str.maketrans({"a": "*", "b": "#", "c": "a", "d": "b", "e": "c", "f": ""})
 
 
+_SEPARATORS = str.maketrans("", "", " \t-().")
+
+
+_DIALLABLE = frozenset("0123456789*#")
+
+
+def _is_digits(text: str) -> bool:
+    # Letters a-c are valid semi-octets but nobody types them: "abc" is an alphanumeric name.
+    return _DIALLABLE.issuperset(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     """An originating, destination, recipient or SMSC address."""
@@ -71,12 +82,14 @@ class Address:
     def parse(cls, s: str) -> Address:
         """'+4479..' -> international, '0791..' -> unknown, other text -> alphanumeric."""
         s = s.strip()
-        if s.startswith("+") and len(s) > 1 and all(c in _DIGIT_VALUE for c in s[1:]):
-            return cls(s[1:], TypeOfNumber.INTERNATIONAL, NumberingPlan.ISDN)
-        if s and all(c in _DIGIT_VALUE for c in s):
-            return cls(s, TypeOfNumber.UNKNOWN, NumberingPlan.ISDN)
         if not s:
             raise PduError("empty address")
+        # Separators people type in numbers ("+44 7700 900-123", "(0)") are not digits.
+        compact = s.translate(_SEPARATORS)
+        if compact.startswith("+") and len(compact) > 1 and _is_digits(compact[1:]):
+            return cls(compact[1:], TypeOfNumber.INTERNATIONAL, NumberingPlan.ISDN)
+        if compact and _is_digits(compact):
+            return cls(compact, TypeOfNumber.UNKNOWN, NumberingPlan.ISDN)
         return cls(s, TypeOfNumber.ALPHANUMERIC, NumberingPlan.UNKNOWN)
 
     @property

@@ -186,6 +186,8 @@ def _decode_enhanced_validity(data: bytes, pos: int) -> timedelta | None:
     if kind == 2:
         return timedelta(seconds=data[body])
     if kind == 3:
+        if body + 3 > pos + 7:
+            raise PduError("enhanced validity period overruns its 7 octets", pos)
         hours, minutes, seconds = (_BCD[o] for o in data[body : body + 3])
         if min(hours, minutes, seconds) < 0:
             raise PduError("enhanced validity period holds a non-decimal digit", body)
@@ -517,7 +519,9 @@ class SmsStatusReport:
         pid: int | None = None
         dcs: DataCodingScheme | None = None
         user_data: UserData | None = None
-        if pos < len(data):
+        # A TP-PI with reserved bits 3..6 set is taken as padding (some SCs append 0xFF):
+        # nothing after it is read.
+        if pos < len(data) and not data[pos] & 0x78:
             indicator = data[pos]
             pos += 1
             # Extension octets (bit 7) carry only reserved bits today: skip them.

@@ -118,6 +118,9 @@ def test_ucs2_odd_length_raises() -> None:
         ("*#123#", Address("*#123#", TypeOfNumber.UNKNOWN, NumberingPlan.ISDN)),
         ("Bank", Address("Bank", TypeOfNumber.ALPHANUMERIC, NumberingPlan.UNKNOWN)),
         ("+44 ab", Address("+44 ab", TypeOfNumber.ALPHANUMERIC, NumberingPlan.UNKNOWN)),
+        ("abc", Address("abc", TypeOfNumber.ALPHANUMERIC, NumberingPlan.UNKNOWN)),
+        ("+44 (0)7700 900-123", Address("4407700900123", TypeOfNumber.INTERNATIONAL)),
+        (" 0770 0900 ", Address("07700900", TypeOfNumber.UNKNOWN)),
     ],
 )
 def test_address_parse(text: str, expected: Address) -> None:
@@ -383,6 +386,18 @@ def test_delivery_status_classes(status: int, expected: DeliveryStatus) -> None:
     now = datetime(2020, 1, 1, tzinfo=UTC)
     report = SmsStatusReport(1, Address.parse("+1"), now, now, status)
     assert report.delivery_status is expected
+
+
+def test_status_report_padding_after_status_is_ignored() -> None:
+    now = datetime(2020, 1, 1, tzinfo=UTC)
+    report = SmsStatusReport(7, Address.parse("+15551234"), now, now, 0x41)
+    # Some SCs pad with 0xFF: reserved TP-PI bits set -> no optional fields are read.
+    assert decode_tpdu(report.encode() + b"\xff\xff") == report
+
+
+def test_enhanced_validity_overrunning_its_octets_is_rejected() -> None:
+    with pytest.raises(PduError, match="enhanced validity"):
+        _submit_with_vp(0x09, "83808080800000")
 
 
 def test_status_report_parameter_indicator_with_extension_octet() -> None:
