@@ -13,7 +13,11 @@ from gsmmodem import pdu as gsmmodem_pdu
 
 from modem.pdu import Alphabet, SmsDeliver, build_submits, count, decode_pdu, encode_pdu
 
-VECTORS = Path("/work/shared/vectors/pdus.jsonl")
+# The shared inputs sit next to the repository (../shared); a clone elsewhere still finds them.
+_VECTORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+if not _VECTORS_DIR.is_dir():
+    _VECTORS_DIR = Path("/work/shared/vectors")
+VECTORS = _VECTORS_DIR / "pdus.jsonl"
 NUMBER = "+447700900123"
 MIN_SECONDS = 0.4  # per measurement; long enough to swamp timer noise on a shared box
 DECODE_TARGET_VS_GSMMODEM = 3.0  # ours >= 3x python-gsmmodem-new

@@ -20,7 +20,11 @@ from modem.pdu import (
     to_fields,
 )
 
-VECTORS = Path("/work/shared/vectors/pdus.jsonl")
+# The shared inputs sit next to the repository (../shared); a clone elsewhere still finds them.
+_VECTORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+if not _VECTORS_DIR.is_dir():
+    _VECTORS_DIR = Path("/work/shared/vectors")
+VECTORS = _VECTORS_DIR / "pdus.jsonl"
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
