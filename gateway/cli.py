@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gateway.modem_cli import modem_group
 from gateway.pdu_cli import pdu
 
 
@@ -14,6 +15,7 @@ def main() -> None:
 
 
 main.add_command(pdu)
+main.add_command(modem_group)
 
 if __name__ == "__main__":
     main()

@@ -340,10 +340,17 @@ class ModemClient:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    async def open(self) -> ModemClient:
-        """Open the port and initialise the modem (wake-up, PIN, readiness, SMS settings)."""
+    async def open(self, *, initialise: bool = True) -> ModemClient:
+        """Open the port and initialise the modem (wake-up, PIN, readiness, SMS settings).
+
+        With initialise=False only wake it up (AT until OK, ATE0): raw access for support.
+        """
         self._transport = await self._open_transport()
         try:
+            if not initialise:
+                await self._wake()
+                await self._optional(cmds.ECHO_OFF)
+                return self
             await self._initialise()
         except BaseException:
             await self.close()
