@@ -336,6 +336,7 @@ class ModemCore:
         self.ussd_mode = personality.ussd_mode_default
         self.sent = 0
         self.received = 0
+        self.bytes_in = 0  # everything the host wrote, even while hung (tests wait on it)
         self._reset_settings()
 
     # -- power and settings ---------------------------------------------------------------------
@@ -466,7 +467,8 @@ class ModemCore:
 
     def _urc(self, line: str) -> None:
         """An unsolicited line, sent now (not an SMS indication: those go through _indicate)."""
-        self._out.append(self.p.urc_prefix + line.encode("latin-1") + b"\r\n")
+        prefix = self.p.urc_prefix if line.startswith("^") else b"\r\n"
+        self._out.append(prefix + line.encode("latin-1") + b"\r\n")
 
     def _indicate(self, text: str) -> None:
         """An SMS indication (+CMTI/+CMT/+CDS/+CDSI), routed per +CNMI <mode> (TS 27.005 3.4.1)."""
@@ -560,6 +562,7 @@ class ModemCore:
     # -- input ----------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         """Bytes from the host."""
+        self.bytes_in += len(data)
         if not self.powered or self.faults.hang:
             return
         if self._busy:
@@ -1445,6 +1448,7 @@ class EmulatedModem:
         self.path = ""
         self.plugged = False
         self.replugs = 0
+        self.on_input: Callable[[], None] | None = None
         self._open()
         network.attach(self.core)
         self.core.power_on()
@@ -1503,6 +1507,8 @@ class EmulatedModem:
             return  # EIO when no process holds the slave: nothing to read
         if data:
             self.core.feed(data)
+            if self.on_input is not None:
+                self.on_input()
 
     def _write(self, data: bytes) -> None:
         if self._fds is None:

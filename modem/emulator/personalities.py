@@ -52,7 +52,7 @@ class Personality:
     prompt: bytes = b"\r\n> "
     unsupported: str = "ERROR"  # final code for an unknown command (Huawei: COMMAND NOT SUPPORT)
     cpin_final: str | None = "OK"  # Wavecom/Sierra send +CPIN: READY without OK (quirk 3)
-    urc_prefix: bytes = b"\r\n"  # Huawei caret URCs arrive without the leading CR LF
+    urc_prefix: bytes = b"\r\n"  # before ^-URCs: Huawei sends "^RSSI:14\r\n" bare
     boot_urcs: tuple[tuple[float, str], ...] = ()  # (seconds after the previous one, line)
     sms_ready_gate: bool = False  # SIMCom: SMS commands answer ERROR until the last boot URC
     noise: tuple[str, ...] = ()  # idle URCs sent every noise_interval seconds

@@ -47,6 +47,8 @@ class EmulatorPool:
         self._time_scale = time_scale
         self._pin_enabled = pin_enabled
         self._identities = make_identities(seed, max(max_modems, _count(modems)))
+        self._input_cond = threading.Condition()
+        self._input_waiters = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="smsgw-emulator", daemon=True)
         self._started = threading.Event()
@@ -123,8 +125,25 @@ class EmulatorPool:
             )
 
         modem = self.call(make)
+        modem.on_input = self._input_arrived
         self.modems.append(modem)
         return modem
+
+    def _input_arrived(self) -> None:
+        if self._input_waiters:
+            with self._input_cond:
+                self._input_cond.notify_all()
+
+    def wait_for_input(self, index: int, total: int, timeout: float = CALL_TIMEOUT) -> None:
+        """Block until modem `index` has read `total` bytes from its host in all (even hung)."""
+        core = self.modems[index].core
+        with self._input_cond:
+            self._input_waiters += 1
+            try:
+                if not self._input_cond.wait_for(lambda: core.bytes_in >= total, timeout):
+                    raise TimeoutError(f"modem {index} read {core.bytes_in} of {total} bytes")
+            finally:
+                self._input_waiters -= 1
 
     def info(self) -> list[ModemInfo]:
         """Path and identities of every modem (paths change after an unplug)."""

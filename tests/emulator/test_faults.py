@@ -15,8 +15,9 @@ from tests.emulator.ptyclient import FINAL, PtyClient, client, submit_pdu
 
 def test_hang_swallows_commands_until_cleared(pool: EmulatorPool, a: PtyClient) -> None:
     pool.set_fault(0, "hang")
+    before = pool.call(lambda: pool.core(0).bytes_in)
     a.send("AT+CGMI\r")
-    pool.sync()
+    pool.wait_for_input(0, before + 8)  # the modem has read it (and dropped it)
     pool.clear_fault(0, "hang")
     # The first answer on the line is the one to the command sent after the hang ended.
     assert a.command("AT+CGSN") == f"\r\n{pool.info()[0].imei}\r\n\r\nOK\r\n".encode()
@@ -74,8 +75,10 @@ def test_slow_radio_holds_the_cmgs_answer_until_time_passes(
     hexpdu, length = submit_pdu("+447911123456", "slow")
     a.send(f"AT+CMGS={length}\r")
     a.read_until(b"> ")
+    before = pool.call(lambda: pool.core(0).bytes_in)
     a.send(hexpdu + "\x1a")
     a.send("AT+CGMI\r")  # typed while the radio is busy: answered afterwards
+    pool.wait_for_input(0, before + len(hexpdu) + 1 + 8)
     pool.advance(2.9)
     assert pool.stats().submitted == 0
     assert a.buffer == b""
