@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gateway.daemon_cli import accounts_group, demo_command, serve_command
 from gateway.modem_cli import modem_group
 from gateway.pdu_cli import pdu
 
@@ -15,6 +16,9 @@ def main() -> None:
 
 
 main.add_command(pdu)
+main.add_command(serve_command)
+main.add_command(demo_command)
+main.add_command(accounts_group)
 main.add_command(modem_group)
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ class Inbox:
         part_ids: list[int],
         now: datetime,
     ) -> InboundResult:
-        account_id = self.store.account_for_sim(sim_id)
+        account_id = self.store.account_for_inbound(sim_id, str(originator))
         sim = self.store.sim(sim_id) if sim_id is not None else None
         body = text if text is not None else (data or b"").hex()
         inbound_id = self.store.insert_inbound(

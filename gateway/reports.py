@@ -125,7 +125,7 @@ class ReportMatcher:
         if match is None:
             # Often the report simply overtook our own record of the +CMGS answer (the network
             # can be faster than the store): reconcile() picks it up once the part is recorded.
-            log.info(
+            log.debug(
                 "status report %d (TP-MR %d) matches no sent part yet",
                 report_id,
                 report.message_reference,

@@ -183,3 +183,50 @@ class GatewayService:
             PartState.EXPIRED,
             PartState.CANCELLED,
         }
+
+    # -- queries for the APIs ---------------------------------------------------------------
+
+    def authenticate(self, api_key: str) -> int:
+        """Return the account id for an API key, or raise UnknownAccountError."""
+        account = self.store.account_by_api_key(api_key) if api_key else None
+        if account is None or not account["api_enabled"]:
+            raise UnknownAccountError("unknown or disabled API key")
+        return int(account["id"])
+
+    def list_messages(
+        self,
+        account_id: int,
+        *,
+        state: str | None = None,
+        batch_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """An account's messages, newest first."""
+        if state is not None and state not in {s.value for s in PartState}:
+            raise InvalidRequestError(f"unknown state {state!r}")
+        if not 1 <= limit <= 500 or offset < 0:
+            raise InvalidRequestError("limit must be 1-500 and offset >= 0")
+        return self.store.list_messages(
+            account_id, state=state, batch_id=batch_id, limit=limit, offset=offset
+        )
+
+    def inbox(self, account_id: int, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """An account's inbound messages, newest first."""
+        if not 1 <= limit <= 500 or offset < 0:
+            raise InvalidRequestError("limit must be 1-500 and offset >= 0")
+        return self.store.list_inbound(account_id, limit=limit, offset=offset)
+
+    def sims(self) -> list[dict[str, Any]]:
+        """Every SIM the gateway has seen, with its modem."""
+        return self.store.list_sims()
+
+    def health(self) -> dict[str, Any]:
+        """Liveness summary: database sound, SIMs present, message counts."""
+        sims = self.store.list_sims()
+        return {
+            "database": "ok" if not self.store.integrity_check() else "corrupt",
+            "sims_present": sum(1 for s in sims if s["state"] == "present"),
+            "sims_total": len(sims),
+            "messages": self.counts(),
+        }

@@ -301,6 +301,13 @@ class Store:
             )
             if cursor.rowcount != 1:
                 raise StaleStateError(f"part {part_id} is no longer {expected.value}")
+            counter = {PartState.SENT: "sent_count", PartState.FAILED: "failed_count"}.get(target)
+            if counter is not None:
+                self.conn.execute(
+                    f"UPDATE sims SET {counter} = {counter} + 1 WHERE id ="
+                    " (SELECT sim_id FROM parts WHERE id = ?)",
+                    (part_id,),
+                )
             if expected in _NOT_LEFT and target in _GIVEN_UP:
                 # The part never reached the network: its credit goes back.
                 message_id, account_id = self.conn.execute(
@@ -496,14 +503,29 @@ class Store:
         row = self.conn.execute("SELECT * FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
         return dict(row) if row is not None else None
 
-    def account_for_sim(self, sim_id: int | None) -> int | None:
-        """The account that owns a SIM's long code (the lowest id if several may use it)."""
-        if sim_id is None:
-            return None
-        row = self.conn.execute(
-            "SELECT MIN(account_id) FROM account_sims WHERE sim_id = ?", (sim_id,)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+    def account_for_inbound(self, sim_id: int | None, originator: str) -> int | None:
+        """Which account a message from `originator` on `sim_id` belongs to.
+
+        The account that last sent to that number from that SIM (a reply comes back to the
+        conversation), else the account the SIM is granted to, else the first account (a
+        single-tenant appliance).
+        """
+        queries: list[tuple[str, tuple[Any, ...]]] = []
+        if sim_id is not None:
+            queries.append(
+                (
+                    "SELECT m.account_id FROM parts p JOIN messages m ON m.id = p.message_id"
+                    " WHERE p.sim_id = ? AND m.recipient = ? ORDER BY p.id DESC LIMIT 1",
+                    (sim_id, originator),
+                )
+            )
+            queries.append(("SELECT MIN(account_id) FROM account_sims WHERE sim_id = ?", (sim_id,)))
+        queries.append(("SELECT MIN(id) FROM accounts", ()))
+        for sql, args in queries:
+            row = self.conn.execute(sql, args).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+        return None
 
     def grant_sim(self, account_id: int, sim_id: int) -> None:
         """Let an account send from (and receive on) a SIM."""
@@ -591,6 +613,62 @@ class Store:
                 tuple(row.values()),
             )
         return int(cursor.lastrowid or 0)
+
+    # -- listings -----------------------------------------------------------------------------
+
+    def list_messages(
+        self,
+        account_id: int,
+        *,
+        state: str | None = None,
+        batch_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """An account's messages, newest first, optionally filtered."""
+        where = ["account_id = ?"]
+        args: list[Any] = [account_id]
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            args.append(batch_id)
+        rows = self.conn.execute(
+            f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def list_inbound(
+        self, account_id: int, *, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """An account's inbound messages, newest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM inbound WHERE account_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (account_id, limit, offset),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def list_sims(self) -> list[dict[str, Any]]:
+        """Every SIM with its modem (if any)."""
+        rows = self.conn.execute(
+            "SELECT s.*, m.imei, m.model, m.last_port, m.state AS modem_state FROM sims s"
+            " LEFT JOIN modems m ON m.id = s.modem_id ORDER BY s.id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def account_by_api_key(self, api_key: str) -> dict[str, Any] | None:
+        """The account an API key belongs to."""
+        row = self.conn.execute("SELECT * FROM accounts WHERE api_key = ?", (api_key,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def account_by_name(self, sub_account: str) -> dict[str, Any] | None:
+        """An account by its sub-account name."""
+        row = self.conn.execute(
+            "SELECT * FROM accounts WHERE sub_account = ?", (sub_account,)
+        ).fetchone()
+        return dict(row) if row is not None else None
 
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""

@@ -94,3 +94,27 @@ def test_a_status_report_is_not_an_inbound_message(env) -> None:
     report = "0006D60B911326880736F4111011719551401110117195714000"
     with pytest.raises(ValueError, match="SMS-DELIVER"):
         Inbox(store).receive(sim, "00" + report[2:], now=T0)
+
+
+def test_reply_goes_to_the_account_that_wrote_to_that_number(tmp_path: Path) -> None:
+    from gateway.models import PartState
+
+    store = Store.open(tmp_path)
+    try:
+        first = create_account(store, "first", now=T0).account_id
+        second = create_account(store, "second", now=T0).account_id
+        sim = store.bind_sim(iccid="8944000000000000002", imsi=None, now=T0)
+        (unknown,) = _delivers("who is this?")
+        row = store.inbound(Inbox(store).receive(sim, unknown, now=T0).inbound_id)
+        assert row["account_id"] == first  # nobody wrote to them: the appliance's first account
+        m = store.accept_message(
+            account_id=second, recipient=SENDER, body="hi", encoding="gsm7", parts=1, now=T0
+        )
+        store.transition_part(
+            m.part_ids[0], PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
+        )
+        (reply,) = _delivers("yes please", reference=8)
+        row = store.inbound(Inbox(store).receive(sim, reply, now=T0).inbound_id)
+        assert row["account_id"] == second
+    finally:
+        store.close()

@@ -1,0 +1,369 @@
+"""Our own JSON API at /v1: messages, batches, inbox, SIMs and health, with an OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.service import (
+    GatewayService,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    ServiceError,
+    UnknownAccountError,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", GatewayService)
+ACCOUNT = web.RequestKey("account_id", int)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS = {
+    UnknownAccountError: 401,
+    InsufficientCreditsError: 402,
+    InvalidRequestError: 400,
+}
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate by API key (except public paths) and render every error as JSON."""
+    service = request.app[SERVICE]
+    try:
+        if request.path.rstrip("/") not in ("/v1/health", "/v1/openapi.json"):
+            header = request.headers.get("Authorization", "")
+            key = (
+                header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
+            )
+            request[ACCOUNT] = service.authenticate(key.strip())
+        return await handler(request)
+    except ServiceError as exc:
+        return _error(_STATUS.get(type(exc), 400), exc.code, str(exc))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error; the request was logged")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError("body must be a JSON object")
+    return body
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer") from None
+
+
+def _message_view(row: dict[str, Any]) -> dict[str, Any]:
+    view = {
+        "id": row["id"],
+        "to": row["recipient"],
+        "from": row["sender"] or None,
+        "text": row["body"],
+        "encoding": row["encoding"],
+        "parts": row["units"],
+        "state": row["state"],
+        "batch_id": row["batch_id"],
+        "send_at": row["send_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "error": row["error"] or None,
+    }
+    if "parts" in row and isinstance(row["parts"], list):
+        view["part_details"] = [
+            {
+                "seq": p["seq"],
+                "state": p["state"],
+                "sim_id": p["sim_id"],
+                "tp_mr": p["tp_mr"],
+                "attempts": p["attempts"],
+                "error": p["error"] or None,
+                "sent_at": p["sent_at"],
+                "done_at": p["done_at"],
+            }
+            for p in row["parts"]
+        ]
+    return view
+
+
+async def submit(request: web.Request) -> web.Response:
+    """POST /v1/messages."""
+    body = await _json_body(request)
+    to = body.get("to")
+    recipients = [to] if isinstance(to, str) else to
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise InvalidRequestError("'to' must be a number or a list of numbers")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequestError("'text' must be a string")
+    send_at = None
+    if body.get("send_at") is not None:
+        try:
+            send_at = datetime.fromisoformat(str(body["send_at"]))
+        except ValueError:
+            raise InvalidRequestError("'send_at' must be ISO 8601 with an offset") from None
+        if send_at.tzinfo is None:
+            raise InvalidRequestError("'send_at' needs a UTC offset")
+    result = request.app[SERVICE].submit(
+        request[ACCOUNT],
+        recipients,
+        text,
+        sender=str(body.get("from") or ""),
+        send_at=send_at,
+        flash=bool(body.get("flash", False)),
+        status_report=bool(body.get("status_report", True)),
+    )
+    return web.json_response(
+        {
+            "message_ids": list(result.message_ids),
+            "batch_id": result.batch_id,
+            "encoding": result.encoding,
+            "parts_per_message": result.units_per_message,
+            "credits_charged": result.units_charged,
+            "rejected": [{"to": r.recipient, "reason": r.reason} for r in result.rejected],
+        },
+        status=201,
+    )
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """GET /v1/messages?state=&batch_id=&limit=&offset=."""
+    batch = request.query.get("batch_id")
+    rows = request.app[SERVICE].list_messages(
+        request[ACCOUNT],
+        state=request.query.get("state"),
+        batch_id=_int_query(request, "batch_id", 0) if batch else None,
+        limit=_int_query(request, "limit", 50),
+        offset=_int_query(request, "offset", 0),
+    )
+    return web.json_response({"messages": [_message_view(r) for r in rows]})
+
+
+def _message_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """GET /v1/messages/{id}."""
+    row = request.app[SERVICE].message(request[ACCOUNT], _message_id(request))
+    if row is None:
+        return _error(404, "not_found", "no such message")
+    return web.json_response(_message_view(row))
+
+
+async def cancel_message(request: web.Request) -> web.Response:
+    """DELETE /v1/messages/{id}: cancel what has not been sent, refunding it."""
+    refunded = request.app[SERVICE].cancel(request[ACCOUNT], _message_id(request))
+    return web.json_response({"cancelled_parts": refunded})
+
+
+async def inbox(request: web.Request) -> web.Response:
+    """GET /v1/inbox."""
+    rows = request.app[SERVICE].inbox(
+        request[ACCOUNT],
+        limit=_int_query(request, "limit", 50),
+        offset=_int_query(request, "offset", 0),
+    )
+    return web.json_response(
+        {
+            "messages": [
+                {
+                    "id": r["id"],
+                    "from": r["originator"],
+                    "to": r["recipient"],
+                    "text": r["body"],
+                    "encoding": r["encoding"],
+                    "complete": bool(r["complete"]),
+                    "parts_received": r["parts_received"],
+                    "parts_total": r["parts_total"],
+                    "received_at": r["received_at"],
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+async def sims(request: web.Request) -> web.Response:
+    """GET /v1/sims."""
+    return web.json_response(
+        {
+            "sims": [
+                {
+                    "id": s["id"],
+                    "iccid": s["iccid"],
+                    "msisdn": s["msisdn"] or None,
+                    "state": s["state"],
+                    "modem": {"imei": s["imei"], "model": s["model"], "port": s["last_port"]}
+                    if s["imei"]
+                    else None,
+                    "sent": s["sent_count"],
+                    "received": s["received_count"],
+                }
+                for s in request.app[SERVICE].sims()
+            ]
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /v1/health (no authentication)."""
+    report = request.app[SERVICE].health()
+    return web.json_response(report, status=200 if report["database"] == "ok" else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /v1/openapi.json."""
+    return web.json_response(OPENAPI)
+
+
+def build(service: GatewayService) -> web.Application:
+    """The /v1 sub-application."""
+    app = web.Application(middlewares=[errors_and_auth])
+    app[SERVICE] = service
+    app.router.add_post("/messages", submit)
+    app.router.add_get("/messages", list_messages)
+    app.router.add_get("/messages/{id}", get_message)
+    app.router.add_delete("/messages/{id}", cancel_message)
+    app.router.add_get("/inbox", inbox)
+    app.router.add_get("/sims", sims)
+    app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "smsgw native API", "version": "1"},
+    "servers": [{"url": "/v1"}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+            "Submit": {
+                "type": "object",
+                "required": ["to", "text"],
+                "properties": {
+                    "to": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}},
+                        ]
+                    },
+                    "text": {"type": "string", "maxLength": 1530},
+                    "from": {"type": "string", "description": "sender long code (a SIM's number)"},
+                    "send_at": {"type": "string", "format": "date-time"},
+                    "flash": {"type": "boolean"},
+                    "status_report": {"type": "boolean", "default": True},
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}, {"apiKey": []}],
+    "paths": {
+        "/messages": {
+            "post": {
+                "summary": "Accept a message for one or more recipients (durable on 201)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Submit"}}
+                    }
+                },
+                "responses": {
+                    "201": {"description": "accepted"},
+                    "400": {
+                        "description": "invalid",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                    "401": {"description": "bad API key"},
+                    "402": {"description": "not enough credits"},
+                },
+            },
+            "get": {
+                "summary": "List messages, newest first",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": t}}
+                    for n, t in (
+                        ("state", "string"),
+                        ("batch_id", "integer"),
+                        ("limit", "integer"),
+                        ("offset", "integer"),
+                    )
+                ],
+                "responses": {"200": {"description": "messages"}},
+            },
+        },
+        "/messages/{id}": {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "get": {
+                "summary": "One message with its parts",
+                "responses": {"200": {"description": "message"}, "404": {"description": "unknown"}},
+            },
+            "delete": {
+                "summary": "Cancel unsent parts (refunded)",
+                "responses": {"200": {"description": "cancelled"}},
+            },
+        },
+        "/inbox": {
+            "get": {
+                "summary": "Inbound messages, newest first",
+                "responses": {"200": {"description": "messages"}},
+            }
+        },
+        "/sims": {
+            "get": {
+                "summary": "SIMs (long codes) and their modems",
+                "responses": {"200": {"description": "sims"}},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "security": [],
+                "responses": {
+                    "200": {"description": "ok"},
+                    "503": {"description": "database corrupt"},
+                },
+            }
+        },
+    },
+}

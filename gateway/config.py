@@ -1,0 +1,82 @@
+"""The daemon's TOML configuration (/etc/smsgw/smsgw.toml), with defaults for every key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/smsgw/smsgw.toml")
+DEFAULT_DATA_DIR = Path("/var/lib/smsgw")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or has a wrong value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModemConfig:
+    """One configured modem port."""
+
+    port: str
+    pin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything `smsgw serve` needs to know."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    http_host: str = "0.0.0.0"  # an appliance serves its LAN
+    http_port: int = 8080
+    modems: tuple[ModemConfig, ...] = ()
+    discover: tuple[str, ...] = ("/dev/smsgw", "/dev/serial/by-id")
+    throttle_interval: float = 1.0
+    help_reply: str = ""
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = table.get(key, default)
+    if value is not default and not isinstance(value, kind):
+        raise ConfigError(f"{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load(path: Path | None = None) -> Config:
+    """Read the config file (missing file: defaults); SMSGW_DATA_DIR overrides data_dir."""
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            if path != DEFAULT_CONFIG_PATH:
+                raise ConfigError(f"no config file at {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    http = _get(table, "http", dict, {})
+    modems = []
+    for entry in _get(table, "modem", list, []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("port"), str):
+            raise ConfigError('each [[modem]] needs a port = "..."')
+        pin = entry.get("pin")
+        modems.append(ModemConfig(entry["port"], str(pin) if pin is not None else None))
+    interval = float(_get(table, "throttle_interval", (int, float), 1.0))
+    if not 1 <= interval <= 60:
+        raise ConfigError("throttle_interval must be between 1 and 60 seconds")
+    data_dir = Path(
+        os.environ.get("SMSGW_DATA_DIR") or _get(table, "data_dir", str, str(DEFAULT_DATA_DIR))
+    )
+    return Config(
+        data_dir=data_dir,
+        http_host=_get(http, "host", str, "0.0.0.0"),
+        http_port=int(_get(http, "port", int, 8080)),
+        modems=tuple(modems),
+        discover=tuple(_get(table, "discover", list, ["/dev/smsgw", "/dev/serial/by-id"])),
+        throttle_interval=interval,
+        help_reply=_get(table, "help_reply", str, ""),
+        log_level=_get(table, "log_level", str, "INFO"),
+    )

@@ -1,0 +1,105 @@
+"""The /v1 JSON API over GatewayService (in-process aiohttp server)."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import build_app
+from gateway.accounts import create_account
+from gateway.service import GatewayService
+from gateway.store import Store
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _run(
+    tmp_path: Path, scenario: Callable[[TestClient, dict[str, str], Store], Awaitable[None]]
+) -> None:
+    store = Store.open(tmp_path)
+    creds = create_account(store, "shop", now=T0, credits=3, default_dial_code="44")
+    headers = {"Authorization": f"Bearer {creds.api_key}"}
+
+    async def main() -> None:
+        async with TestClient(
+            TestServer(build_app(GatewayService(store, wall=lambda: T0)))
+        ) as client:
+            await scenario(client, headers, store)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_submit_list_get_cancel(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.post(
+            "/v1/messages", json={"to": ["07700 900123", "x"], "text": "Hi ✓"}, headers=headers
+        )
+        assert r.status == 201
+        body: dict[str, Any] = await r.json()
+        assert body["encoding"] == "ucs2"
+        assert body["credits_charged"] == 1
+        assert body["rejected"][0]["to"] == "x"
+        (mid,) = body["message_ids"]
+        assert store.message(mid)["state"] == "queued"  # durable before the 201
+
+        r = await client.get("/v1/messages", params={"state": "queued"}, headers=headers)
+        (listed,) = (await r.json())["messages"]
+        assert (listed["id"], listed["to"], listed["parts"]) == (mid, "+447700900123", 1)
+
+        r = await client.get(f"/v1/messages/{mid}", headers=headers)
+        detail = await r.json()
+        assert detail["part_details"][0]["state"] == "queued"
+
+        r = await client.delete(f"/v1/messages/{mid}", headers=headers)
+        assert (await r.json()) == {"cancelled_parts": 1}
+        assert store.account(1)["credits"] == 3  # refunded
+
+    _run(tmp_path, scenario)
+
+
+def test_errors_are_json_with_the_right_status(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.post("/v1/messages", json={"to": "+15551230001", "text": "hi"})
+        assert r.status == 401
+        assert (await r.json())["error"]["code"] == "unknown_account"
+        r = await client.post("/v1/messages", data=b"{nope", headers=headers)
+        assert r.status == 400
+        assert "not JSON" in (await r.json())["error"]["message"]
+        r = await client.post("/v1/messages", json={"to": 5, "text": "hi"}, headers=headers)
+        assert r.status == 400
+        many = [f"+1555123000{i}" for i in range(4)]
+        r = await client.post("/v1/messages", json={"to": many, "text": "hi"}, headers=headers)
+        assert r.status == 402
+        assert (await r.json())["error"]["code"] == "insufficient_credits"
+        r = await client.get("/v1/messages/999", headers=headers)
+        assert r.status == 404
+        r = await client.get("/v1/messages", params={"state": "bogus"}, headers=headers)
+        assert r.status == 400
+        r = await client.post(
+            "/v1/messages",
+            json={"to": "+15551230001", "text": "hi", "send_at": "2026-12-01 10:00"},
+            headers=headers,
+        )
+        assert r.status == 400
+        assert "offset" in (await r.json())["error"]["message"]
+
+    _run(tmp_path, scenario)
+
+
+def test_health_and_openapi_are_public(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.get("/v1/health")
+        assert r.status == 200
+        assert (await r.json())["database"] == "ok"
+        r = await client.get("/v1/openapi.json")
+        doc = await r.json()
+        assert doc["openapi"].startswith("3.")
+        assert {"/messages", "/messages/{id}", "/inbox", "/sims", "/health"} <= set(doc["paths"])
+
+    _run(tmp_path, scenario)
