@@ -86,7 +86,7 @@ class Outbox:
         clock: Clock,
         *,
         concat_refs: dict[int, int] | None = None,
-        on_sent: Callable[[int], None] | None = None,
+        on_sent: Callable[[int], object] | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
