@@ -168,7 +168,9 @@ def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
         count = length * 4 // 7
         number = gsm7.decode_septets(gsm7.unpack_septets(body, count))
     else:
-        digits = body.translate(_SWAP_NIBBLES).hex()[:length]
+        digits = body.translate(_SWAP_NIBBLES).hex()
+        if length & 1:
+            digits = digits[:length]
         if not digits.isdigit():
             if "f" in digits:
                 raise PduError(f"{what} address has a filler digit inside the number", pos + 2)

@@ -77,6 +77,19 @@ _TZ = {q: timezone(timedelta(minutes=15 * q)) for q in range(-79, 80)}
 _TZ[0] = UTC
 
 
+def _zone(octet: int) -> timezone:
+    if octet >> 4 > 9:
+        # Real Kenyan Safaricom status reports carry non-BCD zone octets (0xE1); smslib reads
+        # those timestamps as UTC, which is the only reading that matches their epoch values.
+        return UTC
+    quarters = (octet & 0x07) * 10 + (octet >> 4)
+    return _TZ[-quarters if octet & 0x08 else quarters]
+
+
+# Time zone octet (quarter hours, swapped BCD, sign in bit 3) -> tzinfo.
+_ZONE = tuple(_zone(octet) for octet in range(256))
+
+
 def decode_timestamp(data: bytes, pos: int, what: str = "timestamp") -> datetime:
     """Decode a 7-octet service-centre timestamp into a timezone-aware datetime."""
     if pos + 7 > len(data):
@@ -85,19 +98,10 @@ def decode_timestamp(data: bytes, pos: int, what: str = "timestamp") -> datetime
     if 0xFF in values:
         raise PduError(f"{what} holds a non-decimal digit", pos + values.index(0xFF))
     year, month, day, hour, minute, second = values
-    tz = data[pos + 6]
-    if tz >> 4 > 9:
-        # Real Kenyan Safaricom status reports carry non-BCD zone octets (0xE1); smslib reads
-        # those timestamps as UTC, which is the only reading that matches their epoch values.
-        quarters = 0
-    else:
-        quarters = (tz & 0x07) * 10 + (tz >> 4)
-        if tz & 0x08:
-            quarters = -quarters
     # Two-digit years: 90..99 are 1990s (as gammu reads them), everything else 20xx.
     year += 1900 if year >= 90 else 2000
     try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=_TZ[quarters])
+        return datetime(year, month, day, hour, minute, second, tzinfo=_ZONE[data[pos + 6]])
     except ValueError as exc:
         raise PduError(f"{what} is not a valid date ({exc})", pos) from None
 
