@@ -18,8 +18,9 @@ tests still fail on any difference the quirk does not explain (and fail if gammu
 - GAMMU_ALNUM_ADDRESS_ASCII: gammu packs an alphanumeric address from ASCII codes, not the GSM
   default alphabet, so '@', '$', '_' and non-ASCII letters come out as other characters; the
   generated senders keep to characters whose ASCII and GSM codes agree.
-- GAMMU_P_IS_A_PAUSE_DIGIT: gammu encodes a sender such as "P" or "PP" as a number (pause
-  digits), not as alphanumeric text; such senders are left out of the generated ones.
+- GAMMU_P_IS_A_PAUSE_DIGIT: gammu encodes a sender such as "P", "P#" or "P*1" as a number
+  (pause and DTMF digits), not as alphanumeric text; such senders are left out of the generated
+  ones.
 - GAMMU_WEEKS_AS_DAYS: gammu encodes a relative validity of N weeks ("NW") as TP-VP 166 + N,
   the code for N days (TS 23.040 9.2.3.12.1 puts N weeks at 192 + N).
 - GAMMU_SUBMIT_SRR_NOT_DECODED: DecodePDU of an SMS-SUBMIT does not report TP-SRR (the message
@@ -99,11 +100,11 @@ international = st.from_regex(r"\+[1-9][0-9]{7,14}", fullmatch=True)
 national = st.from_regex(r"0[1-9][0-9]{6,10}", fullmatch=True)
 numbers = st.one_of(international, national)
 # Characters at the same code in ASCII and the GSM default alphabet (GAMMU_ALNUM_ADDRESS_ASCII);
-# gammu reads a sender of only digits and 'P'/'p' as a phone number with pauses
-# (GAMMU_P_IS_A_PAUSE_DIGIT), so such senders are not drawn.
+# gammu reads a sender of only digits, '+', '*', '#' and 'P'/'p' as a phone number (with pauses,
+# GAMMU_P_IS_A_PAUSE_DIGIT), so such senders are not drawn.
 alphanumeric = st.from_regex(
     r"[A-Za-z][A-Za-z0-9 .!#%&()*+,/:;<=>?-]{0,10}", fullmatch=True
-).filter(lambda s: any(c not in "0123456789Pp" for c in s))
+).filter(lambda s: any(c not in "0123456789Pp+*#" for c in s))
 
 
 @st.composite
