@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.daemon_cli import accounts_group, demo_command, serve_command
+from gateway.emulator_cli import emulator
 from gateway.modem_cli import modem_group
 from gateway.pdu_cli import pdu
 
@@ -20,6 +21,7 @@ main.add_command(serve_command)
 main.add_command(demo_command)
 main.add_command(accounts_group)
 main.add_command(modem_group)
+main.add_command(emulator)
 
 if __name__ == "__main__":
     main()

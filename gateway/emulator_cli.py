@@ -1,0 +1,268 @@
+"""`smsgw emulator`: run a pool of emulated modems and drive it with a small line protocol.
+
+`smsgw emulator run --modems 4 --personality huawei --seed 7` prints one JSON document (the
+modems: PTY path, MSISDN, IMSI, ICCID, IMEI, personality) and keeps running. Control lines
+are read from stdin and, with `--control PATH`, from a Unix socket (`smsgw emulator send PATH
+LINE` talks to it). Every line gets exactly one JSON line back: {"ok": true, ...} or
+{"ok": false, "error": "..."}.
+
+Control lines (MODEM is an index or an MSISDN; text runs to the end of the line):
+  info                                 modems and their current PTY paths
+  inject MODEM SENDER TEXT...          SMS from the outside world (SENDER: +number or name)
+  fault MODEM NAME [key=value ...]     e.g. "fault 0 cms_error code=42 rate=0.5",
+                                       "fault 1 slow_radio seconds=3", "fault 2 unplug seconds=5"
+  clear MODEM NAME                     switch a fault off
+  urc MODEM WHERE LINE...              WHERE: now | answer | cmgs
+  garbage MODEM HEX                    raw bytes on the modem's line
+  outside                              what was sent to numbers outside the emulated network
+  stats                                network counters
+  help / quit
+A line starting with "{" is JSON: {"cmd": "inject", "to": 0, "sender": "MyBank", "text": "..",
+"ref16": true, "order": [1, 0], "message_class": 0} (keys as the Python API takes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from modem.emulator import PERSONALITIES, EmulatorPool, Fault
+
+Reply = dict[str, Any]
+
+
+def _modem_index(pool: EmulatorPool, ref: object) -> int:
+    if isinstance(ref, int):
+        index = ref
+    elif isinstance(ref, str) and ref.isdigit():
+        index = int(ref)
+    else:
+        infos = pool.info()
+        matches = [i.index for i in infos if i.msisdn == ref]
+        if not matches:
+            raise ValueError(f"no modem {ref!r} (give an index or an MSISDN)")
+        index = matches[0]
+    if not 0 <= index < len(pool.modems):
+        raise ValueError(f"modem index {index} out of range 0..{len(pool.modems) - 1}")
+    return index
+
+
+def _value(text: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _info(pool: EmulatorPool) -> Reply:
+    return {"ok": True, "modems": [asdict(i) for i in pool.info()]}
+
+
+def _outside(pool: EmulatorPool) -> Reply:
+    from modem.pdu import PduError, decode_pdu
+
+    messages = []
+    for out in pool.outside():
+        entry: dict[str, Any] = {
+            "sender": out.sender,
+            "destination": out.destination,
+            "message_reference": out.message_reference,
+            "tpdu": out.tpdu.hex().upper(),
+        }
+        try:
+            ud = decode_pdu(out.tpdu, smsc_included=False).tpdu.user_data
+            entry["text"] = None if ud is None else ud.text
+        except PduError as exc:
+            entry["error"] = str(exc)
+        messages.append(entry)
+    return {"ok": True, "messages": messages}
+
+
+def _json_command(pool: EmulatorPool, request: dict[str, Any]) -> Reply:
+    cmd = request.pop("cmd", None)
+    if cmd == "inject":
+        index = _modem_index(pool, request.pop("to"))
+        msisdn = pool.info()[index].msisdn
+        text = request.pop("text", None)
+        sender = request.pop("sender", "+4915112345678")
+        data = request.pop("data_hex", None)
+        parts = pool.inject_sms(
+            msisdn, text, sender, data=None if data is None else bytes.fromhex(data), **request
+        )
+        return {"ok": True, "parts": parts}
+    if cmd == "fault":
+        index = _modem_index(pool, request.pop("modem"))
+        pool.set_fault(index, Fault(request.pop("name")), **request)
+        return {"ok": True, "modems": [asdict(i) for i in pool.info()]}
+    raise ValueError(f"unknown JSON command {cmd!r}")
+
+
+def handle(pool: EmulatorPool, line: str) -> Reply:
+    """Run one control line against the pool; never raises (errors become JSON)."""
+    try:
+        line = line.strip()
+        if not line:
+            return {"ok": True}
+        if line.startswith("{"):
+            return _json_command(pool, json.loads(line))
+        verb, _, rest = line.partition(" ")
+        verb = verb.lower()
+        if verb == "info":
+            return _info(pool)
+        if verb == "stats":
+            return {"ok": True, "stats": asdict(pool.stats())}
+        if verb == "outside":
+            return _outside(pool)
+        if verb == "help":
+            return {"ok": True, "help": (__doc__ or "").split("Control lines", 1)[1].strip()}
+        if verb == "inject":
+            ref, sender, text = rest.split(" ", 2)
+            msisdn = pool.info()[_modem_index(pool, ref)].msisdn
+            return {"ok": True, "parts": pool.inject_sms(msisdn, text, sender)}
+        if verb in ("fault", "clear"):
+            args = shlex.split(rest)
+            index, fault = _modem_index(pool, args[0]), Fault(args[1])
+            if verb == "clear":
+                pool.clear_fault(index, fault)
+            else:
+                params = dict(arg.split("=", 1) for arg in args[2:])
+                pool.set_fault(index, fault, **{k: _value(v) for k, v in params.items()})
+            return _info(pool)
+        if verb == "urc":
+            ref, where, urc = rest.split(" ", 2)
+            pool.inject_urc(_modem_index(pool, ref), urc, where)
+            return {"ok": True}
+        if verb == "garbage":
+            ref, hexdata = rest.split(" ", 1)
+            pool.inject_garbage(_modem_index(pool, ref), bytes.fromhex(hexdata.replace(" ", "")))
+            return {"ok": True}
+        if verb == "quit":
+            return {"ok": True, "bye": True}
+        raise ValueError(f"unknown command {verb!r} (try: help)")
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _serve_socket(pool: EmulatorPool, server: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rw", encoding="utf-8") as stream:
+            for line in stream:
+                reply = handle(pool, line)
+                stream.write(json.dumps(reply) + "\n")
+                stream.flush()
+                if reply.get("bye"):
+                    stop.set()
+                    break
+
+
+@click.group(name="emulator")
+def emulator() -> None:
+    """Emulated modems on PTYs and an emulated GSM network (no hardware needed)."""
+
+
+@emulator.command(name="run")
+@click.option("--modems", "count", type=click.IntRange(0, 899), default=2, show_default=True)
+@click.option(
+    "--personality",
+    "personalities",
+    multiple=True,
+    type=click.Choice(sorted(PERSONALITIES)),
+    help="Personality per modem, repeated; the last one fills the rest.",
+)
+@click.option("--seed", default="0", show_default=True, help="Same seed, same SIMs and faults.")
+@click.option("--report-delay", type=float, default=1.0, show_default=True)
+@click.option("--time-scale", type=float, default=1.0, show_default=True)
+@click.option("--pin/--no-pin", default=False, help="SIMs start PIN-locked.")
+@click.option("--control", type=click.Path(dir_okay=False), help="Also listen on this socket.")
+def run_command(
+    *,
+    count: int,
+    personalities: tuple[str, ...],
+    seed: str,
+    report_delay: float,
+    time_scale: float,
+    pin: bool,
+    control: str | None,
+) -> None:
+    """Start N emulated modems, print them as JSON, then obey control lines on stdin."""
+    chosen = list(personalities) or ["generic"]
+    kinds = [chosen[min(i, len(chosen) - 1)] for i in range(count)]
+    seed_value: int | str = int(seed) if seed.lstrip("-").isdigit() else seed
+    with EmulatorPool(
+        kinds,
+        seed=seed_value,
+        clock="real",
+        time_scale=time_scale,
+        report_delay=report_delay,
+        pin_enabled=pin,
+        max_modems=max(count, 1),
+    ) as pool:
+        stop = threading.Event()
+        server = None
+        if control:
+            if os.path.exists(control):
+                os.unlink(control)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(control)
+            server.listen(4)
+            threading.Thread(target=_serve_socket, args=(pool, server, stop), daemon=True).start()
+        document = _info(pool)
+        document.update(seed=seed_value, smsc=pool.network.smsc, control=control)
+        click.echo(json.dumps(document), nl=True)
+        sys.stdout.flush()
+        try:
+            for line in sys.stdin:
+                reply = handle(pool, line)
+                click.echo(json.dumps(reply))
+                sys.stdout.flush()
+                if reply.get("bye") or stop.is_set():
+                    break
+            else:
+                if control:  # stdin closed (e.g. run in the background): serve the socket
+                    stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.set()
+            if server is not None:
+                server.close()
+                os.unlink(control)  # type: ignore[arg-type]
+
+
+@emulator.command(name="send")
+@click.argument("control", type=click.Path(exists=True, dir_okay=False))
+@click.argument("line", nargs=-1, required=True)
+def send_command(control: str, line: tuple[str, ...]) -> None:
+    """Send one control line to a running `emulator run --control PATH`; print the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(control)
+        with sock.makefile("rw", encoding="utf-8") as stream:
+            stream.write(" ".join(line) + "\n")
+            stream.flush()
+            reply = stream.readline()
+    click.echo(reply.rstrip("\n"))
+    if not json.loads(reply).get("ok"):
+        raise SystemExit(1)
+
+
+@emulator.command(name="personalities")
+def personalities_command() -> None:
+    """List the vendor personalities and the transcripts each one models."""
+    for p in PERSONALITIES.values():
+        claims = ", ".join(p.transcripts) or "-"
+        click.echo(f"{p.name:10} {p.manufacturer.strip()} {p.model.strip()}  [{claims}]")
