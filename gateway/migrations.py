@@ -219,6 +219,17 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (account_id, recipient)
     );
     """,
+    # 2: recurring series and batch control: the template each occurrence is made from, the
+    # series' local start (DST-correct occurrences) and the next run.
+    """
+    ALTER TABLE batches ADD COLUMN template TEXT;
+    ALTER TABLE batches ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';
+    ALTER TABLE batches ADD COLUMN start_local TEXT;
+    ALTER TABLE batches ADD COLUMN next_run TEXT;
+    ALTER TABLE batches ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN error TEXT NOT NULL DEFAULT '';
+    CREATE INDEX batches_next_run ON batches(state, next_run);
+    """,
 )
 
 

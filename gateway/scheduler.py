@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from gateway.outbox import Outbox, PartSender
+from gateway.recurrence import Recurrence, RepeatUnit, next_occurrence
 from gateway.store import Store
+from modem.pdu import count
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +21,48 @@ log = logging.getLogger(__name__)
 # enough that a SIM that falls ill strands little work.
 QUEUE_DEPTH = 2
 TICK_SECONDS = 0.5
+
+
+def run_due_series(store: Store, now: datetime) -> list[int]:
+    """Accept (and charge) the occurrence of every recurring series that is due; return ids."""
+    created: list[int] = []
+    for batch in store.due_series(now):
+        rule_data = json.loads(batch["recurrence"])
+        rule = Recurrence(
+            RepeatUnit(rule_data["unit"]),
+            int(rule_data["frequency"]),
+            date.fromisoformat(rule_data["until"]),
+        )
+        zone = ZoneInfo(batch["timezone"])
+        start_local = datetime.fromisoformat(batch["start_local"])
+        template = json.loads(batch["template"])
+        this_run = datetime.fromisoformat(batch["next_run"])
+        following = next_occurrence(start_local, zone, rule, this_run)
+        account = store.account(batch["account_id"])
+        cost = count(template["text"])
+        needed = cost.parts * len(template["recipients"])
+        if account is None or (not account["unlimited"] and account["credits"] < needed):
+            log.warning("series %d: run skipped, %d credits needed", batch["id"], needed)
+            store.record_series_run(batch["id"], following, error="insufficient credits")
+            continue
+        for number in template["recipients"]:
+            accepted = store.accept_message(
+                account_id=batch["account_id"],
+                recipient=number,
+                body=template["text"],
+                encoding=cost.encoding.value,
+                parts=cost.parts,
+                sender=template["sender"],
+                batch_id=batch["id"],
+                status_report=bool(template["status_report"]),
+                flash=bool(template["flash"]),
+                charge=cost.parts,
+                extra={**template["extra"], "occurrence": this_run.isoformat()},
+                now=now,
+            )
+            created.append(accepted.message_id)
+        store.record_series_run(batch["id"], following)
+    return created
 
 
 class Dispatcher:
@@ -68,6 +115,7 @@ class Dispatcher:
         now_wall = self.outbox.clock.wall()
         now = self.outbox.clock.monotonic()
         self.store.promote_due(now_wall)
+        run_due_series(self.store, now_wall)
         capacity = sum(max(QUEUE_DEPTH - q.qsize(), 0) for q in self._queues.values())
         if capacity == 0:
             return 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.models import PartState
 from gateway.numbers import InvalidNumberError, normalize
+from gateway.recurrence import Recurrence
 from gateway.store import Store, utc_iso
 from modem.pdu import count
 
@@ -87,8 +90,13 @@ class GatewayService:
         status_report: bool = True,
         rotate: bool = True,
         extra: dict[str, Any] | None = None,
+        recurrence: Recurrence | None = None,
     ) -> SubmitResult:
-        """Accept one text for one or more recipients, charging credits per part."""
+        """Accept one text for one or more recipients, charging credits per part.
+
+        With `recurrence`, `send_at` is the first occurrence and nothing is charged now: each
+        occurrence is accepted (and charged) when it comes, in the account's timezone.
+        """
         account = self._account(account_id)
         if not text:
             raise InvalidRequestError("message text is empty")
@@ -110,6 +118,12 @@ class GatewayService:
             )
         cost = count(text)
         total = cost.parts * len(numbers)
+        if recurrence is not None:
+            return self._submit_series(
+                account, numbers, text, units=cost.parts, encoding=cost.encoding.value,
+                rejected=tuple(rejected), sender=sender, send_at=send_at, flash=flash,
+                status_report=status_report, rotate=rotate, extra=extra, recurrence=recurrence,
+            )  # fmt: skip
         if not account["unlimited"] and account["credits"] < total:
             raise InsufficientCreditsError(
                 f"{total} credits needed, {account['credits']} available"
@@ -149,6 +163,91 @@ class GatewayService:
         )
         return SubmitResult(
             tuple(ids), batch_id, cost.parts, total, cost.encoding.value, tuple(rejected)
+        )
+
+    def _submit_series(
+        self,
+        account: dict[str, Any],
+        numbers: list[str],
+        text: str,
+        *,
+        units: int,
+        encoding: str,
+        rejected: tuple[Rejected, ...],
+        sender: str,
+        send_at: datetime | None,
+        flash: bool,
+        status_report: bool,
+        rotate: bool,
+        extra: dict[str, Any] | None,
+        recurrence: Recurrence,
+    ) -> SubmitResult:
+        if send_at is None:
+            raise InvalidRequestError("a recurring send needs its first date and time")
+        try:
+            zone = ZoneInfo(account["timezone"] or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        start_local = send_at.astimezone(zone).replace(tzinfo=None)
+        if send_at.astimezone(zone).date() > recurrence.until:
+            raise InvalidRequestError("the end date is before the first send")
+        template = {
+            "recipients": numbers,
+            "text": text,
+            "sender": sender,
+            "flash": flash,
+            "status_report": status_report,
+            "extra": extra or {},
+        }
+        batch_id = self.store.insert_batch(
+            {
+                "account_id": account["id"],
+                "sender": sender,
+                "rotate": int(rotate),
+                "send_at": utc_iso(send_at),
+                "recurrence": json.dumps(
+                    {
+                        "unit": recurrence.unit.value,
+                        "frequency": recurrence.frequency,
+                        "until": recurrence.until.isoformat(),
+                    }
+                ),
+                "template": json.dumps(template),
+                "timezone": zone.key,
+                "start_local": start_local.isoformat(),
+                "next_run": utc_iso(send_at),
+            },
+            now=self.wall(),
+        )
+        return SubmitResult((), batch_id, units, 0, encoding, rejected)
+
+    # -- batch control ----------------------------------------------------------------------
+
+    def _own_batch(self, account_id: int, batch_id: int) -> dict[str, Any]:
+        batch = self.store.batch(batch_id)
+        if batch is None or batch["account_id"] != account_id:
+            raise InvalidRequestError(f"no batch {batch_id}")
+        return batch
+
+    def pause_batch(self, account_id: int, batch_id: int) -> None:
+        """Hold a batch's unsent messages (and a series' future runs) until resumed."""
+        if self._own_batch(account_id, batch_id)["state"] not in ("active", "paused"):
+            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
+        self.store.set_batch_state(batch_id, "paused")
+
+    def resume_batch(self, account_id: int, batch_id: int) -> None:
+        """Let a paused batch send again."""
+        if self._own_batch(account_id, batch_id)["state"] not in ("active", "paused"):
+            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
+        self.store.set_batch_state(batch_id, "active")
+
+    def cancel_batch(self, account_id: int, batch_id: int) -> int:
+        """Cancel a batch: future runs stop and unsent parts are refunded; returns their count."""
+        self._own_batch(account_id, batch_id)
+        self.store.set_batch_state(batch_id, "cancelled")
+        return sum(
+            self.store.cancel_message(mid, now=self.wall())
+            for mid in self.store.batch_message_ids(batch_id)
         )
 
     def message(self, account_id: int, message_id: int) -> dict[str, Any] | None:

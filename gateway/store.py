@@ -395,9 +395,11 @@ class Store:
         return len(ids)
 
     def due_messages(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Queued messages with a part that may be sent at `now`, oldest first."""
+        """Queued messages with a part that may be sent at `now`, oldest first (paused or
+        cancelled batches hold theirs back)."""
         rows = self.conn.execute(
-            "SELECT m.* FROM messages m WHERE m.state = 'queued' AND EXISTS ("
+            "SELECT m.* FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            " WHERE m.state = 'queued' AND (b.state IS NULL OR b.state = 'active') AND EXISTS ("
             " SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.state = 'queued'"
             " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?))"
             " ORDER BY m.id LIMIT ?",
@@ -445,6 +447,52 @@ class Store:
             " VALUES (?, ?, ?, ?, ?)",
             (account_id, units, f"refund: {reason}", message_id, stamp),
         )
+
+    # -- batches and recurring series -------------------------------------------------------
+
+    def batch(self, batch_id: int) -> dict[str, Any] | None:
+        """One batch row."""
+        row = self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def set_batch_state(self, batch_id: int, state: str) -> None:
+        """Pause ('paused'), resume ('active'), finish ('done') or cancel ('cancelled') a batch."""
+        if state not in ("active", "paused", "cancelled", "done"):
+            raise ValueError(f"unknown batch state {state!r}")
+        with self.transaction():
+            self.conn.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
+
+    def batch_message_ids(self, batch_id: int) -> list[int]:
+        """Ids of a batch's messages."""
+        rows = self.conn.execute(
+            "SELECT id FROM messages WHERE batch_id = ? ORDER BY id", (batch_id,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def due_series(self, now: datetime) -> list[dict[str, Any]]:
+        """Active recurring series whose next run has come."""
+        rows = self.conn.execute(
+            "SELECT * FROM batches WHERE state = 'active' AND next_run IS NOT NULL"
+            " AND next_run <= ? ORDER BY next_run",
+            (utc_iso(now),),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def record_series_run(
+        self, batch_id: int, next_run: datetime | None, *, error: str = ""
+    ) -> None:
+        """Advance a series to its next run (None: finished)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE batches SET runs = runs + 1, next_run = ?, error = ?,"
+                " state = CASE WHEN ? IS NULL THEN 'done' ELSE state END WHERE id = ?",
+                (
+                    utc_iso(next_run) if next_run is not None else None,
+                    error,
+                    None if next_run is None else 1,
+                    batch_id,
+                ),
+            )
 
     # -- inbound ----------------------------------------------------------------------------
 

@@ -116,3 +116,53 @@ def test_part_rejected_by_the_network_is_refunded(env) -> None:
     assert _credits(store, account) == 10
     reasons = [r[0] for r in store.conn.execute("SELECT reason FROM credits_ledger ORDER BY id")]
     assert reasons == ["send", "refund: failed"]
+
+
+def test_recurring_series_materialises_each_run_in_local_time(env) -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from gateway.recurrence import Recurrence, RepeatUnit
+    from gateway.scheduler import run_due_series
+
+    store, service, account, _ = env
+    store.conn.execute("UPDATE accounts SET timezone = 'Europe/London' WHERE id = ?", (account,))
+    london = ZoneInfo("Europe/London")
+    first = datetime(2026, 3, 27, 9, 0, tzinfo=london)  # two days before the clocks go forward
+    result = service.submit(
+        account,
+        ["+15551230001", "+15551230002"],
+        "Standup at 9",
+        send_at=first,
+        recurrence=Recurrence(RepeatUnit.DAILY, 1, date(2026, 3, 29)),
+    )
+    assert result.message_ids == ()
+    assert result.units_charged == 0  # each run is charged when it is accepted
+    fired: list[str] = []
+    moment = first.astimezone(UTC) - timedelta(minutes=1)
+    while moment < datetime(2026, 3, 31, tzinfo=UTC):
+        ids = run_due_series(store, moment)
+        if ids:
+            fired.append(moment.astimezone(UTC).strftime("%d %H:%M"))
+            assert len(ids) == 2
+        moment += timedelta(minutes=15)
+    # 09:00 local each day: 09:00 UTC (GMT) then 08:00 UTC after the spring-forward
+    assert fired == ["27 09:14", "28 09:14", "29 08:14"]
+    batch = store.batch(result.batch_id)
+    assert (batch["state"], batch["runs"]) == ("done", 3)
+    assert _credits(store, account) == 10 - 6
+
+
+def test_pause_resume_cancel_batch(env) -> None:
+    store, service, account, _ = env
+    result = service.submit(account, ["+15551230001", "+15551230002"], "x")
+    service.pause_batch(account, result.batch_id)
+    assert service.due_messages(10) == []  # a paused batch holds its queued messages
+    service.resume_batch(account, result.batch_id)
+    assert len(service.due_messages(10)) == 2
+    assert service.cancel_batch(account, result.batch_id) == 2
+    assert _credits(store, account) == 10
+    with pytest.raises(InvalidRequestError, match="finished or cancelled"):
+        service.resume_batch(account, result.batch_id)
+    with pytest.raises(InvalidRequestError):
+        service.pause_batch(account + 1, result.batch_id)
