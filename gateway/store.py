@@ -718,6 +718,29 @@ class Store:
         ).fetchone()
         return dict(row) if row is not None else None
 
+    def requeue_uncertain(self, *, now: datetime) -> list[int]:
+        """Requeue uncertain parts of accounts that opted into resending them (they accept that
+        a recipient may get a part twice rather than never); return the part ids."""
+        stamp = utc_iso(now)
+        check_transition(PartState.UNCERTAIN, PartState.QUEUED)
+        with self.transaction():
+            ids = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT p.id FROM parts p JOIN messages m ON m.id = p.message_id"
+                    " JOIN accounts a ON a.id = m.account_id"
+                    " WHERE p.state = 'uncertain' AND a.resend_uncertain = 1"
+                )
+            ]
+            for part_id in ids:
+                self.conn.execute(
+                    "UPDATE parts SET state = 'queued', error = 'requeued after uncertain send'"
+                    " WHERE id = ?",
+                    (part_id,),
+                )
+                self._rollup_message_of(part_id, stamp)
+        return ids
+
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""
         if table not in ("parts", "messages"):
