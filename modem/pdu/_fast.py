@@ -12,18 +12,23 @@ T = TypeVar("T")
 
 
 def fast_constructor(cls: type[T]) -> Callable[..., T]:
-    """A positional constructor for a frozen slots dataclass that skips the frozen __setattr__.
+    """A positional constructor for a frozen dataclass that skips the frozen __setattr__.
 
     A frozen dataclass __init__ pays for object.__setattr__ on every field; decoding builds
-    about twenty fields per PDU, so the decoder writes the slots directly (same result, ~2.5x
-    cheaper). Every field must be passed, in declaration order.
+    about twenty fields per PDU, so the decoder fills the instance directly instead (same
+    object, same equality; two to four times cheaper). Every field must be passed, in
+    declaration order.
     """
     names = [f.name for f in fields(cast(Any, cls))]
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(cls, name).__set__
     lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]
-    lines += [f"    _set_{name}(o, {name})" for name in names]
+    if "__slots__" in cls.__dict__:
+        for name in names:
+            namespace[f"_set_{name}"] = getattr(cls, name).__set__
+        lines += [f"    _set_{name}(o, {name})" for name in names]
+    else:
+        lines.append("    d = o.__dict__")
+        lines += [f"    d[{name!r}] = {name}" for name in names]
     lines.append("    return o")
     exec("\n".join(lines), namespace)
     return cast(Callable[..., T], namespace["make"])

@@ -70,7 +70,7 @@ def _is_digits(text: str) -> bool:
     return _DIALLABLE.issuperset(text)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Address:
     """An originating, destination, recipient or SMSC address."""
 

@@ -203,7 +203,7 @@ def _decode_enhanced_validity(data: bytes, pos: int) -> timedelta | None:
 # User data.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UserData:
     """TP-UD: text (GSM 7-bit / UCS-2) or 8-bit data, with an optional header."""
 
@@ -361,7 +361,7 @@ def _need(data: bytes, pos: int, count: int, what: str) -> None:
 # TPDUs.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SmsSubmit:
     """SMS-SUBMIT (MS -> SC), TS 23.040 9.2.2.2."""
 
@@ -417,7 +417,7 @@ class SmsSubmit:
         return _decode_submit(tpdu, offset, allow_truncated)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SmsDeliver:
     """SMS-DELIVER (SC -> MS), TS 23.040 9.2.2.1."""
 
@@ -453,7 +453,7 @@ class SmsDeliver:
         return _decode_deliver(tpdu, offset, allow_truncated)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SmsStatusReport:
     """SMS-STATUS-REPORT (SC -> MS), TS 23.040 9.2.2.3."""
 
@@ -563,7 +563,7 @@ _make_deliver = fast_constructor(SmsDeliver)
 _make_status_report = fast_constructor(SmsStatusReport)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Pdu:
     """A PDU as exchanged with the modem: optional SMSC address and the TPDU."""
 

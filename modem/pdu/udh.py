@@ -28,7 +28,7 @@ IEI_NATIONAL_SINGLE_SHIFT = 0x24
 IEI_NATIONAL_LOCKING_SHIFT = 0x25
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class InformationElement:
     """One UDH information element: identifier and raw data."""
 
@@ -77,7 +77,7 @@ class ApplicationPorts:
         return InformationElement(IEI_APPLICATION_PORT_16BIT, data)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UserDataHeader:
     """A user data header: an ordered tuple of information elements."""
 
