@@ -77,6 +77,9 @@ class Gateway:
             log.warning(
                 "%d part(s) were on the wire at the last crash: now uncertain", len(uncertain)
             )
+        requeued = store.requeue_uncertain(now=wall())
+        if requeued:
+            log.warning("%d uncertain part(s) requeued (their accounts opted in)", len(requeued))
         loop = asyncio.get_running_loop()
         pool = SimPool()
         reports = ReportMatcher(store)

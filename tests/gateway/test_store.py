@@ -160,6 +160,10 @@ def test_crash_recovery_marks_in_flight_parts_uncertain(store: Store) -> None:
     assert states == ["uncertain", "queued"]
     assert store.message(m.message_id)["state"] == "uncertain"  # type: ignore[index]
     assert store.recover_after_crash(now=NOW) == []
+    assert store.requeue_uncertain(now=NOW) == []  # not without the account's opt-in
+    store.conn.execute("UPDATE accounts SET resend_uncertain = 1 WHERE id = ?", (account,))
+    assert store.requeue_uncertain(now=NOW) == [m.part_ids[0]]
+    assert [p["state"] for p in store.parts(m.message_id)] == ["queued", "queued"]
 
 
 _WRITER = textwrap.dedent(
