@@ -786,7 +786,9 @@ class ModemCore:
         mt = self.cnmi[1]
         hexpdu = self.network.smsc_field.hex().upper() + tpdu.hex().upper()
         direct = (mt == 2 and cls != 2) or (mt == 3 and cls == 3)
-        if direct and self.cnmi[0] != 0 and not self.faults.hang:
+        # <mode>=1 discards indications while the link is reserved: store instead of losing it.
+        reserved_drop = self.cnmi[0] == 1 and (self._prompt is not None or self._busy)
+        if direct and self.cnmi[0] != 0 and not self.faults.hang and not reserved_drop:
             if self.csms == 1 and self._ack_pending:
                 return False  # one unacknowledged +CMT at a time; the SMSC retries
             self._indicate(f"+CMT: ,{len(tpdu)}\r\n{hexpdu}")
@@ -812,7 +814,8 @@ class ModemCore:
             return False
         ds = self.cnmi[3]
         hexpdu = self.network.smsc_field.hex().upper() + tpdu.hex().upper()
-        if ds == 1 and self.cnmi[0] != 0 and not self.faults.hang:
+        reserved_drop = self.cnmi[0] == 1 and (self._prompt is not None or self._busy)
+        if ds == 1 and self.cnmi[0] != 0 and not self.faults.hang and not reserved_drop:
             if self.csms == 1 and self._ack_pending:
                 return False
             self._indicate(f"+CDS: {len(tpdu)}\r\n{hexpdu}")

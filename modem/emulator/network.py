@@ -36,6 +36,9 @@ ST_TEMPORARY_CONGESTION = 0x20  # temporary error, SC still trying
 ST_PERMANENT_INCOMPATIBLE = 0x41  # permanent error: incompatible destination
 ST_PERMANENT_EXPIRED = 0x46  # permanent error: SM validity period expired
 
+# How long the SMSC keeps trying when the SUBMIT gave no TP-VP (TS 23.040 leaves it to the SC).
+DEFAULT_VALIDITY = 3 * 86400.0
+
 # Magic destinations (documented in modem/emulator/__init__.py).
 MAGIC_DELIVERED = "+15005550000"
 MAGIC_PERMANENT_FAILURE = "+15005550001"
@@ -175,6 +178,8 @@ class OutboundSms:
 class _Held:
     kind: str  # "sms" | "report"
     tpdu: bytes
+    on_delivered: Callable[[], None] | None = None  # the sender's final status report
+    expired: bool = False
 
 
 @dataclass
@@ -226,6 +231,9 @@ class Network:
         sub = self.subscribers.get(msisdn)
         while queue and sub is not None:
             item = queue[0]
+            if item.expired:
+                queue.popleft()
+                continue
             ok = (
                 sub.receive_sms(item.tpdu)
                 if item.kind == "sms"
@@ -236,6 +244,8 @@ class Network:
             queue.popleft()
             if item.kind == "sms":
                 self.stats.delivered += 1
+            if item.on_delivered is not None:
+                item.on_delivered()
 
     # -- time -----------------------------------------------------------------------------------
     def scts(self) -> bytes:
@@ -288,10 +298,26 @@ class Network:
             if sub.status_report_request:
                 self._schedule_report(origin, sub, mr, ReportOutcome.DELIVERED)
             return
-        self._held.setdefault(dest, deque()).append(_Held("sms", deliver))
+        held = _Held("sms", deliver)
+        self._held.setdefault(dest, deque()).append(held)
         if sub.status_report_request:
-            # A held message is still "being tried": tell the sender so, like real SMSCs do.
+            # A held message is still "being tried": tell the sender so, like real SMSCs do,
+            # and send the final report when it gets through (or its validity runs out).
             self._schedule_report(origin, sub, mr, ReportOutcome.NO_REPORT, temporary_only=True)
+            held.on_delivered = lambda: self._schedule_report(
+                origin, sub, mr, ReportOutcome.DELIVERED
+            )
+
+        def expire() -> None:
+            queue = self._held.get(dest)
+            if queue is None or not any(h is held for h in queue):
+                return  # delivered in time
+            held.expired = True
+            self._held[dest] = deque(h for h in queue if h is not held)
+            if sub.status_report_request:
+                self._schedule_report(origin, sub, mr, ReportOutcome.EXPIRED)
+
+        self.scheduler.call_later(sub.validity_seconds or DEFAULT_VALIDITY, expire)
 
     def _schedule_report(
         self,

@@ -196,3 +196,60 @@ def test_smsc_transcoding_matches_the_codec() -> None:
             assert decoded.dcs == submit.dcs
             assert decoded.scts == dt.datetime.fromtimestamp(int(when), dt.UTC)
             assert decoded.status_report_indication == submit.status_report_request
+
+
+def _report_statuses(c: PtyClient, count: int) -> list[int]:
+    statuses = []
+    for _ in range(count):
+        m = CDS.search(c.read_until(CDS))
+        assert m is not None
+        report = decode_pdu(m.group(2).decode()).tpdu
+        assert isinstance(report, SmsStatusReport)
+        statuses.append(report.status)
+    return statuses
+
+
+def test_held_message_reports_trying_then_delivered(
+    pool: EmulatorPool, a: PtyClient, b: PtyClient
+) -> None:
+    a.command("AT+CNMI=2,1,0,1,0")
+    pool.set_fault(1, "deregister", stat=0)
+    send_text(a, pool.info()[1].msisdn, "wait for me", status_report=True)
+    assert _report_statuses(a, 1) == [0x20]  # temporary: SC still trying
+    pool.clear_fault(1, "deregister")
+    assert b.read_until(b'+CMTI: "SM",1\r\n')
+    assert _report_statuses(a, 1) == [0x00]
+
+
+def test_held_message_expires_after_its_validity(
+    pool: EmulatorPool, a: PtyClient, b: PtyClient
+) -> None:
+    from modem.pdu import build_submits, encode_pdu
+
+    a.command("AT+CNMI=2,1,0,1,0")
+    pool.set_fault(1, "deregister", stat=0)
+    submit = build_submits(
+        pool.info()[1].msisdn, "short-lived", status_report=True, validity=dt.timedelta(minutes=5)
+    )[0]
+    encoded = encode_pdu(submit)
+    a.send_pdu(encoded.hex, encoded.tpdu_length)
+    assert _report_statuses(a, 1) == [0x20]
+    pool.advance(5 * 60)
+    assert _report_statuses(a, 1) == [0x46]  # validity period expired
+    assert pool.call(pool.network.held, pool.info()[1].msisdn) == 0
+    pool.clear_fault(1, "deregister")
+    assert b.lines("AT+CMGL=4") == ["OK"]  # never delivered
+
+
+def test_cnmi_mode_1_never_loses_a_cmt_while_the_link_is_reserved(
+    pool: EmulatorPool, b: PtyClient
+) -> None:
+    b.command("AT+CNMI=1,2,0,0,0")
+    hexpdu, length = submit_pdu("+447911123456", "x")
+    b.send(f"AT+CMGS={length}\r")
+    b.read_until(b"> ")
+    pool.inject_sms(pool.info()[1].msisdn, "arrives while reserved")
+    b.send(hexpdu + "\x1a")
+    assert re.fullmatch(rb"\r\n\+CMGS: \d+\r\n\r\nOK\r\n", b.read_until(b"OK\r\n"))
+    (stored,) = _listing(b)  # discarded indication, but the message itself was stored
+    assert stored.user_data.text == "arrives while reserved"
