@@ -12,13 +12,11 @@ T = TypeVar("T")
 
 
 def fast_constructor(cls: type[T]) -> Callable[..., T]:
-    """A positional constructor for a frozen dataclass that skips the frozen __setattr__.
-
-    A frozen dataclass __init__ pays for object.__setattr__ on every field; decoding builds
-    about twenty fields per PDU, so the decoder fills the instance directly instead (same
-    object, same equality; two to four times cheaper). Every field must be passed, in
-    declaration order.
-    """
+    """A positional constructor for a frozen dataclass that skips the frozen __setattr__."""
+    # A frozen dataclass __init__ pays for object.__setattr__ on every field; decoding builds
+    # about twenty fields per PDU, so the decoder fills the instance directly instead (same
+    # object, same equality; two to four times cheaper). Every field must be passed, in
+    # declaration order.
     names = [f.name for f in fields(cast(Any, cls))]
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from modem.pdu import gsm7
 from modem.pdu.address import Address
 from modem.pdu.dcs import Alphabet
-from modem.pdu.tpdu import SmsDeliver, UserData
+from modem.pdu.tpdu import SmsDeliver, SmsSubmit, UserData
 from modem.pdu.ucs2 import encode_ucs2
 
 __all__ = ["IncompleteMessage", "ReassembledMessage", "Reassembler", "join_parts"]
@@ -37,7 +37,7 @@ class ReassembledMessage:
 
 @dataclass(frozen=True, slots=True)
 class IncompleteMessage:
-    """Parts of a message that did not complete in time, handed back so nothing is lost."""
+    """Parts that did not complete in time, handed back (text joined, gaps closed up)."""
 
     originator: Address
     reference: int
@@ -63,7 +63,7 @@ def _shifts(user_data: UserData) -> tuple[int, int]:
     return header.locking_shift or 0, header.single_shift or 0
 
 
-def _raw(part: SmsDeliver, alphabet: Alphabet) -> bytes:
+def _raw(part: SmsDeliver | SmsSubmit, alphabet: Alphabet) -> bytes:
     user_data = part.user_data
     if user_data.raw is not None:
         return user_data.raw
@@ -75,7 +75,9 @@ def _raw(part: SmsDeliver, alphabet: Alphabet) -> bytes:
     return user_data.data or b""
 
 
-def join_parts(parts: Sequence[SmsDeliver]) -> tuple[str | None, bytes | None, Alphabet]:
+def join_parts(
+    parts: Sequence[SmsDeliver] | Sequence[SmsSubmit],
+) -> tuple[str | None, bytes | None, Alphabet]:
     """Join consecutive parts' raw user data, then decode once (torn characters survive)."""
     alphabets = {p.dcs.alphabet if not p.dcs.compressed else Alphabet.DATA_8BIT for p in parts}
     first = parts[0]

@@ -128,12 +128,10 @@ def _national_candidates() -> list[tuple[int, int]]:
 
 
 def segment(text: str, *, ref16: bool = False, allow_national: bool = False) -> Segmentation:
-    """Split text into parts with the cheapest alphabet.
-
-    GSM 7-bit when every character is in the default alphabet; with allow_national, a national
-    language shift table when it needs fewer parts than UCS-2 (its IEs counted in each header);
-    else UCS-2.
-    """
+    """Split text into parts with the cheapest alphabet."""
+    # GSM 7-bit when every character is in the default alphabet; with allow_national, a
+    # national language shift table when it needs fewer parts than UCS-2 (its IEs counted in
+    # each header); else UCS-2.
     best: Segmentation | None = None
     if gsm7.encodable(text):
         best = _plan(text, Alphabet.GSM7, 0, 0, ref16)

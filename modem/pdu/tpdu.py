@@ -675,11 +675,9 @@ def decode_tpdu(data: bytes | str, offset: int = 0, *, allow_truncated: bool = F
 def decode_pdu(
     data: bytes | str, smsc_included: bool = True, *, allow_truncated: bool = False
 ) -> Pdu:
-    """Decode a PDU as read from +CMGR/+CMGL/+CMT (SMSC field first unless smsc_included=False).
-
-    With allow_truncated, user data shorter than TP-UDL says is decoded as far as it goes and
-    flagged `truncated` instead of raising.
-    """
+    """Decode a +CMGR/+CMGL/+CMT PDU (SMSC field first unless smsc_included=False)."""
+    # With allow_truncated, user data shorter than TP-UDL says is decoded as far as it goes
+    # and flagged `truncated` instead of raising.
     if isinstance(data, str):
         try:
             raw = bytes.fromhex(data)
