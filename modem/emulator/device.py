@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import os
 import random
@@ -1347,9 +1348,52 @@ def _cmss(m: ModemCore, kind: str, args: str) -> Answer:
     return _SENT
 
 
+def _text_time(when: dt.datetime) -> str:
+    """TS 27.005 text-mode time: "yy/MM/dd,hh:mm:ss+zz" (zz in quarter hours)."""
+    offset = when.utcoffset() or dt.timedelta(0)
+    quarters = int(offset.total_seconds()) // 900
+    return when.strftime("%y/%m/%d,%H:%M:%S") + f"{'-' if quarters < 0 else '+'}{abs(quarters):02d}"
+
+
+def _text_body(user_data: object) -> str:
+    """GSM text as is; UCS-2 text and 8-bit data as hex, as modems show them in text mode."""
+    from modem.pdu import UserData
+
+    if not isinstance(user_data, UserData):
+        return ""
+    if user_data.data is not None:
+        return user_data.data.hex().upper()
+    text = user_data.text or ""
+    if text.isascii():
+        return text
+    return text.encode("utf-16-be").hex().upper()
+
+
+def _text_entry(s: _Stored, index: int | None) -> list[str]:
+    """A stored PDU rendered for text mode (+CMGL when index is given, else +CMGR)."""
+    from modem.pdu import PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode_pdu
+
+    head = f"+CMGL: {index}," if index is not None else "+CMGR: "
+    stat = f'"{_CMGL_STAT_TEXT[s.stat]}"'
+    try:
+        tpdu = decode_pdu(s.hex).tpdu
+    except PduError:
+        return [f"{head}{stat}", s.hex]
+    if isinstance(tpdu, SmsDeliver):
+        line = f'{head}{stat},"{tpdu.originator}",,"{_text_time(tpdu.scts)}"'
+        return [line, _text_body(tpdu.user_data)]
+    if isinstance(tpdu, SmsSubmit):
+        return [f'{head}{stat},"{tpdu.destination}",', _text_body(tpdu.user_data)]
+    assert isinstance(tpdu, SmsStatusReport)
+    ra = tpdu.recipient
+    toa = 145 if str(ra).startswith("+") else 129
+    times = f'"{_text_time(tpdu.scts)}","{_text_time(tpdu.discharge_time)}"'
+    return [f'{head}{stat},6,{tpdu.message_reference},"{ra}",{toa},{times},{tpdu.status}']
+
+
 def _cmgl_line(index: int, s: _Stored, text_mode: bool) -> list[str]:
     if text_mode:
-        return [f'+CMGL: {index},"{_CMGL_STAT_TEXT[s.stat]}"', s.hex]
+        return _text_entry(s, index)
     return [f"+CMGL: {index},{s.stat},,{s.length}", s.hex]
 
 
@@ -1390,10 +1434,10 @@ def _cmgr(m: ModemCore, kind: str, args: str) -> Answer:
     s = store.get(index)
     if s is None:
         return _OK  # empty slot: just OK (EC25 in quectel-ec25.txt, SIM800)
-    line = f"+CMGR: {s.stat},,{s.length}"
+    lines = _text_entry(s, None) if m.cmgf == 1 else [f"+CMGR: {s.stat},,{s.length}", s.hex]
     if s.stat == 0:
         s.stat = 1
-    return ((line, s.hex), "OK")
+    return (tuple(lines), "OK")
 
 
 @_handler("+CMGD")

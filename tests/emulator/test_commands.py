@@ -275,3 +275,31 @@ def test_command_chaining_and_basic_commands(a: PtyClient) -> None:
     assert a.lines("ATI")[0] == "smsgw"
     assert a.lines("AT+CMEE=1;+NOSUCH;+CMEE=0") == ["ERROR"]  # stops at the first error
     assert a.lines("AT+CMEE?") == ["+CMEE: 1", "OK"]
+
+
+def test_text_mode_listing_and_reading(pool: EmulatorPool, a: PtyClient) -> None:
+    msisdn = pool.info()[0].msisdn
+    pool.inject_sms(msisdn, "plain words", sender="+4915112345678")
+    pool.inject_sms(msisdn, "emoji 😀", sender="MyBank")
+    a.read_until(b'+CMTI: "SM",2\r\n')
+    a.command("AT+CMGF=1")
+    assert a.lines('AT+CMGL="ALL"') == [
+        '+CMGL: 1,"REC UNREAD","+4915112345678",,"26/01/01,00:00:00+00"',
+        "plain words",
+        '+CMGL: 2,"REC UNREAD","MyBank",,"26/01/01,00:00:00+00"',
+        "emoji 😀".encode("utf-16-be").hex().upper(),
+        "OK",
+    ]
+    assert a.lines("AT+CMGR=1")[0] == '+CMGR: "REC READ","+4915112345678",,"26/01/01,00:00:00+00"'
+    assert a.lines('AT+CMGL="REC UNREAD"') == ["OK"]
+    assert a.lines('AT+CMGL="NOPE"') == ["+CMS ERROR: 302"]
+
+
+def test_text_mode_status_report(pool: EmulatorPool, a: PtyClient) -> None:
+    a.command("AT+CNMI=2,1,0,2,0")
+    send_text(a, "+15005550001", "fails", status_report=True)
+    a.read_until(b'+CDSI: "SR",1\r\n')
+    a.command("AT+CMGF=1")
+    a.command('AT+CPMS="SR"')
+    line = a.lines("AT+CMGR=1")[0]
+    assert re.fullmatch(r'\+CMGR: "REC UNREAD",6,\d+,"\+15005550001",145,"[^"]+","[^"]+",65', line)
