@@ -638,6 +638,10 @@ class ModemCore:
                     break
         except AtError as exc:
             final = self._error_text(exc)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            # Malformed parameters a handler did not anticipate: answer like firmware does,
+            # never let one bad line take the modem (or the loop) down.
+            final = "ERROR"
         self._answer(lines, final)
 
     def _execute(self, name: str, kind: str, args: str) -> Answer:
