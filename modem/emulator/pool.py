@@ -79,24 +79,38 @@ class EmulatorPool:
         raise ValueError(f"clock must be 'manual' or 'real', not {self._clock_kind!r}")
 
     # -- running things on the loop -------------------------------------------------------------
-    def call(self, fn: Callable[..., T], *args: object, timeout: float = CALL_TIMEOUT) -> T:
-        """Run fn(*args) on the emulator's loop thread and return its result."""
-        if threading.current_thread() is self._thread:
-            return fn(*args)
+    def _submit(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:
                 future.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)
-        return future.result(timeout)
+        return future
+
+    def call(self, fn: Callable[..., T], *args: object, timeout: float = CALL_TIMEOUT) -> T:
+        """Run fn(*args) on the emulator's loop thread and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        return self._submit(fn, *args).result(timeout)
 
     async def acall(self, fn: Callable[..., T], *args: object) -> T:
-        """The same from asyncio code running on another loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.call(fn, *args))
+        """The same, awaited from asyncio code on another loop (no executor threads)."""
+        return await asyncio.wait_for(asyncio.wrap_future(self._submit(fn, *args)), CALL_TIMEOUT)
+
+    async def aadvance(self, seconds: float) -> None:
+        """advance() for asyncio callers."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance() needs clock='manual'")
+        await self.acall(clock.advance, seconds)
+        for _ in range(3):
+            await self.acall(lambda: None)
 
     def sync(self) -> None:
         """Wait until everything already queued on the loop (zero-delay work) has run."""
