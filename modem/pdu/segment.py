@@ -73,43 +73,49 @@ def _capacity(alphabet: Alphabet, header_octets: int) -> int:
     return MAX_USER_DATA_OCTETS - header_octets
 
 
-def _costs(text: str, alphabet: Alphabet, locking: int, single: int) -> list[int]:
-    if alphabet is Alphabet.GSM7:
-        return gsm7.char_septets(text, locking, single)
-    return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
-
-
 def _plan(text: str, alphabet: Alphabet, locking: int, single: int, ref16: bool) -> Segmentation:
     if alphabet is Alphabet.GSM7:
-        total = len(gsm7.encode_septets(text, locking, single))
+        encoded = gsm7.encode_septets(text, locking, single)
+        total = len(encoded)
     else:
-        total = len(encode_ucs2(text)) // 2  # raises PduError on a lone surrogate in the input
+        encoded = encode_ucs2(text)  # raises PduError on a lone surrogate in the input
+        total = len(encoded) // 2
     shifts = (1 if locking else 0) + (1 if single else 0)
     single_cap = _capacity(alphabet, _header_octets(False, ref16, shifts))
     if total <= single_cap:
         return Segmentation(alphabet, (text,), (total,), single_cap, locking, single)
     cap = _capacity(alphabet, _header_octets(True, ref16, shifts))
-    if total == len(text):
-        # Every character is one unit: plain slicing cannot tear anything.
-        chunks = tuple(text[i : i + cap] for i in range(0, len(text), cap))
-        if len(chunks) > MAX_PARTS:
-            raise PduError(f"text needs {len(chunks)} parts, more than {MAX_PARTS}")
-        sizes = tuple(len(c) for c in chunks)
-        return Segmentation(alphabet, chunks, sizes, cap, locking, single)
-    costs = _costs(text, alphabet, locking, single)
     segments: list[str] = []
     units: list[int] = []
-    start = 0
-    used = 0
-    # Greedy fill; a character's units (escape + septet, or a surrogate pair) stay together.
-    for i, cost in enumerate(costs):
-        if used + cost > cap:
-            segments.append(text[start:i])
-            units.append(used)
-            start, used = i, 0
-        used += cost
-    segments.append(text[start:])
-    units.append(used)
+    pos = 0
+    if total == len(text):
+        # Every character is one unit: plain slicing cannot tear anything.
+        while pos < total:
+            segments.append(text[pos : pos + cap])
+            units.append(min(cap, total - pos))
+            pos += cap
+    elif alphabet is Alphabet.GSM7:
+        # Cut the septet string; every 0x1B in it starts an escape pair (no table maps a
+        # character to 0x1B), so a part ending on 0x1B would tear a pair: cut one earlier.
+        start = 0
+        while pos < total:
+            cut = min(cap, total - pos)
+            if pos + cut < total and encoded[pos + cut - 1] == gsm7.ESCAPE:
+                cut -= 1
+            chars = cut - encoded.count(gsm7.ESCAPE, pos, pos + cut)
+            segments.append(text[start : start + chars])
+            units.append(cut)
+            pos += cut
+            start += chars
+    else:
+        # Cut the UTF-16 string; a part ending on a high surrogate would tear a pair.
+        while pos < total:
+            cut = min(cap, total - pos)
+            if pos + cut < total and 0xD8 <= encoded[2 * (pos + cut - 1)] <= 0xDB:
+                cut -= 1
+            segments.append(encoded[2 * pos : 2 * (pos + cut)].decode("utf-16-be"))
+            units.append(cut)
+            pos += cut
     if len(segments) > MAX_PARTS:
         raise PduError(f"text needs {len(segments)} parts, more than {MAX_PARTS}")
     return Segmentation(alphabet, tuple(segments), tuple(units), cap, locking, single)
