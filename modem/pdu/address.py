@@ -115,14 +115,21 @@ _TOA = [
 ]
 
 
+_DIGIT_TO_HEX = str.maketrans(
+    {"*": "a", "#": "b", "a": "c", "b": "d", "c": "e", "A": "c", "B": "d", "C": "e"}
+)
+_SEMI_OCTET_CHARS = frozenset(_DIGIT_VALUE)
+
+
 def _digits_to_semi_octets(number: str) -> bytes:
-    try:
-        values = [_DIGIT_VALUE[c] for c in number]
-    except KeyError as exc:
-        raise PduError(f"address digit {exc.args[0]!r} is not a semi-octet digit") from None
-    if len(values) % 2:
-        values.append(0xF)
-    return bytes(values[i] | (values[i + 1] << 4) for i in range(0, len(values), 2))
+    if not _SEMI_OCTET_CHARS.issuperset(number):
+        bad = next(c for c in number if c not in _SEMI_OCTET_CHARS)
+        raise PduError(f"address digit {bad!r} is not a semi-octet digit")
+    hexdigits = number.translate(_DIGIT_TO_HEX)
+    if len(hexdigits) % 2:
+        hexdigits += "f"
+    # Semi-octets go low nibble first: write the digits as hex, then swap each octet's nibbles.
+    return bytes.fromhex(hexdigits).translate(_SWAP_NIBBLES)
 
 
 def encode_address(address: Address) -> bytes:
