@@ -509,52 +509,7 @@ class SmsStatusReport:
         cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False
     ) -> SmsStatusReport:
         """Decode an SMS-STATUS-REPORT TPDU starting at `offset`."""
-        data = tpdu
-        _need(data, offset, 2, "TP-MR")
-        first = data[offset]
-        mr = data[offset + 1]
-        recipient, pos = decode_address(data, offset + 2, "TP-RA")
-        scts = decode_timestamp(data, pos, "TP-SCTS")
-        discharge = decode_timestamp(data, pos + 7, "TP-DT")
-        pos += 14
-        _need(data, pos, 1, "TP-ST")
-        status = data[pos]
-        pos += 1
-        pid: int | None = None
-        dcs: DataCodingScheme | None = None
-        user_data: UserData | None = None
-        # A TP-PI with reserved bits 3..6 set is taken as padding (some SCs append 0xFF):
-        # nothing after it is read.
-        if pos < len(data) and not data[pos] & 0x78:
-            indicator = data[pos]
-            pos += 1
-            # Extension octets (bit 7) carry only reserved bits today: skip them.
-            while data[pos - 1] & 0x80 and pos < len(data):
-                pos += 1
-            if indicator & 0x01:
-                _need(data, pos, 1, "TP-PID")
-                pid = data[pos]
-                pos += 1
-            if indicator & 0x02:
-                _need(data, pos, 1, "TP-DCS")
-                dcs = _DCS[data[pos]]
-                pos += 1
-            if indicator & 0x04:
-                user_data = _decode_user_data(
-                    data, pos, bool(first & 0x40), dcs or DataCodingScheme(), allow_truncated
-                )
-        return _make_status_report(
-            message_reference=mr,
-            recipient=recipient,
-            scts=scts,
-            discharge_time=discharge,
-            status=status,
-            protocol_identifier=pid,
-            dcs=dcs,
-            user_data=user_data,
-            status_report_qualifier=bool(first & 0x20),
-            more_messages_to_send=not first & 0x04,
-        )
+        return _decode_status_report(tpdu, offset, allow_truncated)
 
 
 Tpdu = SmsSubmit | SmsDeliver | SmsStatusReport
@@ -620,6 +575,56 @@ def _decode_submit(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsSubmit
         validity,
         pid,
         bool(first & 0x80),
+    )
+
+
+def _decode_status_report(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsStatusReport:
+    """SMS-STATUS-REPORT decoder behind SmsStatusReport.decode and decode_pdu."""
+    data = tpdu
+    _need(data, offset, 2, "TP-MR")
+    first = data[offset]
+    mr = data[offset + 1]
+    recipient, pos = decode_address(data, offset + 2, "TP-RA")
+    scts = decode_timestamp(data, pos, "TP-SCTS")
+    discharge = decode_timestamp(data, pos + 7, "TP-DT")
+    pos += 14
+    _need(data, pos, 1, "TP-ST")
+    status = data[pos]
+    pos += 1
+    pid: int | None = None
+    dcs: DataCodingScheme | None = None
+    user_data: UserData | None = None
+    # A TP-PI with reserved bits 3..6 set is taken as padding (some SCs append 0xFF):
+    # nothing after it is read.
+    if pos < len(data) and not data[pos] & 0x78:
+        indicator = data[pos]
+        pos += 1
+        # Extension octets (bit 7) carry only reserved bits today: skip them.
+        while data[pos - 1] & 0x80 and pos < len(data):
+            pos += 1
+        if indicator & 0x01:
+            _need(data, pos, 1, "TP-PID")
+            pid = data[pos]
+            pos += 1
+        if indicator & 0x02:
+            _need(data, pos, 1, "TP-DCS")
+            dcs = _DCS[data[pos]]
+            pos += 1
+        if indicator & 0x04:
+            user_data = _decode_user_data(
+                data, pos, bool(first & 0x40), dcs or DataCodingScheme(), allow_truncated
+            )
+    return _make_status_report(
+        message_reference=mr,
+        recipient=recipient,
+        scts=scts,
+        discharge_time=discharge,
+        status=status,
+        protocol_identifier=pid,
+        dcs=dcs,
+        user_data=user_data,
+        status_report_qualifier=bool(first & 0x20),
+        more_messages_to_send=not first & 0x04,
     )
 
 
@@ -697,7 +702,7 @@ def decode_pdu(
     elif mti == 1:
         tpdu = _decode_submit(raw, pos, allow_truncated)
     elif mti == 2:
-        tpdu = SmsStatusReport.decode(raw, pos, allow_truncated=allow_truncated)
+        tpdu = _decode_status_report(raw, pos, allow_truncated)
     else:
         raise PduError("reserved TP-MTI 3", pos)
     return _make_pdu(smsc, tpdu)
