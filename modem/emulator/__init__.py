@@ -19,7 +19,8 @@ Pieces
   deregistered, memory full, unacknowledged +CMT) are held and re-sent when it can (SMMA).
 - `device.ModemCore`: the AT firmware (27.007/27.005 subset below); `device.EmulatedModem`
   puts it on a PTY (`os.openpty`, raw mode) served by an asyncio loop.
-- `personalities`: generic, huawei, sim800, sim7600, ec25, wavecom, zte — data plus small hooks.
+- `personalities`: generic, huawei, sim800, sim7600, ec25, wavecom, sierra, zte — data plus small
+  hooks; each names the transcripts it models (the replay tests hold it to them).
 - `pool.EmulatorPool`: network + modems on one loop in a background thread, thread-safe blocking
   facade (`call`, `acall` for asyncio callers). `clock="manual"` (default) is a virtual clock
   that only moves in `advance()`, so tests never sleep; `clock="real"` for the CLI and demos.

@@ -229,6 +229,25 @@ WAVECOM = Personality(
     hooks=MappingProxyType({"+WIND": _wavecom_wind, "+CGMR": _wavecom_cgmr}),
 )
 
+
+def _sierra_cops(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "test":  # the empty last list closed with ",)" (sierra-wireless.txt, AirCard 881)
+        return _answer('+COPS: (2,"smsgw emulated","smsgw","00101",0),,(0,1,2,3,4),)')
+    return None
+
+
+def _sierra_creg(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "read" and modem.creg_n == 1 and modem.registered:
+        return _answer("+CREG: 1,1,84CD,00D30173")  # unquoted hex LAC/CI (USBConnect Mercury)
+    return None
+
+
+def _sierra_cmer(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "test":
+        return _answer("+CMER: 1,0,0,(0-1),0")  # bare values instead of ranges (EM7345)
+    return _answer()
+
+
 ZTE = Personality(
     name="zte",
     manufacturer="ZTE INCORPORATED",
@@ -243,8 +262,20 @@ ZTE = Personality(
     hooks=MappingProxyType({"+CFUN": _zte_cfun_read, "+ZPAS": _zte_zpas, "+CVHU": _zte_cvhu}),
 )
 
+SIERRA = replace(
+    WAVECOM,
+    name="sierra",
+    manufacturer="Sierra Wireless, Incorporated",
+    model="MC8775",
+    revision="K2_0_7_35AP C:/WS/FW/K2_0_7_35AP/MSM6280/SRC 2008/06/19 18:49:01",
+    transcripts=("sierra-wireless.txt",),
+    cscs_test='+CSCS: ("IRA","GSM","UCS2","PCCP437")',
+    busy_after_cfun=0,
+    hooks=MappingProxyType({"+COPS": _sierra_cops, "+CREG": _sierra_creg, "+CMER": _sierra_cmer}),
+)
+
 PERSONALITIES: Mapping[str, Personality] = MappingProxyType(
-    {p.name: p for p in (GENERIC, HUAWEI, SIM800, SIM7600, QUECTEL_EC25, WAVECOM, ZTE)}
+    {p.name: p for p in (GENERIC, HUAWEI, SIM800, SIM7600, QUECTEL_EC25, WAVECOM, SIERRA, ZTE)}
 )
 
 

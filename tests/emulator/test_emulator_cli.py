@@ -109,4 +109,4 @@ def test_personalities_listing() -> None:
     result = CliRunner().invoke(main, ["emulator", "personalities"])
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.output.splitlines()]
-    assert names == ["generic", "huawei", "sim800", "sim7600", "ec25", "wavecom", "zte"]
+    assert names == ["generic", "huawei", "sim800", "sim7600", "ec25", "wavecom", "sierra", "zte"]

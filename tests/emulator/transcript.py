@@ -104,6 +104,8 @@ def shape(lines: list[str], command: str) -> list[str]:
     """Kinds of the non-URC, non-blank lines, runs of TEXT collapsed (listings differ in length)."""
     out: list[str] = []
     for line in lines:
+        if out and FINALS.match(out[-1]):
+            break  # whatever follows the final result code belongs to no command
         if not line.strip() or is_urc(line, command):
             continue
         k = kind(line, command)
