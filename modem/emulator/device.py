@@ -366,7 +366,13 @@ class ModemCore:
         self._pending_input = b""
         self._reserved_urcs.clear()
         self._mode0_urcs.clear()
+        # Unacknowledged +CMT/+CDS were never confirmed to the SMSC: it sends them again.
+        for kind, tpdu in reversed(self._ack_pending):
+            self.network.hold(self.sim.identity.msisdn, "sms" if kind == "sms" else "report", tpdu)
         self._ack_pending.clear()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         self.pin_state = self._sim_lock_state()
         self.sms_ready = not self.p.sms_ready_gate
         self.set_noise(bool(self.p.noise))

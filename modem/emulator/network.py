@@ -225,6 +225,10 @@ class Network:
         """How many messages wait at the SMSC for this subscriber."""
         return len(self._held.get(msisdn, ()))
 
+    def hold(self, msisdn: str, kind: str, tpdu: bytes) -> None:
+        """Take back a message the modem lost before acknowledging it (it will be re-sent)."""
+        self._held.setdefault(msisdn, deque()).appendleft(_Held(kind, tpdu))
+
     def retry(self, msisdn: str) -> None:
         """The subscriber became reachable or freed memory (SMMA): hand over what is held."""
         queue = self._held.get(msisdn)

@@ -10,6 +10,7 @@ import select
 import pytest
 
 from modem.emulator import EmulatorPool
+from modem.pdu import decode_pdu
 from tests.emulator.ptyclient import FINAL, PtyClient, client, submit_pdu
 
 
@@ -185,3 +186,18 @@ def test_urc_mid_answer_fault_at_a_rate(pool: EmulatorPool, a: PtyClient) -> Non
     assert re.fullmatch(rb"\r\n\+CMGS: \d+\r\n\r\n\^RSSI:9\r\n\r\nOK\r\n", a.read_until(FINAL))
     pool.clear_fault(0, "urc_mid_answer")
     assert a.command("AT") == b"\r\nOK\r\n"
+
+
+def test_reboot_with_an_unacknowledged_cmt_gets_it_again(pool: EmulatorPool, a: PtyClient) -> None:
+    a.command("AT+CSMS=1")
+    a.command("AT+CNMI=2,2,0,0,0")
+    pool.inject_sms(pool.info()[0].msisdn, "ack me")
+    a.read_until(b"+CMT: ")
+    a.read_until(b"\r\n")
+    a.read_until(b"\r\n")
+    pool.set_fault(0, "reboot")  # no +CNMA was sent: the SMSC still owns the message
+    # Back on the network with default settings (<mt>=1): it is stored and indicated this time.
+    assert a.read_until(b'+CMTI: "SM",1\r\n')
+    a.command("ATE0")
+    raw = a.command("AT+CMGR=1")
+    assert "ack me" in str(decode_pdu(raw.split(b"\r\n")[2].decode()).tpdu)
