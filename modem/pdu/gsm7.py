@@ -147,24 +147,25 @@ def decode_septets(septets: bytes, locking: int = 0, single: int = 0) -> str:
     # Split on escapes: each chunk after one starts with the escaped septet. An empty chunk is
     # an escape followed by another escape (which is then the escaped septet itself).
     chunks = septets.split(b"\x1b")
-    if max(septets) > 127:
-        raise PduError(f"septet value {max(septets)} is above 127")
-    out = [_charmap_decode(chunks[0], "strict", plain)[0]]
-    append = out.append
-    i, n = 1, len(chunks)
-    while i < n:
-        chunk = chunks[i]
-        if chunk:
-            append(escaped[chunk[0]])
-            append(_charmap_decode(chunk[1:], "strict", plain)[0])
-            i += 1
-        elif i + 1 < n:
-            append(escaped[ESCAPE])
-            append(_charmap_decode(chunks[i + 1], "strict", plain)[0])
-            i += 2
-        else:
-            # A trailing lone escape is half of a character torn across parts: no character.
-            break
+    try:
+        out = [_charmap_decode(chunks[0], "strict", plain)[0]]
+        append = out.append
+        i, n = 1, len(chunks)
+        while i < n:
+            chunk = chunks[i]
+            if chunk:
+                append(escaped[chunk[0]])
+                append(_charmap_decode(chunk[1:], "strict", plain)[0])
+                i += 1
+            elif i + 1 < n:
+                append(escaped[ESCAPE])
+                append(_charmap_decode(chunks[i + 1], "strict", plain)[0])
+                i += 2
+            else:
+                # A trailing lone escape is half of a character torn across parts: no character.
+                break
+    except (UnicodeDecodeError, KeyError):
+        raise PduError(f"septet value {max(septets)} is above 127") from None
     return "".join(out)
 
 
