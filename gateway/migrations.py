@@ -230,6 +230,15 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE batches ADD COLUMN error TEXT NOT NULL DEFAULT '';
     CREATE INDEX batches_next_run ON batches(state, next_run);
     """,
+    # 3: provider dialects (BestSMS / UltraSMS / SMSit): appointment status, one appointment per
+    # number and time, and the lookups their listings and reports filter on.
+    """
+    ALTER TABLE appointments ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX appointments_once ON appointments(account_id, number, starts_at);
+    CREATE INDEX contacts_group ON contacts(group_id);
+    CREATE INDEX messages_account_recipient ON messages(account_id, recipient);
+    CREATE INDEX otps_account_state ON otps(account_id, state);
+    """,
 )
 
 

@@ -215,50 +215,74 @@ class Store:
         now: datetime,
     ) -> AcceptedMessage:
         """Make a message and its parts durable in one transaction, charging credits with it."""
+        with self.transaction():
+            return self._insert_message(
+                account_id=account_id, recipient=recipient, body=body, encoding=encoding,
+                parts=parts, sender=sender, batch_id=batch_id, send_at=send_at,
+                status_report=status_report, flash=flash, charge=charge, extra=extra, now=now,
+            )  # fmt: skip
+
+    def _insert_message(
+        self,
+        *,
+        account_id: int,
+        recipient: str,
+        body: str,
+        encoding: str,
+        parts: int,
+        sender: str,
+        batch_id: int | None,
+        send_at: datetime | None,
+        status_report: bool,
+        flash: bool,
+        charge: int,
+        extra: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> AcceptedMessage:
+        """Insert a message, its parts and its charge (inside the caller's transaction)."""
         if parts < 1:
             raise ValueError("a message has at least one part")
         stamp = utc_iso(now)
         state = PartState.ACCEPTED if send_at is not None and send_at > now else PartState.QUEUED
-        with self.transaction():
-            cursor = self.conn.execute(
-                "INSERT INTO messages (account_id, batch_id, sender, recipient, body, encoding,"
-                " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    account_id,
-                    batch_id,
-                    sender,
-                    recipient,
-                    body,
-                    encoding,
-                    int(flash),
-                    int(status_report),
-                    parts,
-                    state.value,
-                    utc_iso(send_at) if send_at is not None else None,
-                    json.dumps(dict(extra or {})),
-                    stamp,
-                    stamp,
-                ),
+        cursor = self.conn.execute(
+            "INSERT INTO messages (account_id, batch_id, sender, recipient, body, encoding,"
+            " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                account_id,
+                batch_id,
+                sender,
+                recipient,
+                body,
+                encoding,
+                int(flash),
+                int(status_report),
+                parts,
+                state.value,
+                utc_iso(send_at) if send_at is not None else None,
+                json.dumps(dict(extra or {})),
+                stamp,
+                stamp,
+            ),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        part_ids = []
+        for seq in range(1, parts + 1):
+            part = self.conn.execute(
+                "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)",
+                (message_id, seq, state.value),
             )
-            message_id = int(cursor.lastrowid or 0)
-            part_ids = []
-            for seq in range(1, parts + 1):
-                part = self.conn.execute(
-                    "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)",
-                    (message_id, seq, state.value),
-                )
-                part_ids.append(int(part.lastrowid or 0))
-            if charge:
-                self.conn.execute(
-                    "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
-                    (charge, account_id),
-                )
-                self.conn.execute(
-                    "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
-                    " VALUES (?, ?, 'send', ?, ?)",
-                    (account_id, -charge, message_id, stamp),
-                )
+            part_ids.append(int(part.lastrowid or 0))
+        if charge:
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                (charge, account_id),
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+                " VALUES (?, ?, 'send', ?, ?)",
+                (account_id, -charge, message_id, stamp),
+            )
         return AcceptedMessage(message_id, tuple(part_ids))
 
     def message(self, message_id: int) -> dict[str, Any] | None:
@@ -751,3 +775,460 @@ class Store:
     def table_names(self) -> Sequence[str]:
         """Names of the tables in the schema."""
         return self.db.table_names()
+
+    # -- provider dialects (issue 7): batches in one go, contacts, groups, appointments, OTPs,
+    # -- and the message filters of BestSMS fetch_sms / stop_sms / delete_sms ---------------
+
+    def accept_batch(
+        self,
+        batch: Mapping[str, Any] | None,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        now: datetime,
+    ) -> tuple[int | None, list[int]]:
+        """Insert a batch (if given) and its messages with their charges in one transaction.
+
+        Each entry of `messages` holds accept_message's keyword arguments except batch_id/now.
+        """
+        with self.transaction():
+            batch_id = None
+            if batch is not None:
+                row = {**batch, "created_at": utc_iso(now)}
+                cursor = self.conn.execute(
+                    f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+                batch_id = int(cursor.lastrowid or 0)
+            ids = [
+                self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
+                for m in messages
+            ]
+        return batch_id, ids
+
+    def charge_credits(self, account_id: int, units: int, reason: str, *, now: datetime) -> bool:
+        """Take `units` credits for something that is not a message; False if they are lacking."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            if row is None or (not row["unlimited"] and row["credits"] < units):
+                return False
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                (units, account_id),
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (account_id, -units, reason, utc_iso(now)),
+            )
+        return True
+
+    def account_sim_numbers(self, account_id: int) -> list[dict[str, Any]]:
+        """SIMs an account may send from (all SIMs when none is granted), with their numbers."""
+        rows = self.conn.execute(
+            "SELECT s.id, s.msisdn, s.state FROM sims s WHERE s.id IN"
+            " (SELECT sim_id FROM account_sims WHERE account_id = ?)"
+            " OR NOT EXISTS (SELECT 1 FROM account_sims WHERE account_id = ?) ORDER BY s.id",
+            (account_id, account_id),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def contact_group_id(self, account_id: int, name: str) -> int | None:
+        """Id of an account's contact group, by name (exact)."""
+        row = self.conn.execute(
+            "SELECT id FROM contact_groups WHERE account_id = ? AND name = ?", (account_id, name)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def ensure_contact_group(self, account_id: int, name: str) -> int:
+        """Id of an account's contact group, created if missing."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO contact_groups (account_id, name) VALUES (?, ?)",
+                (account_id, name),
+            )
+        group_id = self.contact_group_id(account_id, name)
+        assert group_id is not None
+        return group_id
+
+    def contact_group_counts(self, account_id: int) -> list[tuple[str, int]]:
+        """Every group of an account with how many contacts it holds, by name."""
+        rows = self.conn.execute(
+            "SELECT g.name, COUNT(c.id) FROM contact_groups g"
+            " LEFT JOIN contacts c ON c.group_id = g.id WHERE g.account_id = ?"
+            " GROUP BY g.id ORDER BY g.name",
+            (account_id,),
+        ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def save_contacts(
+        self, account_id: int, contacts: Sequence[Mapping[str, Any]], *, now: datetime
+    ) -> list[int]:
+        """Insert contacts, or update the one with the same number in the same group; ids back.
+
+        Each entry has group_id, number and optionally first_name, last_name, email, extra
+        (a dict merged into the stored one).
+        """
+        stamp = utc_iso(now)
+        ids: list[int] = []
+        with self.transaction():
+            for c in contacts:
+                row = self.conn.execute(
+                    "SELECT id, extra FROM contacts WHERE account_id = ? AND group_id IS ?"
+                    " AND number = ? ORDER BY id LIMIT 1",
+                    (account_id, c["group_id"], c["number"]),
+                ).fetchone()
+                if row is None:
+                    cursor = self.conn.execute(
+                        "INSERT INTO contacts (account_id, group_id, number, first_name,"
+                        " last_name, email, extra, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            account_id,
+                            c["group_id"],
+                            c["number"],
+                            c.get("first_name", ""),
+                            c.get("last_name", ""),
+                            c.get("email", ""),
+                            json.dumps(dict(c.get("extra") or {})),
+                            stamp,
+                        ),
+                    )
+                    ids.append(int(cursor.lastrowid or 0))
+                    continue
+                extra = {**json.loads(row["extra"] or "{}"), **dict(c.get("extra") or {})}
+                self.conn.execute(
+                    "UPDATE contacts SET"
+                    " first_name = CASE WHEN ? != '' THEN ? ELSE first_name END,"
+                    " last_name = CASE WHEN ? != '' THEN ? ELSE last_name END,"
+                    " email = CASE WHEN ? != '' THEN ? ELSE email END, extra = ? WHERE id = ?",
+                    (
+                        *(c.get("first_name", ""),) * 2,
+                        *(c.get("last_name", ""),) * 2,
+                        *(c.get("email", ""),) * 2,
+                        json.dumps(extra),
+                        row["id"],
+                    ),
+                )
+                ids.append(int(row["id"]))
+        return ids
+
+    def search_contacts(
+        self,
+        account_id: int,
+        *,
+        group_ids: Sequence[int] | None = None,
+        ids: Sequence[int] | None = None,
+        number: str | None = None,
+        terms: Sequence[str] = (),
+        name: str | None = None,
+        email: str | None = None,
+        number_like: str | None = None,
+        source: int | None = None,
+        subscribed: bool | None = None,
+        order: str = "created",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Contacts of an account matching every given filter: (total, one page with group name
+        and opt-out flag). `terms` each match part of the number or a name."""
+        where = ["c.account_id = ?"]
+        args: list[Any] = [account_id]
+        if group_ids is not None:
+            where.append(f"c.group_id IN ({', '.join('?' * len(group_ids)) or 'NULL'})")
+            args.extend(group_ids)
+        if ids is not None:
+            where.append(f"c.id IN ({', '.join('?' * len(ids)) or 'NULL'})")
+            args.extend(ids)
+        if number is not None:
+            where.append("c.number = ?")
+            args.append(number)
+        for term in terms:
+            where.append(
+                "(c.number LIKE ? ESCAPE '\\' OR c.first_name LIKE ? ESCAPE '\\'"
+                " OR c.last_name LIKE ? ESCAPE '\\')"
+            )
+            args.extend([f"%{_like(term)}%"] * 3)
+        if name is not None:
+            where.append("(c.first_name || ' ' || c.last_name) LIKE ? ESCAPE '\\'")
+            args.append(f"%{_like(name)}%")
+        if email is not None:
+            where.append("c.email LIKE ? ESCAPE '\\'")
+            args.append(f"%{_like(email)}%")
+        if number_like is not None:
+            where.append("c.number LIKE ? ESCAPE '\\'")
+            args.append(f"%{_like(number_like)}%")
+        if source is not None:
+            where.append("COALESCE(json_extract(c.extra, '$.source'), 0) = ?")
+            args.append(source)
+        opted = (
+            "EXISTS (SELECT 1 FROM opt_outs o"
+            " WHERE o.account_id = c.account_id AND o.number = c.number)"
+        )
+        if subscribed is not None:
+            where.append(f"{'NOT ' if subscribed else ''}{opted}")
+        column = {
+            "name": "c.first_name || ' ' || c.last_name",
+            "phone_number": "c.number",
+            "created": "c.created_at",
+        }[order]
+        direction = "DESC" if descending else "ASC"
+        clause = " AND ".join(where)
+        total = int(
+            self.conn.execute(f"SELECT COUNT(*) FROM contacts c WHERE {clause}", args).fetchone()[0]
+        )
+        page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        rows = self.conn.execute(
+            f"SELECT c.*, g.name AS group_name, {opted} AS opted_out FROM contacts c"
+            f" LEFT JOIN contact_groups g ON g.id = c.group_id WHERE {clause}"
+            f" ORDER BY {column} {direction}, c.id {direction}{page}",
+            args,
+        ).fetchall()
+        return total, [dict(r) for r in rows]
+
+    def delete_contacts(self, account_id: int, ids: Sequence[int]) -> int:
+        """Delete an account's contacts by id; return how many went."""
+        if not ids:
+            return 0
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE appointments SET contact_id = NULL WHERE contact_id IN"
+                f" ({', '.join('?' * len(ids))})",
+                tuple(ids),
+            )
+            marks = ", ".join("?" * len(ids))
+            cursor = self.conn.execute(
+                f"DELETE FROM contacts WHERE account_id = ? AND id IN ({marks})",
+                (account_id, *ids),
+            )
+        return cursor.rowcount
+
+    def add_appointment(
+        self,
+        account_id: int,
+        *,
+        contact_id: int | None,
+        number: str,
+        starts_at: datetime,
+        status: int,
+        now: datetime,
+    ) -> int | None:
+        """Record an appointment; None when that number already has one at that time."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO appointments (account_id, contact_id, number, starts_at,"
+                " status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (account_id, contact_id, number, utc_iso(starts_at), status, utc_iso(now)),
+            )
+        return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+
+    def appointments(self, account_id: int) -> list[dict[str, Any]]:
+        """An account's appointments, soonest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM appointments WHERE account_id = ? ORDER BY starts_at, id",
+            (account_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def insert_otp(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Store a one-time password (its hash only)."""
+        row = {**fields, "created_at": utc_iso(now)}
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"INSERT INTO otps ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def live_otps(
+        self, account_id: int, number: str | None, *, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Pending, unexpired OTPs of an account (for one number, if given), newest first."""
+        sql = "SELECT * FROM otps WHERE account_id = ? AND state = 'pending' AND expires_at > ?"
+        args: list[Any] = [account_id, utc_iso(now)]
+        if number is not None:
+            sql += " AND number = ?"
+            args.append(number)
+        rows = self.conn.execute(sql + " ORDER BY id DESC", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def update_otp(self, otp_id: int, *, state: str, attempts: int) -> None:
+        """Record a validation attempt's outcome on one OTP."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE otps SET state = ?, attempts = ? WHERE id = ?", (state, attempts, otp_id)
+            )
+
+    def _message_filter(self, account_id: int, q: MessageQuery) -> tuple[str, list[Any]]:
+        where = ["m.account_id = ?"]
+        args: list[Any] = [account_id]
+        if q.batch_id is not None:
+            where.append("m.batch_id = ?")
+            args.append(q.batch_id)
+        if q.ids is not None:
+            where.append(f"m.id IN ({', '.join('?' * len(q.ids)) or 'NULL'})")
+            args.extend(q.ids)
+        if q.states is not None:
+            where.append(f"m.state IN ({', '.join('?' * len(q.states)) or 'NULL'})")
+            args.extend(q.states)
+        if q.flash is not None:
+            where.append("m.flash = ?")
+            args.append(int(q.flash))
+        if q.recipient is not None:
+            where.append("m.recipient = ?")
+            args.append(q.recipient)
+        if q.sender is not None:
+            where.append(
+                "(m.sender = ? OR json_extract(m.extra, '$.sender_id') = ? OR EXISTS (SELECT 1"
+                " FROM parts p JOIN sims s ON s.id = p.sim_id WHERE p.message_id = m.id"
+                " AND s.msisdn = ?))"
+            )
+            args.extend([q.sender] * 3)
+        for term in q.terms:
+            where.append(
+                "(m.recipient LIKE ? ESCAPE '\\' OR m.body LIKE ? ESCAPE '\\'"
+                " OR m.sender LIKE ? ESCAPE '\\'"
+                " OR COALESCE(json_extract(m.extra, '$.sender_id'), '') LIKE ? ESCAPE '\\')"
+            )
+            args.extend([f"%{_like(term)}%"] * 4)
+        if q.start is not None:
+            where.append("COALESCE(m.send_at, m.created_at) >= ?")
+            args.append(utc_iso(q.start))
+        if q.end is not None:
+            where.append("COALESCE(m.send_at, m.created_at) <= ?")
+            args.append(utc_iso(q.end))
+        return " AND ".join(where), args
+
+    def query_messages(
+        self, account_id: int, q: MessageQuery, *, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, one page newest first) of an account's messages matching `q`, each with the
+        number of the SIM it went from, its first send time, report status, errors and the
+        contact it went to."""
+        clause, args = self._message_filter(account_id, q)
+        total = int(
+            self.conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", args).fetchone()[0]
+        )
+        rows = self.conn.execute(
+            "SELECT m.*, b.created_at AS batch_created_at,"
+            " (SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id"
+            "  WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1) AS sim_msisdn,"
+            " (SELECT MIN(p.sent_at) FROM parts p WHERE p.message_id = m.id) AS first_sent_at,"
+            " (SELECT MAX(p.report_status) FROM parts p WHERE p.message_id = m.id"
+            "  AND p.state = m.state) AS report_status,"
+            " (SELECT MAX(p.cms_error) FROM parts p WHERE p.message_id = m.id) AS cms_error,"
+            " (SELECT group_concat(p.error, '; ') FROM parts p WHERE p.message_id = m.id"
+            "  AND p.error != '') AS part_errors,"
+            " c.first_name AS contact_first_name, c.last_name AS contact_last_name,"
+            " g.name AS contact_group"
+            " FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            " LEFT JOIN contacts c ON c.id = (SELECT c2.id FROM contacts c2"
+            "  WHERE c2.account_id = m.account_id AND c2.number = m.recipient"
+            "  ORDER BY c2.id LIMIT 1)"
+            " LEFT JOIN contact_groups g ON g.id = c.group_id"
+            f" WHERE {clause} ORDER BY m.id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        ).fetchall()
+        return total, [dict(r) for r in rows]
+
+    def matching_messages(self, account_id: int, q: MessageQuery) -> list[dict[str, Any]]:
+        """Ids, states and units of every message of an account matching `q`."""
+        clause, args = self._message_filter(account_id, q)
+        rows = self.conn.execute(
+            f"SELECT m.id, m.state, m.units FROM messages m WHERE {clause} ORDER BY m.id", args
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_messages(self, message_ids: Sequence[int]) -> int:
+        """Delete messages that are not on the wire right now (keeping the ledger and reports,
+        unlinked); return how many went."""
+        deleted = 0
+        with self.transaction():
+            for message_id in message_ids:
+                row = self.conn.execute(
+                    "SELECT state FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if row is None or row[0] == PartState.SENDING.value:
+                    continue
+                self.conn.execute(
+                    "UPDATE credits_ledger SET message_id = NULL WHERE message_id = ?",
+                    (message_id,),
+                )
+                self.conn.execute(
+                    "UPDATE otps SET message_id = NULL WHERE message_id = ?", (message_id,)
+                )
+                self.conn.execute(
+                    "UPDATE delivery_reports SET part_id = NULL WHERE part_id IN"
+                    " (SELECT id FROM parts WHERE message_id = ?)",
+                    (message_id,),
+                )
+                self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+                self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+                deleted += 1
+        return deleted
+
+    def message_states_of_batch(self, batch_id: int) -> dict[str, int]:
+        """How many of a batch's messages are in each state."""
+        rows = self.conn.execute(
+            "SELECT state, COUNT(*) FROM messages WHERE batch_id = ? GROUP BY state", (batch_id,)
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def last_message_to(self, account_id: int, recipient: str) -> dict[str, Any] | None:
+        """The most recent message of an account to a number, with its parts' report status
+        and errors."""
+        total, rows = self.query_messages(
+            account_id, MessageQuery(recipient=recipient), limit=1, offset=0
+        )
+        return rows[0] if total else None
+
+    # -- hot-plug (appliance) -------------------------------------------------------------------
+
+    def abandon_sending(self, sim_id: int, *, now: datetime) -> list[int]:
+        """A SIM's modem vanished mid-send: its SENDING parts become UNCERTAIN (the crash rule).
+
+        The PDU may or may not have reached the network, so the part is never silently resent.
+        """
+        stamp = utc_iso(now)
+        with self.transaction():
+            ids = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT id FROM parts WHERE state = ? AND sim_id = ?",
+                    (PartState.SENDING.value, sim_id),
+                )
+            ]
+            for part_id in ids:
+                check_transition(PartState.SENDING, PartState.UNCERTAIN)
+                self.conn.execute(
+                    "UPDATE parts SET state = ?, error = 'modem vanished during AT+CMGS',"
+                    " done_at = ? WHERE id = ?",
+                    (PartState.UNCERTAIN.value, stamp, part_id),
+                )
+                self._rollup_message_of(part_id, stamp)
+        return ids
+
+
+def _like(term: str) -> str:
+    """Escape LIKE wildcards so a search term matches literally."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters over an account's messages (every given one must match)."""
+
+    batch_id: int | None = None
+    ids: tuple[int, ...] | None = None
+    states: tuple[str, ...] | None = None
+    flash: bool | None = None
+    recipient: str | None = None
+    sender: str | None = None
+    terms: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def is_empty(self) -> bool:
+        """Whether no filter at all is set (it would match every message)."""
+        return self == MessageQuery()
