@@ -159,15 +159,129 @@ MUTATORS: tuple[Callable[[random.Random, bytes], bytes], ...] = (
 )
 
 
+# --- synthetic PDUs: every field present, each drawn from plausible and hostile values ----------
+
+_IEIS = (0x00, 0x08, 0x04, 0x05, 0x24, 0x25, 0x01, 0x0A, 0x70, 0xFF)
+
+
+def _pick_length(rng: random.Random, natural: int) -> int:
+    """Mostly the length the content has; sometimes one off or anything."""
+    roll = rng.random()
+    if roll < 0.7:
+        return natural
+    if roll < 0.9:
+        return max(0, min(255, natural + rng.choice((-1, 1))))
+    return rng.randrange(256)
+
+
+def _bcd(rng: random.Random, values: list[int]) -> bytes:
+    """Swapped-nibble BCD octets for two-digit values."""
+    return bytes(((v % 10) << 4) | (v // 10) for v in values)
+
+
+def _address(rng: random.Random) -> bytes:
+    toa = rng.choice((0x91, 0x81, 0xA1, 0xD0, 0xC9, rng.randrange(256)))
+    digits = rng.randint(0, 20)
+    if rng.random() < 0.2:
+        body = rng.randbytes((digits + 1) // 2)
+    else:
+        # Valid semi-octets (with the F filler when odd), or packed text for alphanumeric TOAs.
+        body = _bcd(rng, [rng.randrange(100) for _ in range(digits // 2)])
+        if digits % 2:
+            body += bytes((0xF0 | rng.randrange(10),))
+    return bytes((_pick_length(rng, digits), toa)) + body
+
+
+def _timestamp(rng: random.Random) -> bytes:
+    if rng.random() < 0.15:
+        return rng.randbytes(7)
+    fields = [rng.randrange(100), rng.randint(1, 12), rng.randint(1, 28), rng.randrange(24)]
+    fields += [rng.randrange(60), rng.randrange(60)]
+    zone = rng.randrange(80)
+    tz = _bcd(rng, [zone])[0] | (0x08 if rng.random() < 0.3 else 0)
+    return _bcd(rng, fields) + bytes((tz,))
+
+
+def _element_data(rng: random.Random, iei: int) -> bytes:
+    """IE data shaped for its IEI most of the time (concatenation, ports, shift tables)."""
+    if rng.random() < 0.3:
+        return rng.randbytes(rng.choice((0, 1, 2, 3, 4, 6)))
+    total = rng.randint(0, 5)
+    seq = rng.randint(0, total + 1)
+    if iei == 0x00:
+        return bytes((rng.randrange(256), total, seq))
+    if iei == 0x08:
+        return rng.randbytes(2) + bytes((total, seq))
+    if iei == 0x04:
+        return rng.randbytes(2)
+    if iei == 0x05:
+        return rng.randbytes(4)
+    if iei in (0x24, 0x25):
+        return bytes((rng.randrange(16),))
+    return rng.randbytes(rng.randint(0, 6))
+
+
+def _user_data(rng: random.Random, dcs: int) -> bytes:
+    header = b""
+    if rng.random() < 0.5:
+        elements = b""
+        for _ in range(rng.randint(0, 3)):
+            iei = rng.choice(_IEIS)
+            data = _element_data(rng, iei)
+            elements += bytes((iei, _pick_length(rng, len(data)))) + data
+        header = bytes((_pick_length(rng, len(elements)),)) + elements
+    payload = rng.randbytes(rng.randint(0, 140 - len(header) if len(header) < 140 else 0))
+    septets = dcs & 0xCC == 0 or dcs & 0xF4 == 0xF0
+    natural = (len(header) + len(payload)) * 8 // 7 if septets else len(header) + len(payload)
+    return bytes((_pick_length(rng, natural),)) + header + payload
+
+
+def synthetic(rng: random.Random) -> tuple[bytes, bool]:
+    """A PDU built field by field (SMSC, TPDU of a random type, UDH with random IEs)."""
+    smsc_included = rng.random() < 0.7
+    out = b""
+    if smsc_included:
+        out += rng.choice((b"\x00", b"\x01\x81", b"\x07\x91" + rng.randbytes(6), rng.randbytes(3)))
+    mti = rng.choice((0, 0, 1, 1, 2, 2, 3))
+    first = (rng.randrange(256) & ~0x03) | mti
+    dcs = rng.choice(
+        (0x00, 0x08, 0x04, 0xF4, 0xF0, 0x10, 0x18, 0xC8, 0xD0, 0xE0, rng.randrange(256))
+    )
+    if mti == 0:
+        out += bytes((first,)) + _address(rng) + bytes((rng.randrange(256), dcs)) + _timestamp(rng)
+    elif mti == 1:
+        vpf = (first >> 3) & 3
+        vp = b"" if vpf == 0 else rng.randbytes(1) if vpf == 2 else _timestamp(rng)
+        out += bytes((first, rng.randrange(256))) + _address(rng) + bytes((rng.randrange(256), dcs))
+        out += vp
+    elif mti == 2:
+        out += bytes((first, rng.randrange(256))) + _address(rng) + _timestamp(rng)
+        out += _timestamp(rng) + bytes((rng.randrange(256),))
+        pi = rng.choice((b"", b"\x00", b"\x01", b"\x02", b"\x03", b"\x07", rng.randbytes(1)))
+        out += pi
+        if pi and pi[0] & 0x01:
+            out += bytes((rng.randrange(256),))
+        if pi and pi[0] & 0x02:
+            out += bytes((dcs,))
+        if not pi or not pi[0] & 0x04:
+            return out, smsc_included
+    else:
+        out += bytes((first,)) + rng.randbytes(rng.randint(0, 20))
+        return out, smsc_included
+    return out + _user_data(rng, dcs), smsc_included
+
+
 def cases(seeds: list[Seed], n: int, seed: int) -> Iterator[tuple[bytes | str, bool]]:
-    """Yield n (pdu, smsc_included) inputs: mostly mutated vectors, some random, some bad hex."""
+    """Yield n (pdu, smsc_included) inputs: mutated vectors, synthetic, random, bad hex."""
     rng = random.Random(seed)
     for _ in range(n):
         roll = rng.random()
-        if roll < 0.1:
+        if roll < 0.25:
+            yield synthetic(rng)
+        elif roll < 0.3:
             data = rng.randbytes(rng.randint(0, 180))
             yield data, rng.random() < 0.5
-        elif roll < 0.13:
+        elif roll < 0.33:
             # Hex strings: odd length, non-hex characters, whitespace, lower case.
             base = rng.choice(seeds).data.hex()
             s = base[: rng.randrange(len(base) + 1)]
