@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from modem.pdu import PduError
+from modem.pdu import PduError, decode_pdu, to_fields
 from tests.pdu import fuzz_pdu
-from tests.pdu.fuzz_pdu import FuzzEscapeError, cases, load_seeds, run_fuzz
+from tests.pdu.fuzz_pdu import FuzzEscapeError, cases, load_seeds, run_fuzz, synthetic
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -46,3 +48,19 @@ def test_harness_accepts_pdu_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(fuzz_pdu, "decode_pdu", rejecting)
     assert run_fuzz(5, seed=0).rejected == 5
+
+
+def test_synthetic_pdus_reach_every_tpdu_type_and_udh() -> None:
+    rng = random.Random(4)
+    kinds: set[str] = set()
+    concatenated = 0
+    for _ in range(3000):
+        data, smsc = synthetic(rng)
+        try:
+            fields = to_fields(decode_pdu(data, smsc_included=smsc))
+        except PduError:
+            continue
+        kinds.add(fields["kind"])
+        concatenated += "concat" in fields
+    assert kinds == {"deliver", "submit", "status-report"}
+    assert concatenated > 0
