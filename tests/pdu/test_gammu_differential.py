@@ -1,8 +1,9 @@
 """Differential tests against python-gammu (libgammu's C codec) as an independent oracle.
 
-Both directions: PDUs we encode (text and 8-bit submits, status reports) must decode in gammu to the same
-text, number, concatenation reference/total/sequence, TP-SRR, TP-MR, TP-ST and timestamps; PDUs
-gammu encodes (submits and delivers) must decode with ours to the same fields and reassemble.
+Both directions: PDUs we encode (text and 8-bit submits, status reports) must decode in gammu
+to the same text, number, concatenation reference/total/sequence, TP-SRR, TP-VP, TP-MR, TP-ST
+and timestamps; PDUs gammu encodes (submits and delivers) must decode with ours to the same
+fields and reassemble.
 
 gammu 1.45 has quirks of its own; each is named by a helper below and asserted exactly, so the
 tests still fail on any difference the quirk does not explain (and fail if gammu is ever fixed):
