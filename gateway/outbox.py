@@ -134,10 +134,13 @@ class Outbox:
                 f"message {message_id}: stored {len(parts)} parts but the text needs {len(submits)}"
             )
         state = PartState(message["state"])
+        # A batch may ask for a slower pace than its SIMs' own (UltraSMS `throttle`).
+        batch = self.store.batch(message["batch_id"]) if message["batch_id"] is not None else None
+        pace = float(batch["throttle_interval"] or 0.0) if batch is not None else 0.0
         for part, submit in zip(parts, submits, strict=True):
             if part["state"] != PartState.QUEUED.value:
                 continue
-            state = await self._send_part(part, submit, sim_id, message)
+            state = await self._send_part(part, submit, sim_id, message, pace)
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
         return state
@@ -154,14 +157,23 @@ class Outbox:
         return state
 
     async def _send_part(
-        self, part: Mapping[str, Any], submit: SmsSubmit, sim_id: int, message: Mapping[str, Any]
+        self,
+        part: Mapping[str, Any],
+        submit: SmsSubmit,
+        sim_id: int,
+        message: Mapping[str, Any],
+        pace: float = 0.0,
     ) -> PartState:
         recipient = message["recipient"]
+        throttle = self.pool.get(sim_id).throttle
         while True:
-            decision = self.pool.get(sim_id).throttle.check(self.clock.monotonic(), recipient)
-            if decision.allowed:
+            tick = self.clock.monotonic()
+            not_before = throttle.check(tick, recipient).not_before
+            if pace and throttle.last_send is not None:
+                not_before = max(not_before, throttle.last_send + pace)
+            if not_before <= tick:
                 break
-            await self.clock.sleep(decision.not_before - self.clock.monotonic())
+            await self.clock.sleep(not_before - tick)
         now = self.clock.wall()
         # Durable BEFORE the first byte of AT+CMGS: a crash from here on leaves it SENDING,
         # which recovery turns into UNCERTAIN rather than sending it twice.

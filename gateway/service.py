@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.accounts import verify_password
+from gateway.contacts import ContactBook
 from gateway.models import PartState
 from gateway.numbers import InvalidNumberError, normalize
+from gateway.otp import IssuedOtp, OtpBook, OtpOutcome
 from gateway.recurrence import Recurrence
-from gateway.store import Store, utc_iso
+from gateway.store import MessageQuery, Store, utc_iso
 from modem.pdu import count
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,12 @@ class UnknownAccountError(ServiceError):
     """No such account, or API access is off."""
 
     code = "unknown_account"
+
+
+class AccountDisabledError(UnknownAccountError):
+    """The account exists but its API access is switched off."""
+
+    code = "account_disabled"
 
 
 class InsufficientCreditsError(ServiceError):
@@ -71,6 +83,11 @@ class GatewayService:
     def __init__(self, store: Store, *, wall: Callable[[], datetime]) -> None:
         self.store = store
         self.wall = wall
+        # Provider dialects (issue 7): contacts and OTPs, and the password-check cache.
+        self.contacts = ContactBook(store, wall=wall)
+        self.otps = OtpBook(store, wall=wall)
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: dict[tuple[int, str], bytes] = {}
 
     def _account(self, account_id: int) -> dict[str, Any]:
         account = self.store.account(account_id)
@@ -329,3 +346,230 @@ class GatewayService:
             "sims_total": len(sims),
             "messages": self.counts(),
         }
+
+    # -- provider dialects (issue 7): BestSMS / UltraSMS / SMSit ------------------------------
+
+    def account_by_credentials(self, sub_account: str, password: str) -> dict[str, Any]:
+        """The account for a sub-account name and password (scrypt, cached per process)."""
+        account = self.store.account_by_name(sub_account) if sub_account else None
+        if account is None or not self._password_ok(account, password):
+            raise UnknownAccountError("incorrect sub-account name or password")
+        if not account["api_enabled"]:
+            raise AccountDisabledError("API access is disabled for this account")
+        return account
+
+    def _password_ok(self, account: dict[str, Any], password: str) -> bool:
+        # scrypt costs ~50 ms by design; a keyed digest of a password already verified against
+        # the current hash lets repeat requests through in microseconds (still constant-time).
+        probe = hmac.new(self._cache_key, password.encode(), hashlib.sha256).digest()
+        key = (int(account["id"]), str(account["password_hash"]))
+        cached = self._verified.get(key)
+        if cached is not None:
+            return hmac.compare_digest(cached, probe)
+        if not verify_password(password, account["password_hash"]):
+            return False
+        self._verified[key] = probe
+        return True
+
+    def account_by_key(self, api_key: str) -> dict[str, Any]:
+        """The account for an API key, telling unknown keys from disabled accounts."""
+        account = self.store.account_by_api_key(api_key) if api_key else None
+        if account is None or not hmac.compare_digest(str(account["api_key"]), api_key):
+            raise UnknownAccountError("unknown API key")
+        if not account["api_enabled"]:
+            raise AccountDisabledError("API access is disabled for this account")
+        return account
+
+    def account_zone(self, account: dict[str, Any]) -> tzinfo:
+        """The account's timezone (UTC when unset or unknown)."""
+        try:
+            return ZoneInfo(account["timezone"] or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
+
+    def sender_numbers(self, account_id: int) -> list[dict[str, Any]]:
+        """SIMs (long codes) an account may send from, with their numbers."""
+        return self.store.account_sim_numbers(account_id)
+
+    def submit_batch(
+        self,
+        account_id: int,
+        items: Sequence[Outgoing],
+        *,
+        sender: str = "",
+        flash: bool = False,
+        rotate: bool = True,
+        throttle: float | None = None,
+        dial_code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> BatchResult:
+        """Accept messages (each its own text and time) as one batch, atomically, charging
+        per part; duplicate recipients go once (the first wins)."""
+        account = self._account(account_id)
+        dial = account["default_dial_code"] if dial_code is None else dial_code
+        now = self.wall()
+        rows: list[dict[str, Any]] = []
+        rejected: list[Rejected] = []
+        seen: set[str] = set()
+        total = 0
+        for item in items:
+            if not item.text:
+                raise InvalidRequestError("message text is empty")
+            if len(item.text) > MAX_BODY_CHARACTERS:
+                raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+            try:
+                number = normalize(item.recipient, dial)
+            except InvalidNumberError as exc:
+                rejected.append(Rejected(item.recipient, str(exc)))
+                continue
+            if number in seen:
+                continue
+            seen.add(number)
+            cost = count(item.text)
+            total += cost.parts
+            rows.append(
+                {
+                    "account_id": account_id,
+                    "recipient": number,
+                    "body": item.text,
+                    "encoding": cost.encoding.value,
+                    "parts": cost.parts,
+                    "sender": sender,
+                    "send_at": item.send_at,
+                    "status_report": True,
+                    "flash": flash,
+                    "charge": cost.parts,
+                    "extra": dict(item.extra or {}),
+                }
+            )
+        if not rows:
+            raise InvalidRequestError(
+                "no valid recipient" + (f": {rejected[0].reason}" if rejected else "")
+            )
+        if not account["unlimited"] and account["credits"] < total:
+            raise InsufficientCreditsError(
+                f"{total} credits needed, {account['credits']} available"
+            )
+        batch = {
+            "account_id": account_id,
+            "sender": sender,
+            "rotate": int(rotate),
+            "throttle_interval": throttle,
+            "extra": json.dumps(extra or {}),
+        }
+        batch_id, ids = self.store.accept_batch(batch, rows, now=now)
+        log.info("account %d: batch %s of %d message(s)", account_id, batch_id, len(ids))
+        assert batch_id is not None
+        return BatchResult(batch_id, now, tuple(ids), total, tuple(rejected))
+
+    def query_messages(
+        self, account_id: int, query: MessageQuery, *, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, page) of an account's messages matching `query`, newest first."""
+        return self.store.query_messages(account_id, query, limit=limit, offset=offset)
+
+    def stop_messages(self, account_id: int, query: MessageQuery) -> int | None:
+        """Cancel what has not left of the matching messages (refunded), and future runs of a
+        matching series; None when nothing matches, else how many messages were stopped."""
+        matching = self.store.matching_messages(account_id, query)
+        series = self.store.batch(query.batch_id) if query.batch_id is not None else None
+        if series is not None and series["account_id"] != account_id:
+            series = None
+        if not matching and series is None:
+            return None
+        if series is not None and series["state"] in ("active", "paused"):
+            self.store.set_batch_state(series["id"], "cancelled")
+        now = self.wall()
+        return sum(1 for m in matching if self.store.cancel_message(m["id"], now=now))
+
+    def delete_messages(self, account_id: int, query: MessageQuery) -> int | None:
+        """Stop then delete the matching messages (not one on the wire right now); None when
+        nothing matches."""
+        matching = self.store.matching_messages(account_id, query)
+        if not matching:
+            return None
+        now = self.wall()
+        for m in matching:
+            self.store.cancel_message(m["id"], now=now)
+        return self.store.delete_messages([m["id"] for m in matching])
+
+    def total_units(self, account_id: int, query: MessageQuery) -> int:
+        """Credits (parts) the matching messages used."""
+        return sum(int(m["units"]) for m in self.store.matching_messages(account_id, query))
+
+    def batch_states(self, account_id: int, batch_id: int) -> dict[str, int] | None:
+        """How many of a batch's messages are in each state; None if not the account's."""
+        batch = self.store.batch(batch_id)
+        if batch is None or batch["account_id"] != account_id:
+            return None
+        return self.store.message_states_of_batch(batch_id)
+
+    def last_message_to(self, account_id: int, number: str) -> dict[str, Any] | None:
+        """The most recent message an account sent to a number (E.164)."""
+        return self.store.last_message_to(account_id, number)
+
+    def credit_balance(self, account_id: int) -> int | None:
+        """Credits left; None when the account is unlimited."""
+        account = self._account(account_id)
+        return None if account["unlimited"] else int(account["credits"])
+
+    def generate_otp(self, account_id: int, number: str | None, *, sender: str = "") -> IssuedOtp:
+        """Issue a code: texted to `number` (charged like any SMS), or without a number left in
+        the account's own inbox (charged one credit); raises InsufficientCreditsError."""
+        account = self._account(account_id)
+        if number is None:
+            issued = self.otps.new_code("")
+            if not self.store.charge_credits(account_id, 1, "otp", now=self.wall()):
+                raise InsufficientCreditsError("1 credit needed for an OTP")
+            self.store.insert_inbound(
+                {
+                    "account_id": account_id,
+                    "originator": "smsgw-otp",
+                    "body": issued.text,
+                    "encoding": "gsm7",
+                    "parts_received": 1,
+                    "parts_total": 1,
+                    "complete": 1,
+                },
+                [],
+                now=self.wall(),
+            )
+            self.otps.record(account_id, issued, message_id=None)
+            return issued
+        e164 = normalize(number, account["default_dial_code"])
+        issued = self.otps.new_code(e164)
+        result = self.submit(account_id, [e164], issued.text, sender=sender)
+        self.otps.record(account_id, issued, message_id=result.message_ids[0])
+        return issued
+
+    def validate_otp(self, account_id: int, code: str, *, number: str | None = None) -> OtpOutcome:
+        """Check (and consume) a code issued to this account (for that number, if given)."""
+        account = self._account(account_id)
+        e164 = None
+        if number is not None:
+            try:
+                e164 = normalize(number, account["default_dial_code"])
+            except InvalidNumberError:
+                return OtpOutcome.INVALID
+        return self.otps.validate(account_id, code, number=e164)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message of a batch: its recipient as typed, its text and its own send time."""
+
+    recipient: str
+    text: str
+    send_at: datetime | None = None
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What submit_batch() accepted: durable before this is returned."""
+
+    batch_id: int
+    created_at: datetime
+    message_ids: tuple[int, ...]
+    units_charged: int
+    rejected: tuple[Rejected, ...] = field(default_factory=tuple)
