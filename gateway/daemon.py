@@ -14,6 +14,7 @@ from typing import Protocol
 
 from gateway import sdnotify
 from gateway.config import Config
+from gateway.discovery import Discovery
 from gateway.inbox import Inbox
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
@@ -67,6 +68,9 @@ class Gateway:
     inbox: Inbox
     reports: ReportMatcher
     workers: dict[str, ModemWorker] = field(default_factory=dict)
+    # Workers started at run time (configured ports and hot-plug): each has its own stop event,
+    # so one unplugged modem can be let go without stopping the rest.
+    running: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: Config, *, wall: Callable[[], datetime] = _wall) -> Gateway:
@@ -112,16 +116,68 @@ class Gateway:
         self.workers[port] = worker
         return worker
 
+    def start_worker(self, port: str, *, pin: str | None = None) -> ModemWorker:
+        """Add a modem at run time and start supervising it (configured ports, hot-plug)."""
+        if port in self.running:
+            return self.workers[port]
+        worker = self.add_worker(port, pin=pin)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop), name=f"worker {port}")
+        self.running[port] = (stop, task)
+        return worker
+
+    async def remove_worker(self, port: str) -> list[int]:
+        """Stop supervising `port` (unplugged); return the parts its loss made UNCERTAIN.
+
+        The worker releases its SIM (queued messages wait for another SIM or its return) and
+        marks the modem gone; a part that was on the wire is judged by the crash rule.
+        """
+        entry = self.running.pop(port, None)
+        worker = self.workers.pop(port, None)
+        if entry is None or worker is None:
+            return []
+        stop, task = entry
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+        if worker.sim_id is None:
+            return []
+        abandoned = self.store.abandon_sending(worker.sim_id, now=self.service.wall())
+        if abandoned:
+            log.warning("%s: %d part(s) were on the wire when it vanished", port, len(abandoned))
+        return abandoned
+
+    async def stop_workers(self) -> None:
+        """Stop every run-time worker (daemon shutdown)."""
+        for stop, _ in self.running.values():
+            stop.set()
+        await asyncio.gather(*(task for _, task in self.running.values()), return_exceptions=True)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: modems ready and SIMs in the pool."""
+        ready = sum(1 for w in self.workers.values() if w.state == "ready")
+        return f"STATUS={ready}/{len(self.workers)} modem(s) ready"
+
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """Surface inbound messages whose missing parts never came; ping the watchdog."""
-        interval = sdnotify.watchdog_interval()
-        period = min(HOUSEKEEPING_SECONDS, interval) if interval else HOUSEKEEPING_SECONDS
+        """Surface inbound messages whose missing parts never came."""
         while not stop.is_set():
-            self.inbox.expire(self.service.wall(), INCOMPLETE_INBOUND_AFTER)
-            if interval:
-                # Pinged from the event loop itself: a stuck loop stops the pings and systemd
-                # restarts us.
-                sdnotify.notify("WATCHDOG=1")
+            try:
+                self.inbox.expire(self.service.wall(), INCOMPLETE_INBOUND_AFTER)
+            except Exception:
+                log.exception("housekeeping failed; trying again next round")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=HOUSEKEEPING_SECONDS)
+
+    async def watchdog(self, stop: asyncio.Event) -> None:
+        """Ping systemd's watchdog (and refresh STATUS=) from the event loop every WatchdogSec/4.
+
+        A task of its own, so slow housekeeping never delays a ping; pinged from the loop, so a
+        blocked loop stops the pings and systemd restarts the daemon.
+        """
+        period = sdnotify.watchdog_period()
+        if period is None:
+            return
+        while not stop.is_set():
+            sdnotify.notify(f"WATCHDOG=1\n{self.status_line()}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
 
@@ -139,14 +195,18 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
     try:
-        for port, pin in [*((m.port, m.pin) for m in config.modems), *ports]:
-            worker = gateway.add_worker(port, pin=pin)
-            tasks.append(asyncio.create_task(worker.run(stop), name=f"worker {port}"))
+        fixed = [*((m.port, m.pin) for m in config.modems), *ports]
+        for port, pin in fixed:
+            gateway.start_worker(port, pin=pin)
         tasks.append(asyncio.create_task(gateway.dispatcher.run(stop), name="dispatcher"))
         tasks.append(asyncio.create_task(gateway.housekeeping(stop), name="housekeeping"))
+        tasks.append(asyncio.create_task(gateway.watchdog(stop), name="watchdog"))
+        if config.discover:
+            discovery = Discovery.for_gateway(gateway, config.discover, fixed=[p for p, _ in fixed])
+            tasks.append(asyncio.create_task(discovery.run(stop), name="discovery"))
         for frontend in load_frontends() if frontends is None else frontends:
             stoppers.append(await frontend(gateway.service, config))
-        sdnotify.notify(f"READY=1\nSTATUS=serving {len(gateway.workers)} modem port(s)")
+        sdnotify.notify(f"READY=1\n{gateway.status_line()}")
         if on_ready is not None:
             on_ready(gateway)
         await stop.wait()
@@ -157,6 +217,7 @@ async def serve(
             await stopper()
         # Workers finish the AT command in flight (AT+CMGS is shielded) before closing.
         await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.stop_workers()
         await gateway.dispatcher.close()
         gateway.store.close()
 
