@@ -104,7 +104,8 @@ async def _moved_sim(tmp_path: Path, emu: EmulatorPool) -> None:
         for _ in after:
             await sent.get()
 
-        assert list(pooled.throttle._sends)[:2] == sends_before  # pacing history kept across the move
+        # Pacing history is kept across the move.
+        assert list(pooled.throttle._sends)[:2] == sends_before
         assert len(pooled.throttle._sends) == 4
         assert (gateway.store.sim(sim_id) or {})["sent_count"] == 4
         assert gateway.store.list_sims()[0]["last_port"] == str(second)
