@@ -71,7 +71,8 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
     if not 1 <= modems <= 64:
         raise click.BadParameter("between 1 and 64", param_hint="--modems")
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="smsgw-demo-"))
-    config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=http_port)
+    # discover=(): the demo drives emulated modems only, never a real stick that is plugged in.
+    config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=http_port, discover=())
     _setup_logging("INFO")
     kinds = [DEMO_PERSONALITIES[i % len(DEMO_PERSONALITIES)] for i in range(modems)]
     with EmulatorPool(kinds, seed=seed, clock="real") as emulator:
