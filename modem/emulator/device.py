@@ -366,9 +366,11 @@ class ModemCore:
         self._pending_input = b""
         self._reserved_urcs.clear()
         self._mode0_urcs.clear()
-        # Unacknowledged +CMT/+CDS were never confirmed to the SMSC: it sends them again.
-        for kind, tpdu in reversed(self._ack_pending):
-            self.network.hold(self.sim.identity.msisdn, "sms" if kind == "sms" else "report", tpdu)
+        # Unacknowledged +CMT/+CDS were never confirmed to the SMSC: a real one sends them again
+        # (so the host may see a duplicate). Off by default: Network.resend_unacknowledged.
+        if self.network.resend_unacknowledged:
+            for kind, tpdu in reversed(self._ack_pending):
+                self.network.hold(self.sim.identity.msisdn, kind, tpdu)
         self._ack_pending.clear()
         if self._ack_timer is not None:
             self._ack_timer.cancel()

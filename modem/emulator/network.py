@@ -201,6 +201,9 @@ class Network:
     report_delay: float = 0.0
     delivery_delay: float = 0.0
     smsc: str = SMSC_NUMBER
+    # Re-send +CMT/+CDS a modem lost (power) before the host's +CNMA, as real SMSCs do; the host
+    # then sees a duplicate. Off by default so "exactly once" soak invariants hold.
+    resend_unacknowledged: bool = False
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     outside: list[OutboundSms] = field(default_factory=list)
     stats: NetworkStats = field(default_factory=NetworkStats)

@@ -41,6 +41,7 @@ class EmulatorPool:
         delivery_delay: float = 0.0,
         pin_enabled: bool = False,
         max_modems: int = 64,
+        resend_unacknowledged: bool = False,
     ) -> None:
         self.seed = seed
         self._clock_kind = clock
@@ -56,7 +57,10 @@ class EmulatorPool:
         self._started.wait(CALL_TIMEOUT)
         self.clock: Scheduler = self.call(self._make_clock)
         self.network = Network(
-            scheduler=self.clock, report_delay=report_delay, delivery_delay=delivery_delay
+            scheduler=self.clock,
+            report_delay=report_delay,
+            delivery_delay=delivery_delay,
+            resend_unacknowledged=resend_unacknowledged,
         )
         self.modems: list[EmulatedModem] = []
         if isinstance(modems, int):

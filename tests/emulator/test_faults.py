@@ -188,7 +188,25 @@ def test_urc_mid_answer_fault_at_a_rate(pool: EmulatorPool, a: PtyClient) -> Non
     assert a.command("AT") == b"\r\nOK\r\n"
 
 
-def test_reboot_with_an_unacknowledged_cmt_gets_it_again(pool: EmulatorPool, a: PtyClient) -> None:
+def test_reboot_with_an_unacknowledged_cmt_gets_it_again() -> None:
+    with EmulatorPool(1, seed=1, resend_unacknowledged=True) as pool, client(pool, 0) as a:
+        _unacknowledged_cmt_comes_back(pool, a)
+
+
+def test_by_default_a_reboot_forgets_an_unacknowledged_cmt(
+    pool: EmulatorPool, a: PtyClient
+) -> None:
+    a.command("AT+CSMS=1")
+    a.command("AT+CNMI=2,2,0,0,0")
+    pool.inject_sms(pool.info()[0].msisdn, "ack me")
+    a.read_until(b"+CMT: ")
+    pool.set_fault(0, "reboot")
+    a.command("ATE0")
+    assert a.lines("AT+CMGL=4") == ["OK"]
+    assert pool.call(pool.network.held, pool.info()[0].msisdn) == 0
+
+
+def _unacknowledged_cmt_comes_back(pool: EmulatorPool, a: PtyClient) -> None:
     a.command("AT+CSMS=1")
     a.command("AT+CNMI=2,2,0,0,0")
     pool.inject_sms(pool.info()[0].msisdn, "ack me")
