@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api import native
+from api import bestsms, native, ultrasms
 from gateway.config import Config
 from gateway.service import GatewayService
 
@@ -21,6 +21,8 @@ def build_app(service: GatewayService) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE_KEY] = service
     app.add_subapp("/v1", native.build(service))
+    bestsms.install(app, service)
+    ultrasms.install(app, service)
     return app
 
 

@@ -153,6 +153,10 @@ class ContactBook:
         )  # fmt: skip
         return contact_id
 
+    def search(self, account_id: int, **filters: Any) -> tuple[int, list[dict[str, Any]]]:
+        """(total, page) of contacts matching Store.search_contacts' filters."""
+        return self.store.search_contacts(account_id, **filters)
+
     def group_id(self, account_id: int, name: str) -> int | None:
         """Id of a group by its exact name."""
         return self.store.contact_group_id(account_id, name)

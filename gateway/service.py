@@ -508,6 +508,11 @@ class GatewayService:
         """The most recent message an account sent to a number (E.164)."""
         return self.store.last_message_to(account_id, number)
 
+    def can_afford(self, account_id: int, text: str, recipients: int) -> bool:
+        """Whether the account's credits cover `text` to that many recipients."""
+        account = self._account(account_id)
+        return bool(account["unlimited"]) or count(text).parts * recipients <= account["credits"]
+
     def credit_balance(self, account_id: int) -> int | None:
         """Credits left; None when the account is unlimited."""
         account = self._account(account_id)
