@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gateway.appliance_cli import doctor_command, install_command
 from gateway.daemon_cli import accounts_group, demo_command, serve_command
 from gateway.emulator_cli import emulator
 from gateway.modem_cli import modem_group
@@ -22,6 +23,8 @@ main.add_command(demo_command)
 main.add_command(accounts_group)
 main.add_command(modem_group)
 main.add_command(emulator)
+main.add_command(install_command)
+main.add_command(doctor_command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,85 @@
+"""`smsgw install` and `smsgw doctor`: thin shells over gateway.install and gateway.doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import click
+
+from gateway.config import DEFAULT_CONFIG_PATH
+from gateway.doctor import Doctor, Status
+from gateway.install import USER, Installer, InstallError
+
+_MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
+
+
+@click.command("install")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Install into this directory tree instead of the running system.",
+)
+@click.option("--user", default=USER, show_default=True, help="The service user.")
+@click.option("--no-start", is_flag=True, help="Enable the service but do not start it.")
+def install_command(dry_run: bool, root: Path, user: str, no_start: bool) -> None:
+    """Install smsgw as a service: user, /etc/smsgw/smsgw.toml, data dir, unit, udev rules."""
+    installer = Installer(root=root, user=user, start=not no_start)
+    if not dry_run and installer.live and os.geteuid() != 0:
+        raise click.ClickException("installing onto this system needs root: sudo smsgw install")
+    try:
+        steps = installer.plan()
+        for step in steps:
+            if not step.needed:
+                click.echo(f"already done: {step.description}")
+            elif dry_run:
+                click.echo(f"would: {step.description}")
+        if dry_run:
+            return
+        for step in installer.apply(steps):
+            click.echo(f"done: {step.description}")
+    except InstallError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not any(step.needed for step in steps):
+        click.echo("nothing to do: smsgw is installed")
+
+
+@click.command("doctor")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Check this directory tree instead of the running system.",
+)
+@click.option("--user", default=USER, show_default=True, help="The service user.")
+@click.option("--json", "as_json", is_flag=True, help="Findings as JSON lines.")
+def doctor_command(config_path: Path, root: Path, user: str, as_json: bool) -> None:
+    """Check the appliance and print each problem with its fix (exit 1 on any problem)."""
+    doctor = Doctor(root=root, config_path=config_path, user=user)
+    findings = asyncio.run(doctor.run())
+    for f in findings:
+        if as_json:
+            click.echo(json.dumps({"check": f.check, "status": f.status.value,
+                                   "detail": f.detail, "fix": f.fix}))  # fmt: skip
+            continue
+        click.echo(f"[{_MARK[f.status]}] {f.check}: {f.detail}")
+        if f.fix:
+            click.echo(f"       fix: {f.fix}")
+    problems = sum(1 for f in findings if f.status is Status.PROBLEM)
+    if not as_json:
+        click.echo(f"{problems} problem(s) found" if problems else "no problems found")
+    if problems:
+        raise SystemExit(1)
