@@ -34,6 +34,7 @@ MIN_FREE_BYTES = 200 * 1024 * 1024
 MIN_FREE_FRACTION = 0.05
 MIN_SIGNAL_DBM = -109  # +CSQ 2: below it sends mostly fail with CMS 38/42 (as gateway.pool)
 PROBE_TIMEOUT = 60.0
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class Status(StrEnum):
@@ -333,15 +334,11 @@ class Doctor:
         if not path.exists():
             self._add("database", Status.OK, f"no database yet at {path} (made at first start)")
             return
-        try:
-            store = Store.open(path)
-        except Exception as exc:  # sqlite3.DatabaseError: not a database, locked, ...
-            problems = [str(exc)]
-        else:
-            try:
-                problems = store.integrity_check()
-            finally:
-                store.close()
+        with path.open("rb") as f:
+            header = f.read(16)
+        problems = [] if header == SQLITE_HEADER else ["not an SQLite database (bad file header)"]
+        if not problems:
+            problems = Store.check_file(path)
         if problems:
             self._add(
                 "database", Status.PROBLEM, "integrity check failed: " + "; ".join(problems[:3]),

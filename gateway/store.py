@@ -1185,6 +1185,25 @@ class Store:
 
     # -- hot-plug (appliance) -------------------------------------------------------------------
 
+    @staticmethod
+    def check_file(path: Path | str) -> list[str]:
+        """SQLite's integrity_check of a database file, opened read-only (`smsgw doctor`).
+
+        Never migrates or writes; an unreadable or malformed file is reported, not raised.
+        """
+        try:
+            conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            return [str(exc)]
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.Error as exc:
+            return [str(exc)]
+        finally:
+            conn.close()
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
     def abandon_sending(self, sim_id: int, *, now: datetime) -> list[int]:
         """A SIM's modem vanished mid-send: its SENDING parts become UNCERTAIN (the crash rule).
 
