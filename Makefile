@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite needs (checked, installed with apt-get when missing).
-APT_PACKAGES ?=
+# systemd (systemd-analyze verify/security) and udev (udevadm test): tests/appliance checks the
+# unit and the udev rules with their own tools.
+APT_PACKAGES ?= systemd udev
 
 .PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean
 
