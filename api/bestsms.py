@@ -9,6 +9,7 @@ failure); a failure is the object {"error": text, "error_code": "N"} with the sp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -574,7 +575,8 @@ async def send_sms(
             dial_code=dial_code,
         )  # fmt: skip
     except InvalidRequestError as exc:
-        raise BestSmsError(8, f"incorrect request parameter: {exc}") from None
+        reason = str(exc).split(":")[0]  # the service's detail may quote a (masked) number
+        raise BestSmsError(8, f"incorrect request parameter: {reason}") from None
     if save_as:
         service.contacts.save(
             account["id"],
@@ -633,7 +635,8 @@ def _required_filter(
     params: Params, account: dict[str, Any], service: GatewayService
 ) -> MessageQuery:
     query = _message_query(params, account, service)
-    if query.is_empty():
+    # search_term is not one of these actions' filters: alone it would match far too much.
+    if dataclasses.replace(query, terms=()).is_empty():
         raise BestSmsError(
             7, "missing request parameter: a filter (batch_id, sms_ids, stage, type, recipient,"
             " sender_id, start_date or end_date) is required"

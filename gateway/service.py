@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_CHARACTERS = 1530  # 10 parts of GSM-7; longer texts are refused, not truncated
 
+# Passwords already verified against a given scrypt hash (process-wide, keyed digests only).
+_CACHE_KEY = secrets.token_bytes(32)
+_VERIFIED: dict[tuple[int, str], bytes] = {}
+_VERIFIED_MAX = 10_000
+
 
 class ServiceError(Exception):
     """A request the gateway refuses; `code` is stable for API dialects to map."""
@@ -86,8 +91,6 @@ class GatewayService:
         # Provider dialects (issue 7): contacts and OTPs, and the password-check cache.
         self.contacts = ContactBook(store, wall=wall)
         self.otps = OtpBook(store, wall=wall)
-        self._cache_key = secrets.token_bytes(32)
-        self._verified: dict[tuple[int, str], bytes] = {}
 
     def _account(self, account_id: int) -> dict[str, Any]:
         account = self.store.account(account_id)
@@ -361,14 +364,16 @@ class GatewayService:
     def _password_ok(self, account: dict[str, Any], password: str) -> bool:
         # scrypt costs ~50 ms by design; a keyed digest of a password already verified against
         # the current hash lets repeat requests through in microseconds (still constant-time).
-        probe = hmac.new(self._cache_key, password.encode(), hashlib.sha256).digest()
+        probe = hmac.new(_CACHE_KEY, password.encode(), hashlib.sha256).digest()
         key = (int(account["id"]), str(account["password_hash"]))
-        cached = self._verified.get(key)
+        cached = _VERIFIED.get(key)
         if cached is not None:
             return hmac.compare_digest(cached, probe)
         if not verify_password(password, account["password_hash"]):
             return False
-        self._verified[key] = probe
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = probe
         return True
 
     def account_by_key(self, api_key: str) -> dict[str, Any]:
