@@ -88,11 +88,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 Scenario = Callable[[TestClient, Store, GatewayService], Awaitable[None]]
 
 
-def run(world: World, tmp_path: Path, scenario: Scenario, *, wall: datetime = T0) -> None:
+def run(
+    world: World, tmp_path: Path, scenario: Scenario, *, clock: Callable[[], datetime] = lambda: T0
+) -> None:
     """Run `scenario` against a fresh copy of the world."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(world.db, tmp_path / DATABASE_NAME)
     store = Store.open(tmp_path)
-    service = GatewayService(store, wall=lambda: wall)
+    service = GatewayService(store, wall=clock)
 
     async def main() -> None:
         async with TestClient(TestServer(build_app(service))) as client:
