@@ -167,8 +167,10 @@ async def read_params(request: web.Request) -> Params:
                         pairs.append((part.name, bytes(data).decode()))
                     except UnicodeDecodeError:
                         pairs.append((part.name, None))
-            except (ValueError, AssertionError, RuntimeError, LookupError) as exc:
-                raise BestSmsError(8, f"malformed multipart body: {exc}") from None
+            except BestSmsError:
+                raise
+            except Exception as exc:  # any malformed multipart (headers, boundary, charset)
+                raise BestSmsError(8, "malformed multipart body") from exc
         else:
             pairs.extend(_decode_pairs(await request.read()))
     return Params(pairs)

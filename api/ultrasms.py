@@ -133,7 +133,7 @@ async def read_params(request: web.Request) -> Params | None:
                         pairs.append((part.name, bytes(data).decode()))
                     except UnicodeDecodeError:
                         pairs.append((part.name, None))
-            except (ValueError, AssertionError, RuntimeError, LookupError):
+            except Exception:  # any malformed multipart (bad headers, boundary, charset)
                 return None
         else:
             pairs.extend(_decode_pairs(await request.read()))

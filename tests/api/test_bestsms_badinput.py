@@ -119,6 +119,12 @@ def test_missing_parameters_on_every_action(world: World, tmp_path: Path) -> Non
 
 def test_injection_shaped_values_are_just_text(world: World, tmp_path: Path) -> None:
     async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        r = await client.post(
+            "/api_v1",
+            data=b"--b\r\nbroken",
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert json.loads(await r.text()) == error(8, "malformed multipart body")
         params = {"sub_account": NAME, "sub_account_pass": world.password}
         evil = "x' OR '1'='1"
         status, body = await call(client, "POST", {

@@ -43,7 +43,9 @@ def check(world: World, tmp_path: Path, name: str, cases: list[tuple[dict[str, s
     """Each case (params without apikey, expected body) over GET and POST, on fresh data."""
     for method in METHODS:
 
-        async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        async def scenario(
+            client: TestClient, store: Store, service: GatewayService, method: str = method
+        ) -> None:
             for params, expected in cases:
                 got = await api(client, method, name, {"apikey": world.api_key, **params})
                 assert got == expected, (method, params)
@@ -119,7 +121,7 @@ def test_getcontacts(world: World, tmp_path: Path) -> None:
     async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
         for method in METHODS:
 
-            async def get(**params: str) -> Any:
+            async def get(method: str = method, **params: str) -> Any:
                 return await api(client, method, "getcontacts", {"apikey": world.api_key, **params})
 
             async def phones(**params: str) -> list[str]:
@@ -266,7 +268,7 @@ def test_getbulksmsdeliveryreport(world: World, tmp_path: Path) -> None:
             store.transition_part(part, S.SENT, end, now=T0, fields={"report_status": status})
         for method in METHODS:
 
-            async def report(**params: str) -> Any:
+            async def report(method: str = method, **params: str) -> Any:
                 return await api(client, method, "getbulksmsdeliveryreport",
                                  {"apikey": key, **params})  # fmt: skip
 
@@ -359,7 +361,7 @@ def test_getcontactsmsdeliveryreport(world: World, tmp_path: Path) -> None:
         service.cancel(1, cancelled)
         for method in METHODS:
 
-            async def report(**params: str) -> Any:
+            async def report(method: str = method, **params: str) -> Any:
                 return await api(client, method, "getcontactsmsdeliveryreport",
                                  {"apikey": world.api_key, **params})  # fmt: skip
 
