@@ -329,6 +329,7 @@ class ModemCore:
         self._noise_timer: Handle | None = None
         self._boot_timers: list[Handle] = []
         self._busy_left = 0
+        self._sim_busy_until = 0.0
         self.powered = False
         self.sms_ready = False
         self.registered_stat = 0
@@ -377,6 +378,7 @@ class ModemCore:
             self._ack_timer = None
         self.pin_state = self._sim_lock_state()
         self.sms_ready = not self.p.sms_ready_gate
+        self._sim_busy_until = self.scheduler.now() + self.p.sim_busy_seconds
         self.set_noise(bool(self.p.noise))
         for h in self._boot_timers:
             h.cancel()
@@ -451,6 +453,11 @@ class ModemCore:
                 self.urc_soon(self._creg_line(unsolicited=True))  # after the command's OK
             if stat in (1, 5):
                 self.scheduler.call_later(0, lambda: self.network.retry(self.sim.identity.msisdn))
+
+    @property
+    def ready(self) -> bool:
+        """Booted: SMS commands work ("SMS Ready" seen) and the SIM is no longer busy."""
+        return self.powered and self.sms_ready and self.scheduler.now() >= self._sim_busy_until
 
     @property
     def registered(self) -> bool:
@@ -669,6 +676,8 @@ class ModemCore:
                 raise PlainError()  # SIM800L before "SMS Ready" (simcom-sim800.txt)
             if self.pin_state != "READY":
                 self._need_pin(sms=name in _SMS_COMMANDS)
+            if self.scheduler.now() < self._sim_busy_until:
+                raise CmeError(14)  # SIM busy just after boot (quirk 11): hosts retry
         return handler(self, kind, args)
 
     def _need_sim_present(self) -> None:

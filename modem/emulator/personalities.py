@@ -62,6 +62,7 @@ class Personality:
     )
     ussd_mode_default: int = 0  # Huawei ^USSDMODE=1 at power-up makes +CUSD fail (quirk 23)
     busy_after_cfun: int = 0  # Wavecom: +CME ERROR: 515 for the next N commands after +CFUN=1
+    sim_busy_seconds: float = 0.0  # ZTE/Qualcomm: +CME ERROR: 14 (SIM busy) right after boot
     hooks: Mapping[str, Hook] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_model(self, model: str, **changes: object) -> Personality:
@@ -156,7 +157,13 @@ HUAWEI = Personality(
     manufacturer="huawei",
     model="E1752",
     revision="11.126.13.00.00",
-    transcripts=("huawei-e1752.txt", "huawei-e1750.txt", "huawei-e303.txt", "huawei-e3131.txt"),
+    transcripts=(
+        "huawei-e1752.txt",
+        "huawei-e1750.txt",
+        "huawei-e303.txt",
+        "huawei-e3131.txt",
+        "huawei-e3372.txt",
+    ),
     index_base=0,
     storages=MappingProxyType({"SM": 50, "ME": 23, "SR": 50}),
     cpms_test='+CPMS: ("ME","MT","SM","SR"),("ME","MT","SM","SR"),("ME","MT","SM","SR")',
@@ -256,6 +263,7 @@ ZTE = Personality(
     transcripts=("zte-k3565z.txt", "zte-mf180.txt", "zte-mf626.txt"),
     storages=MappingProxyType({"SM": 50, "ME": 100, "SR": 100}),
     cpms_read_spaces=True,
+    sim_busy_seconds=2.0,  # qualcomm-m6280-zte.txt: AT+CSCA? -> +CME ERROR: 14, then the answer
     noise=("+ZUSIMR:2",),
     noise_interval=5.0,
     iccid_commands=MappingProxyType({"+ZGETICCID": "+ZGETICCID: {iccid}"}),

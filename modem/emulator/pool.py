@@ -186,9 +186,9 @@ class EmulatorPool:
         return ran
 
     def boot(self) -> None:
-        """Advance virtual time until every modem has finished its boot URCs ("SMS Ready")."""
+        """Advance virtual time until every modem is ready (boot URCs done, SIM not busy)."""
         for _ in range(100):
-            if all(self.call(lambda m=m: m.core.sms_ready) for m in self.modems):
+            if all(self.call(lambda m=m: m.core.ready) for m in self.modems):
                 return
             self.advance(1.0)
         raise TimeoutError("modems did not finish booting")

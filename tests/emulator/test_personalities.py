@@ -91,6 +91,7 @@ def test_wavecom_cpin_has_no_ok_and_is_busy_after_cfun() -> None:
 
 def test_zte_cpms_spaces_noise_and_odd_answers() -> None:
     with EmulatorPool(["zte"], seed=1) as pool, client(pool, 0) as c:
+        pool.boot()  # past the SIM-busy start-up
         assert c.lines("AT+CPMS?") == ['+CPMS: "SM", 0, 50, "SM", 0, 50, "SM", 0, 50', "OK"]
         assert c.lines("AT+CFUN?") == ["+CFUN: (0-1,4-7),(0-1)", "OK"]
         assert c.lines("AT+ZPAS?") == ['+BEARTYPE: "UMTS","CS_PS"', "OK"]
@@ -111,3 +112,11 @@ def test_zte_cpms_spaces_noise_and_odd_answers() -> None:
 def test_vendor_iccid_commands(name: str, command: str, prefix: str) -> None:
     with EmulatorPool([name], seed=1) as pool, client(pool, 0) as c:
         assert c.lines(command) == [prefix + pool.info()[0].iccid, "OK"]
+
+
+def test_zte_sim_is_busy_right_after_boot() -> None:
+    with EmulatorPool(["zte"], seed=1) as pool, client(pool, 0) as c:
+        assert c.lines("AT+CSCA?") == ["+CME ERROR: 14"]  # qualcomm-m6280-zte.txt
+        assert c.lines("AT+CGMI") == ["ZTE INCORPORATED", "OK"]  # not a SIM command
+        pool.advance(2)
+        assert c.lines("AT+CSCA?") == ['+CSCA: "+447700900000",145', "OK"]
