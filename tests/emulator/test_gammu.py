@@ -41,7 +41,7 @@ def state_machine(path: str, tmp_path: Path, name: str) -> Any:
     # A gammurc file (not SetConfig) so gammu fills its defaults; ds=1 asks for inline +CDS.
     rc = tmp_path / f"gammurc-{name}"
     rc.write_text(
-        f"[gammu]\ndevice = {path}\nconnection = at\nlogformat = textall\n"
+        f"[gammu]\ndevice = {path}\nconnection = at\nlogformat = textalldate\n"
         f"logfile = {tmp_path / (name + '.log')}\natgen_setcnmi = 2,1,0,1,0\n"
     )
     sm = gammu.StateMachine()
@@ -100,10 +100,10 @@ def test_gammu_identifies_sends_single_and_multipart_and_gets_the_report(tmp_pat
         assert references[1:] == [(references[0] + 1) % 256, (references[0] + 2) % 256]
 
         pool.sync()
-        for _ in range(10):
+        for _ in range(20):
             if reports:
                 break
-            run_with_timeout(sender.ReadDevice)
+            run_with_timeout(lambda: sender.ReadDevice(True))  # waits for bytes, bounded
         assert len(reports) == 1
         report = reports[0]
         assert report["Type"] == "Status_Report"
