@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite needs (checked, installed with apt-get when missing).
 # systemd (systemd-analyze verify/security) and udev (udevadm test): tests/appliance checks the
-# unit and the udev rules with their own tools.
-APT_PACKAGES ?= systemd udev
+# unit and the udev rules with their own tools. php-cli and php-curl run the BestSMSGateway
+# spec's PHP cURL samples against `smsgw demo` (tests/api/test_php_samples.py).
+APT_PACKAGES ?= systemd udev php-cli php-curl
 
 .PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean
 

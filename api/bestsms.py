@@ -324,7 +324,7 @@ def _batch_token(account_id: int, batch_id: int | None, created_at: str | None) 
     return f"{account_id}_{batch_id}_{_epoch(created_at)}"
 
 
-def _batch_filter(params: Params, account: dict[str, Any]) -> int | None:
+def _batch_filter(params: Params, account: dict[str, Any], service: GatewayService) -> int | None:
     raw = params.get("batch_id")
     if raw is None:
         return None
@@ -333,8 +333,12 @@ def _batch_filter(params: Params, account: dict[str, Any]) -> int | None:
     match = _BATCH_ID.match(raw)
     if match is None:
         raise BestSmsError(8, "batch_id must be a batch_id returned by send_sms")
-    # Another sub-account's batch matches nothing (batch ids start at 1).
-    return int(match.group(2)) if int(match.group(1)) == account["id"] else 0
+    # Only the exact token send_sms returned matches (account, batch and its creation time);
+    # anything else matches nothing (batch ids start at 1).
+    batch = service.batch_info(account["id"], int(match.group(2)))
+    if batch is None or _epoch(batch["created_at"]) != match.group(3):
+        return 0
+    return int(batch["id"])
 
 
 def _message_query(
@@ -361,7 +365,7 @@ def _message_query(
         sender = "+" + sender.lstrip("+")
     terms = tuple(_search_terms(params.get("search_term")))
     return MessageQuery(
-        batch_id=_batch_filter(params, account),
+        batch_id=_batch_filter(params, account, service),
         ids=_ids(params, "sms_ids"),
         states=STAGES[stage.lower()] if stage is not None else None,
         flash=None if flash is None else bool(flash),

@@ -502,6 +502,11 @@ class GatewayService:
         """Credits (parts) the matching messages used."""
         return sum(int(m["units"]) for m in self.store.matching_messages(account_id, query))
 
+    def batch_info(self, account_id: int, batch_id: int) -> dict[str, Any] | None:
+        """One batch of the account, or None."""
+        batch = self.store.batch(batch_id)
+        return batch if batch is not None and batch["account_id"] == account_id else None
+
     def batch_states(self, account_id: int, batch_id: int) -> dict[str, int] | None:
         """How many of a batch's messages are in each state; None if not the account's."""
         batch = self.store.batch(batch_id)
