@@ -330,6 +330,7 @@ class ModemCore:
         self._boot_timers: list[Handle] = []
         self._busy_left = 0
         self._sim_busy_until = 0.0
+        self._generation = 0  # power cycles: work scheduled before one is dropped after it
         self.powered = False
         self.sms_ready = False
         self.registered_stat = 0
@@ -360,6 +361,7 @@ class ModemCore:
     def power_on(self) -> None:
         """Boot: settings to defaults, SIM locked if its PIN is enabled, boot URCs on the clock."""
         self.powered = True
+        self._generation += 1
         self._reset_settings()
         self._prompt = None
         self._busy = False
@@ -746,12 +748,21 @@ class ModemCore:
             self._answer([], self._error_text(CmsError(code)))
             return
         if purpose == "cmgw":
-            self._store_submit(smsc, tpdu)
+            try:
+                self._store_submit(smsc, tpdu)
+            except CmsError as exc:
+                self._answer([], self._error_text(exc))
             return
         delay = self.faults.slow_radio
         if delay > 0:
             self._busy = True
-            self.scheduler.call_later(delay, lambda: self._finish_send(tpdu))
+            generation = self._generation
+
+            def later() -> None:
+                if generation == self._generation:  # not if the modem was power-cycled since
+                    self._finish_send(tpdu)
+
+            self.scheduler.call_later(delay, later)
         else:
             self._finish_send(tpdu)
 

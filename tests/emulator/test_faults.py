@@ -219,3 +219,17 @@ def _unacknowledged_cmt_comes_back(pool: EmulatorPool, a: PtyClient) -> None:
     a.command("ATE0")
     raw = a.command("AT+CMGR=1")
     assert "ack me" in str(decode_pdu(raw.split(b"\r\n")[2].decode()).tpdu)
+
+
+def test_reboot_during_a_slow_send_leaves_no_stray_answer(pool: EmulatorPool, a: PtyClient) -> None:
+    pool.set_fault(0, "slow_radio", seconds=3)
+    hexpdu, length = submit_pdu("+447911123456", "slow")
+    a.send(f"AT+CMGS={length}\r")
+    a.read_until(b"> ")
+    before = pool.call(lambda: pool.core(0).bytes_in)
+    a.send(hexpdu + "\x1a")
+    pool.wait_for_input(0, before + len(hexpdu) + 1)
+    pool.set_fault(0, "reboot")
+    pool.advance(5)
+    assert a.command("ATE0") == b"ATE0\r\r\nOK\r\n"  # fresh modem, nothing left over
+    assert pool.stats().submitted == 0
