@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 # Debian packages the test suite needs (checked, installed with apt-get when missing).
 # systemd (systemd-analyze verify/security) and udev (udevadm test): tests/appliance checks the
 # unit and the udev rules with their own tools. php-cli and php-curl run the BestSMSGateway
-# spec's PHP cURL samples against `smsgw demo` (tests/api/test_php_samples.py).
-APT_PACKAGES ?= systemd udev php-cli php-curl
+# spec's PHP cURL samples against `smsgw demo`; curl runs the UltraSMS/SMSit example URLs.
+APT_PACKAGES ?= systemd udev php-cli php-curl curl
 
 .PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean
 
