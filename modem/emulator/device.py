@@ -1528,6 +1528,7 @@ class EmulatedModem:
         self.plugged = False
         self.replugs = 0
         self.on_input: Callable[[], None] | None = None
+        self._pending: tuple[int, int, Handle] | None = None  # PTY waiting to be "plugged in"
         self._open()
         network.attach(self.core)
         self.core.power_on()
@@ -1628,6 +1629,7 @@ class EmulatedModem:
         The replacement PTY is allocated before the old one closes so the kernel cannot hand the
         same /dev/pts number back. Returns the path the modem will reappear under.
         """
+        self._drop_pending_replug()
         master, slave, path = self._new_pty()
         self.core.power_off()
         self._close_fds()
@@ -1635,12 +1637,24 @@ class EmulatedModem:
         self.path = ""
 
         def replug() -> None:
+            self._pending = None
             self._attach_fds(master, slave, path)
             self.replugs += 1
             self.core.power_on()
 
-        self.scheduler.call_later(seconds, replug)
+        handle = self.scheduler.call_later(seconds, replug)
+        self._pending = (master, slave, handle)
         return path
+
+    def _drop_pending_replug(self) -> None:
+        if self._pending is None:
+            return
+        master, slave, handle = self._pending
+        self._pending = None
+        handle.cancel()
+        for fd in (master, slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def set_fault(self, fault: Fault | str, **params: float | int | str) -> None:
         """Switch a fault on (UNPLUG takes `seconds`)."""
@@ -1658,4 +1672,5 @@ class EmulatedModem:
         """Power off and close the PTY."""
         self.core.power_off()
         self.network.detach(self.core)
+        self._drop_pending_replug()
         self._close_fds()

@@ -233,3 +233,13 @@ def test_reboot_during_a_slow_send_leaves_no_stray_answer(pool: EmulatorPool, a:
     pool.advance(5)
     assert a.command("ATE0") == b"ATE0\r\r\nOK\r\n"  # fresh modem, nothing left over
     assert pool.stats().submitted == 0
+
+
+def test_unplug_twice_and_close_while_unplugged_leak_nothing() -> None:
+    with EmulatorPool(1, seed=8) as pool:
+        first = pool.unplug(0, seconds=10)
+        second = pool.unplug(0, seconds=10)  # pulled again before it came back
+        assert first != second
+        pool.advance(10)
+        assert pool.path(0) == second
+        pool.unplug(0, seconds=60)  # closed while unplugged: the waiting PTY is closed too
