@@ -30,7 +30,8 @@ CONFIG_TEMPLATE = """\
 # smsgw configuration (read by `smsgw serve`; see gateway/config.py for every key).
 # Restart after editing: sudo systemctl restart smsgw
 
-# Where the SQLite database lives (the systemd unit's StateDirectory).
+# Where the SQLite database lives. Under systemd the unit's StateDirectory (/var/lib/smsgw, the
+# only place the service may write) is used: the unit sets SMSGW_DATA_DIR, which wins.
 data_dir = "/var/lib/smsgw"
 
 # Directories watched for modems (hot-plug). /dev/smsgw holds the links the udev rules make for

@@ -64,8 +64,8 @@ def test_against_emulated_modems_they_pass_and_record_transcripts(tmp_path: Path
     steps = parse_transcript((out / next(f for f in files if "loopback" in f)).read_text())
     sent = [s.text for s in steps if isinstance(s, Send)]
     received = [s.text for s in steps if isinstance(s, Receive)]
-    sender = [f for f in files if "loopback" in f and Path(modems[0]["path"]).name in f]
-    sender_steps = parse_transcript((out / sender[0]).read_text())
+    sender = f"test_loopback_with_status_report-{Path(modems[0]['path']).name}.txt"
+    sender_steps = parse_transcript((out / sender).read_text())
     assert any(s.text.startswith("AT+CMGS=") for s in sender_steps if isinstance(s, Send))
     assert any(s.text.endswith("<Ctrl-Z>") for s in sender_steps if isinstance(s, Send))
     assert "> " in [s.text for s in sender_steps if isinstance(s, Receive)]  # the prompt
