@@ -124,3 +124,29 @@ def test_gammu_identifies_sends_single_and_multipart_and_gets_the_report(tmp_pat
         assert decoded["Entries"][0]["Buffer"] == long_text
         for sm in (sender, peer):
             run_with_timeout(sm.Terminate)
+
+
+def test_gammu_reads_inbound_from_the_outside_world(tmp_path: Path) -> None:
+    """UCS-2 with emoji, an alphanumeric sender, 16-bit references out of order, 8-bit data."""
+    long_text = "Ünïcødé long 😀 " * 6
+    with EmulatorPool(1, seed=2) as pool:
+        info = pool.info()[0]
+        pool.inject_sms(info.msisdn, "Grüße 😀 from the bank", sender="MyBank")
+        pool.inject_sms(info.msisdn, long_text, sender="+4915112345678", ref16=True, order=(1, 0))
+        pool.inject_sms(info.msisdn, None, sender="+4915112345678", data=b"\x01\x02\xff")
+        sm = state_machine(info.path, tmp_path, "reader")
+        received = read_all_sms(sm)
+        run_with_timeout(sm.Terminate)
+    firsts = [batch[0] for batch in received]
+    assert [(m["Number"], m["Coding"]) for m in firsts] == [
+        ("MyBank", "Unicode_No_Compression"),
+        ("+4915112345678", "Unicode_No_Compression"),
+        ("+4915112345678", "Unicode_No_Compression"),
+        ("+4915112345678", "8bit"),
+    ]
+    assert firsts[0]["Text"] == "Grüße 😀 from the bank"
+    assert firsts[3]["Text"] == b"\x01\x02\xff"
+    assert [m["UDH"]["Type"] for m in firsts[1:3]] == ["ConcatenatedMessages16bit"] * 2
+    (linked,) = gammu.LinkSMS([b for b in received if b[0]["UDH"]["Type"] != "NoUDH"])
+    decoded = gammu.DecodeSMS(linked)
+    assert decoded is not None and decoded["Entries"][0]["Buffer"] == long_text
