@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gateway.accounts import create_account
 from gateway.config import Config
@@ -125,6 +127,101 @@ async def _moved_sim(tmp_path: Path, emu: EmulatorPool) -> None:
         assert {o.sender for o in outside} == {info.msisdn}
         counts = gateway.store.count_by_state("parts")
         assert PartState.UNCERTAIN.value not in counts
+    finally:
+        stop.set()
+        await dispatcher
+        await gateway.stop_workers()
+        await gateway.dispatcher.close()
+        gateway.store.close()
+
+
+def test_part_on_the_wire_when_unplugged_becomes_uncertain_and_is_never_resent(
+    tmp_path: Path,
+) -> None:
+    with EmulatorPool(["generic"], seed=29) as emu:
+        asyncio.run(asyncio.wait_for(_unplugged_mid_send(tmp_path, emu), DEADLINE))
+
+
+class _Spy:
+    """Wraps a SIM's sender: tells when AT+CMGS for a part has begun."""
+
+    def __init__(self, inner: Any, started: asyncio.Queue[SmsSubmit]) -> None:
+        self.inner = inner
+        self.started = started
+
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> Any:
+        self.started.put_nowait(submit)
+        return await self.inner.send_submit(recipient, submit)
+
+
+async def _unplugged_mid_send(tmp_path: Path, emu: EmulatorPool) -> None:
+    links = tmp_path / "dev-smsgw"
+    links.mkdir()
+    first = links / "generic-usb-1.2-if00"
+    (info,) = emu.info()
+    os.symlink(info.path, first)
+    gateway = Gateway.build(Config(data_dir=tmp_path / "data", discover=()))
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(gateway.dispatcher.run(stop))
+    loop = asyncio.get_running_loop()
+    discovery = Discovery(gateway, [links], monotonic=loop.time)
+    try:
+        await discovery.rescan()
+        worker = gateway.workers[str(first)]
+        await worker.ready.wait()
+        sim_id = worker.sim_id
+        assert sim_id is not None
+        account = create_account(gateway.store, "shop", now=_wall(), credits=100).account_id
+        gateway.store.grant_sim(account, sim_id)
+        started: asyncio.Queue[SmsSubmit] = asyncio.Queue()
+        gateway.outbox.senders[sim_id] = _Spy(gateway.outbox.senders[sim_id], started)
+        sent: asyncio.Queue[int] = asyncio.Queue()
+        record = gateway.outbox.on_sent
+
+        def on_sent(part_id: int) -> object:
+            result = record(part_id) if record is not None else None
+            sent.put_nowait(part_id)
+            return result
+
+        gateway.outbox.on_sent = on_sent
+
+        # The radio is slow: the modem holds the PDU and has not answered +CMGS yet.
+        emu.set_fault(0, "slow_radio", seconds=30)
+        bytes_before = emu.call(lambda: emu.core(0).bytes_in)
+        (in_flight,) = gateway.service.submit(account, [DESTINATION], "on the wire").message_ids
+        submit = await started.get()
+        await loop.run_in_executor(
+            None, emu.wait_for_input, 0, bytes_before + 2 * len(submit.encode())
+        )
+        (part,) = gateway.store.parts(in_flight)
+        assert part["state"] == PartState.SENDING.value
+
+        # Pulled out mid-send: the part may or may not have left, so it becomes uncertain.
+        new_path = emu.unplug(0, seconds=5)
+        first.unlink()
+        await discovery.rescan()
+        (part,) = gateway.store.parts(in_flight)
+        assert part["state"] == PartState.UNCERTAIN.value
+        queued = gateway.service.submit(account, [DESTINATION], "after the replug").message_ids
+
+        emu.clear_fault(0, "slow_radio")
+        emu.advance(5)
+        emu.boot()
+        second = links / "generic-usb-1.4-if00"
+        os.symlink(new_path, second)
+        await discovery.rescan()
+        await gateway.workers[str(second)].ready.wait()
+        await sent.get()  # the message queued while the modem was away
+
+        (part,) = gateway.store.parts(in_flight)
+        assert part["state"] == PartState.UNCERTAIN.value  # never silently resent
+        assert (gateway.store.message(queued[0]) or {})["state"] in ("sent", "delivered")
+        texts = Counter(
+            decode_tpdu(o.tpdu).user_data.text  # type: ignore[union-attr]
+            for o in emu.outside()
+        )
+        # The power cut lost the PDU inside the modem; the network saw each message at most once.
+        assert texts == Counter({"after the replug": 1})
     finally:
         stop.set()
         await dispatcher
