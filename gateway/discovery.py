@@ -38,6 +38,7 @@ class PortRole(StrEnum):
     WORKER = "worker"  # a modem's AT port, supervised by a worker
     DUPLICATE = "duplicate"  # another AT port of a SIM that already has a worker
     SILENT = "silent"  # did not answer AT / had no SIM identity; probed again later
+    ALIAS = "alias"  # another name of a device already handled under its first name
     FIXED = "fixed"  # configured by hand; its worker is not ours to start or stop
 
 
@@ -77,11 +78,12 @@ class Workers(Protocol):
 Prober = Callable[[str], Awaitable[str | None]]
 
 
-def scan_ports(dirs: Iterable[Path | str]) -> dict[str, str]:
-    """Every port link in `dirs` -> the device node it points at.
+def scan_ports(dirs: Iterable[Path | str], *, unique: bool = True) -> dict[str, str]:
+    """Every port link in `dirs` -> the device node it points at, in directory order.
 
-    The first directory that names a device wins (/dev/smsgw before /dev/serial/by-id), so one
-    tty is never offered twice; dangling links (a stick being pulled) are skipped.
+    With `unique` the first directory that names a device wins (/dev/smsgw before
+    /dev/serial/by-id), so one tty is listed once; dangling links (a stick being pulled) are
+    skipped.
     """
     found: dict[str, str] = {}
     devices: set[str] = set()
@@ -93,11 +95,16 @@ def scan_ports(dirs: Iterable[Path | str]) -> dict[str, str]:
         for name in names:
             path = os.path.join(directory, name)
             device = os.path.realpath(path)
-            if device in devices or not os.path.exists(device):
+            if (unique and device in devices) or not os.path.exists(device):
                 continue
             devices.add(device)
             found[path] = device
     return found
+
+
+def scan_all_ports(dirs: Iterable[Path | str]) -> dict[str, str]:
+    """Every name of every port (discovery keeps one per device itself)."""
+    return scan_ports(dirs, unique=False)
 
 
 async def probe_port(port: str) -> str | None:
@@ -178,7 +185,7 @@ class Discovery:
     workers: Workers
     dirs: Sequence[Path | str]
     probe: Prober = probe_port
-    scan: Callable[[Sequence[Path | str]], dict[str, str]] = scan_ports
+    scan: Callable[[Sequence[Path | str]], dict[str, str]] = scan_all_ports
     monotonic: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
     poll_seconds: float = POLL_SECONDS
     reprobe_seconds: float = REPROBE_SECONDS
@@ -206,9 +213,14 @@ class Discovery:
         uncertain: list[int] = []
         # Removals first: a SIM moved to another port must be let go before it is taken again.
         for path, port in list(self.known.items()):
-            if present.get(path) == port.device:
+            if path not in self.known or present.get(path) == port.device:
                 continue
             del self.known[path]
+            # Other names of the same tty (a by-id link when udev dropped the /dev/smsgw one)
+            # are looked at afresh below.
+            for alias in [k for k, v in self.known.items() if v.role is PortRole.ALIAS]:
+                if self.known[alias].device == port.device:
+                    del self.known[alias]
             if port.role is PortRole.WORKER:
                 uncertain.extend(await self.workers.remove_worker(path))
                 removed.append(path)
@@ -229,6 +241,12 @@ class Discovery:
                 continue
             if device in fixed:
                 self.known[path] = KnownPort(path, device, PortRole.FIXED)
+                continue
+            if seen is None and any(
+                k.device == device and k.role is not PortRole.ALIAS for k in self.known.values()
+            ):
+                # One tty, two names (/dev/smsgw and /dev/serial/by-id): keep the one in use.
+                self.known[path] = KnownPort(path, device, PortRole.ALIAS)
                 continue
             key = await self.probe(path)
             if key is None:

@@ -16,7 +16,7 @@ import pytest
 from gateway.accounts import create_account
 from gateway.config import Config
 from gateway.daemon import Gateway
-from gateway.discovery import Discovery, PortRole, UdevWakeup, scan_ports
+from gateway.discovery import Discovery, PortRole, ScanResult, UdevWakeup, scan_ports
 from gateway.models import PartState
 
 
@@ -75,6 +75,12 @@ def test_scan_prefers_the_first_directory_and_skips_dangling_links(tmp_path: Pat
         str(smsgw / "zte-SN-if03"): str(tty1),
         str(by_id / "usb-FTDI-if00-port0"): str(tty2),
     }
+    every_name = scan_ports([smsgw, by_id], unique=False)
+    assert list(every_name) == [
+        str(smsgw / "zte-SN-if03"),
+        str(by_id / "usb-FTDI-if00-port0"),
+        str(by_id / "usb-ZTE_SN-if03-port0"),
+    ]
 
 
 def test_two_at_ports_of_one_sim_give_one_worker_and_the_other_takes_over() -> None:
@@ -88,7 +94,7 @@ def test_two_at_ports_of_one_sim_give_one_worker_and_the_other_takes_over() -> N
         assert scan.added == ("/dev/smsgw/huawei-if00",)
         assert scan.ignored == ("/dev/smsgw/huawei-if02",)
         assert d.known["/dev/smsgw/huawei-if02"].role is PortRole.DUPLICATE
-        assert await d.rescan() == type(scan)()  # nothing changed, nothing probed again
+        assert await d.rescan() == ScanResult()  # nothing changed, nothing probed again
         assert world.probed == Counter(dict.fromkeys(world.ports, 1))
 
         # The worker's port goes away (firmware re-enumerated it): the other port takes over.
@@ -97,6 +103,28 @@ def test_two_at_ports_of_one_sim_give_one_worker_and_the_other_takes_over() -> N
         assert scan.removed == ("/dev/smsgw/huawei-if00",)
         assert scan.added == ("/dev/smsgw/huawei-if02",)
         assert workers.started == ["/dev/smsgw/huawei-if00", "/dev/smsgw/huawei-if02"]
+
+    asyncio.run(scenario())
+
+
+def test_a_second_name_of_a_tty_in_use_is_an_alias_and_takes_over_when_the_first_goes() -> None:
+    async def scenario() -> None:
+        world, workers = World(), FakeWorkers()
+        by_id = "/dev/serial/by-id/usb-Quectel_EC25_SN-if02-port0"
+        smsgw = "/dev/smsgw/quectel-SN-if02"
+        world.ports = {by_id: "/dev/ttyUSB2"}  # the udev rules were not installed yet
+        world.answers = {by_id: "8944000000000000005", smsgw: "8944000000000000005"}
+        d = world.discovery(workers)
+        assert (await d.rescan()).added == (by_id,)
+        # `smsgw install` reloads udev: the same tty gets its /dev/smsgw name as well.
+        world.ports = {smsgw: "/dev/ttyUSB2", by_id: "/dev/ttyUSB2"}
+        assert await d.rescan() == ScanResult()  # the worker keeps running
+        assert d.known[smsgw].role is PortRole.ALIAS and smsgw not in world.probed
+        # The by-id name goes (rules change); the other name of the tty takes over.
+        world.ports = {smsgw: "/dev/ttyUSB2"}
+        scan = await d.rescan()
+        assert (scan.removed, scan.added) == ((by_id,), (smsgw,))
+        assert workers.started == [by_id, smsgw]
 
     asyncio.run(scenario())
 
