@@ -76,6 +76,7 @@ class Dispatcher:
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._inflight: set[int] = set()
         self._backlog: Counter[int] = Counter()
+        self._wake = asyncio.Event()
 
     def attach(self, sim_id: int, sender: PartSender) -> None:
         """A SIM's modem is ready: start its send loop."""
@@ -160,10 +161,17 @@ class Dispatcher:
                 self._inflight.discard(message_id)
                 units = self.store.message(message_id)
                 self._backlog[sim_id] -= units["units"] if units else 0
+                self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until `stop` is set."""
+        """Tick until `stop` is set: at least every TICK_SECONDS, and as soon as a SIM frees a
+        queue slot (so fast SIMs are never starved between ticks)."""
         while not stop.is_set():
+            self._wake.clear()
             self.tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=TICK_SECONDS)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=TICK_SECONDS, return_when="FIRST_COMPLETED")
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
