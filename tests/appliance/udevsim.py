@@ -161,3 +161,19 @@ def rule_problems(result: UdevResult, rules_name: str) -> list[str]:
     """Lines where udev complains about our rules file (syntax errors, unknown keys)."""
     bad = re.compile(r"invalid|unknown|error|failed to|ignoring", re.I)
     return [line for line in result.log.splitlines() if rules_name in line and bad.search(line)]
+
+
+def udev_version() -> int:
+    """udev's version number (252 on Debian 12)."""
+    out = subprocess.run([udevadm(), "--version"], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def udevadm_verify(rules: Path) -> subprocess.CompletedProcess[str] | None:
+    """`udevadm verify` of a rules file (udev 254+); None on an older udev without the verb."""
+    if udev_version() < 254:
+        return None
+    return subprocess.run(
+        [udevadm(), "verify", "--resolve-names=never", str(rules)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
