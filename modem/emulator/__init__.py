@@ -19,8 +19,9 @@ Pieces
   deregistered, memory full, unacknowledged +CMT) are held and re-sent when it can (SMMA).
 - `device.ModemCore`: the AT firmware (27.007/27.005 subset below); `device.EmulatedModem`
   puts it on a PTY (`os.openpty`, raw mode) served by an asyncio loop.
-- `personalities`: generic, huawei, sim800, sim7600, ec25, wavecom, sierra, zte — data plus small
-  hooks; each names the transcripts it models (the replay tests hold it to them).
+- `personalities`: generic, huawei, sim800, sim7600, ec25, m35, wavecom, sierra, zte, cinterion
+  -- data plus small hooks; each names the transcripts it models (the replay tests hold it to
+  them).
 - `pool.EmulatorPool`: network + modems on one loop in a background thread, thread-safe blocking
   facade (`call`, `acall` for asyncio callers). `clock="manual"` (default) is a virtual clock
   that only moves in `advance()`, so tests never sleep; `clock="real"` for the CLI and demos.
@@ -33,7 +34,7 @@ AT commands
 AT, ATE0/1, ATZ, AT&F, ATI, ATV/Q/X/&C/&D (accepted), ATD (NO CARRIER), +CMEE, +CPIN?/=
 (3 wrong PINs -> SIM PUK, 10 wrong PUKs -> blocked), +CLCK="SC", +CGMI/+CGMM/+CGMR/+CGSN (and
 +GMI/+GMM/+GMR/+GSN), +CIMI, +CCID and vendor forms (^ICCID, +QCCID, +CICCID, +ZGETICCID),
-+CNUM, +CSQ, +CREG?/= (URCs for n>=1), +COPS, +CFUN (0/1/4, =1,1 reboots), +CMGF, +CSCS
++CNUM, +CSQ, +CREG?/= (URCs for n>=1), +COPS, +CCLK, +CFUN (0/1/4, =1,1 reboots), +CMGF, +CSCS
 (GSM/IRA/UCS2: string answers hex-encoded in UCS2), +CSCA, +CSMP, +CSMS, +CPMS (SM, ME, MT, SR
 with capacities; always three pairs), +CNMI (=? and every mode: +CMTI, +CMT, +CDS, +CDSI;
 <mode> 0 buffers in the TA, 1 discards while the link is reserved, 2 buffers until the answer

@@ -672,6 +672,8 @@ class ModemCore:
             return ((self.p.iccid_commands[name].format(iccid=self.sim.identity.iccid),), "OK")
         handler = _HANDLERS.get(name)
         if handler is None:
+            if self.p.unknown_cme is not None:
+                raise CmeError(self.p.unknown_cme)
             raise UnsupportedError()
         if name in _SIM_COMMANDS:
             if self.p.sms_ready_gate and not self.sms_ready and name in _SMS_COMMANDS:
@@ -998,6 +1000,14 @@ def _profile(m: ModemCore, kind: str, args: str) -> Answer:
     return ((line, f"+CMGF: {m.cmgf}; +CNMI: {','.join(map(str, m.cnmi))};"), "OK")
 
 
+@_handler("+CCLK")
+def _cclk(m: ModemCore, kind: str, args: str) -> Answer:
+    if kind == "read":
+        now = dt.datetime.fromtimestamp(int(m.scheduler.now()), dt.UTC)
+        return ((f'+CCLK: "{now.strftime("%y/%m/%d,%H:%M:%S")}+00"',), "OK")
+    return _OK
+
+
 @_handler("I")
 def _ati(m: ModemCore, kind: str, args: str) -> Answer:
     return ((m.p.manufacturer, m.p.model, f"Revision: {m.p.revision}"), "OK")
@@ -1197,8 +1207,11 @@ def _cusd(m: ModemCore, kind: str, args: str) -> Answer:
     else:
         m.urc_soon("+CUSD: 4")
         return _OK
-    dcs = 72 if m.cscs == "UCS2" else 15
-    line = f'+CUSD: 0,"{m._text(text)}",{dcs}'
+    if m.p.ussd_ucs2_hex:  # UCS2 hex whatever +CSCS says, DCS still 15 (quectel-m35.txt)
+        line = f'+CUSD: 0,"{text.encode("utf-16-be").hex().upper()}",15'
+    else:
+        dcs = 72 if m.cscs == "UCS2" else 15
+        line = f'+CUSD: 0,"{m._text(text)}",{dcs}'
     m.urc_soon(line)
     return _OK
 

@@ -63,6 +63,8 @@ class Personality:
     ussd_mode_default: int = 0  # Huawei ^USSDMODE=1 at power-up makes +CUSD fail (quirk 23)
     busy_after_cfun: int = 0  # Wavecom: +CME ERROR: 515 for the next N commands after +CFUN=1
     sim_busy_seconds: float = 0.0  # ZTE/Qualcomm: +CME ERROR: 14 (SIM busy) right after boot
+    unknown_cme: int | None = None  # Quectel M35: unknown commands give +CME ERROR: 100
+    ussd_ucs2_hex: bool = False  # Quectel M35: +CUSD text in UCS2 hex although DCS is 15
     hooks: Mapping[str, Hook] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_model(self, model: str, **changes: object) -> Personality:
@@ -282,8 +284,75 @@ SIERRA = replace(
     hooks=MappingProxyType({"+COPS": _sierra_cops, "+CREG": _sierra_creg, "+CMER": _sierra_cmer}),
 )
 
+QUECTEL_M35 = Personality(
+    name="m35",
+    manufacturer="Quectel_Ltd",
+    model="Quectel_M35",
+    revision="M35AR01A09",
+    transcripts=("quectel-m35.txt",),
+    storages=MappingProxyType({"SM": 30, "ME": 50, "SR": 30}),
+    unknown_cme=100,
+    ussd_ucs2_hex=True,
+    boot_urcs=((0.5, "RDY"), (1.0, "+CPIN: READY"), (2.0, "Call Ready"), (1.0, "SMS Ready")),
+)
+
+
+def _cinterion_ati(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if args == "5":
+        return _answer()  # MC35i: ATI5 is just OK (siemens-cinterion.txt)
+    return None
+
+
+def _cinterion_test(answer: str) -> Hook:
+    def hook(modem: ModemCore, kind: str, args: str) -> Answer | None:
+        return _answer(answer) if kind == "test" else _answer()
+
+    return hook
+
+
+def _cinterion_creg(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    if kind == "read" and modem.creg_n == 0 and modem.registered:
+        return _answer('+CREG: 0,1,"5E25","605F"')  # location shown although n=0 (quirk 25)
+    return None
+
+
+CINTERION = Personality(
+    name="cinterion",
+    manufacturer="SIEMENS",
+    model="MC35i",
+    revision="REVISION 02.00",
+    transcripts=("siemens-cinterion.txt",),
+    storages=MappingProxyType({"SM": 20, "ME": 25}),
+    cpms_test='+CPMS: ("MT","SM","ME"),("MT","SM","ME"),("MT","SM")',
+    cpms_allowed=(("MT", "SM", "ME"), ("MT", "SM", "ME"), ("MT", "SM")),  # mem3 cannot be ME
+    boot_urcs=((0.5, "^SYSSTART"),),  # Cinterion's ready URC (vendor AT manual)
+    hooks=MappingProxyType(
+        {
+            "I": _cinterion_ati,
+            "+CREG": _cinterion_creg,
+            "+CMER": _cinterion_test("+CMER: (0-3),(0),(0),(0-1),(0-1)"),
+            "+CGDCONT": _cinterion_test('+CGDCONT: (1-17,101-116),"IP",,,(0),(0-4)'),
+            "+WS46": _cinterion_test("+WS46: (12,22,25,28,29)"),
+        }
+    ),
+)
+
 PERSONALITIES: Mapping[str, Personality] = MappingProxyType(
-    {p.name: p for p in (GENERIC, HUAWEI, SIM800, SIM7600, QUECTEL_EC25, WAVECOM, SIERRA, ZTE)}
+    {
+        p.name: p
+        for p in (
+            GENERIC,
+            HUAWEI,
+            SIM800,
+            SIM7600,
+            QUECTEL_EC25,
+            QUECTEL_M35,
+            WAVECOM,
+            SIERRA,
+            ZTE,
+            CINTERION,
+        )
+    }
 )
 
 

@@ -120,3 +120,22 @@ def test_zte_sim_is_busy_right_after_boot() -> None:
         assert c.lines("AT+CGMI") == ["ZTE INCORPORATED", "OK"]  # not a SIM command
         pool.advance(2)
         assert c.lines("AT+CSCA?") == ['+CSCA: "+447700900000",145', "OK"]
+
+
+def test_m35_unknown_commands_are_cme_100_and_ussd_is_ucs2_hex() -> None:
+    with EmulatorPool(["m35"], seed=1) as pool, client(pool, 0) as c:
+        assert c.lines("AT+MODE=2") == ["+CME ERROR: 100"]  # quectel-m35.txt
+        c.command('AT+CUSD=1,"*100#",15')
+        line = c.read_until(b",15\r\n").strip().decode()
+        payload = line.split('"')[1]
+        assert bytes.fromhex(payload).decode("utf-16-be").startswith("Your balance is")
+
+
+def test_cinterion_storage_rules_and_sysstart() -> None:
+    with EmulatorPool(["cinterion"], seed=1) as pool, PtyClient(pool.path(0)) as c:
+        pool.advance(1)
+        assert c.read_until(b"^SYSSTART\r\n") == b"\r\n^SYSSTART\r\n"
+        c.command("ATE0")
+        assert c.lines('AT+CPMS="ME","ME","ME"') == ["ERROR"]  # mem3 cannot be ME
+        assert c.lines('AT+CPMS="ME","ME","MT"') == ["+CPMS: 0,25,0,25,0,45", "OK"]
+        assert c.lines("ATI5") == ["OK"]

@@ -43,10 +43,16 @@ def _hidden(c: PtyClient, command: str) -> None:
     c.read_until(FINAL)
 
 
-def _read_answer(c: PtyClient, expected: list[str], prompt: bytes, command: str) -> bytes:
-    """Read to the final code (or the prompt); with no final code expected, read what comes."""
+def _read_answer(
+    c: PtyClient, expected: list[str], prompt: bytes, command: str, *, cut_short: bool
+) -> bytes:
+    """Read to the final code (or the prompt); with no final code expected, read what comes.
+
+    When the capture is cut short the emulator's answer still ends in a final code: read all
+    of it, so nothing is left over for the next command.
+    """
     deadline = time.monotonic() + 5
-    has_final = bool(expected) and bool(FINAL_KIND.match(expected[-1]))
+    has_final = cut_short or (bool(expected) and bool(FINAL_KIND.match(expected[-1])))
     while True:
         buf = c.buffer
         if "PROMPT" in expected and buf.endswith((prompt, prompt.rstrip())):
@@ -134,21 +140,18 @@ def _replay_section(
                 c.send(command + "\r")
             else:
                 c.send(body)
-            raw = _read_answer(c, expected, personality.prompt, command)
+            no_final = not (expected and FINAL_KIND.match(expected[-1]))
+            truncated = no_final and "PROMPT" not in expected and (last or exchange.cut_short)
+            raw = _read_answer(c, expected, personality.prompt, command, cut_short=truncated)
             actual = shape(split_lines(raw), command)
             if body is not None:
                 actual = [k for k in actual if k != "TEXT"]  # the echoed PDU body
-            truncated = last and not (expected and FINAL_KIND.match(expected[-1]))
             if truncated:  # the capture ends mid-answer: compare what it shows
                 actual = actual[: len(expected)]
             assert actual == expected, (transcript, section.title, command, raw)
             compared += 1
             in_prompt = "PROMPT" in expected
-            if (
-                not in_prompt
-                and not truncated
-                and not (expected and FINAL_KIND.match(expected[-1]))
-            ):
+            if not (in_prompt or truncated) and no_final:
                 # No final code expected (Wavecom +CPIN): make sure none follows either.
                 manufacturer = personality.manufacturer.strip().encode()
                 c.send("AT+CGMI\r")

@@ -41,6 +41,12 @@ class Exchange:
 
     command: str
     answer: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the '#' lines that follow it
+
+    @property
+    def cut_short(self) -> bool:
+        """The capture does not show the whole answer ("answer not in the excerpt")."""
+        return any("excerpt" in n or "truncated" in n for n in self.notes)
 
 
 @dataclass
@@ -58,7 +64,10 @@ def parse(path: Path) -> list[Section]:
     for raw in path.read_text(encoding="utf-8").splitlines():
         if raw.startswith("# ---"):
             sections.append(Section(raw.strip("# -")))
-        elif raw.startswith("#") or not raw.strip():
+        elif raw.startswith("#"):
+            if sections[-1].exchanges:
+                sections[-1].exchanges[-1].notes.append(raw)
+        elif not raw.strip():
             continue
         elif raw.startswith(">"):
             sections[-1].exchanges.append(Exchange(raw[2:] if raw.startswith("> ") else raw[1:]))
