@@ -270,12 +270,16 @@ class Installer:
         )
         if self.live:
             reload_udev = ["udevadm", "control", "--reload-rules"]
-            trigger = ["udevadm", "trigger", "--subsystem-match=tty", "--action=change"]
+            trigger = ["udevadm", "trigger", "--action=change",
+                       "--subsystem-match=tty", "--subsystem-match=usb"]  # fmt: skip
+            # ModemManager may already hold a modem it probed before the rules existed.
+            release = ["systemctl", "try-restart", "ModemManager.service"]
             steps.append(
                 Step(
-                    f"reload udev: {' '.join(reload_udev)}; {' '.join(trigger)}",
+                    f"reload udev: {' '.join(reload_udev)}; {' '.join(trigger)}; "
+                    f"{' '.join(release)}",
                     rules_changed,
-                    lambda: self._run_all(reload_udev, trigger),
+                    lambda: self._run_all(reload_udev, trigger, release),
                 )
             )
             daemon_reload = ["systemctl", "daemon-reload"]
