@@ -25,6 +25,8 @@ UNIT_PATH = Path("etc/systemd/system") / SERVICE_NAME
 RULES_PATH = Path("etc/udev/rules.d") / RULES_NAME
 WANTS_LINK = Path("etc/systemd/system/multi-user.target.wants") / SERVICE_NAME
 TEMPLATE_EXEC = "/usr/local/bin/smsgw"
+# ProtectHome= and PrivateTmp= hide these from the service: its ExecStart cannot live there.
+HIDDEN_FROM_SERVICE = ("/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/")
 
 CONFIG_TEMPLATE = """\
 # smsgw configuration (read by `smsgw serve`; see gateway/config.py for every key).
@@ -204,6 +206,14 @@ class Installer:
 
     def plan(self) -> list[Step]:
         """Every step, with whether it still needs doing."""
+        hidden = next((d for d in HIDDEN_FROM_SERVICE if self.executable.startswith(d)), None)
+        if hidden is not None and self.live:
+            raise InstallError(
+                f"{self.executable} is under {hidden}, which the service cannot see "
+                "(ProtectHome/PrivateTmp): install smsgw system-wide, e.g. "
+                "python3 -m venv /opt/smsgw && /opt/smsgw/bin/pip install smsgw, "
+                "then run /opt/smsgw/bin/smsgw install"
+            )
         steps: list[Step] = []
         etc = self.path(Path("etc"))
         entry = passwd_entry(etc / "passwd", self.user)

@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gateway import config as config_module
@@ -21,6 +22,7 @@ from gateway.install import (
     WANTS_LINK,
     CommandResult,
     Installer,
+    InstallError,
     asset,
     render_unit,
 )
@@ -166,3 +168,14 @@ def test_config_template_has_the_keys_config_reads_with_their_defaults(tmp_path:
     path.write_text(example)
     (modem,) = config_module.load(path).modems
     assert (modem.port, modem.pin) == ("/dev/smsgw/huawei-0123456789-if02", "1234")
+
+
+def test_an_executable_the_service_cannot_see_is_refused() -> None:
+    calls: list[Sequence[str]] = []
+    installer = Installer(
+        root=Path("/"), runner=lambda argv: calls.append(argv) or CommandResult(0),
+        executable="/home/pi/venv/bin/smsgw",
+    )  # fmt: skip
+    with pytest.raises(InstallError, match="ProtectHome"):
+        installer.plan()
+    assert calls == []
