@@ -109,7 +109,8 @@ def asset(name: str) -> Path:
 
 def smsgw_executable() -> str:
     """Absolute path of the smsgw command this installation runs."""
-    found = shutil.which("smsgw") or str(Path(sys.executable).with_name("smsgw"))
+    beside = Path(sys.executable).with_name("smsgw")  # the venv or prefix we run from
+    found = str(beside) if beside.exists() else shutil.which("smsgw") or str(beside)
     return os.path.abspath(found)
 
 
