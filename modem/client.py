@@ -9,6 +9,7 @@ import itertools
 import logging
 import random
 from asyncio import FIRST_COMPLETED
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,7 @@ from modem.errors import (
     CmeError,
     CmsError,
     CommandError,
+    ModemDesync,
     ModemError,
     ModemGone,
     ModemTimeout,
@@ -232,6 +234,43 @@ class Identity:
     own_number: str | None
 
 
+class ModemMemory:
+    """What must survive reconnects of one modem (the supervisor keeps it between clients).
+
+    `pin_tried`: the configured PIN was sent once; never again (three tries lock the SIM).
+    `pending_delete`: (storage, index) -> PDU handed over whose AT+CMGD has not succeeded yet.
+    `seen()`: TPDUs handed over recently (keyed without the SMSC field), so a report or SMS the
+    network sends again -- routed first, then stored after a lost +CNMA -- reaches it once.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.pin_tried = False
+        self.pending_delete: dict[tuple[str | None, int], str] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    @staticmethod
+    def _key(pdu: str) -> str:
+        text = pdu.strip().upper()
+        try:
+            smsc_octets = int(text[:2], 16)
+        except ValueError:
+            return text
+        return text[2 + 2 * smsc_octets :]
+
+    def seen(self, pdu: str) -> bool:
+        """True if this TPDU was handed over recently."""
+        return self._key(pdu) in self._recent
+
+    def remember(self, pdu: str) -> None:
+        """Record a TPDU the caller confirmed it stored."""
+        key = self._key(pdu)
+        self._recent[key] = None
+        self._recent.move_to_end(key)
+        while len(self._recent) > self._size:
+            self._recent.popitem(last=False)
+
+
 # --- one command at a time, recovery first -----------------------------------------------------
 
 
@@ -283,7 +322,9 @@ class ModemClient:
         on_inbound: InboundHandler | None = None,
         transport_factory: TransportFactory | None = None,
         now: Callable[[], datetime] | None = None,
+        memory: ModemMemory | None = None,
     ) -> None:
+        """`memory` carries PIN use and handed-over messages across reconnects (supervisor)."""
         if port is None and transport_factory is None:
             raise ValueError("give a port or a transport factory")
         self.port = port
@@ -307,19 +348,22 @@ class ModemClient:
         self._ready = asyncio.Event()
         self._sms_ready = asyncio.Event()
         self._stale = asyncio.Event()
+        self._rx = asyncio.Event()  # set whenever bytes arrive (drain detection)
         self._listeners: list[Callable[[ClientEvent], None]] = []
         self._ussd_waiters: list[asyncio.Future[UssdResponse]] = []
         self._jobs: asyncio.Queue[tuple[str, str | None, int | None, str | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._routing: set[asyncio.Task[None]] = set()
         self._prompt: asyncio.Future[None] | None = None
-        self._pin_used = False
         self._initialised = False
         self._mem1: str | None = None
         self._concat_ref = random.randrange(256)
-        self._delivered: dict[tuple[str | None, int], str] = {}
+        self.memory = memory if memory is not None else ModemMemory()
         self._last_io = 0.0
         self._echo_mark: int | None = None
+        self._concatenate = True
+        self._closing = False  # AT+CPMS=..;+CMGR=n on one line (V.250 5.4)
         # What initialisation chose (for probe).
         self.manufacturer: str | None = None
         self.model: str | None = None
@@ -369,13 +413,8 @@ class ModemClient:
 
     async def close(self) -> None:
         """Stop background work and close the port (idempotent)."""
-        tasks = [*self._tasks, *self._background]
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self._closing = True  # from here on, input is dropped and no new work starts
+        await self._cancel_background()
         if self._pending is not None and not self._pending.done():
             self._pending.set_exception(ModemGone("client closed"))
         for waiter in self._ussd_waiters:
@@ -390,6 +429,16 @@ class ModemClient:
             with contextlib.suppress(TimeoutError, OSError):
                 async with asyncio.timeout(self.t.close):
                     await transport.wait_closed()
+        await self._cancel_background()
+
+    async def _cancel_background(self) -> None:
+        tasks = [*self._tasks, *self._background]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     @property
     def alive(self) -> bool:
@@ -429,7 +478,10 @@ class ModemClient:
     # --- bytes in --------------------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        if self._closing:
+            return
         self._last_io = asyncio.get_running_loop().time()
+        self._rx.set()
         self._session.receive_data(data)
         while (event := self._session.next_event()) is not None:
             self._handle(event)
@@ -458,6 +510,11 @@ class ModemClient:
         elif isinstance(event, UnexpectedLine):
             self.stats["unexpected"] += 1
             self._stale.set()
+            if event.text == ">" and self._transport is not None and not self._transport.is_closing:
+                # A prompt nobody asked for (late, after its AT+CMGS gave up): leave it, or the
+                # modem would swallow our next command as message text.
+                self._transport.write(b"\x1b\r")
+                self._needs_resync = True
             log.debug("unexpected line (%d chars)", len(event.text))
         elif isinstance(event, Urc):
             self._handle_urc(event)
@@ -476,7 +533,12 @@ class ModemClient:
             else:
                 self._jobs.put_nowait(("read", storage, urc.index, None))
         elif isinstance(urc, DeliverPdu | StatusReportPdu):
-            self._jobs.put_nowait(("routed", None, None, urc.pdu))
+            # Not queued behind scans: the +CNMA is due within seconds (TS 27.005 3.4.1).
+            task = asyncio.get_running_loop().create_task(self._routed(urc.pdu))
+            self._background.add(task)
+            self._routing.add(task)
+            task.add_done_callback(self._background.discard)
+            task.add_done_callback(self._routing.discard)
         elif isinstance(urc, UssdIndication):
             if urc.ussd is not None and not _ussd_noise(urc.ussd):
                 for waiter in self._ussd_waiters:
@@ -592,6 +654,12 @@ class ModemClient:
             self._pending = None
             self._prompt = None
         self._timeouts_in_row = 0
+        prompt_skipped = command.expects_prompt and resp.ok and not self._body_written
+        if prompt_skipped or not command.consistent(resp.lines, resp.ok):
+            # A late answer to an earlier command completed this one (SARA-G450-style drift):
+            # what we got is not this command's answer; resynchronise before the next one.
+            self._needs_resync = True
+            raise ModemDesync(command.line)
         return resp
 
     def _abort_command(self) -> None:
@@ -612,14 +680,21 @@ class ModemClient:
     async def _resync(self) -> None:
         """ESC, then AT until OK, then wait for silence so stale answers are drained."""
         self.stats["resyncs"] += 1
+        failures = 0
         for _attempt in range(self.config.resync_attempts):
-            self._stale.clear()
+            # ESC leaves a prompt the modem may still be in; the CR ends the line otherwise
+            # (a bare ESC would glue itself to our next command).
+            self._write(b"\x1b\r")
+            await self._drain()
+            # A barrier with its own answer prefix: a late bare OK cannot pass for it.
+            barrier = cmds.READ_ERROR_MODE if failures < 2 else cmds.AT
             try:
-                await self._run(cmds.AT, self.t.wakeup)
-            except ModemTimeout:
+                resp = await self._run(barrier, self.t.wakeup)
+            except (ModemTimeout, ModemDesync):
                 continue
-            except CommandError:
-                pass
+            if not resp.ok:
+                failures += 1
+                continue
             if await self._quiet():
                 self._session.flush_input()
                 self._needs_resync = False
@@ -628,14 +703,21 @@ class ModemClient:
         raise self._gone or ModemGone("resync failed")
 
     async def _quiet(self) -> bool:
-        """True if no stale or unexpected line arrives for `drain_quiet` seconds."""
-        self._stale.clear()
+        """True if nothing at all arrives for `drain_quiet` seconds."""
+        self._rx.clear()
         try:
             async with asyncio.timeout(self.t.drain_quiet):
-                await self._stale.wait()
+                await self._rx.wait()
         except TimeoutError:
             return True
         return False
+
+    async def _drain(self, rounds: int = 20) -> None:
+        """Let late answers finish arriving, then drop any partial line."""
+        for _ in range(rounds):
+            if await self._quiet():
+                break
+        self._session.flush_input()
 
     async def _retry_transient(self, command: Command, *, timeout: float | None = None) -> Response:
         """Run a command, retrying +CME ERROR 14/515 (SIM/device busy right after start)."""
@@ -682,6 +764,9 @@ class ModemClient:
             await self._optional(cmds.raw(self.profile.ussd_mode_command))
         await self._setup_storages()
         await self._setup_indications()
+        # Phase 2+ (+CSMS=1): routed +CMT/+CDS must be acknowledged with +CNMA, and the
+        # network re-sends what we never acknowledged -- a lost line no longer loses a message.
+        await self._optional(cmds.SMS_SERVICE)
         try:
             service = parse_csms((await self.execute(cmds.SMS_SERVICE_READ)).lines)
             self.ack_required = bool(service) and service[0] == 1
@@ -742,10 +827,10 @@ class ModemClient:
             raise SimLockedError(state)
         if self.config.pin is None:
             raise SimLockedError("SIM PIN (no PIN configured)")
-        if self._pin_used:
+        if self.memory.pin_tried:
             # Never retry: three wrong PINs lock the SIM behind the PUK.
             raise SimLockedError("SIM PIN (configured PIN already tried once)")
-        self._pin_used = True
+        self.memory.pin_tried = True
         try:
             await self.execute(cmds.pin(self.config.pin))
         except CommandError as exc:
@@ -937,6 +1022,9 @@ class ModemClient:
     async def _cmgs(self, command: Command, number: str, seq: int, total: int) -> PartResult:
         try:
             resp = await self._run(command, self.t.submit)
+        except ModemDesync as exc:
+            status = SubmitStatus.UNKNOWN if self._body_written else SubmitStatus.FAILED
+            return self._part(seq, total, number, status, reason=str(exc))
         except ModemTimeout as exc:
             if self._body_written:
                 return self._part(seq, total, number, SubmitStatus.UNKNOWN, reason=str(exc))
@@ -1001,8 +1089,7 @@ class ModemClient:
         for storage in self.scan_storages:
             try:
                 async with self._port():
-                    await self._select(storage)
-                    resp = await self._run(cmds.list_messages(4), self.t.command)
+                    resp = await self._in_storage(storage, cmds.list_messages(4))
             except CommandError:
                 continue
             if not resp.ok:
@@ -1013,16 +1100,20 @@ class ModemClient:
                 log.warning("unparseable +CMGL listing of %s: %s", storage, exc)
                 continue
             for entry in entries:
-                if isinstance(entry, StoredPdu) and entry.index is not None:
-                    seen += 1
-                    await self._take(storage, entry.index, entry.pdu)
+                if not isinstance(entry, StoredPdu) or entry.index is None:
+                    continue
+                if entry.stat in (2, 3):
+                    continue  # SMS-SUBMITs someone stored (E3131): not ours to take
+                seen += 1
+                # Read the slot again: the listing may be stale by now (the slot was taken
+                # via +CMTI meanwhile and refilled), and we delete what we read, nothing else.
+                await self.read_stored(storage, entry.index)
         return seen
 
     async def read_stored(self, storage: str, index: int) -> None:
         """Read one stored message (after +CMTI/+CDSI) and hand it over."""
         async with self._port():
-            await self._select(storage)
-            resp = await self._run(cmds.read_message(index), self.t.command)
+            resp = await self._in_storage(storage, cmds.read_message(index))
         if not resp.ok:
             log.info("reading %s/%d failed: %s", storage, index, resp.result)
             return
@@ -1033,10 +1124,35 @@ class ModemClient:
             return
         await self._take(storage, index, stored.pdu)
 
+    async def _in_storage(self, storage: str, command: Command) -> Response:
+        """Run a read/list/delete on `storage`; the caller holds the port.
+
+        `AT+CPMS=<storage>;+CMGD=n` goes on one line: a reset between a separate AT+CPMS and
+        AT+CMGD (settings lost, <mem1> back to the default) would delete another storage's
+        unread message. Modems that reject concatenation get the two commands apart.
+        """
+        if self._concatenate:
+            combined = cmds.in_storage(self._storage_command(storage), command)
+            resp = await self._run(combined, self.t.command)
+            if resp.ok or resp.result.kind is not FinalKind.ERROR or resp.lines:
+                self._mem1 = storage
+                return resp
+            self._concatenate = False
+            log.info("modem rejects concatenated commands; selecting storages separately")
+        await self._select(storage)
+        return await self._run(command, self.t.command)
+
+    def _storage_command(self, storage: str) -> Command:
+        if self.preferred is not None:
+            return cmds.preferred_storage(storage, self.preferred[1], self.preferred[2])
+        return cmds.preferred_storage(storage)
+
     async def _select(self, storage: str) -> None:
-        """Make `storage` <mem1> (reads and deletes act on it); the caller holds the port."""
-        if self._mem1 == storage:
-            return
+        """Make `storage` <mem1> (reads and deletes act on it); the caller holds the port.
+
+        Always sent, never cached: a reset we have not noticed yet puts <mem1> back to the
+        default, and a delete on the wrong storage would destroy an unread message.
+        """
         if self.preferred is not None:
             mems = (storage, self.preferred[1], self.preferred[2])
         else:
@@ -1050,8 +1166,10 @@ class ModemClient:
     async def _take(self, storage: str | None, index: int, pdu: str) -> None:
         """Decode, hand over, and delete once the handler confirms it stored the message."""
         key = (storage, index)
-        if self._delivered.get(key) == pdu:
-            await self._delete(storage, index, key)  # handed over before; only the delete failed
+        if self.memory.pending_delete.get(key) == pdu or self.memory.seen(pdu):
+            # Handed over before: the delete failed, or it came inline (+CDS/+CMT) and the
+            # network stored it again because our +CNMA never arrived. Only delete it.
+            await self._delete(storage, index, key)
             return
         item = self._decode(storage, index, pdu)
         if item is None:
@@ -1065,17 +1183,19 @@ class ModemClient:
             log.exception("inbound handler failed; message kept on the modem")
             return
         if stored:
-            self._delivered[key] = pdu
+            self.memory.pending_delete[key] = pdu
+            self.memory.remember(pdu)
             await self._delete(storage, index, key)
 
     async def _delete(self, storage: str | None, index: int, key: tuple[str | None, int]) -> None:
         try:
             async with self._port():
                 if storage is not None:
-                    await self._select(storage)
-                resp = await self._run(cmds.delete_message(index), self.t.command)
+                    resp = await self._in_storage(storage, cmds.delete_message(index))
+                else:
+                    resp = await self._run(cmds.delete_message(index), self.t.command)
             if resp.ok:
-                self._delivered.pop(key, None)
+                self.memory.pending_delete.pop(key, None)
         except ModemTimeout:
             log.info("delete of %s/%d timed out; retried on the next scan", storage, index)
 
@@ -1096,10 +1216,23 @@ class ModemClient:
         """+CMT / +CDS: hand over, then acknowledge with +CNMA when the service needs it."""
         if pdu is None:
             return
-        item = self._decode(None, None, pdu)
-        if item is None:
-            return
-        self._emit(item)
+        if self.memory.seen(pdu):
+            stored = True  # a re-send of something the caller has: acknowledge it only
+        else:
+            item = self._decode(None, None, pdu)
+            if item is None:
+                return
+            self._emit(item)
+            stored = await self._hand_over(item)
+            if stored:
+                self.memory.remember(pdu)
+        if stored and self.ack_required:
+            try:
+                await self.execute(cmds.ACK_MESSAGE, urgent=True)
+            except ModemError as exc:
+                log.info("+CNMA failed (%s); the network will send it again", exc)
+
+    async def _hand_over(self, item: Inbound) -> bool:
         stored = True
         if self._on_inbound is not None:
             try:
@@ -1107,8 +1240,7 @@ class ModemClient:
             except Exception:
                 log.exception("inbound handler failed; routed message not acknowledged")
                 stored = False
-        if stored and self.ack_required:
-            await self._optional(cmds.ACK_MESSAGE)
+        return stored
 
     async def _inbound_worker(self) -> None:
         while True:
@@ -1118,8 +1250,6 @@ class ModemClient:
                     await self.read_stored(storage, index)
                 elif kind == "scan":
                     await self.scan()
-                elif kind == "routed":
-                    await self._routed(extra)
                 elif kind == "reboot?":
                     await self._check_reboot(extra or "")
             except ModemGone:
@@ -1134,7 +1264,10 @@ class ModemClient:
         wait = timeout or self.t.lock
         try:
             async with asyncio.timeout(wait):
-                await self._jobs.join()
+                while self._routing or self._jobs._unfinished_tasks:  # type: ignore[attr-defined]
+                    if self._routing:
+                        await asyncio.wait(set(self._routing))
+                    await self._jobs.join()
         except TimeoutError:
             raise ModemTimeout("queued inbound work", wait) from None
 

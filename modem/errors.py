@@ -55,6 +55,14 @@ class ModemTimeout(ModemError, TimeoutError):  # noqa: N818 - name from the issu
         self.seconds = seconds
 
 
+class ModemDesync(ModemError):  # noqa: N818 - reads like its siblings
+    """An answer belonged to another command (a late answer): the session must resync."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"the answer to {command} belongs to an earlier command")
+        self.command = command
+
+
 class ModemGone(ModemError):  # noqa: N818 - name from the issue
     """The modem stopped answering or its port vanished; the supervisor must reopen it."""
 

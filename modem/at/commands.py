@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from modem.errors import SessionError
 
+from .params import line_prefix
+
 _NAME = re.compile(r"^([+^$%*#][A-Za-z0-9_]+)")
 _FORBIDDEN = re.compile(r"[\r\n\x1a\x1b]")
 
@@ -17,12 +19,16 @@ class Command:
 
     `text` follows the `AT` (e.g. `+CSQ`, `E0`, `+CMGS=23`); `prefixes` name the information
     lines that belong to it even where the same prefix is also a URC (`+CREG`, `+CPIN`, `+CUSD`);
-    `body` is written after the `>` prompt (AT+CMGS / AT+CMGW).
+    `body` is written after the `>` prompt (AT+CMGS / AT+CMGW). `strict` commands accept no
+    information line with another command's prefix (a late answer to an earlier command means
+    the session drifted); `requires_info` ones must carry one of their own lines when OK.
     """
 
     text: str
     prefixes: tuple[str, ...] = ()
     body: str | None = None
+    strict: bool = False
+    requires_info: bool = False
 
     def __post_init__(self) -> None:
         if _FORBIDDEN.search(self.text) or (self.body is not None and _FORBIDDEN.search(self.body)):
@@ -42,6 +48,20 @@ class Command:
         if self.body is None:
             raise SessionError(f"{self.line} has no body")
         return self.body.encode("ascii", "strict") + b"\x1a"
+
+    def consistent(self, lines: tuple[str, ...], ok: bool) -> bool:
+        """False if these answer lines cannot be this strict command's own answer."""
+        if not self.strict:
+            return True
+        own = False
+        for line in lines:
+            prefix = line_prefix(line)
+            if prefix is None:
+                continue
+            if prefix not in self.prefixes:
+                return False
+            own = True
+        return not (ok and self.requires_info and not own)
 
     @property
     def expects_prompt(self) -> bool:
@@ -74,6 +94,7 @@ ECHO_OFF = Command("E0")
 VERBOSE_ERRORS = Command("+CMEE=1")
 PDU_MODE = Command("+CMGF=0")
 READ_PIN = Command("+CPIN?", ("+CPIN",))
+READ_ERROR_MODE = Command("+CMEE?", ("+CMEE",), strict=True, requires_info=True)
 READ_CHARSET = Command("+CSCS?", ("+CSCS",))
 
 # Identity ---------------------------------------------------------------------------------
@@ -88,7 +109,7 @@ QUECTEL_ICCID = Command("+QCCID", ("+QCCID",))
 OWN_NUMBER = Command("+CNUM", ("+CNUM",))
 
 # Network ----------------------------------------------------------------------------------
-SIGNAL = Command("+CSQ", ("+CSQ",))
+SIGNAL = Command("+CSQ", ("+CSQ",), strict=True, requires_info=True)
 REGISTRATION = Command("+CREG?", ("+CREG",))
 GPRS_REGISTRATION = Command("+CGREG?", ("+CGREG",))
 EPS_REGISTRATION = Command("+CEREG?", ("+CEREG",))
@@ -100,7 +121,7 @@ SMSC = Command("+CSCA?", ("+CSCA",))
 STORAGES = Command("+CPMS=?", ("+CPMS",))
 STORAGE_USAGE = Command("+CPMS?", ("+CPMS",))
 CNMI_SUPPORT = Command("+CNMI=?", ("+CNMI",))
-CNMI_READ = Command("+CNMI?", ("+CNMI",))
+CNMI_READ = Command("+CNMI?", ("+CNMI",), strict=True, requires_info=True)
 SMS_SERVICE = Command("+CSMS=1", ("+CSMS",))
 SMS_SERVICE_READ = Command("+CSMS?", ("+CSMS",))
 ACK_MESSAGE = Command("+CNMA")
@@ -121,7 +142,9 @@ def charset(name: str) -> Command:
 def preferred_storage(mem1: str, mem2: str | None = None, mem3: str | None = None) -> Command:
     """AT+CPMS=<mem1>[,<mem2>[,<mem3>]]; answers `+CPMS: <used>,<total>` pairs."""
     mems = [m for m in (mem1, mem2, mem3) if m is not None]
-    return Command("+CPMS=" + ",".join(_q(m) for m in mems), ("+CPMS",))
+    return Command(
+        "+CPMS=" + ",".join(_q(m) for m in mems), ("+CPMS",), strict=True, requires_info=True
+    )
 
 
 def new_message_indications(values: tuple[int, ...]) -> Command:
@@ -131,24 +154,40 @@ def new_message_indications(values: tuple[int, ...]) -> Command:
 
 def list_messages(stat: int = 4) -> Command:
     """AT+CMGL=<stat> in PDU mode (4 = all)."""
-    return Command(f"+CMGL={stat}", ("+CMGL",))
+    return Command(f"+CMGL={stat}", ("+CMGL",), strict=True)
 
 
 def read_message(index: int) -> Command:
     """AT+CMGR=<index>."""
-    return Command(f"+CMGR={int(index)}", ("+CMGR",))
+    return Command(f"+CMGR={int(index)}", ("+CMGR",), strict=True)
 
 
 def delete_message(index: int) -> Command:
     """AT+CMGD=<index>."""
-    return Command(f"+CMGD={int(index)}")
+    return Command(f"+CMGD={int(index)}", strict=True)
 
 
 def send_pdu(tpdu_length: int, pdu_hex: str) -> Command:
     """AT+CMGS=<length> then the PDU (SMSC field included) after the prompt."""
     if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", pdu_hex):
         raise SessionError("PDU must be hex")
-    return Command(f"+CMGS={int(tpdu_length)}", ("+CMGS",), body=pdu_hex.upper())
+    return Command(
+        f"+CMGS={int(tpdu_length)}",
+        ("+CMGS",),
+        body=pdu_hex.upper(),
+        strict=True,
+        requires_info=True,
+    )
+
+
+def in_storage(select: Command, command: Command) -> Command:
+    """`AT+CPMS=...;+CMGR=n` on one line: the modem cannot reset between the two halves."""
+    return Command(
+        f"{select.text};{command.text}",
+        select.prefixes + command.prefixes,
+        strict=True,
+        requires_info=True,
+    )
 
 
 def ussd(code: str, dcs: int = 15) -> Command:

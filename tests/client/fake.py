@@ -67,6 +67,7 @@ class FakeModem:
         default_factory=lambda: {"SM": {}, "ME": {}, "SR": {}}
     )
     cnmi: str = "0,0,0,0,0"
+    concat: bool = True  # accepts "AT+CPMS=..;+CMGR=n" (V.250 concatenation)
     next_mr: int = 10
     csms_service: int = 0
 
@@ -108,6 +109,7 @@ class FakeModem:
         self.on(r"\+CCID", lines('+CCID: "89490200001234567890"', "OK"))
         self.on(r"\+CNUM", OK)
         self.on(r"\+CPIN\?", lines("+CPIN: READY", "OK"))
+        self.on(r"\+CMEE\?", lines("+CMEE: 1", "OK"))
         self.on(r"\+CSQ", lines("+CSQ: 20,0", "OK"))
         self.on(r"\+CREG\?", lines('+CREG: 0,1,"5E25","605F"', "OK"))
         self.on(r"\+COPS\?", lines('+COPS: 0,0,"Fake Net",7', "OK"))
@@ -202,6 +204,36 @@ class FakeModem:
             if text.upper().startswith(prefix.upper()):
                 self.drop_next.discard(prefix)
                 return
+        if ";" in text:
+            self._answer_concatenated(text.split(";"))
+            return
+        self._answer_one(text)
+
+    def _answer_concatenated(self, parts: list[str]) -> None:
+        if not self.concat:
+            self.send(ERROR)
+            return
+        out = ""
+        for n, part in enumerate(parts):
+            reply = self._reply(part)
+            if reply is None or reply == PROMPT:
+                self.send(ERROR)
+                return
+            if not reply.endswith(OK):
+                self.send(out + reply)  # an error ends the line
+                return
+            out += reply if n == len(parts) - 1 else reply[: -len(OK)]
+        self.send(out)
+
+    def _reply(self, text: str) -> str | None:
+        for pattern, reply in self.rules:
+            m = pattern.fullmatch(text)
+            if m is not None:
+                out = reply(m) if callable(reply) else reply
+                return out.decode() if isinstance(out, bytes) else out
+        return ERROR
+
+    def _answer_one(self, text: str) -> None:
         for pattern, reply in self.rules:
             m = pattern.fullmatch(text)
             if m is None:
