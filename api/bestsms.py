@@ -576,7 +576,7 @@ async def send_sms(
             if own is not None and sim["msisdn"] == own:
                 sender, rotate = own, False  # one of the account's SIMs: send from it
     try:
-        result = service.submit_batch(
+        result = await service.submit_batch_durably(
             account["id"], items, sender=sender, flash=bool(flash), rotate=rotate,
             dial_code=dial_code,
         )  # fmt: skip

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -43,6 +43,9 @@ from gateway.service import (
 )
 
 log = logging.getLogger(__name__)
+
+# Numbers repeat (contacts, our SIMs): phonenumbers parsing is the costliest step of a send.
+_normalize = functools.lru_cache(maxsize=8192)(normalize)
 
 MAX_VALUE = 2000
 MAX_MESSAGE = 1530
@@ -166,7 +169,7 @@ def _when(raw: str, zone: tzinfo, code: int) -> datetime:
 def _own_number(raw: str, account: dict[str, Any], service: GatewayService) -> str | None:
     """The account's SIM whose number is `raw`, as E.164."""
     try:
-        number = normalize(raw, account["default_dial_code"])
+        number = _normalize(raw, account["default_dial_code"])
     except InvalidNumberError:
         return None
     for sim in service.sender_numbers(account["id"]):
@@ -216,10 +219,10 @@ def _alphasender(params: Params) -> None:
 
 # -- calls ------------------------------------------------------------------------------------
 
-Call = Callable[[Params, dict[str, Any], GatewayService], Json]
+Call = Callable[[Params, dict[str, Any], GatewayService], Awaitable[Json]]
 
 
-def addcontact(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def addcontact(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """addcontact: subscribe a number to an existing group."""
     number, group = params.get("number"), params.get("group")
     if number is None and group is None:
@@ -270,7 +273,7 @@ def _contact_view(row: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def getcontacts(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def getcontacts(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """getcontacts: search and page through contacts."""
     filters: dict[str, Any] = {}
     group = params.get("group")
@@ -323,7 +326,7 @@ def getcontacts(params: Params, account: dict[str, Any], service: GatewayService
     return [_contact_view(r, zone) for r in rows]
 
 
-def smsgroup(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def smsgroup(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """smsgroup: send now (the group SMS id) or schedule (0) a text to a group."""
     sender_raw = params.get("from")
     if sender_raw is None:
@@ -365,7 +368,7 @@ def smsgroup(params: Params, account: dict[str, Any], service: GatewayService) -
                 send_at=send_at or now, rotate=rotate, recurrence=recurrence,
             )  # fmt: skip
             return 0
-        result = service.submit_batch(
+        result = await service.submit_batch_durably(
             account["id"],
             [Outgoing(m, message, send_at) for m in members],
             sender="" if rotate else sender,
@@ -387,7 +390,7 @@ def _check_credits(
         raise ReturnCodeError(code)
 
 
-def getbulksmsdeliveryreport(
+async def getbulksmsdeliveryreport(
     params: Params, account: dict[str, Any], service: GatewayService
 ) -> Json:
     """getbulksmsdeliveryreport: delivered and failed counts of a group SMS."""
@@ -405,7 +408,7 @@ def getbulksmsdeliveryreport(
     }
 
 
-def smscontact(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def smscontact(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """smscontact: send or schedule a text to one contact (or several, comma-separated)."""
     sender_raw = params.get("from")
     if sender_raw is None:
@@ -424,7 +427,7 @@ def smscontact(params: Params, account: dict[str, Any], service: GatewayService)
         if not _DIGITS.match(raw):
             raise ReturnCodeError(-6)
         try:
-            number = normalize(raw)
+            number = _normalize(raw)
         except InvalidNumberError:
             raise ReturnCodeError(-6) from None
         if service.contacts.find(account["id"], number) is None:
@@ -447,7 +450,7 @@ def smscontact(params: Params, account: dict[str, Any], service: GatewayService)
                 send_at=send_at or service.wall(), rotate=False, recurrence=recurrence,
             )  # fmt: skip
         else:
-            service.submit_batch(
+            await service.submit_batch_durably(
                 account["id"],
                 [Outgoing(n, message, send_at) for n in numbers],
                 sender=sender,
@@ -473,7 +476,7 @@ _SMS_STATUS = {
 }
 
 
-def getcontactsmsdeliveryreport(
+async def getcontactsmsdeliveryreport(
     params: Params, account: dict[str, Any], service: GatewayService
 ) -> Json:
     """getcontactsmsdeliveryreport: status of the latest message to a number."""
@@ -509,7 +512,9 @@ def getcontactsmsdeliveryreport(
     return {"smsstatus": status, "errormsg": errormsg}
 
 
-def getcreditbalance(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def getcreditbalance(
+    params: Params, account: dict[str, Any], service: GatewayService
+) -> Json:
     """getcreditbalance: type 1 SMS credits; type 2 voice, which a modem appliance has none of."""
     kind = params.get("type")
     if kind not in ("1", "2"):
@@ -520,7 +525,7 @@ def getcreditbalance(params: Params, account: dict[str, Any], service: GatewaySe
     return UNLIMITED_BALANCE if balance is None else balance
 
 
-def addappointment(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def addappointment(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """addappointment: book a contact at a date and time with a status."""
     number = params.get("number")
     if number is None:
@@ -555,7 +560,7 @@ def addappointment(params: Params, account: dict[str, Any], service: GatewayServ
     return 0
 
 
-def generateotp(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def generateotp(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """generateOTP: text a fresh code to `number`, or without one leave it in the inbox."""
     number = params.get("number") or params.get("to") or params.get("phone")
     sender_raw = params.get("from")
@@ -571,7 +576,7 @@ def generateotp(params: Params, account: dict[str, Any], service: GatewayService
     return 0
 
 
-def validateotp(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+async def validateotp(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """validateOtp: 0 when the code is live and right (it is then used up), else -2."""
     code = params.get("otp")
     if code is None or len(code) > 32:
@@ -650,7 +655,7 @@ async def apis(service: GatewayService, request: web.Request) -> web.Response:
         except UnknownAccountError:
             raise ReturnCodeError(-1) from None
         try:
-            result = call(params, account, service)
+            result = await call(params, account, service)
         except BadParamError as exc:
             raise ReturnCodeError(invalid.get(exc.name, other)) from None
     except ReturnCodeError as code:

@@ -779,31 +779,38 @@ class Store:
     # -- provider dialects (issue 7): batches in one go, contacts, groups, appointments, OTPs,
     # -- and the message filters of BestSMS fetch_sms / stop_sms / delete_sms ---------------
 
-    def accept_batch(
+    def accept_batches(
         self,
-        batch: Mapping[str, Any] | None,
-        messages: Sequence[Mapping[str, Any]],
+        batches: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], int]],
         *,
         now: datetime,
-    ) -> tuple[int | None, list[int]]:
-        """Insert a batch (if given) and its messages with their charges in one transaction.
+    ) -> list[tuple[int, list[int]] | None]:
+        """Insert batches, each with its messages and charges, in ONE transaction (one fsync
+        for many requests); a batch whose account lacks `units` credits is skipped (None).
 
-        Each entry of `messages` holds accept_message's keyword arguments except batch_id/now.
+        Each message mapping holds accept_message's keyword arguments except batch_id/now.
         """
+        results: list[tuple[int, list[int]] | None] = []
         with self.transaction():
-            batch_id = None
-            if batch is not None:
+            for batch, messages, units in batches:
+                account = self.conn.execute(
+                    "SELECT credits, unlimited FROM accounts WHERE id = ?", (batch["account_id"],)
+                ).fetchone()
+                if account is None or (not account["unlimited"] and account["credits"] < units):
+                    results.append(None)
+                    continue
                 row = {**batch, "created_at": utc_iso(now)}
                 cursor = self.conn.execute(
                     f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                     tuple(row.values()),
                 )
                 batch_id = int(cursor.lastrowid or 0)
-            ids = [
-                self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
-                for m in messages
-            ]
-        return batch_id, ids
+                ids = [
+                    self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
+                    for m in messages
+                ]
+                results.append((batch_id, ids))
+        return results
 
     def charge_credits(self, account_id: int, units: int, reason: str, *, now: datetime) -> bool:
         """Take `units` credits for something that is not a message; False if they are lacking."""
