@@ -645,3 +645,33 @@ def test_fetch_contacts_groups_and_delete(world: World, tmp_path: Path, method: 
                                              "default": "0"}}  # fmt: skip
 
     run(world, tmp_path, scenario)
+
+
+# -- group commit: concurrent sends share one transaction and never overspend ----------------
+
+
+def test_concurrent_sends_share_a_commit_and_never_overspend(world: World, tmp_path: Path) -> None:
+    async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        store.conn.execute("UPDATE accounts SET credits = 5 WHERE id = 1")
+        groups: list[int] = []
+        real = store.accept_batches
+
+        def spy(batches: Any, *, now: datetime) -> Any:
+            groups.append(len(batches))
+            return real(batches, now=now)
+
+        store.accept_batches = spy  # type: ignore[method-assign]
+        answers = await asyncio.gather(*(
+            call(client, "POST", auth(world, "send_sms", message=f"hi {i}",
+                                      recipients=f"+1202555{i:04d}"))
+            for i in range(10)
+        ))  # fmt: skip
+        bodies = [body for _, body in answers]
+        ok = [b for b in bodies if "batch_id" in b]
+        assert len(ok) == 5 and all(b["total"] == "1" for b in ok)
+        assert bodies.count(error(1, "insufficient credit")) == 5
+        assert store.account(1)["credits"] == 0
+        assert len(store.list_messages(1)) == 5
+        assert sum(groups) == 10 and len(groups) < 10  # several requests per transaction
+
+    run(world, tmp_path, scenario)

@@ -110,6 +110,10 @@ def test_addcontact_stores_the_fields(world: World, tmp_path: Path) -> None:
             "phone_number": "447481340516", "group": "Empty", "source": 0, "subscribed": 0,
             "bday": "1990-01-31", "created": "2026-11-22 10:00:00",
         }]  # fmt: skip
+        by_email = await api(
+            client, "POST", "getcontacts", {"apikey": world.api_key, "email": "JIM@example"}
+        )
+        assert [c["id"] for c in by_email] == [5]
 
     run(world, tmp_path, scenario)
 
