@@ -43,7 +43,8 @@ class PtyClient:
             data = data.encode("latin-1")
         os.write(self.fd, data)
 
-    def _fill(self, deadline: float) -> bool:
+    def fill(self, deadline: float) -> bool:
+        """Read what is there (waiting until the deadline at most); False when nothing came."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
@@ -70,7 +71,7 @@ class PtyClient:
             if end >= 0:
                 out, self.buffer = self.buffer[:end], self.buffer[end:]
                 return out
-            if not self._fill(deadline):
+            if not self.fill(deadline):
                 raise AssertionError(f"timeout waiting for {marker!r}; got {self.buffer!r}")
 
     def command(self, cmd: str, timeout: float = TIMEOUT) -> bytes:
@@ -82,14 +83,6 @@ class PtyClient:
         """The answer's non-empty lines (echo included if on)."""
         raw = self.command(cmd)
         return [x for x in re.split(r"\r\r\n|\r\n|\r", raw.decode("latin-1")) if x]
-
-    def drain(self, timeout: float = 0.05) -> bytes:
-        """Whatever arrives within `timeout` (used only to discard, never to wait for effects)."""
-        deadline = time.monotonic() + timeout
-        while self._fill(deadline):
-            pass
-        out, self.buffer = self.buffer, b""
-        return out
 
     def send_pdu(self, pdu_hex: str, tpdu_len: int, prompt: bytes = b"> ") -> bytes:
         """AT+CMGS in PDU mode: wait for the prompt, send the PDU and Ctrl-Z, return the answer."""

@@ -66,7 +66,7 @@ def _read_answer(
         elif len(shape(split_lines(buf), command)) >= len(expected) and buf.endswith(b"\n"):
             c.buffer = b""
             return buf
-        if not c._fill(deadline):
+        if not c.fill(deadline):
             c.buffer = b""
             return buf
 
@@ -160,7 +160,8 @@ def _replay_section(
         if in_prompt:
             c.send(b"\x1b")
         pool.advance(120)  # idle time: the vendor noise must include what the transcript shows
-        for line in split_lines(c.drain(0.2)):
+        c.send("AT\r")  # everything emitted during advance() precedes this command's OK
+        for line in split_lines(c.read_until(FINAL)):
             if line.strip().startswith(VENDOR_URCS):
                 vendor_seen.add(_vendor_prefix(line))
     return compared
