@@ -118,11 +118,11 @@ async def _moved_sim(tmp_path: Path, emu: EmulatorPool) -> None:
 
         # The network is the judge: every text went out exactly once, from this SIM.
         outside = [o for o in emu.outside() if o.destination == DESTINATION]
-        texts = []
+        texts: list[str] = []
         for o in outside:
             submit = decode_tpdu(o.tpdu)
             assert isinstance(submit, SmsSubmit)
-            texts.append(submit.user_data.text)
+            texts.append(submit.user_data.text or "")
         assert sorted(texts) == sorted(before + after)
         assert {o.sender for o in outside} == {info.msisdn}
         counts = gateway.store.count_by_state("parts")
