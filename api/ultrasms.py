@@ -363,10 +363,12 @@ async def smsgroup(params: Params, account: dict[str, Any], service: GatewayServ
     now = service.wall()
     try:
         if recurrence is not None:
-            service.submit(
+            series = service.submit(
                 account["id"], members, message, sender="" if rotate else sender,
                 send_at=send_at or now, rotate=rotate, recurrence=recurrence,
             )  # fmt: skip
+            if series.batch_id is not None:
+                service.set_batch_throttle(account["id"], series.batch_id, float(throttle or 1))
             return 0
         result = await service.submit_batch_durably(
             account["id"],

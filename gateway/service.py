@@ -567,6 +567,14 @@ class GatewayService:
         """Credits (parts) the matching messages used."""
         return sum(int(m["units"]) for m in self.store.matching_messages(account_id, query))
 
+    def set_batch_throttle(self, account_id: int, batch_id: int, seconds: float) -> None:
+        """Pace a batch (and every run of a series) at one SMS per `seconds` per SIM."""
+        if self.batch_info(account_id, batch_id) is None:
+            raise InvalidRequestError(f"no batch {batch_id}")
+        if not 1 <= seconds <= 60:
+            raise InvalidRequestError("a batch throttle is 1-60 seconds")
+        self.store.set_batch_throttle(batch_id, seconds)
+
     def batch_info(self, account_id: int, batch_id: int) -> dict[str, Any] | None:
         """One batch of the account, or None."""
         batch = self.store.batch(batch_id)

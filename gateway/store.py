@@ -812,6 +812,13 @@ class Store:
                 results.append((batch_id, ids))
         return results
 
+    def set_batch_throttle(self, batch_id: int, seconds: float) -> None:
+        """Pace a batch's sends at one per `seconds` per SIM."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE batches SET throttle_interval = ? WHERE id = ?", (seconds, batch_id)
+            )
+
     def charge_credits(self, account_id: int, units: int, reason: str, *, now: datetime) -> bool:
         """Take `units` credits for something that is not a message; False if they are lacking."""
         with self.transaction():

@@ -204,8 +204,16 @@ def test_smsgroup_schedules_and_recurs(world: World, tmp_path: Path) -> None:
         assert json.loads(series["recurrence"]) == {
             "unit": "Weekly", "frequency": 2, "until": "2026-12-29"}  # fmt: skip
         assert series["next_run"] == "2026-12-01T07:00:00.000000+00:00"
+        assert series["throttle_interval"] == 1.0
+        got = await api(client, "GET", "smsgroup", {
+            **base, "recurring": "1", "repeat": "Daily", "frequency": "1",
+            "enddate": "30-11-2026 08:00", "throttle": "4", "rotate": "1"})  # fmt: skip
+        assert got == 0
+        series = store.batch(3)
+        assert series is not None
+        assert (series["throttle_interval"], series["rotate"], series["sender"]) == (4.0, 1, "")
         # a past sendondate sends now and returns the id
-        assert await api(client, "GET", "smsgroup", {**base, "sendondate": "01-01-2020 08:00"}) == 3
+        assert await api(client, "GET", "smsgroup", {**base, "sendondate": "01-01-2020 08:00"}) == 4
 
     run(world, tmp_path, scenario)
 
