@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway
+from gateway.daemon import Gateway, serve
 from gateway.discovery import Discovery
 from gateway.models import PartState
 from gateway.pool import SimAvailability
@@ -228,3 +228,40 @@ async def _unplugged_mid_send(tmp_path: Path, emu: EmulatorPool) -> None:
         await gateway.stop_workers()
         await gateway.dispatcher.close()
         gateway.store.close()
+
+
+def test_the_daemon_finds_a_modem_plugged_in_while_it_runs(tmp_path: Path) -> None:
+    with EmulatorPool(["generic"], seed=31) as emu:
+        asyncio.run(asyncio.wait_for(_daemon_hotplug(tmp_path, emu), DEADLINE))
+
+
+async def _daemon_hotplug(tmp_path: Path, emu: EmulatorPool) -> None:
+    links = tmp_path / "dev-smsgw"
+    links.mkdir()
+    config = Config(data_dir=tmp_path / "data", discover=(str(links),))
+    stop = asyncio.Event()
+    ready: asyncio.Queue[Gateway] = asyncio.Queue()
+    daemon = asyncio.create_task(serve(config, stop=stop, on_ready=ready.put_nowait, frontends=[]))
+    try:
+        gateway = await ready.get()
+        assert gateway.workers == {}
+        started: asyncio.Queue[str] = asyncio.Queue()
+        start_worker = gateway.start_worker
+
+        def spy(port: str, *, pin: str | None = None) -> Any:
+            worker = start_worker(port, pin=pin)
+            started.put_nowait(port)
+            return worker
+
+        gateway.start_worker = spy  # type: ignore[method-assign]
+        (info,) = emu.info()
+        link = links / "generic-usb-1.3-if00"
+        os.symlink(info.path, link)  # udev names the new stick
+        assert await started.get() == str(link)  # the daemon's own poller found it
+        worker = gateway.workers[str(link)]
+        await worker.ready.wait()
+        sim = gateway.store.sim(worker.sim_id or 0)
+        assert sim is not None and sim["iccid"] == info.iccid
+    finally:
+        stop.set()
+        await daemon
