@@ -1205,8 +1205,14 @@ class Store:
 
         Never migrates or writes; an unreadable or malformed file is reported, not raised.
         """
+        target = Path(path)
+        # No -wal file: nobody has the database open, so read it as immutable. That creates no
+        # -wal/-shm files (made by root, they would lock the service's user out of its own
+        # database). With a -wal (the daemon runs, or crashed), read through it.
+        wal = target.with_name(target.name + "-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"
         try:
-            conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+            conn = sqlite3.connect(f"file:{target}?mode={mode}", uri=True)
         except sqlite3.Error as exc:
             return [str(exc)]
         try:

@@ -97,6 +97,8 @@ def test_healthy_appliance_has_no_problems(tmp_path: Path) -> None:
         "registered on the network",
     ]
     assert any("passes the integrity check" in f.detail for f in findings)
+    # Checking created no -wal/-shm files (root-owned ones would lock the service out).
+    assert sorted(p.name for p in (root / "var/lib/smsgw").iterdir()) == [DATABASE_NAME]
 
 
 def test_missing_user_and_dialout(tmp_path: Path) -> None:
