@@ -269,6 +269,9 @@ class Discovery:
             self.wakeup.start()
         try:
             while not stop.is_set():
+                if self.wakeup is not None:
+                    # Cleared before the scan: a uevent that lands during it triggers another.
+                    self.wakeup.event.clear()
                 try:
                     await self.rescan()
                 except Exception:  # a bug here must not end hot-plug for good
@@ -281,7 +284,6 @@ class Discovery:
     async def _wait(self, stop: asyncio.Event) -> None:
         waits = [asyncio.ensure_future(stop.wait())]
         if self.wakeup is not None:
-            self.wakeup.event.clear()
             waits.append(asyncio.ensure_future(self.wakeup.event.wait()))
         try:
             await asyncio.wait(waits, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
