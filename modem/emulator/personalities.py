@@ -98,7 +98,7 @@ def _huawei_curc(modem: ModemCore, kind: str, args: str) -> Answer | None:
 
 
 def _huawei_cmms(modem: ModemCore, kind: str, args: str) -> Answer | None:
-    from modem.emulator.device import CmsError
+    from modem.emulator.errors import CmsError
 
     raise CmsError(500)  # E1752 11.126 rejects AT+CMMS=2 (huawei-e1752.txt)
 
