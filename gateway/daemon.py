@@ -153,7 +153,7 @@ class Gateway:
         await asyncio.gather(*(task for _, task in self.running.values()), return_exceptions=True)
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: modems ready and SIMs in the pool."""
+        """One line for systemd's STATUS=: how many supervised modems are ready."""
         ready = sum(1 for w in self.workers.values() if w.state == "ready")
         return f"STATUS={ready}/{len(self.workers)} modem(s) ready"
 
