@@ -57,6 +57,8 @@ class ModemInfo:
     imsi: str
     iccid: str
     imei: str
+    faults: tuple[str, ...] = ()  # switched on now (one-shot faults never show)
+    plugged: bool = True
 
 
 class ModemCore:
@@ -774,7 +776,7 @@ class EmulatedModem:
         self.core.power_on()
 
     def info(self) -> ModemInfo:
-        """Path and identities."""
+        """Path, identities and the faults switched on."""
         ident = self.sim.identity
         return ModemInfo(
             self.index,
@@ -784,6 +786,8 @@ class EmulatedModem:
             ident.imsi,
             ident.iccid,
             ident.imei,
+            tuple(self.core.faults.active()),
+            self.plugged,
         )
 
     def _new_pty(self) -> tuple[int, int, str]:

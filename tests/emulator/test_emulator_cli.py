@@ -69,6 +69,7 @@ def test_run_prints_modems_and_obeys_control_lines(running: Running) -> None:
         assert c.read_until(b'+CMTI: "SM",1\r\n')
         reply = running.ask(f"fault {modems[0]['msisdn']} cms_error code=42 rate=1")
         assert reply["ok"] is True
+        assert reply["modems"][0]["faults"] == ["cms_error"]
         c.send("AT+CMGS=3\r")  # too short: rejected before the prompt regardless of the fault
         assert c.read_until(b"ERROR\r\n")
         assert running.ask("clear 0 cms_error")["ok"] is True
