@@ -38,6 +38,9 @@ from gateway.store import MessageQuery
 
 log = logging.getLogger(__name__)
 
+# Numbers repeat (contacts, groups, our SIMs): phonenumbers parsing is a send's costliest step.
+_normalize = functools.lru_cache(maxsize=8192)(normalize)
+
 Handler = Callable[["Params", dict[str, Any], GatewayService], Awaitable[dict[str, Any]]]
 
 MAX_VALUE = 2000  # characters of an ordinary parameter
@@ -352,7 +355,7 @@ def _message_query(
     recipient = params.get("recipient")
     if recipient is not None:
         try:
-            recipient = normalize(recipient, account["default_dial_code"])
+            recipient = _normalize(recipient, account["default_dial_code"])
         except InvalidNumberError:
             raise BestSmsError(8, "recipient is not a phone number") from None
     start_raw, end_raw = params.get("start_date"), params.get("end_date")
@@ -533,7 +536,7 @@ async def send_sms(
 
     def number(raw: str) -> str | None:
         try:
-            return normalize(raw, dial_code)
+            return _normalize(raw, dial_code)
         except InvalidNumberError:
             return None
 
@@ -564,7 +567,8 @@ async def send_sms(
                 _text(c["phone"]), _text(c.get("override_message")) or message or "", when, extra
             )
         )
-    items = [i for i in items if number(i.recipient) not in excluded]
+    if excluded:
+        items = [i for i in items if number(i.recipient) not in excluded]
     if not items:
         raise BestSmsError(8, "no recipient left after ignore_groups")
     if any(len(i.text) > 1530 for i in items):
