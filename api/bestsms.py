@@ -513,6 +513,7 @@ async def send_sms(
     sender_id = params.get("sender_id")
     if sender_id is not None and not _SENDER_ID.match(sender_id):
         raise BestSmsError(8, "sender_id must be 3-11 characters or 3-14 digits")
+    sender_id = sender_id or account["default_sender"] or None  # the spec's fallback
     dial = params.get("default_dial_code")
     if dial is not None and not _DIAL_CODE.match(dial):
         raise BestSmsError(8, "default_dial_code must be a dial code such as 234")

@@ -220,6 +220,7 @@ def test_send_sms_parameters(world: World, tmp_path: Path, method: str) -> None:
         # duplicates removed (national, international, with +), leading zero -> dial code
         body = await send(message="hi", recipients="08086689567,+2348086689567,2348086689567")
         assert body["total"] == "1"
+        assert json.loads(last()[0]["extra"])["sender_id"] == "tormuto"  # the account's default
         # type=1 flash, unicode and route accepted
         assert (await send(message="flash", recipients="08086689567", type="1"))["total"] == "1"
         assert last()[0]["flash"] == 1
