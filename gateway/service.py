@@ -662,7 +662,7 @@ class _BatchPlan:
     rejected: tuple[Rejected, ...]
 
     def result(self, batch_id: int, ids: Sequence[int], now: datetime) -> BatchResult:
-        log.info("account %d: batch %d of %d message(s)", self.batch["account_id"], batch_id,
+        log.debug("account %d: batch %d of %d message(s)", self.batch["account_id"], batch_id,
                  len(ids))  # fmt: skip
         return BatchResult(batch_id, now, tuple(ids), self.units, self.rejected)
 
