@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -674,5 +675,25 @@ def test_concurrent_sends_share_a_commit_and_never_overspend(world: World, tmp_p
         assert store.account(1)["credits"] == 0
         assert len(store.list_messages(1)) == 5
         assert sum(groups) == 10 and len(groups) < 10  # several requests per transaction
+
+    run(world, tmp_path, scenario)
+
+
+def test_operation_failed_when_the_store_fails(world: World, tmp_path: Path) -> None:
+    async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        def broken(batches: Any, *, now: datetime) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        store.accept_batches = broken  # type: ignore[method-assign]
+        for method in METHODS:
+            got = await call(client, method, auth(world, "send_sms", message="hi",
+                                                  recipients="08086689567"))  # fmt: skip
+            assert got == (200, error(11, "operation failed"))
+            params = {"apikey": world.api_key, "from": "447700900001", "message": "hi"}
+            r = await client.post("/apis/smsgroup/", data={**params, "to": "My Customers"})
+            assert (r.status, await r.text()) == (200, "-16")
+            r = await client.post("/apis/smscontact/", data={**params, "to": "2348094309926"})
+            assert (r.status, await r.text()) == (200, "-16")
+        assert store.account(1)["credits"] == 100
 
     run(world, tmp_path, scenario)
