@@ -36,6 +36,17 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(digest.hex(), digest_hex)
 
 
+def secret_digest(secret: str) -> str:
+    """How API keys and tokens are stored: random 160-bit secrets need no slow hash, only one
+    that a stolen database cannot turn back into a working key."""
+    return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def is_digest(stored: str) -> bool:
+    """Whether a stored key is a digest (rows from before keys were hashed hold them in clear)."""
+    return stored.startswith("sha256$")
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What `smsgw accounts create` prints once: the secrets are not stored in clear."""
@@ -67,9 +78,9 @@ def create_account(
         {
             "sub_account": sub_account,
             "password_hash": hash_password(password),
-            "api_key": api_key,
+            "api_key": secret_digest(api_key),
             "email": email,
-            "token": token,
+            "token": secret_digest(token),
             "credits": credits,
             "unlimited": int(unlimited),
             "default_dial_code": default_dial_code,
@@ -78,3 +89,22 @@ def create_account(
         now=now,
     )
     return Credentials(account_id, sub_account, password, api_key, email, token)
+
+
+def reset_credentials(store: Store, account_id: int) -> Credentials:
+    """Issue a new password, API key and token for an account (the old ones stop working)."""
+    account = store.account(account_id)
+    if account is None:
+        raise KeyError(f"no account {account_id}")
+    password = secrets.token_urlsafe(12)
+    api_key = secrets.token_hex(20)
+    token = secrets.token_hex(16)
+    store.set_credentials(
+        account_id,
+        password_hash=hash_password(password),
+        api_key=secret_digest(api_key),
+        token=secret_digest(token),
+    )
+    return Credentials(
+        account_id, account["sub_account"], password, api_key, account["email"], token
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from gateway.accounts import create_account
+from gateway.accounts import create_account, reset_credentials
 from gateway.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
 from gateway.store import Store
@@ -96,7 +96,10 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
 def _demo_account(store: Store) -> dict[str, str]:
     existing = store.account_by_name("demo")
     if existing is not None:
-        return {"sub_account": "demo", "api_key": existing["api_key"], "token": existing["token"]}
+        # Keys are stored hashed: a reused demo data dir gets a fresh key (and password).
+        c = reset_credentials(store, existing["id"])
+        return {"sub_account": "demo", "password": c.password, "api_key": c.api_key,
+                "token": c.token}  # fmt: skip
     c = create_account(store, "demo", now=datetime.now(UTC), unlimited=True, default_dial_code="44")
     return {
         "sub_account": c.sub_account,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.accounts import verify_password
+from gateway.accounts import is_digest, secret_digest, verify_password
 from gateway.contacts import ContactBook
 from gateway.models import PartState
 from gateway.numbers import InvalidNumberError, normalize
@@ -312,7 +312,7 @@ class GatewayService:
 
     def authenticate(self, api_key: str) -> int:
         """Return the account id for an API key, or raise UnknownAccountError."""
-        account = self.store.account_by_api_key(api_key) if api_key else None
+        account = self._account_for_key(api_key)
         if account is None or not account["api_enabled"]:
             raise UnknownAccountError("unknown or disabled API key")
         return int(account["id"])
@@ -381,10 +381,28 @@ class GatewayService:
         _VERIFIED[key] = probe
         return True
 
+    def _account_for_key(self, api_key: str) -> dict[str, Any] | None:
+        """The account whose stored key is the digest of `api_key` (or, for rows written
+        before keys were hashed, `api_key` itself), compared in constant time."""
+        if not api_key:
+            return None
+        digest = secret_digest(api_key)
+        account = self.store.account_by_api_key(digest)
+        if account is not None and hmac.compare_digest(str(account["api_key"]), digest):
+            return account
+        legacy = self.store.account_by_api_key(api_key)
+        if (
+            legacy is not None
+            and not is_digest(str(legacy["api_key"]))  # a digest is not a key
+            and hmac.compare_digest(str(legacy["api_key"]), api_key)
+        ):
+            return legacy
+        return None
+
     def account_by_key(self, api_key: str) -> dict[str, Any]:
         """The account for an API key, telling unknown keys from disabled accounts."""
-        account = self.store.account_by_api_key(api_key) if api_key else None
-        if account is None or not hmac.compare_digest(str(account["api_key"]), api_key):
+        account = self._account_for_key(api_key)
+        if account is None:
             raise UnknownAccountError("unknown API key")
         if not account["api_enabled"]:
             raise AccountDisabledError("API access is disabled for this account")

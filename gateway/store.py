@@ -812,6 +812,16 @@ class Store:
                 results.append((batch_id, ids))
         return results
 
+    def set_credentials(
+        self, account_id: int, *, password_hash: str, api_key: str, token: str
+    ) -> None:
+        """Replace an account's stored (hashed) credentials."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE accounts SET password_hash = ?, api_key = ?, token = ? WHERE id = ?",
+                (password_hash, api_key, token, account_id),
+            )
+
     def set_batch_throttle(self, batch_id: int, seconds: float) -> None:
         """Pace a batch's sends at one per `seconds` per SIM."""
         with self.transaction():

@@ -432,3 +432,23 @@ def test_addappointment(world: World, tmp_path: Path) -> None:
         assert appointment["contact_id"] == 2
 
     run(world, tmp_path / "stored", scenario)
+
+
+def test_api_keys_are_stored_hashed(world: World, tmp_path: Path) -> None:
+    async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        stored = store.account(1)["api_key"]
+        assert stored != world.api_key and world.api_key not in stored
+        assert stored.startswith("sha256$")
+        params = {"type": "1"}
+        assert (
+            await api(client, "GET", "getcreditbalance", {"apikey": world.api_key, **params}) == 100
+        )
+        # what a stolen database holds is not a key
+        assert await api(client, "GET", "getcreditbalance", {"apikey": stored, **params}) == -1
+        # a row written before keys were hashed still works with its clear key
+        store.conn.execute("UPDATE accounts SET api_key = 'legacy-key' WHERE id = 1")
+        assert (
+            await api(client, "GET", "getcreditbalance", {"apikey": "legacy-key", **params}) == 100
+        )
+
+    run(world, tmp_path, scenario)
