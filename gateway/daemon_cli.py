@@ -129,6 +129,12 @@ def _print_demo(
     click.echo(f"  curl -s {base}/v1/inbox -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/sims -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/health")
+    if "password" in credentials:  # the provider-compatible APIs (README: Compatibility)
+        click.echo(
+            f"  curl -s '{base}/api_v1?sub_account=demo"
+            f"&sub_account_pass={credentials['password']}&action=account_info'"
+        )
+        click.echo(f"  curl -s '{base}/apis/getcreditbalance/?apikey={key}&type=1'")
     click.echo("Ctrl-C stops the demo.\n")
 
 
