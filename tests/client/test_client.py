@@ -28,7 +28,7 @@ from modem.client import (
 )
 from modem.errors import ModemGone, ModemTimeout, SimLockedError
 from modem.pdu import SmsSubmit, decode_pdu
-from tests.client.fake import ERROR, OK, FakeModem, deliver_pdu, factory, lines, report_pdu
+from tests.client.fake import ERROR, OK, PROMPT, FakeModem, deliver_pdu, factory, lines, report_pdu
 
 FAST = Timeouts(
     command=2.0,
@@ -645,3 +645,42 @@ async def test_cancelled_waiter_does_not_keep_the_lock() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert not lock.locked
+
+
+async def test_late_cmgs_answer_cannot_pass_for_the_next_submit() -> None:
+    modem = FakeModem()
+    pending: list[str] = []
+
+    def slow(body: str) -> None:
+        pending.append(body)  # the network answers much later
+
+    modem.body_reply = slow  # type: ignore[method-assign,assignment]
+    async with client_for(modem) as client:
+        (first,) = await client.send_sms("+4915199999999", "slow one")
+        assert first.status is SubmitStatus.UNKNOWN
+        # The late answer to the first submit lands while the second one waits for its prompt.
+        modem.on(r"\+CMGS=\d+", lambda m: lines("+CMGS: 99", "OK"))
+        (second,) = await client.send_sms("+4915199999999", "next one")
+        assert second.status is SubmitStatus.FAILED and second.message_reference is None
+        assert "belongs to an earlier command" in (second.reason or "")
+        modem.on(r"\+CMGS=\d+", PROMPT)
+        modem.body_reply = modem.submit_ok  # type: ignore[method-assign]
+        (third,) = await client.send_sms("+4915199999999", "after resync")
+        assert third.status is SubmitStatus.SENT and third.message_reference == 10
+
+
+async def test_drifted_read_is_not_taken_for_a_message() -> None:
+    modem = FakeModem()
+    got: list[Inbound] = []
+    async with client_for(modem, on_inbound=lambda i: got.append(i) or True) as client:
+        modem.storages["SM"][1] = (0, deliver_pdu("real"))
+        # A stray +CSQ answer glued to the read: not this command's answer -> desync, resync.
+        modem.on(r"\+CMGR=1", lambda m: lines("+CSQ: 5,0", "OK"))
+        modem.send(lines('+CMTI: "SM",1'))
+        await settle(client)
+        assert got == [] and 1 in modem.storages["SM"]
+        modem.rules.pop(0)
+        assert await client.scan() == 1
+        assert client.stats["resyncs"] == 1  # the scan resynchronised first
+        assert [i.deliver.user_data.text for i in got if isinstance(i, InboundSms)] == ["real"]
+        assert 1 not in modem.storages["SM"]
