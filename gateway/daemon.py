@@ -223,7 +223,17 @@ async def serve(
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM / SIGINT set `stop` so the daemon shuts down cleanly."""
+    """SIGTERM / SIGINT set `stop` so the daemon shuts down cleanly; SIGUSR1 logs every task's
+    stack (what is the daemon waiting for?) without stopping it."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_task_stacks)
+
+
+def log_task_stacks() -> None:
+    """Log the stack of every asyncio task (support diagnostics)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.warning("task %s: %s", task.get_name(), where or "(not started)")
