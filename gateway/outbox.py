@@ -96,6 +96,8 @@ class Outbox:
         self._concat_refs = concat_refs if concat_refs is not None else {}
         # Called with a part id once its TP-MR is recorded (reports that overtook it are matched).
         self.on_sent = on_sent
+        # SIMs with a part between its durable SENDING and its recorded outcome.
+        self.on_wire: set[int] = set()
 
     def _next_reference(self, sim_id: int) -> int:
         ref = self._concat_refs.get(sim_id, 0)
@@ -103,9 +105,18 @@ class Outbox:
         return ref
 
     async def send_message(
-        self, message_id: int, *, allowed_sims: list[int], sender_sim: int | None = None
+        self,
+        message_id: int,
+        *,
+        allowed_sims: list[int],
+        sender_sim: int | None = None,
+        keep_going: Callable[[], bool] | None = None,
     ) -> PartState:
-        """Send every queued part of a message from one SIM; return the message's state after."""
+        """Send every queued part of a message from one SIM; return the message's state after.
+
+        `keep_going` is asked before each part: a SIM being detached finishes the part on the
+        wire and leaves the rest queued.
+        """
         message = self.store.message(message_id)
         if message is None:
             raise KeyError(f"no message {message_id}")
@@ -140,6 +151,8 @@ class Outbox:
         for part, submit in zip(parts, submits, strict=True):
             if part["state"] != PartState.QUEUED.value:
                 continue
+            if keep_going is not None and not keep_going():
+                break
             state = await self._send_part(part, submit, sim_id, message, pace)
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
@@ -185,14 +198,18 @@ class Outbox:
             fields={"sim_id": sim_id, "attempts": part["attempts"] + 1},
         )
         self.pool.record_send(sim_id, message["account_id"], recipient, self.clock.monotonic())
+        self.on_wire.add(sim_id)
         try:
-            outcome = await asyncio.wait_for(
-                self.senders[sim_id].send_submit(recipient, submit),
-                timeout=SEND_TIMEOUT,
-            )
-        except TimeoutError:
-            outcome = SendOutcome(OutcomeKind.UNKNOWN, error="no answer to AT+CMGS")
-        return self._record(part, outcome, sim_id)
+            try:
+                outcome = await asyncio.wait_for(
+                    self.senders[sim_id].send_submit(recipient, submit),
+                    timeout=SEND_TIMEOUT,
+                )
+            except TimeoutError:
+                outcome = SendOutcome(OutcomeKind.UNKNOWN, error="no answer to AT+CMGS")
+            return self._record(part, outcome, sim_id)
+        finally:
+            self.on_wire.discard(sim_id)
 
     def _record(self, part: Mapping[str, Any], outcome: SendOutcome, sim_id: int) -> PartState:
         now = self.clock.wall()

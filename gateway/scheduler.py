@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from gateway.outbox import Outbox, PartSender
+from gateway.outbox import SEND_TIMEOUT, Outbox, PartSender
 from gateway.recurrence import Recurrence, RepeatUnit, next_occurrence
 from gateway.store import Store
 from modem.pdu import count
@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # enough that a SIM that falls ill strands little work.
 QUEUE_DEPTH = 2
 TICK_SECONDS = 0.5
+# How long detach() lets a send that is under way finish: longer than the outbox's own bound on
+# one AT+CMGS exchange, so the part ends recorded as sent, failed or uncertain.
+DETACH_GRACE = SEND_TIMEOUT + 5.0
 
 
 def run_due_series(store: Store, now: datetime) -> list[int]:
@@ -77,6 +80,7 @@ class Dispatcher:
         self._inflight: set[int] = set()
         self._backlog: Counter[int] = Counter()
         self._wake = asyncio.Event()
+        self._stopping: set[int] = set()
 
     def attach(self, sim_id: int, sender: PartSender) -> None:
         """A SIM's modem is ready: start its send loop."""
@@ -88,15 +92,24 @@ class Dispatcher:
                 self._send_loop(sim_id), name=f"send-loop-sim{sim_id}"
             )
 
-    async def detach(self, sim_id: int) -> None:
-        """A SIM's modem is gone: stop its loop; queued (not started) messages go back."""
+    async def detach(self, sim_id: int, *, grace: float = DETACH_GRACE) -> None:
+        """A SIM's modem is gone or the daemon stops: no new work goes to it; a message whose
+        AT+CMGS is under way may finish (bounded by `grace`, longer than the outbox's own send
+        timeout) so its part is recorded, not left `sending`; then the loop is stopped and the
+        messages still waiting in its queue go back to the dispatcher."""
         self.pool.set_present(sim_id, False)
         task = self._loops.pop(sim_id, None)
         queue = self._queues.pop(sim_id, None)
         if task is not None:
+            self._stopping.add(sim_id)
+            if sim_id in self.outbox.on_wire:
+                # Cancelling now would leave the part `sending` (uncertain at the next start)
+                # although the modem is about to tell us how it went.
+                await asyncio.wait({task}, timeout=grace)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._stopping.discard(sim_id)
         while queue is not None and not queue.empty():
             self._inflight.discard(queue.get_nowait())
         self._backlog.pop(sim_id, None)
@@ -149,10 +162,15 @@ class Dispatcher:
 
     async def _send_loop(self, sim_id: int) -> None:
         queue = self._queues[sim_id]
-        while True:
+        while sim_id not in self._stopping:
             message_id = await queue.get()
             try:
-                await self.outbox.send_message(message_id, allowed_sims=[sim_id], sender_sim=sim_id)
+                await self.outbox.send_message(
+                    message_id,
+                    allowed_sims=[sim_id],
+                    sender_sim=sim_id,
+                    keep_going=lambda: sim_id not in self._stopping,
+                )
             except Exception:
                 # A bug or a bad row must not kill the SIM's loop: log and move on; the message
                 # keeps its durable state and is picked up again.

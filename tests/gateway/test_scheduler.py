@@ -131,3 +131,69 @@ def test_opted_out_recipient_is_not_sent_and_refunded(tmp_path: Path, stop_word:
     assert states == {"sent": 1, "failed": 1}
     assert len(log) == 1
     assert credits == 4  # charged 2, refunded the opted-out one
+
+
+@dataclass
+class GatedModem:
+    """A modem whose AT+CMGS answers only when the test opens the gate."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: int = 0
+
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
+        self.calls += 1
+        self.started.set()
+        await self.gate.wait()
+        return SendOutcome(OutcomeKind.SENT, tp_mr=self.calls)
+
+
+def test_detach_lets_the_part_on_the_wire_finish_and_keeps_the_rest_queued(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=1.0)
+    modem = GatedModem()
+
+    async def scenario() -> list[str]:
+        dispatcher.attach(sims[0], modem)
+        (mid,) = service.submit(account, ["+15551230001"], "z" * 300).message_ids  # 2 parts
+        dispatcher.tick()
+        await modem.started.wait()  # part 1 is inside AT+CMGS
+        detaching = asyncio.create_task(dispatcher.detach(sims[0]))
+        await asyncio.sleep(5)
+        assert not detaching.done()  # it waits for the modem's answer instead of cutting it
+        modem.gate.set()
+        await detaching
+        return [p["state"] for p in store.parts(mid)]
+
+    try:
+        states = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert states == ["sent", "queued"]  # recorded, not left `sending`; part 2 waits
+    assert modem.calls == 1
+
+
+def test_detach_during_throttle_wait_cancels_at_once(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=60.0)
+    modem = GatedModem()
+    modem.gate.set()
+
+    async def scenario() -> tuple[list[str], float]:
+        dispatcher.attach(sims[0], modem)
+        (mid,) = service.submit(account, ["+15551230001"], "z" * 300).message_ids
+        dispatcher.tick()
+        await modem.started.wait()
+        await asyncio.sleep(1)  # part 1 sent; part 2 waits 60 s for the throttle
+        started = asyncio.get_running_loop().time()
+        await dispatcher.detach(sims[0])
+        return [p["state"] for p in store.parts(mid)], asyncio.get_running_loop().time() - started
+
+    try:
+        states, took = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert states == ["sent", "queued"]
+    assert took < 1.0
