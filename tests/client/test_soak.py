@@ -42,7 +42,7 @@ TIMEOUTS = Timeouts(
     ussd=1.0,
     drain_quiet=0.02,
     lock=10.0,
-    scan_interval=3600.0,
+    scan_interval=1.0,  # periodic scans drain reports stored silently (hang, lost +CNMA)
     keepalive=3600.0,
     close=2.0,
 )
@@ -149,9 +149,19 @@ class Soak:
         self.pool.advance(60.0)
         await self.connect()  # a fresh client scans every storage at start
         assert self.client is not None
-        await self.client.wait_idle()
-        await self.client.scan()
-        await self.client.wait_idle()
+        msisdn = self.pool.info()[0].msisdn
+        core = self.pool.core(0)
+        for _ in range(50):
+            await self.client.wait_idle()
+            await self.client.scan()
+            await self.client.wait_idle()
+            # Every delete frees a slot and the SMSC hands over what it held (SMMA): go on
+            # until the network holds nothing and the modem stores nothing.
+            held = self.pool.call(lambda: self.pool.network.held(msisdn))
+            stored = self.pool.call(lambda: sum(s.used() for s in core.storages.values()))
+            if held == 0 and stored == 0:
+                break
+            self.pool.advance(1.0)
         await self.client.close()
 
 
