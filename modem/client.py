@@ -521,6 +521,8 @@ class ModemClient:
             self._emit(event)
 
     def _handle_urc(self, urc: Urc) -> None:
+        if urc.line.strip().upper() in self.profile.readiness_urcs:
+            self._sms_ready.set()  # e.g. Cinterion ^SYSSTART: commands may be retried now
         if isinstance(urc, NewMessageIndication):
             if urc.storage is None or urc.index is None or urc.index < self.profile.index_base:
                 self._jobs.put_nowait(("scan", None, None, None))  # "+CMTI: ,-1" (SIM7000G)

@@ -46,8 +46,6 @@ class VendorProfile:
     cpin_without_ok: bool = False
     # +CME ERROR codes that mean "busy, retry later" right after start-up.
     transient_cme: frozenset[int] = frozenset({14, 515})
-    # Commands answered with the "+CMS ERROR" that mean "SMS not ready yet" on this family.
-    wakeup_attempts: int = 5
     # Commands to read the ICCID, tried in order.
     iccid_commands: tuple[str, ...] = ("+CCID", "+ICCID", "^ICCID?", "+QCCID")
 
