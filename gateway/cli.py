@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import click
 
+from gateway.admin_cli import (
+    db_group,
+    inbox_command,
+    modems_command,
+    outbox_command,
+    send_command,
+    sims_group,
+)
 from gateway.appliance_cli import doctor_command, install_command
 from gateway.daemon_cli import accounts_group, demo_command, serve_command
 from gateway.emulator_cli import emulator
@@ -18,6 +26,12 @@ def main() -> None:
 
 
 main.add_command(pdu)
+main.add_command(send_command)
+main.add_command(outbox_command)
+main.add_command(inbox_command)
+main.add_command(sims_group)
+main.add_command(modems_command)
+main.add_command(db_group)
 main.add_command(serve_command)
 main.add_command(demo_command)
 main.add_command(accounts_group)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -764,6 +764,77 @@ class Store:
                 )
                 self._rollup_message_of(part_id, stamp)
         return ids
+
+    # -- administration (CLI) ----------------------------------------------------------------
+
+    def set_sim_number(self, iccid: str, msisdn: str) -> bool:
+        """Set the long code of the SIM with this ICCID (when the SIM cannot tell its own)."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE sims SET msisdn = ? WHERE iccid = ?", (msisdn, iccid)
+            )
+        return cursor.rowcount == 1
+
+    def set_sim_limits(self, iccid: str, limits: Mapping[str, float | int | None]) -> bool:
+        """Change a SIM's throttle interval and caps (columns of the sims table)."""
+        allowed = {
+            "throttle_interval",
+            "cap_per_minute",
+            "cap_per_hour",
+            "cap_per_day",
+            "cap_recipients_per_day",
+        }
+        if not limits or not set(limits) <= allowed:
+            raise ValueError(f"limits must be among {sorted(allowed)}")
+        assignments = ", ".join(f"{column} = ?" for column in limits)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"UPDATE sims SET {assignments} WHERE iccid = ?", (*limits.values(), iccid)
+            )
+        return cursor.rowcount == 1
+
+    def list_modems(self) -> list[dict[str, Any]]:
+        """Every modem seen, by IMEI."""
+        return [dict(r) for r in self.conn.execute("SELECT * FROM modems ORDER BY id")]
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """Every account, without secrets."""
+        rows = self.conn.execute(
+            "SELECT id, sub_account, email, credits, unlimited, api_enabled, default_dial_code,"
+            " timezone, created_at FROM accounts ORDER BY id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def add_credits(self, account_id: int, delta: int, reason: str, *, now: datetime) -> int:
+        """Top up (or take back) credits through the ledger; return the new balance."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits + ? WHERE id = ?", (delta, account_id)
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (account_id, delta, reason, utc_iso(now)),
+            )
+            row = self.conn.execute(
+                "SELECT credits FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def backup(self, destination: Path, progress: Callable[[int, int], None] | None = None) -> None:
+        """Copy the live database to `destination` with SQLite's online backup (consistent even
+        while the daemon writes)."""
+        target = sqlite3.connect(destination)
+        try:
+            self.conn.backup(
+                target,
+                pages=256,
+                progress=(lambda _status, remaining, total: progress(total - remaining, total))
+                if progress is not None
+                else None,
+            )
+        finally:
+            target.close()
 
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""

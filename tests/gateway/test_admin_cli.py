@@ -1,0 +1,77 @@
+"""The owner's CLI: accounts, send, outbox, sims, modems, db, over one data directory."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.store import Store
+
+
+def _run(*args: str, data_dir: Path) -> str:
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_owner_workflow(tmp_path: Path) -> None:
+    creds = json.loads(
+        _run("accounts", "create", "shop", "--credits", "5", "--dial-code", "44", data_dir=tmp_path)
+    )
+    assert set(creds) == {"sub_account", "password", "api_key", "email", "token"}
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("07700900001\n\n+15551230002\nnot-a-number\n")
+    sent = json.loads(
+        _run("send", "--account", "shop", "--file", str(numbers), "Hello there", data_dir=tmp_path)
+    )
+    assert len(sent["message_ids"]) == 2
+    assert sent["rejected"][0]["to"] == "not-a-number"
+    outbox = json.loads(_run("outbox", "--account", "shop", "--json", data_dir=tmp_path))
+    assert sorted(m["recipient"] for m in outbox) == ["+15551230002", "+447700900001"]
+    assert {m["state"] for m in outbox} == {"queued"}
+    credits = json.loads(_run("accounts", "credits", "shop", "--add", "10", data_dir=tmp_path))
+    assert credits == {"sub_account": "shop", "credits": 13}  # 5 - 2 + 10
+
+    store = Store.open(tmp_path)
+    store.bind_sim(iccid="8944000000000000009", imsi=None, now=datetime.now(UTC))
+    store.close()
+    _run("sims", "set-number", "8944000000000000009", "+447700900099", data_dir=tmp_path)
+    limits = json.loads(
+        _run(
+            "sims",
+            "set-limits",
+            "8944000000000000009",
+            "--interval",
+            "6",
+            "--per-hour",
+            "100",
+            data_dir=tmp_path,
+        )
+    )
+    assert limits["throttle_interval"] == 6
+    (sim,) = json.loads(_run("sims", "list", "--json", data_dir=tmp_path))
+    assert (sim["msisdn"], sim["throttle_interval"]) == ("+447700900099", 6.0)
+
+    backup = tmp_path / "backup.sqlite3"
+    assert "backup written" in _run("db", "backup", str(backup), data_dir=tmp_path)
+    copy = Store.open(backup)
+    assert copy.count_by_state("messages") == {"queued": 2}
+    copy.close()
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["send", "--account", "nobody", "--to", "+1", "hi", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "no account 'nobody'" in result.output
+    result = runner.invoke(main, ["sims", "set-number", "123", "+1", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no SIM with ICCID 123" in result.output
+    result = runner.invoke(
+        main, ["sims", "set-limits", "123", "--interval", "0.1", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code != 0  # below the 1 s floor of the provider specs
