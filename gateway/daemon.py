@@ -99,7 +99,9 @@ class Gateway:
         if pending:
             log.info("%d inbound part(s) waiting for the rest of their message", pending)
         service = GatewayService(store, wall=wall)
-        return cls(config, store, service, pool, outbox, Dispatcher(store, outbox), inbox, reports)
+        dispatcher = Dispatcher(store, outbox)
+        service.on_accepted = dispatcher.wake
+        return cls(config, store, service, pool, outbox, dispatcher, inbox, reports)
 
     def add_worker(self, port: str, *, pin: str | None = None) -> ModemWorker:
         """Supervise a modem on `port` (a path, PTY or socket:// URL)."""

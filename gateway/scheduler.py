@@ -124,6 +124,10 @@ class Dispatcher:
         granted = self.store.sims_of_account(account_id)
         return [s for s in (granted or list(self._loops)) if s in self._loops]
 
+    def wake(self) -> None:
+        """New work was accepted: assign it now rather than at the next tick."""
+        self._wake.set()
+
     def tick(self) -> int:
         """Promote scheduled messages that are due and assign queued ones; return how many."""
         now_wall = self.outbox.clock.wall()

@@ -96,6 +96,13 @@ class GatewayService:
         self.contacts = ContactBook(store, wall=wall)
         self.otps = OtpBook(store, wall=wall)
         self._group: list[tuple[_BatchPlan, asyncio.Future[BatchResult]]] = []
+        # Called after new work is accepted, so the dispatcher starts it without waiting for
+        # its next tick (the daemon wires it to Dispatcher.wake).
+        self.on_accepted: Callable[[], None] | None = None
+
+    def _accepted(self) -> None:
+        if self.on_accepted is not None:
+            self.on_accepted()
 
     def _account(self, account_id: int) -> dict[str, Any]:
         account = self.store.account(account_id)
@@ -186,6 +193,7 @@ class GatewayService:
         log.info(
             "account %d: accepted %d message(s), %d part(s) each", account_id, len(ids), cost.parts
         )
+        self._accepted()
         return SubmitResult(
             tuple(ids), batch_id, cost.parts, total, cost.encoding.value, tuple(rejected)
         )
@@ -477,6 +485,7 @@ class GatewayService:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self._accepted()
         for (plan, future), accepted in zip(group, results, strict=True):
             if future.done():
                 continue  # the caller went away; what it asked for is accepted all the same
