@@ -14,7 +14,7 @@ from gateway.admin_cli import (
 )
 from gateway.appliance_cli import doctor_command, install_command
 from gateway.daemon_cli import accounts_group, demo_command, serve_command
-from gateway.emulator_cli import emulator
+from gateway.emulator_cli import emulator, run_command
 from gateway.modem_cli import modem_group
 from gateway.pdu_cli import pdu
 
@@ -37,6 +37,8 @@ main.add_command(demo_command)
 main.add_command(accounts_group)
 main.add_command(modem_group)
 main.add_command(emulator)
+# The issue names it `smsgw emulate`: the same command as `smsgw emulator run`.
+main.add_command(run_command, name="emulate")
 main.add_command(install_command)
 main.add_command(doctor_command)
 
