@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 # Retries for temporary errors (CMS 38 network out of order, 42 congestion, timeouts), then fail.
 MAX_ATTEMPTS = 5
-BACKOFF_BASE = timedelta(seconds=30)
+# Short, because the retry usually fails over to another SIM; a SIM that keeps failing is cooled
+# down as a whole by the pool (gateway.pool.HealthPolicy), which is what protects the network.
+BACKOFF_BASE = timedelta(seconds=2)
 SEND_TIMEOUT = 60.0
 
 
