@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.contacts import ContactInput
 from gateway.service import (
     GatewayService,
     InsufficientCreditsError,
@@ -242,6 +243,142 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
+def _batch_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    """GET /v1/batches/{id}: the batch and how many of its messages are in each state."""
+    service = request.app[SERVICE]
+    batch = service.batch_info(request[ACCOUNT], _batch_id(request))
+    if batch is None:
+        return _error(404, "not_found", "no such batch")
+    return web.json_response(
+        {
+            "id": batch["id"],
+            "state": batch["state"],
+            "send_at": batch["send_at"],
+            "next_run": batch["next_run"],
+            "runs": batch["runs"],
+            "recurrence": json.loads(batch["recurrence"]) if batch["recurrence"] else None,
+            "messages": service.batch_states(request[ACCOUNT], batch["id"]),
+        }
+    )
+
+
+async def control_batch(request: web.Request) -> web.Response:
+    """POST /v1/batches/{id}/pause | /resume; DELETE /v1/batches/{id} cancels (refunds)."""
+    service = request.app[SERVICE]
+    batch_id = _batch_id(request)
+    action = request.match_info.get("action", "cancel")
+    if action == "pause":
+        service.pause_batch(request[ACCOUNT], batch_id)
+        return web.json_response({"id": batch_id, "state": "paused"})
+    if action == "resume":
+        service.resume_batch(request[ACCOUNT], batch_id)
+        return web.json_response({"id": batch_id, "state": "active"})
+    refunded = service.cancel_batch(request[ACCOUNT], batch_id)
+    return web.json_response({"id": batch_id, "state": "cancelled", "cancelled_parts": refunded})
+
+
+async def modems(request: web.Request) -> web.Response:
+    """GET /v1/modems: every modem seen, by IMEI."""
+    rows = request.app[SERVICE].store.list_modems()
+    return web.json_response(
+        {
+            "modems": [
+                {
+                    "id": m["id"],
+                    "imei": m["imei"],
+                    "manufacturer": m["manufacturer"],
+                    "model": m["model"],
+                    "port": m["last_port"],
+                    "state": m["state"],
+                    "last_seen": m["last_seen"],
+                }
+                for m in rows
+            ]
+        }
+    )
+
+
+async def contacts(request: web.Request) -> web.Response:
+    """GET /v1/contacts[?group=&limit=&offset=]."""
+    book = request.app[SERVICE].contacts
+    account = request[ACCOUNT]
+    group = request.query.get("group")
+    group_ids = None
+    if group is not None:
+        gid = book.group_id(account, group)
+        if gid is None:
+            return _error(404, "not_found", f"no contact group {group!r}")
+        group_ids = [gid]
+    limit = _int_query(request, "limit", 50)
+    if not 1 <= limit <= 500:
+        raise InvalidRequestError("limit must be 1-500")
+    total, rows = book.search(
+        account, group_ids=group_ids, limit=limit, offset=_int_query(request, "offset", 0)
+    )
+    return web.json_response(
+        {
+            "total": total,
+            "contacts": [
+                {
+                    "id": r["id"],
+                    "number": r["number"],
+                    "first_name": r["first_name"],
+                    "last_name": r["last_name"],
+                    "email": r["email"],
+                    "group_id": r["group_id"],
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+async def add_contacts(request: web.Request) -> web.Response:
+    """POST /v1/contacts: {"contacts": [{"number", "first_name", "last_name", "email",
+    "group"}]}; numbers with a leading 0 take the account's dial code."""
+    body = await _json_body(request)
+    items = body.get("contacts")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidRequestError("'contacts' must be a list of objects")
+    service = request.app[SERVICE]
+    account = service.store.account(request[ACCOUNT]) or {}
+    try:
+        inputs = [
+            ContactInput(
+                number=str(i["number"]),
+                first_name=str(i.get("first_name", "")),
+                last_name=str(i.get("last_name", "")),
+                email=str(i.get("email", "")),
+                group=str(i["group"]) if i.get("group") else None,
+            )
+            for i in items
+        ]
+    except KeyError:
+        raise InvalidRequestError("every contact needs a 'number'") from None
+    try:
+        result = service.contacts.save(
+            request[ACCOUNT], inputs, dial_code=account.get("default_dial_code", "")
+        )
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    return web.json_response(
+        {"saved": list(result.contact_ids), "rejected": list(result.rejected)}, status=201
+    )
+
+
+async def groups(request: web.Request) -> web.Response:
+    """GET /v1/groups: contact groups with their sizes."""
+    rows = request.app[SERVICE].contacts.groups(request[ACCOUNT])
+    return web.json_response({"groups": [{"name": n, "contacts": c} for n, c in rows]})
+
+
 def build(service: GatewayService) -> web.Application:
     """The /v1 sub-application."""
     app = web.Application(middlewares=[errors_and_auth])
@@ -250,6 +387,13 @@ def build(service: GatewayService) -> web.Application:
     app.router.add_get("/messages", list_messages)
     app.router.add_get("/messages/{id}", get_message)
     app.router.add_delete("/messages/{id}", cancel_message)
+    app.router.add_get("/batches/{id}", get_batch)
+    app.router.add_post("/batches/{id}/{action:pause|resume}", control_batch)
+    app.router.add_delete("/batches/{id}", control_batch)
+    app.router.add_get("/modems", modems)
+    app.router.add_get("/contacts", contacts)
+    app.router.add_post("/contacts", add_contacts)
+    app.router.add_get("/groups", groups)
     app.router.add_get("/inbox", inbox)
     app.router.add_get("/sims", sims)
     app.router.add_get("/health", health)
@@ -342,6 +486,53 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Cancel unsent parts (refunded)",
                 "responses": {"200": {"description": "cancelled"}},
             },
+        },
+        "/batches/{id}": {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "get": {
+                "summary": "A batch or recurring series and its messages per state",
+                "responses": {"200": {"description": "batch"}, "404": {"description": "unknown"}},
+            },
+            "delete": {
+                "summary": "Cancel the batch (future runs stop, unsent parts refunded)",
+                "responses": {"200": {"description": "cancelled"}},
+            },
+        },
+        "/batches/{id}/pause": {
+            "post": {
+                "summary": "Hold the batch's unsent messages",
+                "responses": {"200": {"description": "paused"}},
+            }
+        },
+        "/batches/{id}/resume": {
+            "post": {
+                "summary": "Let a paused batch send again",
+                "responses": {"200": {"description": "active"}},
+            }
+        },
+        "/modems": {
+            "get": {
+                "summary": "Modems seen, by IMEI",
+                "responses": {"200": {"description": "modems"}},
+            }
+        },
+        "/contacts": {
+            "get": {
+                "summary": "Contacts, newest first",
+                "responses": {"200": {"description": "contacts"}},
+            },
+            "post": {
+                "summary": "Save contacts (into their groups)",
+                "responses": {"201": {"description": "saved"}},
+            },
+        },
+        "/groups": {
+            "get": {
+                "summary": "Contact groups and their sizes",
+                "responses": {"200": {"description": "groups"}},
+            }
         },
         "/inbox": {
             "get": {

@@ -103,3 +103,53 @@ def test_health_and_openapi_are_public(tmp_path: Path) -> None:
         assert {"/messages", "/messages/{id}", "/inbox", "/sims", "/health"} <= set(doc["paths"])
 
     _run(tmp_path, scenario)
+
+
+def test_batches_contacts_groups_and_modems(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.post(
+            "/v1/messages",
+            json={"to": ["+15551230001", "+15551230002"], "text": "hi"},
+            headers=headers,
+        )
+        batch = (await r.json())["batch_id"]
+        r = await client.post(f"/v1/batches/{batch}/pause", headers=headers)
+        assert (await r.json())["state"] == "paused"
+        r = await client.get(f"/v1/batches/{batch}", headers=headers)
+        detail = await r.json()
+        assert (detail["state"], detail["messages"]) == ("paused", {"queued": 2})
+        r = await client.post(f"/v1/batches/{batch}/resume", headers=headers)
+        assert r.status == 200
+        r = await client.delete(f"/v1/batches/{batch}", headers=headers)
+        assert (await r.json())["cancelled_parts"] == 2
+        r = await client.post(f"/v1/batches/{batch}/resume", headers=headers)
+        assert r.status == 400  # a cancelled batch stays cancelled
+        r = await client.get("/v1/batches/999", headers=headers)
+        assert r.status == 404
+
+        r = await client.post(
+            "/v1/contacts",
+            headers=headers,
+            json={
+                "contacts": [
+                    {"number": "07700900123", "first_name": "Ann", "group": "vip"},
+                    {"number": "nope"},
+                ]
+            },
+        )
+        assert r.status == 201
+        saved = await r.json()
+        assert len(saved["saved"]) == 1
+        assert saved["rejected"] == ["nope"]
+        r = await client.get("/v1/contacts", params={"group": "vip"}, headers=headers)
+        body = await r.json()
+        assert body["total"] == 1
+        assert body["contacts"][0]["number"] == "+447700900123"
+        r = await client.get("/v1/groups", headers=headers)
+        assert {"name": "vip", "contacts": 1} in (await r.json())["groups"]
+        r = await client.post("/v1/contacts", headers=headers, json={"contacts": [{"x": 1}]})
+        assert r.status == 400
+        r = await client.get("/v1/modems", headers=headers)
+        assert (await r.json()) == {"modems": []}
+
+    _run(tmp_path, scenario)
