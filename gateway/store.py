@@ -365,20 +365,29 @@ class Store:
         A part in SENDING may or may not have reached the network: resending it could deliver it
         twice, so it is reported as uncertain and only requeued if the account opted in.
         """
+        return self._sending_to_uncertain(None, "interrupted during AT+CMGS", now)
+
+    def _sending_to_uncertain(self, sim_id: int | None, reason: str, now: datetime) -> list[int]:
+        """Turn SENDING parts (of one SIM, or all) into UNCERTAIN; return their ids."""
         stamp = utc_iso(now)
+        check_transition(PartState.SENDING, PartState.UNCERTAIN)
+        where = "state = ?" if sim_id is None else "state = ? AND sim_id = ?"
+        args: tuple[Any, ...] = (
+            (PartState.SENDING.value,)
+            if sim_id is None
+            else (
+                PartState.SENDING.value,
+                sim_id,
+            )
+        )
         with self.transaction():
             ids = [
-                int(r[0])
-                for r in self.conn.execute(
-                    "SELECT id FROM parts WHERE state = ?", (PartState.SENDING.value,)
-                )
+                int(r[0]) for r in self.conn.execute(f"SELECT id FROM parts WHERE {where}", args)
             ]
             for part_id in ids:
-                check_transition(PartState.SENDING, PartState.UNCERTAIN)
                 self.conn.execute(
-                    "UPDATE parts SET state = ?, error = 'interrupted during AT+CMGS', done_at = ?"
-                    " WHERE id = ?",
-                    (PartState.UNCERTAIN.value, stamp, part_id),
+                    "UPDATE parts SET state = ?, error = ?, done_at = ? WHERE id = ?",
+                    (PartState.UNCERTAIN.value, reason, stamp, part_id),
                 )
                 self._rollup_message_of(part_id, stamp)
         return ids
@@ -1310,24 +1319,7 @@ class Store:
 
         The PDU may or may not have reached the network, so the part is never silently resent.
         """
-        stamp = utc_iso(now)
-        with self.transaction():
-            ids = [
-                int(r[0])
-                for r in self.conn.execute(
-                    "SELECT id FROM parts WHERE state = ? AND sim_id = ?",
-                    (PartState.SENDING.value, sim_id),
-                )
-            ]
-            for part_id in ids:
-                check_transition(PartState.SENDING, PartState.UNCERTAIN)
-                self.conn.execute(
-                    "UPDATE parts SET state = ?, error = 'modem vanished during AT+CMGS',"
-                    " done_at = ? WHERE id = ?",
-                    (PartState.UNCERTAIN.value, stamp, part_id),
-                )
-                self._rollup_message_of(part_id, stamp)
-        return ids
+        return self._sending_to_uncertain(sim_id, "modem vanished during AT+CMGS", now)
 
 
 def _like(term: str) -> str:
