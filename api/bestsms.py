@@ -18,11 +18,11 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
-from urllib.parse import unquote_to_bytes
 from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
 
+from api.forms import decode_pairs
 from gateway.contacts import ContactError, ContactInput
 from gateway.numbers import InvalidNumberError, normalize
 from gateway.recurrence import resolve_local
@@ -130,27 +130,9 @@ class Params:
         return set(self._values)
 
 
-def _decode_pairs(raw: bytes) -> list[tuple[str, str | None]]:
-    pairs: list[tuple[str, str | None]] = []
-    for chunk in raw.split(b"&"):
-        if not chunk:
-            continue
-        name_raw, _, value_raw = chunk.partition(b"=")
-        try:
-            name = unquote_to_bytes(name_raw.replace(b"+", b" ")).decode()
-        except UnicodeDecodeError:
-            continue
-        try:
-            value: str | None = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode()
-        except UnicodeDecodeError:
-            value = None
-        pairs.append((name, value))
-    return pairs
-
-
 async def read_params(request: web.Request) -> Params:
     """Parse the query string and a urlencoded or multipart body, strictly as UTF-8."""
-    pairs = _decode_pairs(request.rel_url.raw_query_string.encode("latin-1", "replace"))
+    pairs = decode_pairs(request.rel_url.raw_query_string.encode("latin-1", "replace"))
     if request.method == "POST" and request.body_exists:
         ctype = request.content_type
         if ctype == "multipart/form-data":
@@ -175,7 +157,7 @@ async def read_params(request: web.Request) -> Params:
             except Exception as exc:  # any malformed multipart (headers, boundary, charset)
                 raise BestSmsError(8, "malformed multipart body") from exc
         else:
-            pairs.extend(_decode_pairs(await request.read()))
+            pairs.extend(decode_pairs(await request.read()))
     return Params(pairs)
 
 

@@ -17,11 +17,11 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
-from urllib.parse import unquote_to_bytes
 from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
 
+from api.forms import decode_pairs
 from gateway.contacts import (
     AlreadySubscribedError,
     AppointmentStatus,
@@ -97,27 +97,9 @@ class Params:
         return value or None
 
 
-def _decode_pairs(raw: bytes) -> list[tuple[str, str | None]]:
-    pairs: list[tuple[str, str | None]] = []
-    for chunk in raw.split(b"&"):
-        if not chunk:
-            continue
-        name_raw, _, value_raw = chunk.partition(b"=")
-        try:
-            name = unquote_to_bytes(name_raw.replace(b"+", b" ")).decode()
-        except UnicodeDecodeError:
-            continue
-        try:
-            value: str | None = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode()
-        except UnicodeDecodeError:
-            value = None
-        pairs.append((name, value))
-    return pairs
-
-
 async def read_params(request: web.Request) -> Params | None:
     """Query string plus a urlencoded or multipart body, strictly UTF-8; None if unreadable."""
-    pairs = _decode_pairs(request.rel_url.raw_query_string.encode("latin-1", "replace"))
+    pairs = decode_pairs(request.rel_url.raw_query_string.encode("latin-1", "replace"))
     if request.method == "POST" and request.body_exists:
         if request.content_type == "multipart/form-data":
             try:
@@ -139,7 +121,7 @@ async def read_params(request: web.Request) -> Params | None:
             except Exception:  # any malformed multipart (bad headers, boundary, charset)
                 return None
         else:
-            pairs.extend(_decode_pairs(await request.read()))
+            pairs.extend(decode_pairs(await request.read()))
     return Params(pairs)
 
 
