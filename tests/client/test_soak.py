@@ -78,6 +78,7 @@ class Soak:
             self.client = None
         if not self.pool.path(0):
             self.pool.advance(2.0)  # unplugged: wait (virtually) for it to come back
+        self.pool.boot()  # let boot URCs ("SMS Ready") of a replugged/rebooted modem pass
         client = ModemClient(
             self.pool.path(0),
             config=ClientConfig(timeouts=TIMEOUTS, max_timeouts=2, scan_on_start=True),
@@ -165,8 +166,8 @@ class Soak:
         await self.client.close()
 
 
-async def run_soak(steps: int, seed: int) -> Soak:
-    with EmulatorPool(["generic"], seed=seed) as pool:
+async def run_soak(steps: int, seed: int, personality: str = "generic") -> Soak:
+    with EmulatorPool([personality], seed=seed) as pool:
         pool.boot()
         soak = Soak(pool, random.Random(seed))
         try:
@@ -237,10 +238,16 @@ async def test_soak_short() -> None:
     assert soak.reconnects >= 1 and soak.injected and soak.sent
 
 
+SOAK_PERSONALITIES = ["generic", "generic", "huawei", "ec25", "sim800", "wavecom", "zte", "sim7600"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_soak_1000(seed: int) -> None:
-    soak = await run_soak(steps=1000, seed=seed)
+@pytest.mark.parametrize(
+    ("seed", "personality"),
+    list(enumerate(SOAK_PERSONALITIES, start=1)),
+)
+async def test_soak_1000(seed: int, personality: str) -> None:
+    soak = await run_soak(steps=1000, seed=seed, personality=personality)
     assert len(soak.injected) > 300 and len(soak.sent) > 300
 
 
