@@ -99,8 +99,7 @@ class Soak:
             self.pool.set_fault(0, "reboot")
             self.pool.advance(10.0)
         elif kind == "unplug":
-            if self.pool.path(0):  # a second unplug before the replug leaks a PTY (emulator)
-                self.pool.unplug(0, seconds=2.0)
+            self.pool.unplug(0, seconds=2.0)
         elif kind not in self.active:
             params: dict[str, float | int | str] = {
                 "garbage": {"rate": 0.5, "length": 6},
