@@ -347,7 +347,6 @@ class ModemClient:
         self._gone: ModemGone | None = None
         self._ready = asyncio.Event()
         self._sms_ready = asyncio.Event()
-        self._stale = asyncio.Event()
         self._rx = asyncio.Event()  # set whenever bytes arrive (drain detection)
         self._listeners: list[Callable[[ClientEvent], None]] = []
         self._ussd_waiters: list[asyncio.Future[UssdResponse]] = []
@@ -505,11 +504,9 @@ class ModemClient:
                 self._prompt.set_result(None)
         elif isinstance(event, StaleResult):
             self.stats["stale"] += 1
-            self._stale.set()
             log.debug("stale result %s", event.result)
         elif isinstance(event, UnexpectedLine):
             self.stats["unexpected"] += 1
-            self._stale.set()
             if event.text == ">" and self._transport is not None and not self._transport.is_closing:
                 # A prompt nobody asked for (late, after its AT+CMGS gave up): leave it, or the
                 # modem would swallow our next command as message text.
