@@ -365,3 +365,54 @@ async def test_messages_waiting_at_start_are_scanned() -> None:
 def test_part_results_are_plain_data() -> None:
     result = PartResult(1, 1, SubmitStatus.SENT, 5, OUTSIDE, datetime.now(UTC))
     assert result.status.value == "sent"
+
+
+async def test_socket_transport_to_an_emulated_modem() -> None:
+    """socket://host:port: a TCP bridge to the modem's PTY (like ser2net on a remote box)."""
+    import os
+    import tty
+
+    with EmulatorPool(["generic"], seed=3) as pool:
+        pool.boot()
+        fd = os.open(pool.path(0), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(fd)
+        loop = asyncio.get_running_loop()
+        writers: list[asyncio.StreamWriter] = []
+
+        def pty_readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            for w in writers:
+                w.write(data)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            try:
+                while data := await reader.read(4096):
+                    os.write(fd, data)
+            finally:
+                writers.remove(writer)
+                writer.close()
+
+        loop.add_reader(fd, pty_readable)
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            client = ModemClient(
+                f"socket://127.0.0.1:{port}", config=ClientConfig(timeouts=TIMEOUTS)
+            )
+            await client.open()
+            try:
+                ident = await client.identity()
+                assert ident.imsi == pool.info()[0].imsi
+                (part,) = await client.send_sms(OUTSIDE, "over TCP")
+                assert part.status is SubmitStatus.SENT
+            finally:
+                await client.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+            loop.remove_reader(fd)
+            os.close(fd)
