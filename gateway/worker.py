@@ -27,6 +27,7 @@ from modem.client import (
     InboundStatusReport,
     ModemClient,
     ModemLost,
+    ModemMemory,
     PartResult,
     SubmitStatus,
 )
@@ -110,6 +111,9 @@ class ModemWorker:
         self.state = "connecting"
         self.last_error = ""
         self.ready = asyncio.Event()  # set while the modem is ready (tests, health checks)
+        # Survives reconnects: a wrong PIN is never sent twice, and messages the network sends
+        # again after a lost acknowledgement reach the inbox once.
+        self.memory = ModemMemory()
 
     async def _on_inbound(self, item: Inbound) -> bool:
         """Store what the modem received; True lets the driver delete it from the modem."""
@@ -131,7 +135,9 @@ class ModemWorker:
         attempt = 0
         while not stop.is_set():
             lost = asyncio.Event()
-            client = self.client_factory(self.port, config=self.config, on_inbound=self._on_inbound)
+            client = self.client_factory(
+                self.port, config=self.config, on_inbound=self._on_inbound, memory=self.memory
+            )
             try:
                 await client.open()
                 await self._bind(client)

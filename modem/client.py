@@ -786,6 +786,10 @@ class ModemClient:
     async def _wake(self) -> None:
         """AT until OK: the first ones may be eaten by auto-baud (SIM7000G answered the 3rd)."""
         async with self._port(urgent=True):
+            # A previous owner of the port may have died between AT+CMGS's prompt and the PDU
+            # (daemon killed mid-send): the modem then takes our ATs as PDU text. ESC leaves
+            # that prompt; the CR ends the line otherwise. Its answer, if any, is drained below.
+            self._write(b"\x1b\r")
             for _attempt in range(self.config.wakeup_attempts):
                 try:
                     resp = await self._run(cmds.AT, self.t.wakeup)
@@ -837,6 +841,8 @@ class ModemClient:
         for _ in range(self.config.transient_attempts):
             state = await self._read_pin_state()
             if state == "READY":
+                # The PIN is known good: after a modem reboot it may be sent again.
+                self.memory.pin_tried = False
                 return
             if state != "SIM PIN":
                 raise SimLockedError(state)

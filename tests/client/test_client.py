@@ -323,7 +323,9 @@ async def test_cancelled_caller_does_not_cut_cmgs() -> None:
             await task
         await settle(client)
         assert [r.status for r in results] == [SubmitStatus.SENT]
-        assert len(modem.submitted) == 1 and "<ESC>" not in modem.written
+        assert len(modem.submitted) == 1
+        cmgs = next(i for i, w in enumerate(modem.written) if w.startswith("AT+CMGS"))
+        assert "<ESC>" not in modem.written[cmgs:]  # no resync: the exchange was not cut
 
 
 async def test_prompt_without_space_and_echo() -> None:
@@ -684,3 +686,38 @@ async def test_drifted_read_is_not_taken_for_a_message() -> None:
         assert client.stats["resyncs"] == 1  # the scan resynchronised first
         assert [i.deliver.user_data.text for i in got if isinstance(i, InboundSms)] == ["real"]
         assert 1 not in modem.storages["SM"]
+
+
+async def test_open_leaves_a_prompt_a_dead_owner_left_behind() -> None:
+    # The daemon was killed between "> " and the PDU: the modem still waits for PDU text.
+    modem = FakeModem()
+    async with client_for(modem):
+        pass
+    assert modem.written[0] == "<ESC>"  # before the first AT of the wake-up
+    assert modem.written[1].startswith("AT")
+
+
+async def test_a_good_pin_is_sent_again_after_the_modem_rebooted() -> None:
+    modem = FakeModem()
+    state = {"locked": True}
+    modem.on(
+        r"\+CPIN\?",
+        lambda m: lines("+CPIN: SIM PIN" if state["locked"] else "+CPIN: READY", "OK"),
+    )
+
+    def enter(m: re.Match[str]) -> str:
+        state["locked"] = False
+        return OK
+
+    modem.on(r'\+CPIN="4321"', enter)
+    memory = ModemMemory()
+    cfg = config(pin="4321")
+    first = ModemClient(transport_factory=factory(modem), config=cfg, memory=memory)  # type: ignore[arg-type]
+    await first.open()
+    await first.close()
+    state["locked"] = True  # power cycle: the SIM asks for its PIN again
+    second = ModemClient(transport_factory=factory(modem), config=cfg, memory=memory)  # type: ignore[arg-type]
+    await second.open()
+    assert second.alive
+    await second.close()
+    assert modem.commands().count('AT+CPIN="4321"') == 2
