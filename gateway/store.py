@@ -776,6 +776,14 @@ class Store:
 
     # -- administration (CLI) ----------------------------------------------------------------
 
+    def recent_send_times(self, sim_id: int, since: datetime) -> list[datetime]:
+        """When this SIM started each AT+CMGS since `since` (to rebuild its pacing)."""
+        rows = self.conn.execute(
+            "SELECT sending_at FROM parts WHERE sim_id = ? AND sending_at >= ? ORDER BY sending_at",
+            (sim_id, utc_iso(since)),
+        ).fetchall()
+        return [datetime.fromisoformat(r[0]) for r in rows]
+
     def set_sim_number(self, iccid: str, msisdn: str) -> bool:
         """Set the long code of the SIM with this ICCID (when the SIM cannot tell its own)."""
         with self.transaction():

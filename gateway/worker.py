@@ -8,7 +8,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.inbox import Inbox
@@ -191,7 +191,17 @@ class ModemWorker:
             per_day=row.get("cap_per_day"),
             recipients_per_day=row.get("cap_recipients_per_day"),
         )
-        self.pool.upsert(sim_id, row.get("msisdn") or "", policy)
+        pooled = self.pool.upsert(sim_id, row.get("msisdn") or "", policy)
+        if pooled.throttle.last_send is None:
+            # First sight of this SIM since the daemon started: its pace and caps continue from
+            # what it sent before the restart, not from zero.
+            now_mono = asyncio.get_running_loop().time()
+            pooled.throttle.restore(
+                [
+                    now_mono - (now - sent).total_seconds()
+                    for sent in self.store.recent_send_times(sim_id, now - timedelta(days=1))
+                ]
+            )
         self.sim_id = sim_id
         self.dispatcher.attach(sim_id, ClientSender(client))
         log.info(

@@ -1,0 +1,75 @@
+"""ModemWorker binding: a SIM seen again after a daemon restart keeps its pace."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.accounts import create_account
+from gateway.inbox import Inbox
+from gateway.models import PartState
+from gateway.outbox import Clock, Outbox
+from gateway.pool import SimPool
+from gateway.reports import ReportMatcher
+from gateway.scheduler import Dispatcher
+from gateway.store import Store
+from gateway.worker import ModemWorker
+from modem.client import Identity
+
+ICCID = "8944000000000000077"
+
+
+class StubClient:
+    async def identity(self) -> Identity:
+        return Identity("ACME", "M1", "1.0", "350000000000001", "001010000000077", ICCID, None)
+
+
+def test_throttle_continues_from_sends_before_a_restart(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    wall_now = datetime.now(UTC)
+    account = create_account(store, "a", now=wall_now).account_id
+    sim = store.bind_sim(iccid=ICCID, imsi=None, now=wall_now)
+    store.conn.execute("UPDATE sims SET throttle_interval = 6 WHERE id = ?", (sim,))
+    (part,) = store.accept_message(
+        account_id=account,
+        recipient="+15551230001",
+        body="x",
+        encoding="gsm7",
+        parts=1,
+        now=wall_now,
+    ).part_ids
+    # the previous daemon started AT+CMGS 2 s ago, then died
+    store.transition_part(
+        part,
+        PartState.QUEUED,
+        PartState.SENDING,
+        now=wall_now - timedelta(seconds=2),
+        fields={"sim_id": sim},
+    )
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        pool = SimPool()
+        outbox = Outbox(store, pool, {}, Clock(loop.time, lambda: wall_now, asyncio.sleep))
+        dispatcher = Dispatcher(store, outbox)
+        worker = ModemWorker(
+            "/dev/null",
+            store=store,
+            pool=pool,
+            dispatcher=dispatcher,
+            inbox=Inbox(store),
+            reports=ReportMatcher(store),
+            wall=lambda: wall_now,
+        )
+        try:
+            await worker._bind(StubClient())  # type: ignore[arg-type]
+            decision = pool.get(sim).throttle.check(loop.time())
+            assert not decision.allowed
+            return decision.not_before - loop.time()
+        finally:
+            await dispatcher.close()
+
+    try:
+        wait = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert 3.9 < wait < 4.1  # 6 s interval, 2 s already gone before the restart
