@@ -284,6 +284,28 @@ async def control_batch(request: web.Request) -> web.Response:
     return web.json_response({"id": batch_id, "state": "cancelled", "cancelled_parts": refunded})
 
 
+async def modify_batch(request: web.Request) -> web.Response:
+    """PATCH /v1/batches/{id}: {"text"?, "send_at"?} for messages still scheduled."""
+    body = await _json_body(request)
+    text = body.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InvalidRequestError("'text' must be a string")
+    send_at = None
+    if body.get("send_at") is not None:
+        try:
+            send_at = datetime.fromisoformat(str(body["send_at"]))
+        except ValueError:
+            raise InvalidRequestError("'send_at' must be ISO 8601 with an offset") from None
+        if send_at.tzinfo is None:
+            raise InvalidRequestError("'send_at' needs a UTC offset")
+    if text is None and send_at is None:
+        raise InvalidRequestError("give 'text' and/or 'send_at'")
+    changed = request.app[SERVICE].modify_batch(
+        request[ACCOUNT], _batch_id(request), text=text, send_at=send_at
+    )
+    return web.json_response({"id": _batch_id(request), "messages_changed": changed})
+
+
 async def modems(request: web.Request) -> web.Response:
     """GET /v1/modems: every modem seen, by IMEI."""
     rows = request.app[SERVICE].store.list_modems()
@@ -390,6 +412,7 @@ def build(service: GatewayService) -> web.Application:
     app.router.add_get("/batches/{id}", get_batch)
     app.router.add_post("/batches/{id}/{action:pause|resume}", control_batch)
     app.router.add_delete("/batches/{id}", control_batch)
+    app.router.add_patch("/batches/{id}", modify_batch)
     app.router.add_get("/modems", modems)
     app.router.add_get("/contacts", contacts)
     app.router.add_post("/contacts", add_contacts)

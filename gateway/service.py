@@ -274,6 +274,45 @@ class GatewayService:
             raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
         self.store.set_batch_state(batch_id, "active")
 
+    def modify_batch(
+        self,
+        account_id: int,
+        batch_id: int,
+        *,
+        text: str | None = None,
+        send_at: datetime | None = None,
+    ) -> int:
+        """Change the text and/or send time of a scheduled batch (or a series' next runs);
+        messages already due or sent are not touched. Returns how many messages changed."""
+        batch = self._own_batch(account_id, batch_id)
+        if batch["state"] not in ("active", "paused"):
+            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
+        if text is not None and not text:
+            raise InvalidRequestError("message text is empty")
+        if text is not None and len(text) > MAX_BODY_CHARACTERS:
+            raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+        if send_at is not None and send_at <= self.wall():
+            raise InvalidRequestError("the new send time is in the past")
+        cost = count(text) if text is not None else None
+        if batch["template"] is not None:  # a recurring series: change what future runs send
+            self.store.update_series(
+                batch_id,
+                text=text,
+                next_run=send_at,
+            )
+            return 0
+        changed = self.store.modify_scheduled(
+            batch_id,
+            body=text,
+            encoding=cost.encoding.value if cost is not None else None,
+            units=cost.parts if cost is not None else None,
+            send_at=send_at,
+            now=self.wall(),
+        )
+        if changed is None:
+            raise InsufficientCreditsError("not enough credits for the longer text")
+        return changed
+
     def cancel_batch(self, account_id: int, batch_id: int) -> int:
         """Cancel a batch: future runs stop and unsent parts are refunded; returns their count."""
         self._own_batch(account_id, batch_id)

@@ -502,6 +502,89 @@ class Store:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def modify_scheduled(
+        self,
+        batch_id: int,
+        *,
+        body: str | None,
+        encoding: str | None,
+        units: int | None,
+        send_at: datetime | None,
+        now: datetime,
+    ) -> int | None:
+        """Change the text and/or time of a batch's messages that are still scheduled, in one
+        transaction, charging or refunding the difference in parts; returns how many messages
+        changed, or None if the account cannot pay for the longer text."""
+        stamp = utc_iso(now)
+        with self.transaction():
+            batch = self.conn.execute(
+                "SELECT account_id FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+            if batch is None:
+                raise KeyError(f"no batch {batch_id}")
+            account_id = int(batch[0])
+            rows = self.conn.execute(
+                "SELECT id, units FROM messages WHERE batch_id = ? AND state = 'accepted'",
+                (batch_id,),
+            ).fetchall()
+            delta = sum((units - int(r[1])) for r in rows) if units is not None else 0
+            account = self.conn.execute(
+                "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            if delta > 0 and not account[1] and account[0] < delta:
+                return None
+            for message_id, old_units in ((int(r[0]), int(r[1])) for r in rows):
+                if body is not None and units is not None and encoding is not None:
+                    self.conn.execute(
+                        "UPDATE messages SET body = ?, encoding = ?, units = ?, updated_at = ?"
+                        " WHERE id = ?",
+                        (body, encoding, units, stamp, message_id),
+                    )
+                    if units != old_units:
+                        self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+                        self.conn.executemany(
+                            "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, 'accepted')",
+                            [(message_id, seq) for seq in range(1, units + 1)],
+                        )
+                if send_at is not None:
+                    self.conn.execute(
+                        "UPDATE messages SET send_at = ?, updated_at = ? WHERE id = ?",
+                        (utc_iso(send_at), stamp, message_id),
+                    )
+            if send_at is not None:
+                self.conn.execute(
+                    "UPDATE batches SET send_at = ? WHERE id = ?", (utc_iso(send_at), batch_id)
+                )
+            if delta:
+                self.conn.execute(
+                    "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                    (delta, account_id),
+                )
+                self.conn.execute(
+                    "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (account_id, -delta, f"batch {batch_id} modified", stamp),
+                )
+        return len(rows)
+
+    def update_series(self, batch_id: int, *, text: str | None, next_run: datetime | None) -> None:
+        """Change the text future runs of a series send, and/or when the next one happens."""
+        with self.transaction():
+            if text is not None:
+                row = self.conn.execute(
+                    "SELECT template FROM batches WHERE id = ?", (batch_id,)
+                ).fetchone()
+                template = json.loads(row[0])
+                template["text"] = text
+                self.conn.execute(
+                    "UPDATE batches SET template = ? WHERE id = ?",
+                    (json.dumps(template), batch_id),
+                )
+            if next_run is not None:
+                self.conn.execute(
+                    "UPDATE batches SET next_run = ? WHERE id = ?", (utc_iso(next_run), batch_id)
+                )
+
     def due_series(self, now: datetime) -> list[dict[str, Any]]:
         """Active recurring series whose next run has come."""
         rows = self.conn.execute(

@@ -120,6 +120,10 @@ def test_batches_contacts_groups_and_modems(tmp_path: Path) -> None:
         assert (detail["state"], detail["messages"]) == ("paused", {"queued": 2})
         r = await client.post(f"/v1/batches/{batch}/resume", headers=headers)
         assert r.status == 200
+        r = await client.patch(f"/v1/batches/{batch}", json={"text": "changed"}, headers=headers)
+        assert (await r.json())["messages_changed"] == 0  # already queued: not scheduled any more
+        r = await client.patch(f"/v1/batches/{batch}", json={}, headers=headers)
+        assert r.status == 400
         r = await client.delete(f"/v1/batches/{batch}", headers=headers)
         assert (await r.json())["cancelled_parts"] == 2
         r = await client.post(f"/v1/batches/{batch}/resume", headers=headers)

@@ -166,3 +166,29 @@ def test_pause_resume_cancel_batch(env) -> None:
         service.resume_batch(account, result.batch_id)
     with pytest.raises(InvalidRequestError):
         service.pause_batch(account + 1, result.batch_id)
+
+
+def test_modify_a_scheduled_batch_recharges_the_difference(env) -> None:
+    store, service, account, now = env
+    later = T0 + timedelta(hours=3)
+    result = service.submit(
+        account, ["+15551230001", "+15551230002"], "short", send_at=T0 + timedelta(hours=2)
+    )
+    assert _credits(store, account) == 8
+    changed = service.modify_batch(account, result.batch_id, text="y" * 200, send_at=later)
+    assert changed == 2
+    assert _credits(store, account) == 6  # now 2 parts each: 2 more credits
+    for mid in result.message_ids:
+        message = store.message(mid)
+        assert (message["body"], message["units"]) == ("y" * 200, 2)
+        assert [p["state"] for p in store.parts(mid)] == ["accepted", "accepted"]
+        assert datetime.fromisoformat(message["send_at"]) == later
+    service.modify_batch(account, result.batch_id, text="ok")
+    assert _credits(store, account) == 8  # shorter again: refunded
+    with pytest.raises(InvalidRequestError, match="in the past"):
+        service.modify_batch(account, result.batch_id, send_at=T0 - timedelta(minutes=1))
+    with pytest.raises(InsufficientCreditsError):
+        service.modify_batch(account, result.batch_id, text="z" * 1500)  # 10 parts x 2
+    now[0] = later
+    store.promote_due(later)
+    assert service.modify_batch(account, result.batch_id, text="too late") == 0  # already due
