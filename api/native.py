@@ -109,6 +109,19 @@ def _message_view(row: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _send_at(body: dict[str, Any]) -> datetime | None:
+    """The optional `send_at` of a request body: ISO 8601 with a UTC offset."""
+    if body.get("send_at") is None:
+        return None
+    try:
+        send_at = datetime.fromisoformat(str(body["send_at"]))
+    except ValueError:
+        raise InvalidRequestError("'send_at' must be ISO 8601 with an offset") from None
+    if send_at.tzinfo is None:
+        raise InvalidRequestError("'send_at' needs a UTC offset")
+    return send_at
+
+
 async def submit(request: web.Request) -> web.Response:
     """POST /v1/messages."""
     body = await _json_body(request)
@@ -119,14 +132,7 @@ async def submit(request: web.Request) -> web.Response:
     text = body.get("text")
     if not isinstance(text, str):
         raise InvalidRequestError("'text' must be a string")
-    send_at = None
-    if body.get("send_at") is not None:
-        try:
-            send_at = datetime.fromisoformat(str(body["send_at"]))
-        except ValueError:
-            raise InvalidRequestError("'send_at' must be ISO 8601 with an offset") from None
-        if send_at.tzinfo is None:
-            raise InvalidRequestError("'send_at' needs a UTC offset")
+    send_at = _send_at(body)
     result = request.app[SERVICE].submit(
         request[ACCOUNT],
         recipients,
@@ -290,14 +296,7 @@ async def modify_batch(request: web.Request) -> web.Response:
     text = body.get("text")
     if text is not None and not isinstance(text, str):
         raise InvalidRequestError("'text' must be a string")
-    send_at = None
-    if body.get("send_at") is not None:
-        try:
-            send_at = datetime.fromisoformat(str(body["send_at"]))
-        except ValueError:
-            raise InvalidRequestError("'send_at' must be ISO 8601 with an offset") from None
-        if send_at.tzinfo is None:
-            raise InvalidRequestError("'send_at' needs a UTC offset")
+    send_at = _send_at(body)
     if text is None and send_at is None:
         raise InvalidRequestError("give 'text' and/or 'send_at'")
     changed = request.app[SERVICE].modify_batch(

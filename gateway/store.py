@@ -95,6 +95,15 @@ class Store:
         problems = [str(r[0]) for r in rows]
         return [] if problems == ["ok"] else problems
 
+    def _insert(self, table: str, row: Mapping[str, Any]) -> int:
+        """INSERT one row given as a column -> value mapping (inside the caller's transaction
+        if there is one); return its id."""
+        cursor = self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
+        return int(cursor.lastrowid or 0)
+
     # -- accounts -------------------------------------------------------------------------
 
     def insert_account(self, fields: Mapping[str, Any], *, now: datetime) -> int:
@@ -102,11 +111,7 @@ class Store:
         row = dict(fields)
         row["created_at"] = utc_iso(now)
         with self.transaction():
-            cursor = self.conn.execute(
-                f"INSERT INTO accounts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-        return int(cursor.lastrowid or 0)
+            return self._insert("accounts", row)
 
     def account(self, account_id: int) -> dict[str, Any] | None:
         """Return one account row as a dict."""
@@ -396,11 +401,7 @@ class Store:
         """Insert a batch (a bulk send or a scheduled campaign) and return its id."""
         row = {**fields, "created_at": utc_iso(now)}
         with self.transaction():
-            cursor = self.conn.execute(
-                f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-        return int(cursor.lastrowid or 0)
+            return self._insert("batches", row)
 
     def promote_due(self, now: datetime) -> int:
         """Move scheduled (accepted) messages whose time has come to the queue; return count."""
@@ -646,11 +647,7 @@ class Store:
         """Store a reassembled (or surfaced incomplete) inbound message and claim its parts."""
         row = {**fields, "received_at": utc_iso(now)}
         with self.transaction():
-            cursor = self.conn.execute(
-                f"INSERT INTO inbound ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-            inbound_id = int(cursor.lastrowid or 0)
+            inbound_id = self._insert("inbound", row)
             self.conn.executemany(
                 "UPDATE inbound_parts SET message_id = ? WHERE id = ?",
                 [(inbound_id, part_id) for part_id in part_ids],
@@ -771,12 +768,7 @@ class Store:
         """Keep every status report received, matched or not."""
         row = {**fields, "received_at": utc_iso(now)}
         with self.transaction():
-            cursor = self.conn.execute(
-                f"INSERT INTO delivery_reports ({', '.join(row)})"
-                f" VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-        return int(cursor.lastrowid or 0)
+            return self._insert("delivery_reports", row)
 
     # -- listings -----------------------------------------------------------------------------
 
@@ -970,12 +962,7 @@ class Store:
                 if account is None or (not account["unlimited"] and account["credits"] < units):
                     results.append(None)
                     continue
-                row = {**batch, "created_at": utc_iso(now)}
-                cursor = self.conn.execute(
-                    f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    tuple(row.values()),
-                )
-                batch_id = int(cursor.lastrowid or 0)
+                batch_id = self._insert("batches", {**batch, "created_at": utc_iso(now)})
                 ids = [
                     self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
                     for m in messages
@@ -1230,11 +1217,7 @@ class Store:
         """Store a one-time password (its hash only)."""
         row = {**fields, "created_at": utc_iso(now)}
         with self.transaction():
-            cursor = self.conn.execute(
-                f"INSERT INTO otps ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-        return int(cursor.lastrowid or 0)
+            return self._insert("otps", row)
 
     def live_otps(
         self, account_id: int, number: str | None, *, now: datetime
