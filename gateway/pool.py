@@ -78,6 +78,10 @@ class SimPool:
             sim.throttle.policy = policy
         return sim
 
+    def sim_ids(self) -> list[int]:
+        """Every SIM known to the pool, present or not, in id order."""
+        return sorted(self._sims)
+
     def get(self, sim_id: int) -> PooledSim:
         """Return the pooled SIM."""
         return self._sims[sim_id]

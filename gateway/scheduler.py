@@ -141,14 +141,23 @@ class Dispatcher:
         for message in self.store.due_messages(now_wall, capacity + len(self._inflight)):
             if message["id"] in self._inflight:
                 continue
-            allowed = self._allowed_sims(message["account_id"])
             sender = self.pool.by_number(message["sender"]) if message["sender"] else None
+            rotate = message.get("batch_rotate") is None or bool(message["batch_rotate"])
+            if rotate:
+                allowed = self._allowed_sims(message["account_id"])
+            else:
+                # A batch sent without rotation keeps to one long code (the account's first
+                # SIM): while that SIM is away its messages wait for it rather than fail over.
+                allowed = (
+                    self.store.sims_of_account(message["account_id"]) or self.pool.sim_ids()
+                )[:1]
             route = self.pool.route(
                 account_id=message["account_id"],
                 allowed=allowed,
                 recipient=message["recipient"],
                 now=now,
                 sender_sim=sender.sim_id if sender is not None else None,
+                rotate=rotate,
                 backlog=self._backlog,
             )
             if route.sim_id is None or route.sim_id not in self._queues:

@@ -432,7 +432,8 @@ class Store:
         """Queued messages with a part that may be sent at `now`, oldest first (paused or
         cancelled batches hold theirs back)."""
         rows = self.conn.execute(
-            "SELECT m.* FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            "SELECT m.*, b.rotate AS batch_rotate FROM messages m"
+            " LEFT JOIN batches b ON b.id = m.batch_id"
             " WHERE m.state = 'queued' AND (b.state IS NULL OR b.state = 'active') AND EXISTS ("
             " SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.state = 'queued'"
             " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?))"

@@ -197,3 +197,34 @@ def test_detach_during_throttle_wait_cancels_at_once(tmp_path: Path) -> None:
         store.close()
     assert states == ["sent", "queued"]
     assert took < 1.0
+
+
+def test_batch_without_rotation_keeps_to_one_sim_and_waits_for_it(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=1.0)
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> dict[str, int]:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        service.submit(account, [f"+1555{i:07d}" for i in range(6)], "one number", rotate=False)
+        await _drain(store, dispatcher, 6, limit=60)
+        await dispatcher.detach(sims[0])  # the batch's SIM is unplugged...
+        for sim in sims[1:]:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        service.submit(account, ["+15559999991", "+15559999992"], "later", rotate=False)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        await asyncio.sleep(30)
+        stop.set()
+        await runner
+        await dispatcher.close()
+        return store.count_by_state("messages")
+
+    try:
+        states = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert {sim for _, sim, _ in log} == {sims[0]}  # never rotated to the other SIMs
+    assert states == {"sent": 6, "queued": 2}  # ...and waits for its SIM instead of failing over
