@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 FRONTEND_GROUP = "smsgw.frontends"
 INCOMPLETE_INBOUND_AFTER = timedelta(hours=1)
 HOUSEKEEPING_SECONDS = 30.0
+STICKY_MEMORY = timedelta(days=30)  # how long a recipient keeps "their" long code
 
 
 class Frontend(Protocol):
@@ -86,6 +87,7 @@ class Gateway:
             log.warning("%d uncertain part(s) requeued (their accounts opted in)", len(requeued))
         loop = asyncio.get_running_loop()
         pool = SimPool()
+        pool.restore_sticky(store.last_sims_by_recipient(wall() - STICKY_MEMORY))
         reports = ReportMatcher(store)
         outbox = Outbox(
             store,

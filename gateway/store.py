@@ -860,6 +860,17 @@ class Store:
         ).fetchall()
         return [datetime.fromisoformat(r[0]) for r in rows]
 
+    def last_sims_by_recipient(self, since: datetime) -> dict[tuple[int, str], int]:
+        """(account, recipient) -> the SIM that last sent to them since `since` (sticky routes
+        rebuilt at start, so a conversation keeps its number across restarts)."""
+        rows = self.conn.execute(
+            "SELECT m.account_id, m.recipient, p.sim_id FROM parts p"
+            " JOIN messages m ON m.id = p.message_id"
+            " WHERE p.sim_id IS NOT NULL AND p.sending_at >= ? ORDER BY p.sending_at",
+            (utc_iso(since),),
+        ).fetchall()
+        return {(int(r[0]), str(r[1])): int(r[2]) for r in rows}  # later sends win
+
     def set_sim_number(self, iccid: str, msisdn: str) -> bool:
         """Set the long code of the SIM with this ICCID (when the SIM cannot tell its own)."""
         with self.transaction():

@@ -211,3 +211,22 @@ def test_accepted_messages_survive_kill_9(tmp_path: Path) -> None:
         assert counts == 0
     finally:
         store.close()
+
+
+def test_sticky_routes_are_rebuilt_from_the_last_sends(store: Store) -> None:
+    account = _account(store)
+    sims = [store.bind_sim(iccid=f"894400000000000000{i}", imsi=None, now=NOW) for i in (1, 2)]
+    for minutes, sim, recipient in ((1, sims[0], "+1"), (2, sims[1], "+1"), (3, sims[0], "+2")):
+        m = store.accept_message(
+            account_id=account, recipient=recipient, body="x", encoding="gsm7", parts=1, now=NOW
+        )
+        store.transition_part(
+            m.part_ids[0],
+            S.QUEUED,
+            S.SENDING,
+            now=NOW + timedelta(minutes=minutes),
+            fields={"sim_id": sim},
+        )
+    routes = store.last_sims_by_recipient(NOW)
+    assert routes == {(account, "+1"): sims[1], (account, "+2"): sims[0]}
+    assert store.last_sims_by_recipient(NOW + timedelta(minutes=10)) == {}
