@@ -374,25 +374,41 @@ class Store:
 
     def _sending_to_uncertain(self, sim_id: int | None, reason: str, now: datetime) -> list[int]:
         """Turn SENDING parts (of one SIM, or all) into UNCERTAIN; return their ids."""
-        stamp = utc_iso(now)
-        check_transition(PartState.SENDING, PartState.UNCERTAIN)
-        where = "state = ?" if sim_id is None else "state = ? AND sim_id = ?"
-        args: tuple[Any, ...] = (
-            (PartState.SENDING.value,)
-            if sim_id is None
-            else (
-                PartState.SENDING.value,
-                sim_id,
+        if sim_id is None:
+            select: tuple[str, tuple[Any, ...]] = (
+                "SELECT id FROM parts WHERE state = ?",
+                (PartState.SENDING.value,),
             )
+        else:
+            select = (
+                "SELECT id FROM parts WHERE state = ? AND sim_id = ?",
+                (PartState.SENDING.value, sim_id),
+            )
+        return self._move_parts(
+            select, PartState.SENDING, PartState.UNCERTAIN, reason, now, stamp_done=True
         )
+
+    def _move_parts(
+        self,
+        select: tuple[str, tuple[Any, ...]],
+        source: PartState,
+        target: PartState,
+        reason: str,
+        now: datetime,
+        *,
+        stamp_done: bool,
+    ) -> list[int]:
+        """Move every part the query selects (all in `source`) to `target` in one transaction,
+        rolling their messages up; return the part ids."""
+        stamp = utc_iso(now)
+        check_transition(source, target)
+        done_column = ", done_at = ?" if stamp_done else ""
         with self.transaction():
-            ids = [
-                int(r[0]) for r in self.conn.execute(f"SELECT id FROM parts WHERE {where}", args)
-            ]
+            ids = [int(r[0]) for r in self.conn.execute(*select)]
             for part_id in ids:
                 self.conn.execute(
-                    "UPDATE parts SET state = ?, error = ?, done_at = ? WHERE id = ?",
-                    (PartState.UNCERTAIN.value, reason, stamp, part_id),
+                    f"UPDATE parts SET state = ?, error = ?{done_column} WHERE id = ?",
+                    (target.value, reason, *((stamp,) if stamp_done else ()), part_id),
                 )
                 self._rollup_message_of(part_id, stamp)
         return ids
@@ -830,25 +846,16 @@ class Store:
     def requeue_uncertain(self, *, now: datetime) -> list[int]:
         """Requeue uncertain parts of accounts that opted into resending them (they accept that
         a recipient may get a part twice rather than never); return the part ids."""
-        stamp = utc_iso(now)
-        check_transition(PartState.UNCERTAIN, PartState.QUEUED)
-        with self.transaction():
-            ids = [
-                int(r[0])
-                for r in self.conn.execute(
-                    "SELECT p.id FROM parts p JOIN messages m ON m.id = p.message_id"
-                    " JOIN accounts a ON a.id = m.account_id"
-                    " WHERE p.state = 'uncertain' AND a.resend_uncertain = 1"
-                )
-            ]
-            for part_id in ids:
-                self.conn.execute(
-                    "UPDATE parts SET state = 'queued', error = 'requeued after uncertain send'"
-                    " WHERE id = ?",
-                    (part_id,),
-                )
-                self._rollup_message_of(part_id, stamp)
-        return ids
+        select = (
+            "SELECT p.id FROM parts p JOIN messages m ON m.id = p.message_id"
+            " JOIN accounts a ON a.id = m.account_id"
+            " WHERE p.state = ? AND a.resend_uncertain = 1",
+            (PartState.UNCERTAIN.value,),
+        )
+        return self._move_parts(
+            select, PartState.UNCERTAIN, PartState.QUEUED, "requeued after uncertain send", now,
+            stamp_done=False,
+        )  # fmt: skip
 
     # -- administration (CLI) ----------------------------------------------------------------
 
