@@ -308,8 +308,11 @@ async def getcontacts(params: Params, account: dict[str, Any], service: GatewayS
     return [_contact_view(r, zone) for r in rows]
 
 
-async def smsgroup(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
-    """smsgroup: send now (the group SMS id) or schedule (0) a text to a group."""
+def _sender_and_message(
+    params: Params, account: dict[str, Any], service: GatewayService
+) -> tuple[str, str]:
+    """`from` (one of the account's long codes) and `message`, with the spec's codes -2/-3/-4
+    in its order; shared by smsgroup and smscontact."""
     sender_raw = params.get("from")
     if sender_raw is None:
         raise ReturnCodeError(-2)
@@ -319,6 +322,12 @@ async def smsgroup(params: Params, account: dict[str, Any], service: GatewayServ
     message = params.get("message", limit=MAX_MESSAGE)
     if message is None:
         raise ReturnCodeError(-4)
+    return sender, message
+
+
+async def smsgroup(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
+    """smsgroup: send now (the group SMS id) or schedule (0) a text to a group."""
+    sender, message = _sender_and_message(params, account, service)
     group = params.get("to")
     if group is None:
         raise ReturnCodeError(-5)
@@ -394,15 +403,7 @@ async def getbulksmsdeliveryreport(
 
 async def smscontact(params: Params, account: dict[str, Any], service: GatewayService) -> Json:
     """smscontact: send or schedule a text to one contact (or several, comma-separated)."""
-    sender_raw = params.get("from")
-    if sender_raw is None:
-        raise ReturnCodeError(-2)
-    sender = _own_number(sender_raw, account, service)
-    if sender is None:
-        raise ReturnCodeError(-3)
-    message = params.get("message", limit=MAX_MESSAGE)
-    if message is None:
-        raise ReturnCodeError(-4)
+    sender, message = _sender_and_message(params, account, service)
     to = params.get("to")
     if to is None:
         raise ReturnCodeError(-5)
