@@ -169,7 +169,8 @@ async def test_pin_is_sent_once_and_a_wrong_pin_never_retried() -> None:
     assert modem.commands().count('AT+CPIN="1234"') == 1
 
 
-async def test_correct_pin_unlocks() -> None:
+def _pin_locked_modem(pin: str) -> tuple[FakeModem, dict[str, bool]]:
+    """A modem whose SIM asks for `pin` while state["locked"], and unlocks when given it."""
     modem = FakeModem()
     state = {"locked": True}
     modem.on(
@@ -181,7 +182,12 @@ async def test_correct_pin_unlocks() -> None:
         state["locked"] = False
         return OK
 
-    modem.on(r'\+CPIN="4321"', enter)
+    modem.on(rf'\+CPIN="{pin}"', enter)
+    return modem, state
+
+
+async def test_correct_pin_unlocks() -> None:
+    modem, _ = _pin_locked_modem("4321")
     async with client_for(modem, pin="4321") as client:
         assert client.alive
 
@@ -698,18 +704,7 @@ async def test_open_leaves_a_prompt_a_dead_owner_left_behind() -> None:
 
 
 async def test_a_good_pin_is_sent_again_after_the_modem_rebooted() -> None:
-    modem = FakeModem()
-    state = {"locked": True}
-    modem.on(
-        r"\+CPIN\?",
-        lambda m: lines("+CPIN: SIM PIN" if state["locked"] else "+CPIN: READY", "OK"),
-    )
-
-    def enter(m: re.Match[str]) -> str:
-        state["locked"] = False
-        return OK
-
-    modem.on(r'\+CPIN="4321"', enter)
+    modem, state = _pin_locked_modem("4321")
     memory = ModemMemory()
     cfg = config(pin="4321")
     first = ModemClient(transport_factory=factory(modem), config=cfg, memory=memory)  # type: ignore[arg-type]
