@@ -37,12 +37,23 @@ async def _scenario(emu: EmulatorPool, tmp_path: Path, sick: int | None) -> None
             ).throttle.policy.__class__(interval=INTERVAL)
         if sick is not None:
             emu.set_fault(sick, "cms_error", code=38, rate=1.0)  # network out of order, always
+        # Wake when the 400th part is recorded sent (the outbox's own hook), not by polling.
+        all_sent = asyncio.Event()
+        sent = 0
+        reconcile = gateway.outbox.on_sent
+
+        def on_sent(part_id: int) -> None:
+            nonlocal sent
+            if reconcile is not None:
+                reconcile(part_id)
+            sent += 1
+            if sent == 400:
+                all_sent.set()
+
+        gateway.outbox.on_sent = on_sent
         account = create_account(store, "bulk", now=datetime.now(UTC), unlimited=True)
         gateway.service.submit(account.account_id, [f"+1555{i:07d}" for i in range(400)], "Sale!")
-        while store.count_by_state("messages").get("queued", 0):
-            await asyncio.sleep(0.1)  # polling the store of a real-time system; bounded below
-        while store.count_by_state("parts").get("sending", 0):
-            await asyncio.sleep(0.1)
+        await all_sent.wait()  # bounded by DEADLINE around the whole scenario
     finally:
         stop.set()
         await daemon
