@@ -345,16 +345,6 @@ class GatewayService:
         """Messages whose queued parts may be sent now."""
         return self.store.due_messages(self.wall(), limit)
 
-    def is_terminal(self, message_id: int) -> bool:
-        """Whether a message has no part left to send or settle."""
-        row = self.store.message(message_id)
-        return row is not None and PartState(row["state"]) in {
-            PartState.DELIVERED,
-            PartState.FAILED,
-            PartState.EXPIRED,
-            PartState.CANCELLED,
-        }
-
     # -- queries for the APIs ---------------------------------------------------------------
 
     def authenticate(self, api_key: str) -> int:
