@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from gateway import sdnotify
+from gateway.appliance import sdnotify
+from gateway.appliance.discovery import Discovery
 from gateway.config import Config
-from gateway.discovery import Discovery
 from gateway.inbox import Inbox
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool

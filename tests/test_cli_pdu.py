@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.pdu_cli import parse_duration
+from gateway.cli.pdu import parse_duration
 from modem.pdu import SmsSubmit, decode_pdu, to_fields
 from tests.pdu.test_vectors import INVALID, PDUS, VALID
 

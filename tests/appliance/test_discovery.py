@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from gateway.accounts import create_account
+from gateway.appliance.discovery import Discovery, PortRole, ScanResult, UdevWakeup, scan_ports
 from gateway.config import Config
 from gateway.daemon import Gateway
-from gateway.discovery import Discovery, PortRole, ScanResult, UdevWakeup, scan_ports
 from gateway.models import PartState
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from gateway.appliance.doctor import DiskUsage, Doctor, Finding, ModemHealth, Status
+from gateway.appliance.install import RULES_PATH, CommandResult, asset
 from gateway.cli import main
-from gateway.doctor import DiskUsage, Doctor, Finding, ModemHealth, Status
-from gateway.install import RULES_PATH, CommandResult, asset
 from gateway.store import DATABASE_NAME, Store
 
 GB = 1024**3

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.accounts import create_account
+from gateway.appliance.discovery import Discovery
 from gateway.config import Config
 from gateway.daemon import Gateway, serve
-from gateway.discovery import Discovery
 from gateway.models import PartState
 from gateway.pool import SimAvailability
 from modem.emulator import EmulatorPool

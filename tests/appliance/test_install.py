@@ -11,9 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway import config as config_module
-from gateway.cli import main
-from gateway.config import Config
-from gateway.install import (
+from gateway.appliance.install import (
     CONFIG_PATH,
     CONFIG_TEMPLATE,
     DATA_DIR,
@@ -26,6 +24,8 @@ from gateway.install import (
     asset,
     render_unit,
 )
+from gateway.cli import main
+from gateway.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 

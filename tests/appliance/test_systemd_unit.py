@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import sdnotify
-from gateway.install import asset, render_unit, smsgw_executable
+from gateway.appliance import sdnotify
+from gateway.appliance.install import asset, render_unit, smsgw_executable
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "smsgw.service"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = locked down ... 10 = unprotected

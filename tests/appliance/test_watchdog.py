@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import sdnotify
+from gateway.appliance import sdnotify
 from gateway.config import Config
 from gateway.daemon import serve
 

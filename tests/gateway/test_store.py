@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.migrations import MIGRATIONS, current_version
 from gateway.models import PartState, TransitionError
 from gateway.store import StaleStateError, Store
+from gateway.store.migrations import MIGRATIONS, current_version
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 S = PartState

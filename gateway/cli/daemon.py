@@ -1,4 +1,4 @@
-"""`smsgw serve`, `smsgw demo` and `smsgw accounts`: thin shells over the daemon and the store."""
+"""`smsgw serve` and `smsgw demo`: thin shells over the daemon."""
 
 from __future__ import annotations
 
@@ -136,43 +136,3 @@ def _print_demo(
         )
         click.echo(f"  curl -s '{base}/apis/getcreditbalance/?apikey={key}&type=1'")
     click.echo("Ctrl-C stops the demo.\n")
-
-
-@click.group("accounts")
-def accounts_group() -> None:
-    """Manage sub-accounts."""
-
-
-@accounts_group.command("create")
-@click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="SMSGW_DATA_DIR",
-              default=Path("/var/lib/smsgw"), show_default=True)  # fmt: skip
-@click.option("--email", default="")
-@click.option("--credits", default=0, show_default=True)
-@click.option("--unlimited", is_flag=True)
-@click.option("--dial-code", default="", help="Default dial code for numbers with a leading 0.")
-def accounts_create(  # noqa: PLR0917 - one parameter per click option
-    name: str, data_dir: Path, email: str, credits: int, unlimited: bool, dial_code: str
-) -> None:
-    """Create a sub-account and print its credentials (shown once) as JSON."""
-    store = Store.open(data_dir)
-    try:
-        c = create_account(
-            store, name, now=datetime.now(UTC), email=email, credits=credits,
-            unlimited=unlimited, default_dial_code=dial_code,
-        )  # fmt: skip
-    except Exception as exc:  # sqlite3.IntegrityError for a taken name
-        raise click.ClickException(f"cannot create account {name!r}: {exc}") from exc
-    finally:
-        store.close()
-    click.echo(
-        json.dumps(
-            {
-                "sub_account": c.sub_account,
-                "password": c.password,
-                "api_key": c.api_key,
-                "email": c.email,
-                "token": c.token,
-            }
-        )
-    )

@@ -12,9 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gateway.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
-from gateway.discovery import scan_ports
-from gateway.install import (
+from gateway.appliance.discovery import scan_ports
+from gateway.appliance.install import (
     RULES_PATH,
     USER,
     CommandResult,
@@ -24,6 +23,7 @@ from gateway.install import (
     passwd_entry,
     run_command,
 )
+from gateway.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
 from gateway.store import DATABASE_NAME, Store
 from modem.at.commands import READ_PIN
 from modem.at.parsers import parse_cpin

@@ -97,7 +97,7 @@ class InstallError(RuntimeError):
 
 def asset(name: str) -> Path:
     """Path of a shipped file (systemd/smsgw.service, udev/90-smsgw.rules)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     for candidate in (
         here / name,  # a source checkout / editable install
         Path(sys.prefix) / "share" / "smsgw" / Path(name).name,  # a wheel's data files

@@ -1,22 +1,18 @@
-"""The `smsgw` command line: a thin shell over the library."""
+"""The `smsgw` command line: one thin module per command group, over the library."""
 
 from __future__ import annotations
 
 import click
 
-from gateway.admin_cli import (
-    db_group,
-    inbox_command,
-    modems_command,
-    outbox_command,
-    send_command,
-    sims_group,
-)
-from gateway.appliance_cli import doctor_command, install_command
-from gateway.daemon_cli import accounts_group, demo_command, serve_command
-from gateway.emulator_cli import emulator, run_command
-from gateway.modem_cli import modem_group
-from gateway.pdu_cli import pdu
+from gateway.cli.accounts import accounts_group
+from gateway.cli.appliance import doctor_command, install_command
+from gateway.cli.daemon import demo_command, serve_command
+from gateway.cli.db import db_group
+from gateway.cli.emulator import emulator, run_command
+from gateway.cli.messages import inbox_command, outbox_command, send_command
+from gateway.cli.modem import modem_group
+from gateway.cli.pdu import pdu
+from gateway.cli.sims import modems_command, sims_group
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""`smsgw install` and `smsgw doctor`: thin shells over gateway.install and gateway.doctor."""
+"""`smsgw install` and `smsgw doctor`: thin shells over gateway.appliance."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from gateway.appliance.doctor import Doctor, Status
+from gateway.appliance.install import USER, Installer, InstallError
 from gateway.config import DEFAULT_CONFIG_PATH
-from gateway.doctor import Doctor, Status
-from gateway.install import USER, Installer, InstallError
 
 _MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
 

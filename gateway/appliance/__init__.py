@@ -1,0 +1,1 @@
+"""Appliance integration: install, doctor, hot-plug discovery, sd_notify."""

@@ -1,0 +1,115 @@
+"""Sub-accounts, their credentials, the credits ledger and one-time passwords"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gateway.store.base import StoreBase, utc_iso
+
+
+class AccountStore(StoreBase):
+    """Sub-accounts, their credentials, the credits ledger and one-time passwords."""
+
+    def insert_account(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Insert an account row and return its id."""
+        row = dict(fields)
+        row["created_at"] = utc_iso(now)
+        with self.transaction():
+            return self._insert("accounts", row)
+
+    def account(self, account_id: int) -> dict[str, Any] | None:
+        """Return one account row as a dict."""
+        row = self.conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def account_by_api_key(self, api_key: str) -> dict[str, Any] | None:
+        """The account an API key belongs to."""
+        row = self.conn.execute("SELECT * FROM accounts WHERE api_key = ?", (api_key,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def account_by_name(self, sub_account: str) -> dict[str, Any] | None:
+        """An account by its sub-account name."""
+        row = self.conn.execute(
+            "SELECT * FROM accounts WHERE sub_account = ?", (sub_account,)
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """Every account, without secrets."""
+        rows = self.conn.execute(
+            "SELECT id, sub_account, email, credits, unlimited, api_enabled, default_dial_code,"
+            " timezone, created_at FROM accounts ORDER BY id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def add_credits(self, account_id: int, delta: int, reason: str, *, now: datetime) -> int:
+        """Top up (or take back) credits through the ledger; return the new balance."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits + ? WHERE id = ?", (delta, account_id)
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (account_id, delta, reason, utc_iso(now)),
+            )
+            row = self.conn.execute(
+                "SELECT credits FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def charge_credits(self, account_id: int, units: int, reason: str, *, now: datetime) -> bool:
+        """Take `units` credits for something that is not a message; False if they are lacking."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            if row is None or (not row["unlimited"] and row["credits"] < units):
+                return False
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                (units, account_id),
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (account_id, -units, reason, utc_iso(now)),
+            )
+        return True
+
+    def set_credentials(
+        self, account_id: int, *, password_hash: str, api_key: str, token: str
+    ) -> None:
+        """Replace an account's stored (hashed) credentials."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE accounts SET password_hash = ?, api_key = ?, token = ? WHERE id = ?",
+                (password_hash, api_key, token, account_id),
+            )
+
+    def insert_otp(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Store a one-time password (its hash only)."""
+        row = {**fields, "created_at": utc_iso(now)}
+        with self.transaction():
+            return self._insert("otps", row)
+
+    def live_otps(
+        self, account_id: int, number: str | None, *, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Pending, unexpired OTPs of an account (for one number, if given), newest first."""
+        sql = "SELECT * FROM otps WHERE account_id = ? AND state = 'pending' AND expires_at > ?"
+        args: list[Any] = [account_id, utc_iso(now)]
+        if number is not None:
+            sql += " AND number = ?"
+            args.append(number)
+        rows = self.conn.execute(sql + " ORDER BY id DESC", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def update_otp(self, otp_id: int, *, state: str, attempts: int) -> None:
+        """Record a validation attempt's outcome on one OTP."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE otps SET state = ?, attempts = ? WHERE id = ?", (state, attempts, otp_id)
+            )

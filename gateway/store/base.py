@@ -1,0 +1,145 @@
+"""The connection every part of the store shares: WAL, one writer, explicit transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import sqlite_utils
+
+from gateway.store.migrations import migrate
+
+DATABASE_NAME = "smsgw.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+
+
+def utc_iso(moment: datetime) -> str:
+    """Format an aware datetime as a sortable UTC ISO-8601 string."""
+    if moment.tzinfo is None:
+        raise ValueError("store times must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def escape_like(term: str) -> str:
+    """Escape LIKE wildcards so a search term matches literally."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class StaleStateError(RuntimeError):
+    """A compare-and-set state change found the row in another state than expected."""
+
+
+class StoreBase:
+    """Synchronous store; the daemon calls it from a single writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Self:
+        """Open (creating and migrating) the database at `path`, a file or a data directory."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / DATABASE_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: with WAL, NORMAL may lose the last commits on power loss; an accepted message
+        # must survive a power cut once the API has answered.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one IMMEDIATE transaction; committed (durable) when the block exits."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def integrity_check(self) -> list[str]:
+        """Return SQLite's integrity_check problems (empty when the file is sound)."""
+        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    def _insert(self, table: str, row: Mapping[str, Any]) -> int:
+        """INSERT one row given as a column -> value mapping (inside the caller's transaction
+        if there is one); return its id."""
+        cursor = self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def backup(self, destination: Path, progress: Callable[[int, int], None] | None = None) -> None:
+        """Copy the live database to `destination` with SQLite's online backup (consistent even
+        while the daemon writes)."""
+        target = sqlite3.connect(destination)
+        try:
+            self.conn.backup(
+                target,
+                pages=256,
+                progress=(lambda _status, remaining, total: progress(total - remaining, total))
+                if progress is not None
+                else None,
+            )
+        finally:
+            target.close()
+
+    def count_by_state(self, table: str = "parts") -> dict[str, int]:
+        """Count rows per state in `parts` or `messages`."""
+        if table not in ("parts", "messages"):
+            raise ValueError(f"no state column on {table!r}")
+        rows = self.conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def table_names(self) -> Sequence[str]:
+        """Names of the tables in the schema."""
+        return self.db.table_names()
+
+    @staticmethod
+    def check_file(path: Path | str) -> list[str]:
+        """SQLite's integrity_check of a database file, opened read-only (`smsgw doctor`).
+
+        Never migrates or writes; an unreadable or malformed file is reported, not raised.
+        """
+        target = Path(path)
+        # No -wal file: nobody has the database open, so read it as immutable. That creates no
+        # -wal/-shm files (made by root, they would lock the service's user out of its own
+        # database). With a -wal (the daemon runs, or crashed), read through it.
+        wal = target.with_name(target.name + "-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"
+        try:
+            conn = sqlite3.connect(f"file:{target}?mode={mode}", uri=True)
+        except sqlite3.Error as exc:
+            return [str(exc)]
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.Error as exc:
+            return [str(exc)]
+        finally:
+            conn.close()
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems

@@ -1,0 +1,674 @@
+"""Outbound messages, their parts, batches and recurring series, each change checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.models import PartState, check_transition, rollup
+from gateway.store.base import StaleStateError, StoreBase, escape_like, utc_iso
+
+# A part in one of these states has not reached the network; giving up on it refunds its credit.
+_NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
+_GIVEN_UP = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedMessage:
+    """Ids of a message made durable by accept_message()."""
+
+    message_id: int
+    part_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters over an account's messages (every given one must match)."""
+
+    batch_id: int | None = None
+    ids: tuple[int, ...] | None = None
+    states: tuple[str, ...] | None = None
+    flash: bool | None = None
+    recipient: str | None = None
+    sender: str | None = None
+    terms: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def is_empty(self) -> bool:
+        """Whether no filter at all is set (it would match every message)."""
+        return self == MessageQuery()
+
+
+class MessageStore(StoreBase):
+    """Outbound messages, their parts, batches and recurring series."""
+
+    def accept_message(
+        self,
+        *,
+        account_id: int,
+        recipient: str,
+        body: str,
+        encoding: str,
+        parts: int,
+        sender: str = "",
+        batch_id: int | None = None,
+        send_at: datetime | None = None,
+        status_report: bool = True,
+        flash: bool = False,
+        charge: int = 0,
+        extra: Mapping[str, Any] | None = None,
+        now: datetime,
+    ) -> AcceptedMessage:
+        """Make a message and its parts durable in one transaction, charging credits with it."""
+        with self.transaction():
+            return self._insert_message(
+                account_id=account_id, recipient=recipient, body=body, encoding=encoding,
+                parts=parts, sender=sender, batch_id=batch_id, send_at=send_at,
+                status_report=status_report, flash=flash, charge=charge, extra=extra, now=now,
+            )  # fmt: skip
+
+    def _insert_message(
+        self,
+        *,
+        account_id: int,
+        recipient: str,
+        body: str,
+        encoding: str,
+        parts: int,
+        sender: str,
+        batch_id: int | None,
+        send_at: datetime | None,
+        status_report: bool,
+        flash: bool,
+        charge: int,
+        extra: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> AcceptedMessage:
+        """Insert a message, its parts and its charge (inside the caller's transaction)."""
+        if parts < 1:
+            raise ValueError("a message has at least one part")
+        stamp = utc_iso(now)
+        state = PartState.ACCEPTED if send_at is not None and send_at > now else PartState.QUEUED
+        cursor = self.conn.execute(
+            "INSERT INTO messages (account_id, batch_id, sender, recipient, body, encoding,"
+            " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                account_id,
+                batch_id,
+                sender,
+                recipient,
+                body,
+                encoding,
+                int(flash),
+                int(status_report),
+                parts,
+                state.value,
+                utc_iso(send_at) if send_at is not None else None,
+                json.dumps(dict(extra or {})),
+                stamp,
+                stamp,
+            ),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        part_ids = []
+        for seq in range(1, parts + 1):
+            part = self.conn.execute(
+                "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)",
+                (message_id, seq, state.value),
+            )
+            part_ids.append(int(part.lastrowid or 0))
+        if charge:
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                (charge, account_id),
+            )
+            self.conn.execute(
+                "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+                " VALUES (?, ?, 'send', ?, ?)",
+                (account_id, -charge, message_id, stamp),
+            )
+        return AcceptedMessage(message_id, tuple(part_ids))
+
+    def accept_batches(
+        self,
+        batches: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], int]],
+        *,
+        now: datetime,
+    ) -> list[tuple[int, list[int]] | None]:
+        """Insert batches, each with its messages and charges, in ONE transaction (one fsync
+        for many requests); a batch whose account lacks `units` credits is skipped (None).
+
+        Each message mapping holds accept_message's keyword arguments except batch_id/now.
+        """
+        results: list[tuple[int, list[int]] | None] = []
+        with self.transaction():
+            for batch, messages, units in batches:
+                account = self.conn.execute(
+                    "SELECT credits, unlimited FROM accounts WHERE id = ?", (batch["account_id"],)
+                ).fetchone()
+                if account is None or (not account["unlimited"] and account["credits"] < units):
+                    results.append(None)
+                    continue
+                batch_id = self._insert("batches", {**batch, "created_at": utc_iso(now)})
+                ids = [
+                    self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
+                    for m in messages
+                ]
+                results.append((batch_id, ids))
+        return results
+
+    def message(self, message_id: int) -> dict[str, Any] | None:
+        """Return one message row as a dict."""
+        row = self.conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def parts(self, message_id: int) -> list[dict[str, Any]]:
+        """Return a message's parts in order."""
+        rows = self.conn.execute(
+            "SELECT * FROM parts WHERE message_id = ? ORDER BY seq", (message_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def transition_part(
+        self,
+        part_id: int,
+        expected: PartState,
+        target: PartState,
+        *,
+        now: datetime,
+        fields: Mapping[str, Any] | None = None,
+    ) -> PartState:
+        """Compare-and-set one part's state (and extra columns); return the message's new state."""
+        check_transition(expected, target)
+        updates = dict(fields or {})
+        stamp = utc_iso(now)
+        time_column = {
+            PartState.SENDING: "sending_at",
+            PartState.SENT: "sent_at",
+            PartState.QUEUED: None,  # a retry: it is not done, and keeps its history
+        }.get(target, "done_at")
+        if time_column is not None:
+            updates.setdefault(time_column, stamp)
+        assignments = ", ".join(["state = ?", *(f"{column} = ?" for column in updates)])
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"UPDATE parts SET {assignments} WHERE id = ? AND state = ?",
+                (target.value, *updates.values(), part_id, expected.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleStateError(f"part {part_id} is no longer {expected.value}")
+            counter = {PartState.SENT: "sent_count", PartState.FAILED: "failed_count"}.get(target)
+            if counter is not None:
+                self.conn.execute(
+                    f"UPDATE sims SET {counter} = {counter} + 1 WHERE id ="
+                    " (SELECT sim_id FROM parts WHERE id = ?)",
+                    (part_id,),
+                )
+            if expected in _NOT_LEFT and target in _GIVEN_UP:
+                # The part never reached the network: its credit goes back.
+                message_id, account_id = self.conn.execute(
+                    "SELECT m.id, m.account_id FROM parts p JOIN messages m ON m.id = p.message_id"
+                    " WHERE p.id = ?",
+                    (part_id,),
+                ).fetchone()
+                self._refund(int(account_id), int(message_id), 1, target.value, stamp)
+            return self._rollup_message_of(part_id, stamp)
+
+    def _rollup_message_of(self, part_id: int, stamp: str) -> PartState:
+        message_id = self.conn.execute(
+            "SELECT message_id FROM parts WHERE id = ?", (part_id,)
+        ).fetchone()[0]
+        states = [
+            PartState(r[0])
+            for r in self.conn.execute(
+                "SELECT state FROM parts WHERE message_id = ?", (message_id,)
+            )
+        ]
+        state = rollup(states)
+        self.conn.execute(
+            "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
+            (state.value, stamp, message_id),
+        )
+        return state
+
+    def recover_after_crash(self, *, now: datetime) -> list[int]:
+        """Mark parts left in SENDING by a crash as UNCERTAIN; return their ids.
+
+        A part in SENDING may or may not have reached the network: resending it could deliver it
+        twice, so it is reported as uncertain and only requeued if the account opted in.
+        """
+        return self._sending_to_uncertain(None, "interrupted during AT+CMGS", now)
+
+    def abandon_sending(self, sim_id: int, *, now: datetime) -> list[int]:
+        """A SIM's modem vanished mid-send: its SENDING parts become UNCERTAIN (the crash rule).
+
+        The PDU may or may not have reached the network, so the part is never silently resent.
+        """
+        return self._sending_to_uncertain(sim_id, "modem vanished during AT+CMGS", now)
+
+    def requeue_uncertain(self, *, now: datetime) -> list[int]:
+        """Requeue uncertain parts of accounts that opted into resending them (they accept that
+        a recipient may get a part twice rather than never); return the part ids."""
+        select = (
+            "SELECT p.id FROM parts p JOIN messages m ON m.id = p.message_id"
+            " JOIN accounts a ON a.id = m.account_id"
+            " WHERE p.state = ? AND a.resend_uncertain = 1",
+            (PartState.UNCERTAIN.value,),
+        )
+        return self._move_parts(
+            select, PartState.UNCERTAIN, PartState.QUEUED, "requeued after uncertain send", now,
+            stamp_done=False,
+        )  # fmt: skip
+
+    def _sending_to_uncertain(self, sim_id: int | None, reason: str, now: datetime) -> list[int]:
+        """Turn SENDING parts (of one SIM, or all) into UNCERTAIN; return their ids."""
+        if sim_id is None:
+            select: tuple[str, tuple[Any, ...]] = (
+                "SELECT id FROM parts WHERE state = ?",
+                (PartState.SENDING.value,),
+            )
+        else:
+            select = (
+                "SELECT id FROM parts WHERE state = ? AND sim_id = ?",
+                (PartState.SENDING.value, sim_id),
+            )
+        return self._move_parts(
+            select, PartState.SENDING, PartState.UNCERTAIN, reason, now, stamp_done=True
+        )
+
+    def _move_parts(
+        self,
+        select: tuple[str, tuple[Any, ...]],
+        source: PartState,
+        target: PartState,
+        reason: str,
+        now: datetime,
+        *,
+        stamp_done: bool,
+    ) -> list[int]:
+        """Move every part the query selects (all in `source`) to `target` in one transaction,
+        rolling their messages up; return the part ids."""
+        stamp = utc_iso(now)
+        check_transition(source, target)
+        done_column = ", done_at = ?" if stamp_done else ""
+        with self.transaction():
+            ids = [int(r[0]) for r in self.conn.execute(*select)]
+            for part_id in ids:
+                self.conn.execute(
+                    f"UPDATE parts SET state = ?, error = ?{done_column} WHERE id = ?",
+                    (target.value, reason, *((stamp,) if stamp_done else ()), part_id),
+                )
+                self._rollup_message_of(part_id, stamp)
+        return ids
+
+    def cancel_message(self, message_id: int, *, now: datetime) -> int:
+        """Cancel parts not yet on the wire, refunding one credit each; return the count."""
+        stamp = utc_iso(now)
+        with self.transaction():
+            message = self.conn.execute(
+                "SELECT account_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if message is None:
+                raise KeyError(f"no message {message_id}")
+            cancellable = [
+                (int(r[0]), PartState(r[1]))
+                for r in self.conn.execute(
+                    "SELECT id, state FROM parts WHERE message_id = ? AND state IN (?, ?)",
+                    (message_id, PartState.ACCEPTED.value, PartState.QUEUED.value),
+                )
+            ]
+            for part_id, state in cancellable:
+                check_transition(state, PartState.CANCELLED)
+                self.conn.execute(
+                    "UPDATE parts SET state = 'cancelled', done_at = ? WHERE id = ?",
+                    (stamp, part_id),
+                )
+            if cancellable:
+                self._refund(int(message[0]), message_id, len(cancellable), "cancelled", stamp)
+                self._rollup_message_of(cancellable[0][0], stamp)
+        return len(cancellable)
+
+    def _refund(
+        self, account_id: int, message_id: int, units: int, reason: str, stamp: str
+    ) -> None:
+        """Give back credits for parts that never left (inside the caller's transaction)."""
+        self.conn.execute(
+            "UPDATE accounts SET credits = credits + ? WHERE id = ? AND unlimited = 0",
+            (units, account_id),
+        )
+        self.conn.execute(
+            "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (account_id, units, f"refund: {reason}", message_id, stamp),
+        )
+
+    def insert_batch(self, fields: Mapping[str, Any], *, now: datetime) -> int:
+        """Insert a batch (a bulk send or a scheduled campaign) and return its id."""
+        row = {**fields, "created_at": utc_iso(now)}
+        with self.transaction():
+            return self._insert("batches", row)
+
+    def promote_due(self, now: datetime) -> int:
+        """Move scheduled (accepted) messages whose time has come to the queue; return count."""
+        stamp = utc_iso(now)
+        check_transition(PartState.ACCEPTED, PartState.QUEUED)
+        with self.transaction():
+            ids = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT m.id FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+                    " WHERE m.state = 'accepted' AND m.send_at <= ?"
+                    " AND (b.state IS NULL OR b.state = 'active')",
+                    (stamp,),
+                )
+            ]
+            for message_id in ids:
+                self.conn.execute(
+                    "UPDATE parts SET state = 'queued' WHERE message_id = ? AND state = 'accepted'",
+                    (message_id,),
+                )
+                self.conn.execute(
+                    "UPDATE messages SET state = 'queued', updated_at = ? WHERE id = ?",
+                    (stamp, message_id),
+                )
+        return len(ids)
+
+    def due_messages(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Queued messages with a part that may be sent at `now`, oldest first (paused or
+        cancelled batches hold theirs back)."""
+        rows = self.conn.execute(
+            "SELECT m.*, b.rotate AS batch_rotate FROM messages m"
+            " LEFT JOIN batches b ON b.id = m.batch_id"
+            " WHERE m.state = 'queued' AND (b.state IS NULL OR b.state = 'active') AND EXISTS ("
+            " SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.state = 'queued'"
+            " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?))"
+            " ORDER BY m.id LIMIT ?",
+            (utc_iso(now), limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def batch(self, batch_id: int) -> dict[str, Any] | None:
+        """One batch row."""
+        row = self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def set_batch_state(self, batch_id: int, state: str) -> None:
+        """Pause ('paused'), resume ('active'), finish ('done') or cancel ('cancelled') a batch."""
+        if state not in ("active", "paused", "cancelled", "done"):
+            raise ValueError(f"unknown batch state {state!r}")
+        with self.transaction():
+            self.conn.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
+
+    def set_batch_throttle(self, batch_id: int, seconds: float) -> None:
+        """Pace a batch's sends at one per `seconds` per SIM."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE batches SET throttle_interval = ? WHERE id = ?", (seconds, batch_id)
+            )
+
+    def batch_message_ids(self, batch_id: int) -> list[int]:
+        """Ids of a batch's messages."""
+        rows = self.conn.execute(
+            "SELECT id FROM messages WHERE batch_id = ? ORDER BY id", (batch_id,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def modify_scheduled(
+        self,
+        batch_id: int,
+        *,
+        body: str | None,
+        encoding: str | None,
+        units: int | None,
+        send_at: datetime | None,
+        now: datetime,
+    ) -> int | None:
+        """Change the text and/or time of a batch's messages that are still scheduled, in one
+        transaction, charging or refunding the difference in parts; returns how many messages
+        changed, or None if the account cannot pay for the longer text."""
+        stamp = utc_iso(now)
+        with self.transaction():
+            batch = self.conn.execute(
+                "SELECT account_id FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+            if batch is None:
+                raise KeyError(f"no batch {batch_id}")
+            account_id = int(batch[0])
+            rows = self.conn.execute(
+                "SELECT id, units FROM messages WHERE batch_id = ? AND state = 'accepted'",
+                (batch_id,),
+            ).fetchall()
+            delta = sum((units - int(r[1])) for r in rows) if units is not None else 0
+            account = self.conn.execute(
+                "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            if delta > 0 and not account[1] and account[0] < delta:
+                return None
+            for message_id, old_units in ((int(r[0]), int(r[1])) for r in rows):
+                if body is not None and units is not None and encoding is not None:
+                    self.conn.execute(
+                        "UPDATE messages SET body = ?, encoding = ?, units = ?, updated_at = ?"
+                        " WHERE id = ?",
+                        (body, encoding, units, stamp, message_id),
+                    )
+                    if units != old_units:
+                        self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+                        self.conn.executemany(
+                            "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, 'accepted')",
+                            [(message_id, seq) for seq in range(1, units + 1)],
+                        )
+                if send_at is not None:
+                    self.conn.execute(
+                        "UPDATE messages SET send_at = ?, updated_at = ? WHERE id = ?",
+                        (utc_iso(send_at), stamp, message_id),
+                    )
+            if send_at is not None:
+                self.conn.execute(
+                    "UPDATE batches SET send_at = ? WHERE id = ?", (utc_iso(send_at), batch_id)
+                )
+            if delta:
+                self.conn.execute(
+                    "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                    (delta, account_id),
+                )
+                self.conn.execute(
+                    "INSERT INTO credits_ledger (account_id, delta, reason, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (account_id, -delta, f"batch {batch_id} modified", stamp),
+                )
+        return len(rows)
+
+    def update_series(self, batch_id: int, *, text: str | None, next_run: datetime | None) -> None:
+        """Change the text future runs of a series send, and/or when the next one happens."""
+        with self.transaction():
+            if text is not None:
+                row = self.conn.execute(
+                    "SELECT template FROM batches WHERE id = ?", (batch_id,)
+                ).fetchone()
+                template = json.loads(row[0])
+                template["text"] = text
+                self.conn.execute(
+                    "UPDATE batches SET template = ? WHERE id = ?",
+                    (json.dumps(template), batch_id),
+                )
+            if next_run is not None:
+                self.conn.execute(
+                    "UPDATE batches SET next_run = ? WHERE id = ?", (utc_iso(next_run), batch_id)
+                )
+
+    def due_series(self, now: datetime) -> list[dict[str, Any]]:
+        """Active recurring series whose next run has come."""
+        rows = self.conn.execute(
+            "SELECT * FROM batches WHERE state = 'active' AND next_run IS NOT NULL"
+            " AND next_run <= ? ORDER BY next_run",
+            (utc_iso(now),),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def record_series_run(
+        self, batch_id: int, next_run: datetime | None, *, error: str = ""
+    ) -> None:
+        """Advance a series to its next run (None: finished)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE batches SET runs = runs + 1, next_run = ?, error = ?,"
+                " state = CASE WHEN ? IS NULL THEN 'done' ELSE state END WHERE id = ?",
+                (
+                    utc_iso(next_run) if next_run is not None else None,
+                    error,
+                    None if next_run is None else 1,
+                    batch_id,
+                ),
+            )
+
+    def list_messages(
+        self,
+        account_id: int,
+        *,
+        state: str | None = None,
+        batch_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """An account's messages, newest first, optionally filtered."""
+        where = ["account_id = ?"]
+        args: list[Any] = [account_id]
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            args.append(batch_id)
+        rows = self.conn.execute(
+            f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def _message_filter(self, account_id: int, q: MessageQuery) -> tuple[str, list[Any]]:
+        where = ["m.account_id = ?"]
+        args: list[Any] = [account_id]
+        if q.batch_id is not None:
+            where.append("m.batch_id = ?")
+            args.append(q.batch_id)
+        if q.ids is not None:
+            where.append(f"m.id IN ({', '.join('?' * len(q.ids)) or 'NULL'})")
+            args.extend(q.ids)
+        if q.states is not None:
+            where.append(f"m.state IN ({', '.join('?' * len(q.states)) or 'NULL'})")
+            args.extend(q.states)
+        if q.flash is not None:
+            where.append("m.flash = ?")
+            args.append(int(q.flash))
+        if q.recipient is not None:
+            where.append("m.recipient = ?")
+            args.append(q.recipient)
+        if q.sender is not None:
+            where.append(
+                "(m.sender = ? OR json_extract(m.extra, '$.sender_id') = ? OR EXISTS (SELECT 1"
+                " FROM parts p JOIN sims s ON s.id = p.sim_id WHERE p.message_id = m.id"
+                " AND s.msisdn = ?))"
+            )
+            args.extend([q.sender] * 3)
+        for term in q.terms:
+            where.append(
+                "(m.recipient LIKE ? ESCAPE '\\' OR m.body LIKE ? ESCAPE '\\'"
+                " OR m.sender LIKE ? ESCAPE '\\'"
+                " OR COALESCE(json_extract(m.extra, '$.sender_id'), '') LIKE ? ESCAPE '\\')"
+            )
+            args.extend([f"%{escape_like(term)}%"] * 4)
+        if q.start is not None:
+            where.append("COALESCE(m.send_at, m.created_at) >= ?")
+            args.append(utc_iso(q.start))
+        if q.end is not None:
+            where.append("COALESCE(m.send_at, m.created_at) <= ?")
+            args.append(utc_iso(q.end))
+        return " AND ".join(where), args
+
+    def query_messages(
+        self, account_id: int, q: MessageQuery, *, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, one page newest first) of an account's messages matching `q`, each with the
+        number of the SIM it went from, its first send time, report status, errors and the
+        contact it went to."""
+        clause, args = self._message_filter(account_id, q)
+        total = int(
+            self.conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", args).fetchone()[0]
+        )
+        rows = self.conn.execute(
+            "SELECT m.*, b.created_at AS batch_created_at,"
+            " (SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id"
+            "  WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1) AS sim_msisdn,"
+            " (SELECT MIN(p.sent_at) FROM parts p WHERE p.message_id = m.id) AS first_sent_at,"
+            " (SELECT MAX(p.report_status) FROM parts p WHERE p.message_id = m.id"
+            "  AND p.state = m.state) AS report_status,"
+            " (SELECT MAX(p.cms_error) FROM parts p WHERE p.message_id = m.id) AS cms_error,"
+            " (SELECT group_concat(p.error, '; ') FROM parts p WHERE p.message_id = m.id"
+            "  AND p.error != '') AS part_errors,"
+            " c.first_name AS contact_first_name, c.last_name AS contact_last_name,"
+            " g.name AS contact_group"
+            " FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            " LEFT JOIN contacts c ON c.id = (SELECT c2.id FROM contacts c2"
+            "  WHERE c2.account_id = m.account_id AND c2.number = m.recipient"
+            "  ORDER BY c2.id LIMIT 1)"
+            " LEFT JOIN contact_groups g ON g.id = c.group_id"
+            f" WHERE {clause} ORDER BY m.id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        ).fetchall()
+        return total, [dict(r) for r in rows]
+
+    def matching_messages(self, account_id: int, q: MessageQuery) -> list[dict[str, Any]]:
+        """Ids, states and units of every message of an account matching `q`."""
+        clause, args = self._message_filter(account_id, q)
+        rows = self.conn.execute(
+            f"SELECT m.id, m.state, m.units FROM messages m WHERE {clause} ORDER BY m.id", args
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_messages(self, message_ids: Sequence[int]) -> int:
+        """Delete messages that are not on the wire right now (keeping the ledger and reports,
+        unlinked); return how many went."""
+        deleted = 0
+        with self.transaction():
+            for message_id in message_ids:
+                row = self.conn.execute(
+                    "SELECT state FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if row is None or row[0] == PartState.SENDING.value:
+                    continue
+                self.conn.execute(
+                    "UPDATE credits_ledger SET message_id = NULL WHERE message_id = ?",
+                    (message_id,),
+                )
+                self.conn.execute(
+                    "UPDATE otps SET message_id = NULL WHERE message_id = ?", (message_id,)
+                )
+                self.conn.execute(
+                    "UPDATE delivery_reports SET part_id = NULL WHERE part_id IN"
+                    " (SELECT id FROM parts WHERE message_id = ?)",
+                    (message_id,),
+                )
+                self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+                self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+                deleted += 1
+        return deleted
+
+    def message_states_of_batch(self, batch_id: int) -> dict[str, int]:
+        """How many of a batch's messages are in each state."""
+        rows = self.conn.execute(
+            "SELECT state, COUNT(*) FROM messages WHERE batch_id = ? GROUP BY state", (batch_id,)
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def last_message_to(self, account_id: int, recipient: str) -> dict[str, Any] | None:
+        """The most recent message of an account to a number, with its parts' report status
+        and errors."""
+        total, rows = self.query_messages(
+            account_id, MessageQuery(recipient=recipient), limit=1, offset=0
+        )
+        return rows[0] if total else None
