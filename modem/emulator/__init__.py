@@ -19,6 +19,8 @@ Pieces
   deregistered, memory full, unacknowledged +CMT) are held and re-sent when it can (SMMA).
 - `device.ModemCore`: the AT firmware (27.007/27.005 subset below); `device.EmulatedModem`
   puts it on a PTY (`os.openpty`, raw mode) served by an asyncio loop.
+- `firmware.Firmware`: the protocol AT handlers (`commands`) and personality hooks are written
+  against, so they never import `device`; `firmware.Personality` is the vendor data type.
 - `personalities`: generic, huawei, sim800, sim7600, ec25, m35, wavecom, sierra, zte, cinterion
   -- data plus small hooks; each names the transcripts it models (the replay tests hold it to
   them).
@@ -91,6 +93,7 @@ same idle-URC noise, same timestamps (virtual time starts at 2026-01-01T00:00:00
 from modem.emulator.clock import LoopClock, ManualClock, Scheduler
 from modem.emulator.device import EmulatedModem, ModemCore, ModemInfo
 from modem.emulator.faults import Fault
+from modem.emulator.firmware import Personality
 from modem.emulator.network import (
     MAGIC_CMS_ERROR_PREFIX,
     MAGIC_DELIVERED,
@@ -103,7 +106,7 @@ from modem.emulator.network import (
     SimIdentity,
     make_identities,
 )
-from modem.emulator.personalities import PERSONALITIES, Personality, get_personality
+from modem.emulator.personalities import PERSONALITIES, get_personality
 from modem.emulator.pool import EmulatorPool
 
 __all__ = [

@@ -1,8 +1,8 @@
 """The AT command handlers of the emulated modem (TS 27.007 / 27.005 subset) and line parsing.
 
-A handler takes (modem, kind, args) -- kind is "exec", "read", "test" or "set" -- and returns the
-information lines and the final result code, or raises an AtError. Personalities override
-handlers with hooks (modem.emulator.personalities).
+A handler takes (modem, kind, args) -- the modem as a `firmware.Firmware`, kind "exec", "read",
+"test" or "set" -- and returns the information lines and the final result code, or raises an
+AtError. Personalities override handlers with hooks (modem.emulator.personalities).
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from modem.emulator.errors import CmeError, CmsError, PlainError
+from modem.emulator.firmware import Answer, Firmware, Handler
 from modem.emulator.network import SimCard, SimIdentity
-from modem.emulator.personalities import Answer
 from modem.emulator.storage import Stored
-
-if TYPE_CHECKING:
-    from modem.emulator.device import ModemCore
 
 _CMGL_STAT_TEXT = ("REC UNREAD", "REC READ", "STO UNSENT", "STO SENT", "ALL")
 
@@ -111,7 +107,6 @@ def _int(value: str, allowed: range | tuple[int, ...] | None = None, code: int =
     return v
 
 
-Handler = Callable[["ModemCore", str, str], Answer]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -130,32 +125,32 @@ SENT: Answer = ((), None)  # the handler has written its own answer already
 
 # -- basic commands (V.250) ----------------------------------------------------------------------
 @_handler("E")
-def _e(m: ModemCore, kind: str, args: str) -> Answer:
+def _e(m: Firmware, kind: str, args: str) -> Answer:
     m.echo = args not in ("", "0")
     return _OK
 
 
 @_handler("V", "Q", "X", "&C", "&D", "&W", "L", "M", "H", "&K", "&S")
-def _ignored(m: ModemCore, kind: str, args: str) -> Answer:
+def _ignored(m: Firmware, kind: str, args: str) -> Answer:
     return _OK
 
 
 @_handler("Z", "&F")
-def _reset(m: ModemCore, kind: str, args: str) -> Answer:
+def _reset(m: Firmware, kind: str, args: str) -> Answer:
     cfun = m.cfun
-    m._reset_settings()
+    m.reset_settings()
     m.cfun = cfun
     return _OK
 
 
 @_handler("&V")
-def _profile(m: ModemCore, kind: str, args: str) -> Answer:
+def _profile(m: Firmware, kind: str, args: str) -> Answer:
     line = f"E: {int(m.echo)}; Q: 0; V: 1; X: 1; &C: 1; &D: 2; S0: 0; +CMEE: {m.cmee};"
     return ((line, f"+CMGF: {m.cmgf}; +CNMI: {','.join(map(str, m.cnmi))};"), "OK")
 
 
 @_handler("+CCLK")
-def _cclk(m: ModemCore, kind: str, args: str) -> Answer:
+def _cclk(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "read":
         now = dt.datetime.fromtimestamp(int(m.scheduler.now()), dt.UTC)
         return ((f'+CCLK: "{now.strftime("%y/%m/%d,%H:%M:%S")}+00"',), "OK")
@@ -163,19 +158,19 @@ def _cclk(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("I")
-def _ati(m: ModemCore, kind: str, args: str) -> Answer:
+def _ati(m: Firmware, kind: str, args: str) -> Answer:
     return ((m.p.manufacturer, m.p.model, f"Revision: {m.p.revision}"), "OK")
 
 
 @_handler("D")
-def _dial(m: ModemCore, kind: str, args: str) -> Answer:
+def _dial(m: Firmware, kind: str, args: str) -> Answer:
     if not m.registered:
         raise CmeError(30)
     return ((), "NO CARRIER")
 
 
 @_handler("S0", "S3", "S4", "S5", "S7")
-def _sreg(m: ModemCore, kind: str, args: str) -> Answer:
+def _sreg(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "read":
         return (("013",), "OK")
     return _OK
@@ -183,40 +178,40 @@ def _sreg(m: ModemCore, kind: str, args: str) -> Answer:
 
 # -- identification (TS 27.007 5) ----------------------------------------------------------------
 @_handler("+CGMI", "+GMI")
-def _cgmi(m: ModemCore, kind: str, args: str) -> Answer:
+def _cgmi(m: Firmware, kind: str, args: str) -> Answer:
     return _OK if kind == "test" else ((m.p.manufacturer,), "OK")
 
 
 @_handler("+CGMM", "+GMM")
-def _cgmm(m: ModemCore, kind: str, args: str) -> Answer:
+def _cgmm(m: Firmware, kind: str, args: str) -> Answer:
     return _OK if kind == "test" else ((m.p.model,), "OK")
 
 
 @_handler("+CGMR", "+GMR")
-def _cgmr(m: ModemCore, kind: str, args: str) -> Answer:
+def _cgmr(m: Firmware, kind: str, args: str) -> Answer:
     return _OK if kind == "test" else ((m.p.revision,), "OK")
 
 
 @_handler("+CGSN", "+GSN")
-def _cgsn(m: ModemCore, kind: str, args: str) -> Answer:
+def _cgsn(m: Firmware, kind: str, args: str) -> Answer:
     return _OK if kind == "test" else ((m.imei,), "OK")
 
 
 @_handler("+CIMI")
-def _cimi(m: ModemCore, kind: str, args: str) -> Answer:
+def _cimi(m: Firmware, kind: str, args: str) -> Answer:
     return _OK if kind == "test" else ((m.sim.identity.imsi,), "OK")
 
 
 @_handler("+CNUM")
-def _cnum(m: ModemCore, kind: str, args: str) -> Answer:
+def _cnum(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
-    number = m._text(m.sim.identity.msisdn)
+    number = m.charset_text(m.sim.identity.msisdn)
     return ((f'+CNUM: "","{number}",145',), "OK")
 
 
 @_handler("+CMEE")
-def _cmee(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmee(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CMEE: (0-2)",), "OK")
     if kind == "read":
@@ -226,14 +221,14 @@ def _cmee(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CLAC")
-def _clac(m: ModemCore, kind: str, args: str) -> Answer:
+def _clac(m: Firmware, kind: str, args: str) -> Answer:
     names = sorted(set(HANDLERS) | set(m.p.hooks) | set(m.p.iccid_commands))
     return (tuple(n for n in names if n[0] in "+^&"), "OK")
 
 
 # -- SIM (TS 27.007 8.3) -------------------------------------------------------------------------
 @_handler("+CPIN")
-def _cpin(m: ModemCore, kind: str, args: str) -> Answer:
+def _cpin(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     if kind == "read":
@@ -252,7 +247,7 @@ def _cpin(m: ModemCore, kind: str, args: str) -> Answer:
             m.pin_state = "READY"
         else:
             sim.pin_attempts_left -= 1
-            m.pin_state = m._sim_lock_state()
+            m.pin_state = m.sim_lock_state()
             raise CmeError(16)
     # SIM PUK: AT+CPIN="<puk>","<new pin>"
     elif params[0] == sim.identity.puk and len(params) > 1 and params[1].isdigit():
@@ -262,9 +257,9 @@ def _cpin(m: ModemCore, kind: str, args: str) -> Answer:
         m.pin_state = "READY"
     else:
         sim.puk_attempts_left -= 1
-        m.pin_state = m._sim_lock_state()
+        m.pin_state = m.sim_lock_state()
         raise CmeError(16)
-    m._update_registration()
+    m.update_registration()
     return _OK
 
 
@@ -274,7 +269,7 @@ def _replace_pin(sim: SimCard, pin: str) -> SimIdentity:
 
 
 @_handler("+CLCK")
-def _clck(m: ModemCore, kind: str, args: str) -> Answer:
+def _clck(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (('+CLCK: ("SC")',), "OK")
     p = _params(args)
@@ -291,7 +286,7 @@ def _clck(m: ModemCore, kind: str, args: str) -> Answer:
 
 # -- network (TS 27.007 7) -----------------------------------------------------------------------
 @_handler("+CSQ")
-def _csq(m: ModemCore, kind: str, args: str) -> Answer:
+def _csq(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CSQ: (0-31,99),(0-7,99)",), "OK")
     rssi = 20 if m.registered else 99
@@ -299,18 +294,18 @@ def _csq(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CREG")
-def _creg(m: ModemCore, kind: str, args: str) -> Answer:
+def _creg(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CREG: (0-2)",), "OK")
     if kind == "read":
-        return ((m._creg_line(),), "OK")
+        return ((m.creg_line(),), "OK")
     m.creg_n = _int(args or "0", (0, 1, 2), code=4)
     return _OK
 
 
 @_handler("+COPS")
-def _cops(m: ModemCore, kind: str, args: str) -> Answer:
-    name = m._text("smsgw emulated")
+def _cops(m: Firmware, kind: str, args: str) -> Answer:
+    name = m.charset_text("smsgw emulated")
     if kind == "test":
         return ((f'+COPS: (2,"{name}","smsgw","00101",0),,(0-4),(0-2)',), "OK")
     if kind == "read":
@@ -321,7 +316,7 @@ def _cops(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CFUN")
-def _cfun(m: ModemCore, kind: str, args: str) -> Answer:
+def _cfun(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CFUN: (0,1,4),(0-1)",), "OK")
     if kind == "read":
@@ -333,13 +328,13 @@ def _cfun(m: ModemCore, kind: str, args: str) -> Answer:
         return _OK
     m.cfun = fun
     if fun == 1:
-        m._busy_left = m.p.busy_after_cfun
-    m._update_registration()
+        m.refuse_commands(m.p.busy_after_cfun)
+    m.update_registration()
     return _OK
 
 
 @_handler("+CUSD")
-def _cusd(m: ModemCore, kind: str, args: str) -> Answer:
+def _cusd(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CUSD: (0-2)",), "OK")
     if kind == "read":
@@ -364,14 +359,14 @@ def _cusd(m: ModemCore, kind: str, args: str) -> Answer:
         line = f'+CUSD: 0,"{text.encode("utf-16-be").hex().upper()}",15'
     else:
         dcs = 72 if m.cscs == "UCS2" else 15
-        line = f'+CUSD: 0,"{m._text(text)}",{dcs}'
+        line = f'+CUSD: 0,"{m.charset_text(text)}",{dcs}'
     m.urc_soon(line)
     return _OK
 
 
 # -- SMS configuration (TS 27.005 3) -------------------------------------------------------------
 @_handler("+CMGF")
-def _cmgf(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgf(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CMGF: (0,1)",), "OK")
     if kind == "read":
@@ -381,7 +376,7 @@ def _cmgf(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CSCS")
-def _cscs(m: ModemCore, kind: str, args: str) -> Answer:
+def _cscs(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return ((m.p.cscs_test,), "OK")
     if kind == "read":
@@ -394,12 +389,12 @@ def _cscs(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CSCA")
-def _csca(m: ModemCore, kind: str, args: str) -> Answer:
+def _csca(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     if kind == "read":
         toa = 145 if m.csca.startswith("+") else 129
-        return ((f'+CSCA: "{m._text(m.csca)}",{toa}',), "OK")
+        return ((f'+CSCA: "{m.charset_text(m.csca)}",{toa}',), "OK")
     p = _params(args)
     value = p[0]
     if m.cscs == "UCS2" and value and all(c in "0123456789ABCDEFabcdef" for c in value):
@@ -409,7 +404,7 @@ def _csca(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CSMP")
-def _csmp(m: ModemCore, kind: str, args: str) -> Answer:
+def _csmp(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "read":
         return ((f"+CSMP: {m.csmp}",), "OK")
     if kind == "set":
@@ -418,7 +413,7 @@ def _csmp(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CSMS")
-def _csms(m: ModemCore, kind: str, args: str) -> Answer:
+def _csms(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CSMS: (0,1)",), "OK")
     if kind == "read":
@@ -431,14 +426,14 @@ def _csms(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CPMS")
-def _cpms(m: ModemCore, kind: str, args: str) -> Answer:
+def _cpms(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return ((m.p.cpms_test,), "OK")
     sep = ", " if m.p.cpms_read_spaces else ","
     if kind == "read":
         parts = []
         for name in m.cpms:
-            s = m._storage(name)
+            s = m.storage(name)
             parts.append(f'"{name}"{sep}{s.used()}{sep}{s.capacity}')
         return (("+CPMS: " + sep.join(parts),), "OK")
     wanted = [x.upper() for x in _params(args) if x]
@@ -448,20 +443,20 @@ def _cpms(m: ModemCore, kind: str, args: str) -> Answer:
     if allowed is not None and len(wanted) > len(allowed):
         raise PlainError()  # more memories than this modem has parameters (Wavecom: two)
     for i, name in enumerate(wanted):
-        m._storage(name)
+        m.storage(name)
         if allowed is not None and name not in allowed[i]:
             raise PlainError()  # Wavecom: AT+CPMS="SM","SM","SR" -> ERROR (wavecom-...-1800.txt)
     m.cpms[: len(wanted)] = wanted
     pairs = []
     shown = m.cpms if m.p.cpms_allowed is None else m.cpms[: len(m.p.cpms_allowed)]
     for name in shown:  # always three pairs, even when fewer storages were set (quirk 13)
-        s = m._storage(name)
+        s = m.storage(name)
         pairs.append(f"{s.used()},{s.capacity}")
     return (("+CPMS: " + ",".join(pairs),), "OK")
 
 
 @_handler("+CNMI")
-def _cnmi(m: ModemCore, kind: str, args: str) -> Answer:
+def _cnmi(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return ((m.p.cnmi_test,), "OK")
     if kind == "read":
@@ -475,74 +470,69 @@ def _cnmi(m: ModemCore, kind: str, args: str) -> Answer:
             raise CmsError(303)
         new[i] = int(v)
     m.cnmi = new
-    if new[0] in (1, 2, 3) and m._mode0_urcs:
-        if new[4] == 0:  # <bfr>=0: flush the TA buffer to the TE, after the OK (27.005 3.4.1)
-            m._reserved_urcs.extend(m._mode0_urcs)
-        m._mode0_urcs.clear()
+    if new[0] in (1, 2, 3):
+        # <bfr>=0: flush the TA buffer to the TE after the OK; 1: clear it (27.005 3.4.1).
+        m.release_held_indications(deliver=new[4] == 0)
     return _OK
 
 
 @_handler("+CNMA")
-def _cnma(m: ModemCore, kind: str, args: str) -> Answer:
+def _cnma(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CNMA: (0-2)",), "OK")
-    if not m._ack_pending:
+    if not m.acknowledge():
         raise CmsError(340)  # no +CNMA acknowledgement expected
-    m._ack_pending.pop(0)
-    if not m._ack_pending and m._ack_timer is not None:
-        m._ack_timer.cancel()
-        m._ack_timer = None
     m.scheduler.call_later(0, lambda: m.network.retry(m.sim.identity.msisdn))
     return _OK
 
 
 # -- SMS traffic (TS 27.005 3.5 / 4) -------------------------------------------------------------
 @_handler("+CMGS")
-def _cmgs(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgs(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     if kind != "set":
         raise CmsError(304)
     p = _params(args)
     if m.cmgf == 1:
-        return m._start_prompt("cmgs", 0, p[0])
+        return m.start_prompt("cmgs", 0, p[0])
     try:
         length = int(p[0])
     except ValueError:
         raise CmsError(304) from None
     if not 7 <= length <= 175:
         raise CmsError(304)
-    return m._start_prompt("cmgs", length)
+    return m.start_prompt("cmgs", length)
 
 
 @_handler("+CMGW")
-def _cmgw(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgw(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     p = _params(args)
     if m.cmgf == 1:
-        return m._start_prompt("cmgw", 0, p[0])
+        return m.start_prompt("cmgw", 0, p[0])
     try:
         length = int(p[0])
     except ValueError:
         raise CmsError(304) from None
-    return m._start_prompt("cmgw", length)
+    return m.start_prompt("cmgw", length)
 
 
 @_handler("+CMSS")
-def _cmss(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmss(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     p = _params(args)
     index = _int(p[0], code=321)
-    store = m._storage(m.cpms[1])
+    store = m.storage(m.cpms[1])
     stored = store.get(index) if store.valid(index) else None
     if stored is None:
         raise CmsError(321)
     pdu = bytes.fromhex(stored.hex)
     tpdu = pdu[pdu[0] + 1 :]
     stored.stat = 3
-    m._finish_send(tpdu, prefix="+CMSS")
+    m.finish_send(tpdu, prefix="+CMSS")
     return SENT
 
 
@@ -596,7 +586,7 @@ def _cmgl_line(index: int, s: Stored, text_mode: bool) -> list[str]:
 
 
 @_handler("+CMGL")
-def _cmgl(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgl(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         if m.cmgf == 1:
             return (('+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")',), "OK")
@@ -611,7 +601,7 @@ def _cmgl(m: ModemCore, kind: str, args: str) -> Answer:
         stat = int(p[0]) if p and p[0].isdigit() else 0
         if stat not in range(5):
             raise CmsError(302)
-    store = m._storage(m.cpms[0])
+    store = m.storage(m.cpms[0])
     lines: list[str] = []
     for index, s in store.items():
         if stat in (4, s.stat):
@@ -622,11 +612,11 @@ def _cmgl(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CMGR")
-def _cmgr(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgr(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
     index = _int(_params(args)[0] if args else "", code=321)
-    store = m._storage(m.cpms[0])
+    store = m.storage(m.cpms[0])
     if not store.valid(index):
         raise CmsError(321)
     s = store.get(index)
@@ -639,11 +629,11 @@ def _cmgr(m: ModemCore, kind: str, args: str) -> Answer:
 
 
 @_handler("+CMGD")
-def _cmgd(m: ModemCore, kind: str, args: str) -> Answer:
+def _cmgd(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CMGD: (),(0-4)",), "OK")
     p = _params(args)
-    store = m._storage(m.cpms[0])
+    store = m.storage(m.cpms[0])
     flag = _int(p[1], range(5), code=302) if len(p) > 1 and p[1] else 0
     if flag == 0:
         index = _int(p[0], code=321)

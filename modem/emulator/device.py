@@ -1,7 +1,8 @@
 """An emulated modem: the firmware (ModemCore) and its PTY (EmulatedModem).
 
 `ModemCore` is the modem's firmware: bytes in through `feed()`, bytes out through the `write`
-callback, time through the injected scheduler; its commands live in `modem.emulator.commands`.
+callback, time through the injected scheduler; its commands live in `modem.emulator.commands`
+and see it only through the `modem.emulator.firmware.Firmware` protocol, which it implements.
 `EmulatedModem` puts it on a pseudo-terminal (`os.openpty`) driven by an asyncio loop, so a
 client opens `/dev/pts/N` like a USB modem.
 """
@@ -28,8 +29,9 @@ from modem.emulator.errors import (
     UnsupportedError,
 )
 from modem.emulator.faults import Fault, FaultState
+from modem.emulator.firmware import Answer, Personality
 from modem.emulator.network import Network, SimCard, SubmitRejectedError
-from modem.emulator.personalities import GENERIC, Answer, Personality
+from modem.emulator.personalities import GENERIC
 from modem.emulator.sms import message_class
 from modem.emulator.storage import MtStorage, Storage
 
@@ -117,10 +119,10 @@ class ModemCore:
         self.sent = 0
         self.received = 0
         self.bytes_in = 0  # everything the host wrote, even while hung (tests wait on it)
-        self._reset_settings()
+        self.reset_settings()
 
     # -- power and settings ---------------------------------------------------------------------
-    def _reset_settings(self) -> None:
+    def reset_settings(self) -> None:
         """Power-up / AT&F values: echo on, like real modems (quirk 1)."""
         self.echo = True
         self.cmee = 0
@@ -139,7 +141,7 @@ class ModemCore:
         """Boot: settings to defaults, SIM locked if its PIN is enabled, boot URCs on the clock."""
         self.powered = True
         self._generation += 1
-        self._reset_settings()
+        self.reset_settings()
         self._prompt = None
         self._busy = False
         self._inbuf = b""
@@ -155,7 +157,7 @@ class ModemCore:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        self.pin_state = self._sim_lock_state()
+        self.pin_state = self.sim_lock_state()
         self.sms_ready = not self.p.sms_ready_gate
         self._sim_busy_until = self.scheduler.now() + self.p.sim_busy_seconds
         self.set_noise(bool(self.p.noise))
@@ -168,7 +170,7 @@ class ModemCore:
             delay += gap
             step = functools.partial(self._boot_step, line, n == len(steps) - 1)
             self._boot_timers.append(self.scheduler.call_later(delay, step))
-        self._update_registration()
+        self.update_registration()
 
     def power_off(self) -> None:
         """Lose power (unplug): nothing answers, the network holds messages."""
@@ -184,7 +186,8 @@ class ModemCore:
         self.power_off()
         self.power_on()
 
-    def _sim_lock_state(self) -> str:
+    def sim_lock_state(self) -> str:
+        """The +CPIN state the SIM's attempt counters call for."""
         if self.sim.puk_attempts_left <= 0:
             return "BLOCKED"
         if self.sim.pin_attempts_left <= 0:
@@ -219,7 +222,8 @@ class ModemCore:
         self._noise_timer = self.scheduler.call_later(self.p.noise_interval, self._noise_tick)
 
     # -- registration ---------------------------------------------------------------------------
-    def _update_registration(self) -> None:
+    def update_registration(self) -> None:
+        """Recompute registration (after +CFUN, +CPIN, faults), with a +CREG URC if due."""
         if not self.powered or self.cfun != 1 or self.pin_state != "READY":
             stat = 0
         elif self.faults.deregistered_stat is not None:
@@ -229,7 +233,7 @@ class ModemCore:
         if stat != self.registered_stat:
             self.registered_stat = stat
             if self.creg_n >= 1 and self.powered:
-                self.urc_soon(self._creg_line(unsolicited=True))  # after the command's OK
+                self.urc_soon(self.creg_line(unsolicited=True))  # after the command's OK
             if stat in (1, 5):
                 self.scheduler.call_later(0, lambda: self.network.retry(self.sim.identity.msisdn))
 
@@ -243,7 +247,8 @@ class ModemCore:
         """Home (1) or roaming (5)."""
         return self.registered_stat in (1, 5)
 
-    def _creg_line(self, unsolicited: bool = False) -> str:
+    def creg_line(self, unsolicited: bool = False) -> str:
+        """The +CREG answer (or URC) for the current state."""
         stat = self.registered_stat
         loc = ',"00A1","0000B2C3"' if self.creg_n == 2 and stat in (1, 5) else ""
         if unsolicited:
@@ -279,6 +284,12 @@ class ModemCore:
             # mode 1: discarded while the link is reserved (the message itself is stored)
         else:
             self._out.append(data)
+
+    def release_held_indications(self, *, deliver: bool) -> None:
+        """Leaving +CNMI <mode>=0: send the held indications after the answer, or drop them."""
+        if deliver:
+            self._reserved_urcs.extend(self._mode0_urcs)
+        self._mode0_urcs.clear()
 
     def inject_urc(self, line: str, where: str = "now") -> None:
         """A URC: 'now', inside the next 'answer', or right after the next 'cmgs' prompt."""
@@ -472,21 +483,27 @@ class ModemCore:
             raise CmsError(316) if sms else CmeError(12)
         raise CmsError(311) if sms else CmeError(11)
 
+    def refuse_commands(self, count: int) -> None:
+        """Answer the next `count` commands with +CME ERROR: 515 (still busy)."""
+        self._busy_left = count
+
     # -- text helpers ---------------------------------------------------------------------------
-    def _text(self, s: str) -> str:
+    def charset_text(self, s: str) -> str:
         """A string parameter in the current +CSCS character set (quirk 22)."""
         if self.cscs == "UCS2":
             return s.encode("utf-16-be").hex().upper()
         return s
 
-    def _storage(self, name: str) -> Storage:
+    def storage(self, name: str) -> Storage:
+        """A message memory by name; +CMS ERROR: 302 if this modem has none by that name."""
         store = self.storages.get(name.upper())
         if store is None:
             raise CmsError(302)
         return store
 
     # -- SMS prompt -----------------------------------------------------------------------------
-    def _start_prompt(self, purpose: str, length: int, dest: str = "") -> Answer:
+    def start_prompt(self, purpose: str, length: int, dest: str = "") -> Answer:
+        """Send the `> ` prompt and read a PDU (or text) of `length` octets for cmgs or cmgw."""
         self._prompt = purpose
         self._prompt_len = length
         self._prompt_dest = dest
@@ -539,13 +556,14 @@ class ModemCore:
 
             def later() -> None:
                 if generation == self._generation:  # not if the modem was power-cycled since
-                    self._finish_send(tpdu)
+                    self.finish_send(tpdu)
 
             self.scheduler.call_later(delay, later)
         else:
-            self._finish_send(tpdu)
+            self.finish_send(tpdu)
 
-    def _finish_send(self, tpdu: bytes, *, prefix: str = "+CMGS") -> None:
+    def finish_send(self, tpdu: bytes, *, prefix: str = "+CMGS") -> None:
+        """Submit a TPDU to the network and write the answer (`prefix: <mr>` or an error)."""
         was_busy = self._busy
         self._busy = False
         try:
@@ -573,7 +591,7 @@ class ModemCore:
                 self._flush()
 
     def _store_submit(self, smsc: bytes, tpdu: bytes) -> None:
-        store = self._storage(self.cpms[1])
+        store = self.storage(self.cpms[1])
         index = store.put(2, (smsc + tpdu).hex().upper() or "00", len(tpdu))
         if index is None:
             self._answer([], self._error_text(CmsError(322)))
@@ -653,6 +671,16 @@ class ModemCore:
         if self._ack_timer is None:
             self._ack_timer = self.scheduler.call_later(ACK_TIMEOUT, self._ack_timeout)
 
+    def acknowledge(self) -> bool:
+        """+CNMA: confirm the oldest unacknowledged +CMT/+CDS; False if none was waiting."""
+        if not self._ack_pending:
+            return False
+        self._ack_pending.pop(0)
+        if not self._ack_pending and self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        return True
+
     def _ack_timeout(self) -> None:
         """No +CNMA in time: TS 27.005 3.4.1 says routing to the TE stops (<mt>=<ds>=0)."""
         self._ack_timer = None
@@ -685,7 +713,7 @@ class ModemCore:
             f.cms_error_rate = float(params.get("rate", 1.0))
         elif fault is Fault.DEREGISTER:
             f.deregistered_stat = int(params.get("stat", 0))
-            self._update_registration()
+            self.update_registration()
         elif fault is Fault.STORAGE_FULL:
             f.storage_full = True
             for store in self.storages.values():
@@ -712,7 +740,7 @@ class ModemCore:
             f.cms_error_rate = 0.0
         elif fault is Fault.DEREGISTER:
             f.deregistered_stat = None
-            self._update_registration()
+            self.update_registration()
         elif fault is Fault.STORAGE_FULL:
             f.storage_full = False
             for store in self.storages.values():

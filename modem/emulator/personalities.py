@@ -1,75 +1,17 @@
 """Vendor personalities: the generic modem's answers changed by data and a few small hooks.
 
 Each personality names the transcripts in /work/shared/transcripts it models (`transcripts`); the
-replay tests hold it to their shape. Quirk numbers refer to /work/shared/QUIRKS.md.
+replay tests hold it to their shape. Quirk numbers refer to /work/shared/QUIRKS.md. The
+`Personality` dataclass and the `Hook` type live in `modem.emulator.firmware`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from modem.emulator.device import ModemCore
-
-# Information lines and the final result code (None: the modem sends no final code, Wavecom +CPIN).
-Answer = tuple[tuple[str, ...], str | None]
-# hook(modem, kind, args): kind is "exec" | "read" | "test" | "set"; None falls back to the generic.
-Hook = Callable[["ModemCore", str, str], Answer | None]
-
-_ALL_STORES = '("SM","ME","MT","SR")'
-# Every value TS 27.005 3.4.1 allows for <mode>,<mt>,<bm>,<ds>,<bfr>.
-_CNMI_ALL = ((0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 2), (0, 1))
-
-
-@dataclass(frozen=True)
-class Personality:
-    """A vendor's answers and habits, as data."""
-
-    name: str
-    manufacturer: str
-    model: str
-    revision: str
-    transcripts: tuple[str, ...] = ()
-    index_base: int = 1  # first message index (0 on Quectel and Huawei, quirk 15)
-    storages: Mapping[str, int] = field(
-        default_factory=lambda: MappingProxyType({"SM": 30, "ME": 100, "SR": 50})
-    )
-    has_mt: bool = True  # "MT" = SM and ME together (TS 27.005 3.2.2)
-    cpms_test: str = f"+CPMS: {_ALL_STORES},{_ALL_STORES},{_ALL_STORES}"
-    cpms_default: tuple[str, str, str] = ("SM", "SM", "SM")
-    # Storages accepted per +CPMS parameter (None: any storage anywhere, three parameters).
-    cpms_allowed: tuple[tuple[str, ...], ...] | None = None
-    cpms_read_spaces: bool = False  # ZTE: +CPMS: "ME", 0, 50 (quirk 4)
-    report_store: str = "SR"  # where <ds>=2 status reports are stored
-    report_label: str | None = None  # Quectel EC25 announces +CDSI: "SM",n for an SR report
-    cnmi_ranges: tuple[tuple[int, ...], ...] = _CNMI_ALL
-    cnmi_test: str = "+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)"
-    cnmi_default: tuple[int, int, int, int, int] = (1, 1, 0, 0, 0)
-    cscs_test: str = '+CSCS: ("GSM","IRA","UCS2")'
-    prompt: bytes = b"\r\n> "
-    unsupported: str = "ERROR"  # final code for an unknown command (Huawei: COMMAND NOT SUPPORT)
-    cpin_final: str | None = "OK"  # Wavecom/Sierra send +CPIN: READY without OK (quirk 3)
-    urc_prefix: bytes = b"\r\n"  # before ^-URCs: Huawei sends "^RSSI:14\r\n" bare
-    boot_urcs: tuple[tuple[float, str], ...] = ()  # (seconds after the previous one, line)
-    sms_ready_gate: bool = False  # SIMCom: SMS commands answer ERROR until the last boot URC
-    noise: tuple[str, ...] = ()  # idle URCs sent every noise_interval seconds
-    noise_interval: float = 10.0
-    iccid_commands: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({"+CCID": "+CCID: {iccid}"})
-    )
-    ussd_mode_default: int = 0  # Huawei ^USSDMODE=1 at power-up makes +CUSD fail (quirk 23)
-    busy_after_cfun: int = 0  # Wavecom: +CME ERROR: 515 for the next N commands after +CFUN=1
-    sim_busy_seconds: float = 0.0  # ZTE/Qualcomm: +CME ERROR: 14 (SIM busy) right after boot
-    unknown_cme: int | None = None  # Quectel M35: unknown commands give +CME ERROR: 100
-    ussd_ucs2_hex: bool = False  # Quectel M35: +CUSD text in UCS2 hex although DCS is 15
-    hooks: Mapping[str, Hook] = field(default_factory=lambda: MappingProxyType({}))
-
-    def with_model(self, model: str, **changes: object) -> Personality:
-        """A variant of this personality (another model of the same family)."""
-        return replace(self, model=model, **changes)  # type: ignore[arg-type]
+from modem.emulator.firmware import Answer, Firmware, Hook, Personality
 
 
 def _answer(*lines: str, final: str | None = "OK") -> Answer:
@@ -77,7 +19,7 @@ def _answer(*lines: str, final: str | None = "OK") -> Answer:
 
 
 # -- hooks -------------------------------------------------------------------------------------
-def _huawei_ussdmode(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _huawei_ussdmode(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "set" and args.strip() in ("0", "1"):
         modem.ussd_mode = int(args)
         return _answer()
@@ -88,7 +30,7 @@ def _huawei_ussdmode(modem: ModemCore, kind: str, args: str) -> Answer | None:
     return None
 
 
-def _huawei_curc(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _huawei_curc(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "set" and args.strip() in ("0", "1"):
         modem.set_noise(args.strip() == "1")
         return _answer()
@@ -97,34 +39,34 @@ def _huawei_curc(modem: ModemCore, kind: str, args: str) -> Answer | None:
     return None
 
 
-def _huawei_cmms(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _huawei_cmms(modem: Firmware, kind: str, args: str) -> Answer | None:
     from modem.emulator.errors import CmsError
 
     raise CmsError(500)  # E1752 11.126 rejects AT+CMMS=2 (huawei-e1752.txt)
 
 
-def _wavecom_cgmr(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _wavecom_cgmr(modem: Firmware, kind: str, args: str) -> Answer | None:
     return ((), "ERROR")  # python-gsmmodem's Wavecom profile (wavecom-multiband-900e-1800.txt)
 
 
-def _zte_cfun_read(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _zte_cfun_read(modem: Firmware, kind: str, args: str) -> Answer | None:
     # K3565-Z answers the READ form with the TEST syntax (quirk 25).
     if kind == "read":
         return _answer("+CFUN: (0-1,4-7),(0-1)")
     return None
 
 
-def _zte_zpas(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _zte_zpas(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "read":
         return _answer('+BEARTYPE: "UMTS","CS_PS"')
     return None
 
 
-def _zte_cvhu(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _zte_cvhu(modem: Firmware, kind: str, args: str) -> Answer | None:
     return _answer("+CVHU: (0-1)")
 
 
-def _wavecom_wind(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _wavecom_wind(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "read":
         return _answer("+WIND: 0")
     if kind == "set":
@@ -132,7 +74,7 @@ def _wavecom_wind(modem: ModemCore, kind: str, args: str) -> Answer | None:
     return None
 
 
-def _simcom_profile(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _simcom_profile(modem: Firmware, kind: str, args: str) -> Answer | None:
     # The AT&V layout of a SIM7600G-H (simcom-sim7600.txt, LilyGo #340), live values filled in.
     e, cmee = int(modem.echo), modem.cmee
     return _answer(
@@ -239,19 +181,19 @@ WAVECOM = Personality(
 )
 
 
-def _sierra_cops(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _sierra_cops(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "test":  # the empty last list closed with ",)" (sierra-wireless.txt, AirCard 881)
         return _answer('+COPS: (2,"smsgw emulated","smsgw","00101",0),,(0,1,2,3,4),)')
     return None
 
 
-def _sierra_creg(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _sierra_creg(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "read" and modem.creg_n == 1 and modem.registered:
         return _answer("+CREG: 1,1,84CD,00D30173")  # unquoted hex LAC/CI (USBConnect Mercury)
     return None
 
 
-def _sierra_cmer(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _sierra_cmer(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "test":
         return _answer("+CMER: 1,0,0,(0-1),0")  # bare values instead of ranges (EM7345)
     return _answer()
@@ -297,20 +239,20 @@ QUECTEL_M35 = Personality(
 )
 
 
-def _cinterion_ati(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _cinterion_ati(modem: Firmware, kind: str, args: str) -> Answer | None:
     if args == "5":
         return _answer()  # MC35i: ATI5 is just OK (siemens-cinterion.txt)
     return None
 
 
 def _cinterion_test(answer: str) -> Hook:
-    def hook(modem: ModemCore, kind: str, args: str) -> Answer | None:
+    def hook(modem: Firmware, kind: str, args: str) -> Answer | None:
         return _answer(answer) if kind == "test" else _answer()
 
     return hook
 
 
-def _cinterion_creg(modem: ModemCore, kind: str, args: str) -> Answer | None:
+def _cinterion_creg(modem: Firmware, kind: str, args: str) -> Answer | None:
     if kind == "read" and modem.creg_n == 0 and modem.registered:
         return _answer('+CREG: 0,1,"5E25","605F"')  # location shown although n=0 (quirk 25)
     return None

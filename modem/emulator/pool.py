@@ -15,8 +15,9 @@ from typing import TypeVar
 from modem.emulator.clock import LoopClock, ManualClock, Scheduler
 from modem.emulator.device import EmulatedModem, ModemCore, ModemInfo
 from modem.emulator.faults import Fault
+from modem.emulator.firmware import Personality
 from modem.emulator.network import Network, NetworkStats, OutboundSms, SimCard, make_identities
-from modem.emulator.personalities import GENERIC, Personality, get_personality
+from modem.emulator.personalities import GENERIC, get_personality
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
