@@ -1,10 +1,11 @@
 """`smsgw emulator`: run a pool of emulated modems and drive it with a small line protocol.
 
 `smsgw emulator run --modems 4 --personality huawei --seed 7` prints one JSON document (the
-modems: PTY path, MSISDN, IMSI, ICCID, IMEI, personality) and keeps running. Control lines
-are read from stdin and, with `--control PATH`, from a Unix socket (`smsgw emulator send PATH
-LINE` talks to it). Every line gets exactly one JSON line back: {"ok": true, ...} or
-{"ok": false, "error": "..."}.
+modems: PTY path, MSISDN, IMSI, ICCID, IMEI, personality) and keeps running until SIGINT/SIGTERM,
+`quit` or `--duration` seconds; it then exits 0 with its PTYs closed. Control lines are read from
+stdin (EOF only ends them, so `&`, nohup and systemd work) and, with `--control PATH`, from a Unix
+socket (`smsgw emulator send PATH LINE` talks to it). Every line gets exactly one JSON line back:
+{"ok": true, ...} or {"ok": false, "error": "..."}.
 
 Control lines (MODEM is an index or an MSISDN; text runs to the end of the line):
   info                                 modems and their current PTY paths
@@ -23,13 +24,19 @@ A line starting with "{" is JSON: {"cmd": "inject", "to": 0, "sender": "MyBank",
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import select
 import shlex
+import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import asdict
+from types import FrameType, TracebackType
 from typing import Any
 
 import click
@@ -153,7 +160,102 @@ def handle(pool: EmulatorPool, line: str) -> Reply:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _serve_socket(pool: EmulatorPool, server: socket.socket, stop: threading.Event) -> None:
+class _Stopper:
+    """Wakes the main thread for SIGINT/SIGTERM or a `quit` from any thread, through one pipe."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)  # set_wakeup_fd needs it; if full, a wake-up is pending
+        self.stopped = threading.Event()
+        self._old_wakeup = -1
+        self._old_handlers: dict[signal.Signals, Any] = {}
+
+    def fileno(self) -> int:
+        """Readable once a stop was asked for."""
+        return self._read
+
+    def stop(self) -> None:
+        """Ask the main thread to stop (safe from any thread)."""
+        self.stopped.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write, b"q")
+
+    def __enter__(self) -> _Stopper:
+        if threading.current_thread() is threading.main_thread():
+            # The C-level handler writes the signal number to the pipe; the Python handler does
+            # nothing, so no lock is ever taken inside a signal handler.
+            self._old_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, _wake_only)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        if self._old_handlers:
+            signal.set_wakeup_fd(self._old_wakeup)
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _wake_only(signum: int, frame: FrameType | None) -> None:
+    """The wakeup fd has the signal already; SIGINT must not become KeyboardInterrupt."""
+
+
+def _stdin_fd() -> int | None:
+    """stdin's descriptor, or None when it has none (closed, or in memory as in CliRunner)."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _reply(pool: EmulatorPool, line: str) -> bool:
+    """Answer one control line on stdout; True if it was `quit`."""
+    reply = handle(pool, line)
+    click.echo(json.dumps(reply))
+    sys.stdout.flush()
+    return bool(reply.get("bye"))
+
+
+def _serve(pool: EmulatorPool, stopper: _Stopper, duration: float | None) -> None:
+    """Obey stdin until `quit`, a stop or `duration` seconds; EOF only ends the control lines."""
+    deadline = None if duration is None else time.monotonic() + duration
+    fd = _stdin_fd()
+    if fd is None and sys.stdin is not None:
+        for line in sys.stdin:  # in memory: never blocks, so read it all before waiting
+            if _reply(pool, line):
+                return
+    pending = b""
+    while True:
+        # select, not a reader thread: a daemon thread blocked in sys.stdin can abort shutdown.
+        watched = [stopper.fileno()] if fd is None else [stopper.fileno(), fd]
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if not ready or stopper.fileno() in ready:
+            return
+        assert fd is not None
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""  # EIO from a terminal that went away: as good as EOF
+        if data:
+            *lines, pending = (pending + data).split(b"\n")
+        else:
+            fd, lines, pending = None, [pending] if pending else [], b""
+        for raw in lines:
+            if _reply(pool, raw.decode("utf-8", "replace")):
+                return
+
+
+def _serve_socket(pool: EmulatorPool, server: socket.socket, stopper: _Stopper) -> None:
+    stop = stopper.stopped
     while not stop.is_set():
         try:
             conn, _ = server.accept()
@@ -165,7 +267,7 @@ def _serve_socket(pool: EmulatorPool, server: socket.socket, stop: threading.Eve
                 stream.write(json.dumps(reply) + "\n")
                 stream.flush()
                 if reply.get("bye"):
-                    stop.set()
+                    stopper.stop()
                     break
 
 
@@ -188,6 +290,11 @@ def emulator() -> None:
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
 @click.option("--pin/--no-pin", default=False, help="SIMs start PIN-locked.")
 @click.option("--control", type=click.Path(dir_okay=False), help="Also listen on this socket.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    help="Stop after this many wall-clock seconds (default: run until SIGINT/SIGTERM or quit).",
+)
 def run_command(
     *,
     count: int,
@@ -197,21 +304,24 @@ def run_command(
     time_scale: float,
     pin: bool,
     control: str | None,
+    duration: float | None,
 ) -> None:
-    """Start N emulated modems, print them as JSON, then obey control lines on stdin."""
+    """Start N emulated modems, print them as JSON, obey control lines until stopped."""
     chosen = list(personalities) or ["generic"]
     kinds = [chosen[min(i, len(chosen) - 1)] for i in range(count)]
     seed_value: int | str = int(seed) if seed.lstrip("-").isdigit() else seed
-    with EmulatorPool(
-        kinds,
-        seed=seed_value,
-        clock="real",
-        time_scale=time_scale,
-        report_delay=report_delay,
-        pin_enabled=pin,
-        max_modems=max(count, 1),
-    ) as pool:
-        stop = threading.Event()
+    with (
+        _Stopper() as stopper,
+        EmulatorPool(
+            kinds,
+            seed=seed_value,
+            clock="real",
+            time_scale=time_scale,
+            report_delay=report_delay,
+            pin_enabled=pin,
+            max_modems=max(count, 1),
+        ) as pool,
+    ):
         server = None
         if control:
             if os.path.exists(control):
@@ -219,25 +329,17 @@ def run_command(
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             server.bind(control)
             server.listen(4)
-            threading.Thread(target=_serve_socket, args=(pool, server, stop), daemon=True).start()
+            threading.Thread(
+                target=_serve_socket, args=(pool, server, stopper), daemon=True
+            ).start()
         document = _info(pool)
         document.update(seed=seed_value, smsc=pool.network.smsc, control=control)
         click.echo(json.dumps(document), nl=True)
         sys.stdout.flush()
         try:
-            for line in sys.stdin:
-                reply = handle(pool, line)
-                click.echo(json.dumps(reply))
-                sys.stdout.flush()
-                if reply.get("bye") or stop.is_set():
-                    break
-            else:
-                if control:  # stdin closed (e.g. run in the background): serve the socket
-                    stop.wait()
-        except KeyboardInterrupt:
-            pass
+            _serve(pool, stopper, duration)
         finally:
-            stop.set()
+            stopper.stopped.set()
             if server is not None:
                 server.close()
                 os.unlink(control)  # type: ignore[arg-type]

@@ -78,10 +78,11 @@ Command line
 ------------
 `smsgw emulator run --modems 4 --personality huawei --personality sim800 --seed 7` prints the
 pool as JSON (PTY path, MSISDN, IMSI, ICCID, IMEI, personality per modem) and keeps running on
-real time; control lines on stdin (or `--control SOCKET` + `smsgw emulator send SOCKET LINE`)
+real time until SIGINT/SIGTERM, `quit` or `--duration SECONDS` (EOF on stdin only ends the control
+lines); control lines on stdin (or `--control SOCKET` + `smsgw emulator send SOCKET LINE`)
 inject SMS and faults: `inject 0 MyBank hello`, `fault 1 cms_error code=42 rate=0.5`,
 `fault 2 unplug seconds=5`, `clear 1 cms_error`, `urc 0 cmgs +CMTI: "SM",3`, `outside`,
-`stats`, `info`, `quit` (full list in gateway/emulator_cli.py). One JSON line answers each.
+`stats`, `info`, `quit` (full list in gateway/cli/emulator.py). One JSON line answers each.
 
 Determinism
 -----------
