@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.models import ThrottlePolicy
@@ -36,11 +37,24 @@ class Throttle:
         """Time of the most recent send, or None."""
         return self._last_send
 
-    def restore(self, send_times: list[float]) -> None:
-        """Rebuild the pacing state from persisted send times (after a restart or a replug)."""
-        for t in sorted(send_times):
-            self._sends.append(t)
-            self._last_send = t
+    def restore(self, sends: Iterable[tuple[float, str | None]]) -> None:
+        """Rebuild the pacing state from persisted (send time, recipient) pairs (after a
+        restart or a replug): the interval, the rolling caps and the day's distinct
+        recipients all continue where they were."""
+        for t, recipient in sorted(sends, key=lambda s: s[0]):
+            self.record(t, recipient)
+
+    def headroom(self, now: float) -> int | None:
+        """How many more sends the day caps allow from `now` (distinct recipients counted as if
+        each send were to a new one); None when no day cap is set."""
+        self._prune(now)
+        p = self.policy
+        room: list[int] = []
+        if p.per_day is not None:
+            room.append(p.per_day - self._count_since(now - _DAY)[0])
+        if p.recipients_per_day is not None:
+            room.append(p.recipients_per_day - len(self._recipients))
+        return max(min(room), 0) if room else None
 
     def _prune(self, now: float) -> None:
         while self._sends and self._sends[0] <= now - _DAY:

@@ -193,14 +193,12 @@ class ModemWorker:
         )
         pooled = self.pool.upsert(sim_id, row.get("msisdn") or "", policy)
         if pooled.throttle.last_send is None:
-            # First sight of this SIM since the daemon started: its pace and caps continue from
-            # what it sent before the restart, not from zero.
+            # First sight of this SIM since the daemon started: its pace, caps and the day's
+            # distinct recipients continue from what it sent before the restart, not from zero.
             now_mono = asyncio.get_running_loop().time()
             pooled.throttle.restore(
-                [
-                    now_mono - (now - sent).total_seconds()
-                    for sent in self.store.recent_send_times(sim_id, now - timedelta(days=1))
-                ]
+                (now_mono - (now - sent).total_seconds(), recipient)
+                for sent, recipient in self.store.recent_sends(sim_id, now - timedelta(days=1))
             )
         self.sim_id = sim_id
         self.dispatcher.attach(sim_id, ClientSender(client))

@@ -130,13 +130,15 @@ class SimStore(StoreBase):
             )
         return cursor.rowcount == 1
 
-    def recent_send_times(self, sim_id: int, since: datetime) -> list[datetime]:
-        """When this SIM started each AT+CMGS since `since` (to rebuild its pacing)."""
+    def recent_sends(self, sim_id: int, since: datetime) -> list[tuple[datetime, str]]:
+        """When this SIM started each AT+CMGS since `since`, and to whom (to rebuild its pacing,
+        caps and distinct recipients per day)."""
         rows = self.conn.execute(
-            "SELECT sending_at FROM parts WHERE sim_id = ? AND sending_at >= ? ORDER BY sending_at",
+            "SELECT p.sending_at, m.recipient FROM parts p JOIN messages m ON m.id = p.message_id"
+            " WHERE p.sim_id = ? AND p.sending_at >= ? ORDER BY p.sending_at",
             (sim_id, utc_iso(since)),
         ).fetchall()
-        return [datetime.fromisoformat(r[0]) for r in rows]
+        return [(datetime.fromisoformat(r[0]), str(r[1])) for r in rows]
 
     def last_sims_by_recipient(self, since: datetime) -> dict[tuple[int, str], int]:
         """(account, recipient) -> the SIM that last sent to them since `since` (sticky routes

@@ -41,10 +41,29 @@ def test_day_cap_and_distinct_recipients() -> None:
 
 def test_restore_rebuilds_pacing_after_restart() -> None:
     t = Throttle(ThrottlePolicy(interval=6, per_hour=2))
-    t.restore([50.0, 10.0])
+    t.restore([(50.0, None), (10.0, None)])
     assert t.last_send == 50.0
     decision = t.check(52.0)
     assert not decision.allowed
     # interval ends at 56, but the hourly cap holds until the send at 10 s leaves the hour
     assert decision.not_before == 3610.0
     assert decision.reason == "per_hour"
+
+
+def test_restore_rebuilds_the_days_distinct_recipients() -> None:
+    t = Throttle(ThrottlePolicy(interval=1, recipients_per_day=2))
+    t.restore([(100.0, "+15550000002"), (10.0, "+15550000001"), (50.0, "+15550000001")])
+    assert t.headroom(200.0) == 0
+    assert t.check(200.0, "+15550000001").allowed  # already one of today's two
+    blocked = t.check(200.0, "+15550000003")
+    assert (blocked.allowed, blocked.reason) == (False, "recipients_per_day")
+    assert blocked.not_before == 10.0 + 86400.0  # the first recipient's day ends
+
+
+def test_headroom_is_what_the_day_caps_leave() -> None:
+    assert Throttle(ThrottlePolicy(interval=1, per_minute=5)).headroom(0.0) is None
+    t = Throttle(ThrottlePolicy(interval=1, per_day=10, recipients_per_day=4))
+    for i in range(3):
+        t.record(float(i), "+1555000000" + str(i % 2))
+    assert t.headroom(10.0) == 2  # per day 10 - 3 = 7, recipients 4 - 2 = 2
+    assert t.headroom(86400.0 + 5) == 4  # the day has rolled on past all three

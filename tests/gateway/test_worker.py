@@ -73,3 +73,46 @@ def test_throttle_continues_from_sends_before_a_restart(tmp_path: Path) -> None:
     finally:
         store.close()
     assert 3.9 < wait < 4.1  # 6 s interval, 2 s already gone before the restart
+
+
+def test_distinct_recipients_per_day_continue_across_a_restart(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    wall_now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    account = create_account(store, "a", now=wall_now).account_id
+    sim = store.bind_sim(iccid=ICCID, imsi=None, now=wall_now)
+    store.set_sim_limits(ICCID, {"cap_recipients_per_day": 2})
+    # Before the restart: three texts to two people, the first 20 hours ago.
+    for hours_ago, recipient in ((20, "+15551230001"), (5, "+15551230002"), (1, "+15551230001")):
+        (part,) = store.accept_message(
+            account_id=account, recipient=recipient, body="x", encoding="gsm7", parts=1,
+            now=wall_now - timedelta(hours=hours_ago),
+        ).part_ids  # fmt: skip
+        store.transition_part(part, PartState.QUEUED, PartState.SENDING,
+                              now=wall_now - timedelta(hours=hours_ago),
+                              fields={"sim_id": sim})  # fmt: skip
+
+    async def scenario() -> tuple[bool, bool, float]:
+        loop = asyncio.get_running_loop()
+        pool = SimPool()
+        outbox = Outbox(store, pool, {}, Clock(loop.time, lambda: wall_now, asyncio.sleep))
+        dispatcher = Dispatcher(store, outbox)
+        worker = ModemWorker(
+            "/dev/null", store=store, pool=pool, dispatcher=dispatcher, inbox=Inbox(store),
+            reports=ReportMatcher(store), wall=lambda: wall_now,
+        )  # fmt: skip
+        try:
+            await worker._bind(StubClient())  # type: ignore[arg-type]
+            throttle = pool.get(sim).throttle
+            known = throttle.check(loop.time(), "+15551230002")
+            new = throttle.check(loop.time(), "+15551230003")
+            return known.allowed, new.allowed, new.not_before - loop.time()
+        finally:
+            await dispatcher.close()
+
+    try:
+        known_ok, new_ok, wait = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert known_ok  # one of the day's two recipients may be texted again
+    assert not new_ok  # a third person must wait...
+    assert abs(wait - 4 * 3600) < 5  # ...until the first recipient's day ends, 4 h from now
