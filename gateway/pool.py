@@ -197,6 +197,29 @@ class SimPool:
             return Route(None, now, "; ".join(reasons) or "no SIM allowed for this account")
         return Route(best[2], best[0])
 
+    def roomiest(
+        self, allowed: Iterable[int], now: float, backlog: Mapping[int, int] | None = None
+    ) -> int | None:
+        """The ready SIM among `allowed` with the most headroom, for a batch that will keep to
+        one SIM: the most sends its day caps still allow (uncapped counts as unlimited, parts
+        already queued to it are taken off), then the one free soonest, then the least recently
+        picked, then the lowest id. None when no allowed SIM is ready."""
+        best: tuple[float, float, float, int] | None = None
+        for sim_id in sorted(set(allowed)):
+            if sim_id not in self._sims:
+                continue
+            if self.availability(sim_id, now) is not SimAvailability.READY:
+                continue
+            sim = self._sims[sim_id]
+            queued = (backlog or {}).get(sim_id, 0)
+            room = sim.throttle.headroom(now)
+            left = float("inf") if room is None else float(room - queued)
+            free_at = sim.throttle.check(now).not_before + queued * sim.throttle.policy.interval
+            key = (-left, free_at, self._last_pick.get(sim_id, float("-inf")), sim_id)
+            if best is None or key < best:
+                best = key
+        return best[3] if best is not None else None
+
     def record_send(self, sim_id: int, account_id: int, recipient: str, now: float) -> None:
         """Note that `sim_id` started sending to `recipient` at `now` (throttle and stickiness)."""
         self._sims[sim_id].throttle.record(now, recipient)

@@ -8,6 +8,7 @@ import json
 import logging
 from collections import Counter
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.outbox import SEND_TIMEOUT, Outbox, PartSender
@@ -24,6 +25,8 @@ TICK_SECONDS = 0.5
 # How long detach() lets a send that is under way finish: longer than the outbox's own bound on
 # one AT+CMGS exchange, so the part ends recorded as sent, failed or uncertain.
 DETACH_GRACE = SEND_TIMEOUT + 5.0
+# Batches whose SIM is remembered in memory; an older one is looked up in the store again.
+MAX_PINS = 4096
 
 
 def run_due_series(store: Store, now: datetime) -> list[int]:
@@ -81,6 +84,8 @@ class Dispatcher:
         self._backlog: Counter[int] = Counter()
         self._wake = asyncio.Event()
         self._stopping: set[int] = set()
+        # batch id -> the SIM a batch without rotation keeps to (most recently used last)
+        self._pins: dict[int, int] = {}
 
     def attach(self, sim_id: int, sender: PartSender) -> None:
         """A SIM's modem is ready: start its send loop."""
@@ -120,9 +125,37 @@ class Dispatcher:
         for sim_id in list(self._loops):
             await self.detach(sim_id)
 
-    def _allowed_sims(self, account_id: int) -> list[int]:
-        granted = self.store.sims_of_account(account_id)
+    def _allowed_sims(self, account_id: int, granted: list[int] | None = None) -> list[int]:
+        """Attached SIMs the account may use: those granted to it, or every one if none is."""
+        if granted is None:
+            granted = self.store.sims_of_account(account_id)
         return [s for s in (granted or list(self._loops)) if s in self._loops]
+
+    def _batch_sim(self, message: dict[str, Any], granted: list[int], now: float) -> list[int]:
+        """The one SIM a batch sent without rotation keeps to: the one it already started on
+        (remembered, or found in the store after a restart) while the account may still use
+        it, waiting for it while it is away; else the allowed SIM with the most headroom now."""
+        batch_id: int | None = message["batch_id"]
+        pinned = None
+        if batch_id is not None:
+            pinned = self._pins.get(batch_id) or self.store.batch_sim(batch_id)
+        if pinned is not None and (not granted or pinned in granted):
+            self._pin(batch_id, pinned)
+            return [pinned]
+        allowed = self._allowed_sims(message["account_id"], granted)
+        choice = self.pool.roomiest(allowed, now, self._backlog)
+        if choice is None:
+            return []
+        self._pin(batch_id, choice)
+        return [choice]
+
+    def _pin(self, batch_id: int | None, sim_id: int) -> None:
+        if batch_id is None:
+            return
+        self._pins.pop(batch_id, None)
+        self._pins[batch_id] = sim_id  # most recent last; the oldest go first (store has them)
+        while len(self._pins) > MAX_PINS:
+            del self._pins[next(iter(self._pins))]
 
     def wake(self) -> None:
         """New work was accepted: assign it now rather than at the next tick."""
@@ -142,15 +175,14 @@ class Dispatcher:
             if message["id"] in self._inflight:
                 continue
             sender = self.pool.by_number(message["sender"]) if message["sender"] else None
+            granted = self.store.sims_of_account(message["account_id"])
+            if sender is not None and granted and sender.sim_id not in granted:
+                continue  # its SIM was revoked from the account: it waits (README: Accounts)
             rotate = message.get("batch_rotate") is None or bool(message["batch_rotate"])
             if rotate:
-                allowed = self._allowed_sims(message["account_id"])
+                allowed = self._allowed_sims(message["account_id"], granted)
             else:
-                # A batch sent without rotation keeps to one long code (the account's first
-                # SIM): while that SIM is away its messages wait for it rather than fail over.
-                allowed = (
-                    self.store.sims_of_account(message["account_id"]) or self.pool.sim_ids()
-                )[:1]
+                allowed = self._batch_sim(message, granted, now)
             route = self.pool.route(
                 account_id=message["account_id"],
                 allowed=allowed,

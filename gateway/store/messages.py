@@ -411,6 +411,16 @@ class MessageStore(StoreBase):
                 "UPDATE batches SET throttle_interval = ? WHERE id = ?", (seconds, batch_id)
             )
 
+    def batch_sim(self, batch_id: int) -> int | None:
+        """The SIM that most recently started sending a part of this batch, if any did."""
+        row = self.conn.execute(
+            "SELECT p.sim_id FROM messages m JOIN parts p ON p.message_id = m.id"
+            " WHERE m.batch_id = ? AND p.sim_id IS NOT NULL AND p.sending_at IS NOT NULL"
+            " ORDER BY p.sending_at DESC LIMIT 1",
+            (batch_id,),
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
     def batch_message_ids(self, batch_id: int) -> list[int]:
         """Ids of a batch's messages."""
         rows = self.conn.execute(

@@ -151,6 +151,11 @@ class SimStore(StoreBase):
         ).fetchall()
         return {(int(r[0]), str(r[1])): int(r[2]) for r in rows}  # later sends win
 
+    def sim_by_iccid(self, iccid: str) -> dict[str, Any] | None:
+        """The SIM with this ICCID."""
+        row = self.conn.execute("SELECT * FROM sims WHERE iccid = ?", (iccid,)).fetchone()
+        return dict(row) if row is not None else None
+
     def grant_sim(self, account_id: int, sim_id: int) -> None:
         """Let an account send from (and receive on) a SIM."""
         with self.transaction():
@@ -159,6 +164,15 @@ class SimStore(StoreBase):
                 (account_id, sim_id),
             )
 
+    def revoke_sim(self, account_id: int, sim_id: int) -> bool:
+        """Take a SIM away from an account; False if it was not granted."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "DELETE FROM account_sims WHERE account_id = ? AND sim_id = ?",
+                (account_id, sim_id),
+            )
+        return cursor.rowcount == 1
+
     def sims_of_account(self, account_id: int) -> list[int]:
         """SIMs granted to an account (empty: it may use every SIM)."""
         rows = self.conn.execute(
@@ -166,10 +180,21 @@ class SimStore(StoreBase):
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def granted_iccids(self) -> dict[int, list[str]]:
+        """account id -> ICCIDs of the SIMs granted to it (accounts without grants absent)."""
+        rows = self.conn.execute(
+            "SELECT a.account_id, COALESCE(s.iccid, s.imsi, '') FROM account_sims a"
+            " JOIN sims s ON s.id = a.sim_id ORDER BY a.account_id, s.id"
+        ).fetchall()
+        granted: dict[int, list[str]] = {}
+        for account_id, iccid in rows:
+            granted.setdefault(int(account_id), []).append(str(iccid))
+        return granted
+
     def account_sim_numbers(self, account_id: int) -> list[dict[str, Any]]:
         """SIMs an account may send from (all SIMs when none is granted), with their numbers."""
         rows = self.conn.execute(
-            "SELECT s.id, s.msisdn, s.state FROM sims s WHERE s.id IN"
+            "SELECT s.id, s.iccid, s.imsi, s.msisdn, s.state FROM sims s WHERE s.id IN"
             " (SELECT sim_id FROM account_sims WHERE account_id = ?)"
             " OR NOT EXISTS (SELECT 1 FROM account_sims WHERE account_id = ?) ORDER BY s.id",
             (account_id, account_id),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.accounts import create_account
-from gateway.models import ThrottlePolicy
+from gateway.models import PartState, ThrottlePolicy
 from gateway.outbox import Clock, Outbox, OutcomeKind, SendOutcome
 from gateway.pool import SimPool
 from gateway.scheduler import Dispatcher
@@ -204,27 +204,161 @@ def test_batch_without_rotation_keeps_to_one_sim_and_waits_for_it(tmp_path: Path
     store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=1.0)
     log: list[tuple[float, int, str]] = []
 
-    async def scenario() -> dict[str, int]:
+    async def scenario() -> tuple[int, int, dict[str, int]]:
         for sim in sims:
             dispatcher.attach(sim, FakeModem(sim, log))
-        service.submit(account, [f"+1555{i:07d}" for i in range(6)], "one number", rotate=False)
-        await _drain(store, dispatcher, 6, limit=60)
-        await dispatcher.detach(sims[0])  # the batch's SIM is unplugged...
-        for sim in sims[1:]:
-            dispatcher.attach(sim, FakeModem(sim, log))
-        service.submit(account, ["+15559999991", "+15559999992"], "later", rotate=False)
+        first = service.submit(account, [f"+1555{i:07d}" for i in range(6)], "one number",
+                               rotate=False)  # fmt: skip
+        await _drain(store, dispatcher, 3, limit=60)  # about half of it is out...
+        (pinned,) = {sim for _, sim, _ in log}
+        sent_before = len(log)
+        log.clear()
+        for sim in sims:
+            if sim != pinned:  # ...then its SIM is unplugged
+                dispatcher.attach(sim, FakeModem(sim, log))
+        later = service.submit(account, ["+15559999991", "+15559999992"], "later", rotate=False)
         stop = asyncio.Event()
         runner = asyncio.create_task(dispatcher.run(stop))
         await asyncio.sleep(30)
         stop.set()
         await runner
         await dispatcher.close()
-        return store.count_by_state("messages")
+        assert first.batch_id is not None and later.batch_id is not None
+        waiting = store.message_states_of_batch(first.batch_id)
+        assert store.message_states_of_batch(later.batch_id) == {"sent": 2}
+        return pinned, sent_before, waiting
 
     try:
-        states = loop.run_until_complete(scenario())
+        pinned, sent_before, waiting = loop.run_until_complete(scenario())
     finally:
         loop.close()
         store.close()
-    assert {sim for _, sim, _ in log} == {sims[0]}  # never rotated to the other SIMs
-    assert states == {"sent": 6, "queued": 2}  # ...and waits for its SIM instead of failing over
+    assert 3 <= sent_before < 6
+    # the first batch waits for its own SIM...
+    assert waiting == {"sent": sent_before, "queued": 6 - sent_before}
+    (other,) = {sim for _, sim, _ in log}  # ...a new one starts, all on one other SIM
+    assert other != pinned
+    assert all(r.startswith("+155599999") for _, _, r in log)
+
+
+def test_batch_without_rotation_starts_on_the_sim_with_the_most_headroom(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=1.0)
+    pool = dispatcher.pool
+    # sim 0 has the lowest id but may send 3 more today; sim 1 40 more; sim 2 20 more recipients
+    pool.upsert(sims[0], "+447700900000", ThrottlePolicy(interval=1.0, per_day=3))
+    pool.upsert(sims[1], "+447700900001", ThrottlePolicy(interval=1.0, per_day=50))
+    pool.upsert(sims[2], "+447700900002", ThrottlePolicy(interval=1.0, recipients_per_day=20))
+    for i in range(10):
+        pool.get(sims[1]).throttle.record(float(i) - 3600, f"+1444{i:07d}")  # an hour ago
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        service.submit(account, [f"+1555{i:07d}" for i in range(5)], "keep to one", rotate=False)
+        await _drain(store, dispatcher, 5, limit=60)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert [sim for _, sim, _ in log] == [sims[1]] * 5  # not the first SIM, which caps at 3
+
+
+def test_batch_without_rotation_among_equals_starts_on_the_sim_free_soonest(
+    tmp_path: Path,
+) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=30.0)
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        now = asyncio.get_running_loop().time()
+        dispatcher.pool.get(sims[0]).throttle.record(now - 1, "+15550000001")  # 29 s to wait
+        dispatcher.pool.get(sims[1]).throttle.record(now - 20, "+15550000002")  # 10 s to wait
+        service.submit(account, ["+15551110001", "+15551110002"], "uncapped", rotate=False)
+        await _drain(store, dispatcher, 2, limit=200)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert [sim for _, sim, _ in log] == [sims[2], sims[2]]  # sim 2 was free at once
+
+
+def test_batch_without_rotation_keeps_its_sim_across_a_restart(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=1.0)
+    result = service.submit(account, [f"+1555{i:07d}" for i in range(4)], "x", rotate=False)
+    # The previous daemon sent the first message from sim 2, then stopped.
+    (part,) = store.parts(result.message_ids[0])
+    store.transition_part(part["id"], PartState.QUEUED, PartState.SENDING, now=EPOCH,
+                          fields={"sim_id": sims[2]})  # fmt: skip
+    store.transition_part(part["id"], PartState.SENDING, PartState.SENT, now=EPOCH,
+                          fields={"tp_mr": 1})  # fmt: skip
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        await _drain(store, dispatcher, 4, limit=60)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert [sim for _, sim, _ in log] == [sims[2]] * 3
+
+
+def test_sims_granted_to_an_account_are_the_only_ones_it_sends_from(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 3, interval=1.0)
+    store.grant_sim(account, sims[1])
+    store.grant_sim(account, sims[2])
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        service.submit(account, [f"+1555{i:07d}" for i in range(6)], "rotating")
+        service.submit(account, ["+15558880001", "+15558880002"], "pinned", rotate=False)
+        await _drain(store, dispatcher, 8, limit=60)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert {sim for _, sim, _ in log} == {sims[1], sims[2]}
+
+
+def test_a_message_from_a_revoked_sim_waits(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 2, interval=1.0)
+    store.conn.execute("UPDATE sims SET msisdn = '+447700900000' WHERE id = ?", (sims[0],))
+    store.grant_sim(account, sims[0])
+    store.grant_sim(account, sims[1])
+    (mid,) = service.submit(account, ["+15551230001"], "from sim 0",
+                            sender="+447700900000").message_ids  # fmt: skip
+    assert store.revoke_sim(account, sims[0])
+    assert not store.revoke_sim(account, sims[0])  # already gone
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        await _drain(store, dispatcher, 1, limit=30)
+
+    try:
+        loop.run_until_complete(scenario())
+        state = store.message(mid)["state"]
+    finally:
+        loop.close()
+        store.close()
+    assert (log, state) == ([], "queued")  # neither sent from the revoked SIM nor from another
