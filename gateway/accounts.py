@@ -8,6 +8,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+import phonenumbers
+
+from gateway.numbers import sims_dial_code
 from gateway.store import Store
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -57,6 +60,26 @@ class Credentials:
     api_key: str
     email: str
     token: str
+    unlimited: bool = False
+    credits: int = 0
+    default_dial_code: str = ""
+
+
+def box_dial_code(store: Store, account_id: int | None = None) -> str:
+    """The country calling code of the box's SIMs (those `account_id` may use, if given), by
+    their numbers or IMSIs; '' when no SIM tells its country."""
+    sims = store.account_sim_numbers(account_id) if account_id is not None else store.list_sims()
+    return sims_dial_code((s["msisdn"], s["imsi"]) for s in sims)
+
+
+def check_dial_code(code: str) -> str:
+    """A country calling code as stored (digits, no '+'); ValueError if no country has it."""
+    digits = code.strip().removeprefix("+")
+    if not (digits.isdigit() and len(digits) <= 3) or (
+        phonenumbers.region_code_for_country_code(int(digits)) == phonenumbers.UNKNOWN_REGION
+    ):
+        raise ValueError(f"{code!r} is not a country calling code (such as 44 or 234)")
+    return digits
 
 
 def create_account(
@@ -65,12 +88,20 @@ def create_account(
     *,
     now: datetime,
     email: str = "",
-    credits: int = 0,
+    credits: int | None = None,
     unlimited: bool = False,
-    default_dial_code: str = "",
+    default_dial_code: str | None = None,
     timezone: str = "UTC",
 ) -> Credentials:
-    """Create a sub-account with fresh random credentials."""
+    """Create a sub-account with fresh random credentials, ready to send: unlimited unless
+    `credits` is given; numbers with a leading 0 take `default_dial_code`, else the country of
+    the box's SIMs ('' when none is known yet: each send then uses what the SIMs tell)."""
+    unlimited = unlimited or credits is None
+    credits = credits or 0
+    if default_dial_code is None:
+        default_dial_code = box_dial_code(store)
+    elif default_dial_code:
+        default_dial_code = check_dial_code(default_dial_code)
     password = secrets.token_urlsafe(12)
     api_key = secrets.token_hex(20)
     token = secrets.token_hex(16)
@@ -88,7 +119,10 @@ def create_account(
         },
         now=now,
     )
-    return Credentials(account_id, sub_account, password, api_key, email, token)
+    return Credentials(
+        account_id, sub_account, password, api_key, email, token, unlimited, credits,
+        default_dial_code,
+    )  # fmt: skip
 
 
 def reset_credentials(store: Store, account_id: int) -> Credentials:

@@ -12,13 +12,13 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.accounts import is_digest, secret_digest, verify_password
+from gateway.accounts import box_dial_code, is_digest, secret_digest, verify_password
 from gateway.contacts import ContactBook
 from gateway.models import PartState
-from gateway.numbers import InvalidNumberError, normalize
+from gateway.numbers import InvalidNumberError, NoDialCodeError, mask, normalize
 from gateway.otp import IssuedOtp, OtpBook, OtpOutcome
 from gateway.recurrence import Recurrence
 from gateway.store import MessageQuery, Store, utc_iso
@@ -34,6 +34,15 @@ _VERIFIED: dict[tuple[int, str], bytes] = {}
 _VERIFIED_MAX = 10_000
 # Recipients repeat (contacts, groups): parsing a number with phonenumbers costs ~0.1 ms.
 _normalize = functools.lru_cache(maxsize=8192)(normalize)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One recipient that was not accepted, and why."""
+
+    recipient: str
+    reason: str
+    needs_dial_code: bool = False  # national (leading 0) while no dial code is known
 
 
 class ServiceError(Exception):
@@ -66,12 +75,14 @@ class InvalidRequestError(ServiceError):
     code = "invalid_request"
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """One recipient that was not accepted, and why."""
+class InvalidRecipientError(InvalidRequestError):
+    """No recipient of the request is a phone number the gateway can send to."""
 
-    recipient: str
-    reason: str
+    code = "invalid_recipient"
+
+    def __init__(self, message: str, rejected: Sequence[Rejected]) -> None:
+        super().__init__(message)
+        self.rejected = tuple(rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +145,20 @@ class GatewayService:
             raise InvalidRequestError("message text is empty")
         if len(text) > MAX_BODY_CHARACTERS:
             raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+        dial = self.dial_code(account)
+        sender = self._own_sender(account, sender, dial)
         numbers: list[str] = []
         rejected: list[Rejected] = []
         for raw in recipients:
             try:
-                number = normalize(raw, account["default_dial_code"])
+                number = normalize(raw, dial)
             except InvalidNumberError as exc:
-                rejected.append(Rejected(raw, str(exc)))
+                rejected.append(Rejected(raw, str(exc), isinstance(exc, NoDialCodeError)))
                 continue
             if number not in numbers:  # duplicates are sent once
                 numbers.append(number)
         if not numbers:
-            raise InvalidRequestError(
-                "no valid recipient" + (f": {rejected[0].reason}" if rejected else "")
-            )
+            _no_valid_recipient(rejected)
         cost = count(text)
         total = cost.parts * len(numbers)
         if recurrence is not None:
@@ -452,6 +463,25 @@ class GatewayService:
         except (ZoneInfoNotFoundError, ValueError):
             return UTC
 
+    def dial_code(self, account: dict[str, Any]) -> str:
+        """The dial code a national (leading 0) number of this account takes: its own, else
+        the country of the SIMs it may send from as known at this moment ('' if none tells)."""
+        return str(account["default_dial_code"] or box_dial_code(self.store, int(account["id"])))
+
+    def _own_sender(self, account: dict[str, Any], sender: str, dial: str) -> str:
+        """`sender` as the E.164 number of a SIM the account may send from ('' for none)."""
+        if not sender:
+            return ""
+        try:
+            number = _normalize(sender, dial)
+        except InvalidNumberError:
+            number = ""
+        if number and any(s["msisdn"] == number for s in self.sender_numbers(account["id"])):
+            return number
+        raise InvalidRequestError(
+            f"'from' {mask(sender)} is not the number of a SIM this account may send from"
+        )
+
     def sender_numbers(self, account_id: int) -> list[dict[str, Any]]:
         """SIMs (long codes) an account may send from, with their numbers."""
         return self.store.account_sim_numbers(account_id)
@@ -536,7 +566,8 @@ class GatewayService:
         extra: dict[str, Any] | None,
     ) -> _BatchPlan:
         account = self._account(account_id)
-        dial = account["default_dial_code"] if dial_code is None else dial_code
+        dial = self.dial_code(account) if dial_code is None else dial_code
+        sender = self._own_sender(account, sender, dial)
         rows: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
         seen: set[str] = set()
@@ -549,7 +580,9 @@ class GatewayService:
             try:
                 number = _normalize(item.recipient, dial)
             except InvalidNumberError as exc:
-                rejected.append(Rejected(item.recipient, str(exc)))
+                rejected.append(
+                    Rejected(item.recipient, str(exc), isinstance(exc, NoDialCodeError))
+                )
                 continue
             if number in seen:
                 continue
@@ -572,9 +605,7 @@ class GatewayService:
                 }
             )
         if not rows:
-            raise InvalidRequestError(
-                "no valid recipient" + (f": {rejected[0].reason}" if rejected else "")
-            )
+            _no_valid_recipient(rejected)
         if not account["unlimited"] and account["credits"] < total:
             raise InsufficientCreditsError(
                 f"{total} credits needed, {account['credits']} available"
@@ -680,7 +711,7 @@ class GatewayService:
             )
             self.otps.record(account_id, issued, message_id=None)
             return issued
-        e164 = normalize(number, account["default_dial_code"])
+        e164 = normalize(number, self.dial_code(account))
         issued = self.otps.new_code(e164)
         result = self.submit(account_id, [e164], issued.text, sender=sender)
         self.otps.record(account_id, issued, message_id=result.message_ids[0])
@@ -692,10 +723,16 @@ class GatewayService:
         e164 = None
         if number is not None:
             try:
-                e164 = normalize(number, account["default_dial_code"])
+                e164 = normalize(number, self.dial_code(account))
             except InvalidNumberError:
                 return OtpOutcome.INVALID
         return self.otps.validate(account_id, code, number=e164)
+
+
+def _no_valid_recipient(rejected: Sequence[Rejected]) -> NoReturn:
+    if not rejected:
+        raise InvalidRequestError("no recipient given")
+    raise InvalidRecipientError(f"no valid recipient: {rejected[0].reason}", rejected)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,8 @@ def _demo_account(store: Store) -> dict[str, str]:
         c = reset_credentials(store, existing["id"])
         return {"sub_account": "demo", "password": c.password, "api_key": c.api_key,
                 "token": c.token}  # fmt: skip
-    c = create_account(store, "demo", now=datetime.now(UTC), unlimited=True, default_dial_code="44")
+    # Like any new account: unlimited, numbers with a leading 0 in the SIMs' country (+44).
+    c = create_account(store, "demo", now=datetime.now(UTC))
     return {
         "sub_account": c.sub_account,
         "password": c.password,
