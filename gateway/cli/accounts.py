@@ -1,14 +1,13 @@
-"""`smsgw accounts`: sub-accounts, their credentials and credits."""
+"""`smsgw accounts`: sub-accounts, their credentials, credits and the SIMs they may send from."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from gateway.accounts import create_account
+from gateway.accounts import box_dial_code, create_account
 from gateway.cli.common import account_id, data_dir_option, json_option, now, open_store, show
 from gateway.store import Store
 
@@ -22,23 +21,41 @@ def accounts_group() -> None:
 @click.argument("name")
 @data_dir_option
 @click.option("--email", default="")
-@click.option("--credits", default=0, show_default=True)
-@click.option("--unlimited", is_flag=True)
-@click.option("--dial-code", default="", help="Default dial code for numbers with a leading 0.")
+@click.option(
+    "--credits", type=click.IntRange(0), default=None, help="Limit it to N credits [unlimited]."
+)
+@click.option("--unlimited", is_flag=True, help="Unlimited even with --credits (the default).")
+@click.option(
+    "--dial-code",
+    default=None,
+    help="Country code a number with a leading 0 takes [the country of the box's SIMs].",
+)
 def accounts_create(  # noqa: PLR0917 - one parameter per click option
-    name: str, data_dir: Path, email: str, credits: int, unlimited: bool, dial_code: str
+    name: str,
+    data_dir: Path,
+    email: str,
+    credits: int | None,
+    unlimited: bool,
+    dial_code: str | None,
 ) -> None:
-    """Create a sub-account and print its credentials (shown once) as JSON."""
-    store = Store.open(data_dir)
-    try:
-        c = create_account(
-            store, name, now=datetime.now(UTC), email=email, credits=credits,
-            unlimited=unlimited, default_dial_code=dial_code,
-        )  # fmt: skip
-    except Exception as exc:  # sqlite3.IntegrityError for a taken name
-        raise click.ClickException(f"cannot create account {name!r}: {exc}") from exc
-    finally:
-        store.close()
+    """Create a sub-account, ready to send, and print its credentials (shown once) as JSON."""
+    with open_store(data_dir) as store:
+        if store.account_by_name(name) is not None:
+            raise click.ClickException(f"account {name!r} exists (smsgw accounts list)")
+        try:
+            c = create_account(
+                store, name, now=now(), email=email, credits=credits, unlimited=unlimited,
+                default_dial_code=dial_code,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dial-code") from None
+    if not c.default_dial_code:
+        click.echo(
+            "note: no SIM tells the box's country yet; a number with a leading 0 will take the"
+            " country of the account's SIMs when it is sent (refused while none is known),"
+            " or set one with --dial-code",
+            err=True,
+        )
     click.echo(
         json.dumps(
             {
@@ -47,6 +64,9 @@ def accounts_create(  # noqa: PLR0917 - one parameter per click option
                 "api_key": c.api_key,
                 "email": c.email,
                 "token": c.token,
+                "unlimited": c.unlimited,
+                "credits": c.credits,
+                "default_dial_code": c.default_dial_code or None,
             }
         )
     )
@@ -56,11 +76,33 @@ def accounts_create(  # noqa: PLR0917 - one parameter per click option
 @data_dir_option
 @json_option
 def accounts_list(data_dir: Path, as_json: bool) -> None:
-    """Every sub-account (no secrets)."""
+    """Every sub-account (no secrets), its dial code and the SIMs it may send from."""
     with open_store(data_dir) as store:
-        rows = store.list_accounts()
-    show(rows, ["id", "sub_account", "email", "credits", "unlimited", "api_enabled"], as_json,
-          "accounts")  # fmt: skip
+        granted = store.granted_iccids()
+        rows = []
+        for row in store.list_accounts():
+            rows.append(
+                {
+                    **row,
+                    "unlimited": bool(row["unlimited"]),
+                    "api_enabled": bool(row["api_enabled"]),
+                    # what a leading 0 takes now: its own, else its SIMs' country
+                    "dial_code": row["default_dial_code"] or box_dial_code(store, row["id"]),
+                    "sims": granted.get(row["id"], []),  # empty: every SIM
+                }
+            )
+    if as_json:
+        show(rows, [], as_json, "accounts")
+        return
+    for row in rows:
+        row["credits"] = "unlimited" if row["unlimited"] else row["credits"]
+        row["sims"] = ",".join(row["sims"]) or "all"
+        if not row["dial_code"]:
+            row["dial_code"] = "none"
+        elif not row["default_dial_code"]:
+            row["dial_code"] += " (SIMs)"
+    show(rows, ["id", "sub_account", "email", "credits", "dial_code", "sims", "api_enabled"],
+         as_json, "accounts")  # fmt: skip
 
 
 @accounts_group.command("credits")
@@ -76,3 +118,64 @@ def accounts_credits(data_dir: Path, name: str, delta: int) -> None:
         else:
             balance = int((store.account(account) or {}).get("credits", 0))
     click.echo(json.dumps({"sub_account": name, "credits": balance}))
+
+
+def _sim_ids(store: Store, iccids: tuple[str, ...]) -> dict[str, int]:
+    found = {iccid: store.sim_by_iccid(iccid) for iccid in iccids}
+    unknown = [iccid for iccid, sim in found.items() if sim is None]
+    if unknown:
+        raise click.ClickException(
+            f"no SIM with ICCID {', '.join(unknown)} (smsgw sims list); nothing changed"
+        )
+    return {iccid: int(sim["id"]) for iccid, sim in found.items() if sim is not None}
+
+
+def _grants(store: Store, name: str, account: int) -> str:
+    return json.dumps({"sub_account": name, "sims": store.granted_iccids().get(account, [])})
+
+
+@accounts_group.command("grant")
+@data_dir_option
+@click.argument("name")
+@click.argument("iccids", nargs=-1, required=True)
+def accounts_grant(data_dir: Path, name: str, iccids: tuple[str, ...]) -> None:
+    """Let account NAME send from these SIMs (by ICCID). An account with no SIM granted may
+    send from every SIM; once one is granted, it sends from its granted SIMs only."""
+    with open_store(data_dir) as store:
+        account = account_id(store, name)
+        for sim_id in _sim_ids(store, iccids).values():
+            store.grant_sim(account, sim_id)
+        click.echo(_grants(store, name, account))
+
+
+@accounts_group.command("revoke")
+@data_dir_option
+@click.argument("name")
+@click.argument("iccids", nargs=-1, required=True)
+@click.option(
+    "--allow-all",
+    is_flag=True,
+    help="Revoke the last granted SIM too, which lets the account use every SIM again.",
+)
+def accounts_revoke(data_dir: Path, name: str, iccids: tuple[str, ...], allow_all: bool) -> None:
+    """Stop account NAME sending from these SIMs; its queued messages from one of them wait
+    until it is granted again (or are cancelled)."""
+    with open_store(data_dir) as store:
+        account = account_id(store, name)
+        sims = _sim_ids(store, iccids)
+        granted = store.sims_of_account(account)
+        not_granted = [iccid for iccid, sim_id in sims.items() if sim_id not in granted]
+        if granted and set(granted) <= set(sims.values()) and not allow_all:
+            # An account without grants may use every SIM: taking the last one away would
+            # widen what it may use, not narrow it.
+            raise click.ClickException(
+                f"that is every SIM granted to {name}; with none granted it may send from"
+                " every SIM: add --allow-all to mean that; nothing changed"
+            )
+        for sim_id in sims.values():
+            store.revoke_sim(account, sim_id)
+        for iccid in not_granted:
+            click.echo(f"note: SIM {iccid} was not granted to {name}", err=True)
+        if not store.sims_of_account(account):
+            click.echo(f"note: {name} has no SIM granted, so it may use every SIM", err=True)
+        click.echo(_grants(store, name, account))

@@ -13,14 +13,16 @@ from gateway.store import Store
 def _run(*args: str, data_dir: Path) -> str:
     result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout  # notes go to stderr
 
 
 def test_owner_workflow(tmp_path: Path) -> None:
     creds = json.loads(
         _run("accounts", "create", "shop", "--credits", "5", "--dial-code", "44", data_dir=tmp_path)
     )
-    assert set(creds) == {"sub_account", "password", "api_key", "email", "token"}
+    assert set(creds) == {"sub_account", "password", "api_key", "email", "token", "unlimited",
+                          "credits", "default_dial_code"}  # fmt: skip
+    assert (creds["unlimited"], creds["credits"], creds["default_dial_code"]) == (False, 5, "44")
     numbers = tmp_path / "numbers.txt"
     numbers.write_text("07700900001\n\n+15551230002\nnot-a-number\n")
     sent = json.loads(
@@ -75,3 +77,52 @@ def test_errors_are_clear(tmp_path: Path) -> None:
         main, ["sims", "set-limits", "123", "--interval", "0.1", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code != 0  # below the 1 s floor of the provider specs
+
+
+def _fails(*args: str, data_dir: Path) -> str:
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)])
+    assert result.exit_code != 0
+    return result.output
+
+
+def test_a_new_account_is_unlimited_with_the_sims_country(tmp_path: Path) -> None:
+    fresh = json.loads(_run("accounts", "create", "early", data_dir=tmp_path))
+    assert (fresh["unlimited"], fresh["default_dial_code"]) == (True, None)  # no SIM seen yet
+    store = Store.open(tmp_path)
+    store.bind_sim(iccid="8944000000000000001", imsi="234150000000001", now=datetime.now(UTC))
+    store.close()
+    later = json.loads(_run("accounts", "create", "later", data_dir=tmp_path))
+    assert (later["unlimited"], later["default_dial_code"]) == (True, "44")
+    (early, _) = json.loads(_run("accounts", "list", "--json", data_dir=tmp_path))
+    assert (early["default_dial_code"], early["dial_code"]) == ("", "44")  # decided at send time
+    sent = json.loads(_run("send", "--account", "early", "--to", "07700900123", "hi",
+                           data_dir=tmp_path))  # fmt: skip
+    assert (len(sent["message_ids"]), sent["rejected"]) == (1, [])
+    assert "not a country calling code" in _fails(
+        "accounts", "create", "bad", "--dial-code", "999", data_dir=tmp_path
+    )
+    assert "exists" in _fails("accounts", "create", "later", data_dir=tmp_path)
+
+
+def test_grant_and_revoke_sims(tmp_path: Path) -> None:
+    a, b = "8944000000000000001", "8944000000000000002"
+    store = Store.open(tmp_path)
+    for iccid in (a, b):
+        store.bind_sim(iccid=iccid, imsi=None, now=datetime.now(UTC))
+    store.close()
+    _run("accounts", "create", "shop", data_dir=tmp_path)
+    assert "no SIM with ICCID 8900" in _fails("accounts", "grant", "shop", a, "8900",
+                                              data_dir=tmp_path)  # fmt: skip
+    assert json.loads(_run("accounts", "list", "--json", data_dir=tmp_path))[0]["sims"] == []
+    granted = json.loads(_run("accounts", "grant", "shop", a, b, data_dir=tmp_path))
+    assert granted == {"sub_account": "shop", "sims": [a, b]}
+    assert json.loads(_run("accounts", "revoke", "shop", a, data_dir=tmp_path))["sims"] == [b]
+    # Taking the last one would let the account use every SIM: only when asked for.
+    assert "--allow-all" in _fails("accounts", "revoke", "shop", b, data_dir=tmp_path)
+    assert json.loads(_run("accounts", "list", "--json", data_dir=tmp_path))[0]["sims"] == [b]
+    result = CliRunner().invoke(
+        main, ["accounts", "revoke", "shop", b, "--allow-all", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"sub_account": "shop", "sims": []}
+    assert "may use every SIM" in result.stderr
