@@ -30,6 +30,7 @@ from gateway.service import (
     AccountDisabledError,
     GatewayService,
     InsufficientCreditsError,
+    InvalidRecipientError,
     InvalidRequestError,
     Outgoing,
     UnknownAccountError,
@@ -337,7 +338,7 @@ def _message_query(
     recipient = params.get("recipient")
     if recipient is not None:
         try:
-            recipient = _normalize(recipient, account["default_dial_code"])
+            recipient = _normalize(recipient, service.dial_code(account))
         except InvalidNumberError:
             raise BestSmsError(8, "recipient is not a phone number") from None
     start_raw, end_raw = params.get("start_date"), params.get("end_date")
@@ -499,7 +500,7 @@ async def send_sms(
     dial = params.get("default_dial_code")
     if dial is not None and not _DIAL_CODE.match(dial):
         raise BestSmsError(8, "default_dial_code must be a dial code such as 234")
-    dial_code = (dial or account["default_dial_code"]).lstrip("+")
+    dial_code = (dial or service.dial_code(account)).lstrip("+")
     zone = _offset_zone(params, account, service)
     send_at_raw = params.get("send_at")
     send_at = _send_at(send_at_raw, zone, now) if send_at_raw else None
@@ -567,6 +568,16 @@ async def send_sms(
             account["id"], items, sender=sender, flash=bool(flash), rotate=rotate,
             dial_code=dial_code,
         )  # fmt: skip
+    except InvalidRecipientError as exc:
+        # Spec: the answer's `total` is "the total number of recipient numbers that are
+        # successfully parsed", so some bad numbers are told by a smaller total; when none is
+        # good the request fails with 8 "incorrect request parameter".
+        hint = (
+            " (a number with a leading 0 needs default_dial_code)"
+            if any(r.needs_dial_code for r in exc.rejected)
+            else ""
+        )
+        raise BestSmsError(8, f"incorrect request parameter: no valid recipient{hint}") from None
     except InvalidRequestError as exc:
         reason = str(exc).split(":")[0]  # the service's detail may quote a (masked) number
         raise BestSmsError(8, f"incorrect request parameter: {reason}") from None
@@ -618,7 +629,7 @@ async def account_info(
         "user_id": account_id,
         "balance": "unlimited" if account["unlimited"] else str(account["credits"]),
         "notification_email": account["email"],
-        "default_dial_code": account["default_dial_code"].lstrip("+"),
+        "default_dial_code": service.dial_code(account).lstrip("+"),
         "timezone_offset": _tz_hours(_zone(account, service), service.wall()),
         "default_sender_id": account["default_sender"],
     }
@@ -695,7 +706,7 @@ async def save_contacts(
         result = service.contacts.save(
             account["id"],
             inputs,
-            dial_code=account["default_dial_code"],
+            dial_code=service.dial_code(account),
             default_group=group or "default",
         )
     except ContactError as exc:

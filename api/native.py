@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,9 @@ from gateway.contacts import ContactInput
 from gateway.service import (
     GatewayService,
     InsufficientCreditsError,
+    InvalidRecipientError,
     InvalidRequestError,
+    Rejected,
     ServiceError,
     UnknownAccountError,
 )
@@ -32,8 +34,12 @@ _STATUS = {
 }
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, **detail: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **detail}}, status=status)
+
+
+def _rejected(rejected: Sequence[Rejected]) -> list[dict[str, str]]:
+    return [{"to": r.recipient, "reason": r.reason} for r in rejected]
 
 
 @web.middleware
@@ -48,6 +54,8 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
             )
             request[ACCOUNT] = service.authenticate(key.strip())
         return await handler(request)
+    except InvalidRecipientError as exc:  # every recipient refused: say which and why
+        return _error(400, exc.code, str(exc), rejected=_rejected(exc.rejected))
     except ServiceError as exc:
         return _error(_STATUS.get(type(exc), 400), exc.code, str(exc))
     except web.HTTPException:
@@ -149,7 +157,7 @@ async def submit(request: web.Request) -> web.Response:
             "encoding": result.encoding,
             "parts_per_message": result.units_per_message,
             "credits_charged": result.units_charged,
-            "rejected": [{"to": r.recipient, "reason": r.reason} for r in result.rejected],
+            "rejected": _rejected(result.rejected),
         },
         status=201,
     )
@@ -369,7 +377,7 @@ async def add_contacts(request: web.Request) -> web.Response:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise InvalidRequestError("'contacts' must be a list of objects")
     service = request.app[SERVICE]
-    account = service.store.account(request[ACCOUNT]) or {}
+    account = service.store.account(request[ACCOUNT])
     try:
         inputs = [
             ContactInput(
@@ -385,7 +393,7 @@ async def add_contacts(request: web.Request) -> web.Response:
         raise InvalidRequestError("every contact needs a 'number'") from None
     try:
         result = service.contacts.save(
-            request[ACCOUNT], inputs, dial_code=account.get("default_dial_code", "")
+            request[ACCOUNT], inputs, dial_code=service.dial_code(account) if account else ""
         )
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from exc
@@ -439,9 +447,22 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "error": {
                         "type": "object",
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "rejected": {
+                                "description": "with code invalid_recipient: each recipient"
+                                " refused, and why",
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Rejected"},
+                            },
+                        },
                     }
                 },
+            },
+            "Rejected": {
+                "type": "object",
+                "properties": {"to": {"type": "string"}, "reason": {"type": "string"}},
             },
             "Submit": {
                 "type": "object",
@@ -473,9 +494,13 @@ OPENAPI: dict[str, Any] = {
                     }
                 },
                 "responses": {
-                    "201": {"description": "accepted"},
+                    "201": {
+                        "description": "accepted; `rejected` lists the recipients that are not"
+                        " phone numbers (a national number needs the account's dial code)"
+                    },
                     "400": {
-                        "description": "invalid",
+                        "description": "invalid; code invalid_recipient when no recipient is a"
+                        " phone number",
                         "content": {"application/json": {"schema": _ERROR}},
                     },
                     "401": {"description": "bad API key"},

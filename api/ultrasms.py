@@ -151,7 +151,7 @@ def _when(raw: str, zone: tzinfo, code: int) -> datetime:
 def _own_number(raw: str, account: dict[str, Any], service: GatewayService) -> str | None:
     """The account's SIM whose number is `raw`, as E.164."""
     try:
-        number = _normalize(raw, account["default_dial_code"])
+        number = _normalize(raw, service.dial_code(account))
     except InvalidNumberError:
         return None
     for sim in service.sender_numbers(account["id"]):
@@ -407,12 +407,16 @@ async def smscontact(params: Params, account: dict[str, Any], service: GatewaySe
     to = params.get("to")
     if to is None:
         raise ReturnCodeError(-5)
+    # Spec -6: "The contact number passed in is either invalid, does not exist in your contact
+    # list, or has unsubscribed." Of several (comma-separated, our extension) one such number
+    # fails the whole call: nothing is sent to the others either, so nothing goes unnoticed.
+    dial = service.dial_code(account)  # tolerated: a leading 0 in the account's own country
     numbers: list[str] = []
     for raw in [t.strip() for t in to.split(",") if t.strip()][:1000]:
         if not _DIGITS.match(raw):
             raise ReturnCodeError(-6)
         try:
-            number = _normalize(raw)
+            number = _normalize(raw, dial)
         except InvalidNumberError:
             raise ReturnCodeError(-6) from None
         if service.contacts.find(account["id"], number) is None:
