@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,13 +53,58 @@ def account_id(store: Store, name: str) -> int:
 
 
 def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
-    """Print rows as JSON or as a table."""
+    """Print rows as JSON (every field), a table on a terminal, or tab-separated lines when
+    piped; no form ever cuts a value."""
     if as_json:
-        click.echo(json.dumps([{c: r.get(c) for c in columns} for r in rows]))
+        click.echo(json.dumps(rows, default=str))
         return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    if not sys.stdout.isatty():
+        click.echo(tsv(rows, columns), nl=False)
+        return
+    click.echo(table(rows, columns, title, width=shutil.get_terminal_size().columns), nl=False)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def tsv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A header line then one line per row, fields split by tabs (tabs and line breaks inside a
+    value escaped as \\t, \\n), for `cut`, `awk -F'\\t'` and `column -t -s$'\\t'`."""
+
+    def field(value: Any) -> str:
+        text = _cell(value).replace("\\", "\\\\")
+        return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(field(row.get(c)) for c in columns) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# Free text (bodies, errors) wraps inside its column, at least this wide.
+_TEXT_MIN_WIDTH = 24
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str, *, width: int) -> str:
+    """A rich table no narrower than its values need: a column of single words (numbers,
+    ICCIDs, ports, times) never wraps or truncates; one with free text wraps between words.
+    When the terminal is too narrow the lines are longer than it, never cut."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    grid = Table(title=title)
+    needed = 1  # the left border; each column adds its padding and right border
+    for i, column in enumerate(columns):
+        values = [line[i] for line in cells]
+        if any(" " in v or "\n" in v for v in values):
+            longest = max((len(v) for v in values), default=0)
+            room = max(len(column), min(longest, _TEXT_MIN_WIDTH))
+            grid.add_column(column, overflow="fold", min_width=room)
+        else:
+            room = max([len(column), *map(len, values)])
+            grid.add_column(column, no_wrap=True, min_width=room)
+        needed += room + 3
+    for line in cells:
+        grid.add_row(*line)
+    out = io.StringIO()
+    console = Console(file=out, width=max(width, needed), force_terminal=True)
+    console.print(grid)
+    return out.getvalue()

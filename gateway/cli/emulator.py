@@ -363,8 +363,24 @@ def send_command(control: str, line: tuple[str, ...]) -> None:
 
 
 @emulator.command(name="personalities")
-def personalities_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of lines.")
+def personalities_command(as_json: bool) -> None:
     """List the vendor personalities and the transcripts each one models."""
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "manufacturer": p.manufacturer.strip(),
+                        "model": p.model.strip(),
+                        "transcripts": list(p.transcripts),
+                    }
+                    for p in PERSONALITIES.values()
+                ]
+            )
+        )
+        return
     for p in PERSONALITIES.values():
         claims = ", ".join(p.transcripts) or "-"
         click.echo(f"{p.name:10} {p.manufacturer.strip()} {p.model.strip()}  [{claims}]")
