@@ -149,6 +149,7 @@ async def submit(request: web.Request) -> web.Response:
         send_at=send_at,
         flash=bool(body.get("flash", False)),
         status_report=bool(body.get("status_report", True)),
+        rotate=bool(body.get("rotate", True)),
     )
     return web.json_response(
         {
@@ -479,6 +480,12 @@ OPENAPI: dict[str, Any] = {
                     "send_at": {"type": "string", "format": "date-time"},
                     "flash": {"type": "boolean"},
                     "status_report": {"type": "boolean", "default": True},
+                    "rotate": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "false: every recipient from one SIM (without `from`, the"
+                        " one with the most headroom)",
+                    },
                 },
             },
         },

@@ -157,3 +157,17 @@ def test_batches_contacts_groups_and_modems(tmp_path: Path) -> None:
         assert (await r.json()) == {"modems": []}
 
     _run(tmp_path, scenario)
+
+
+def test_submit_without_rotation_makes_a_one_sim_batch(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.post(
+            "/v1/messages",
+            json={"to": ["+15551230001", "+15551230002"], "text": "hi", "rotate": False},
+            headers=headers,
+        )
+        assert r.status == 201
+        batch = store.batch((await r.json())["batch_id"])
+        assert batch is not None and batch["rotate"] == 0  # the dispatcher keeps it to one SIM
+
+    _run(tmp_path, scenario)
