@@ -16,12 +16,14 @@ from gateway.appliance import sdnotify
 from gateway.appliance.discovery import Discovery
 from gateway.config import Config
 from gateway.inbox import Inbox
+from gateway.operator import LiveModem
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
+from gateway.telemetry import Telemetry
 from gateway.worker import ModemWorker
 from modem.client import ClientConfig
 
@@ -86,24 +88,38 @@ class Gateway:
         if requeued:
             log.warning("%d uncertain part(s) requeued (their accounts opted in)", len(requeued))
         loop = asyncio.get_running_loop()
+        telemetry = Telemetry()
+        store.on_commit = telemetry.commit
         pool = SimPool()
         pool.restore_sticky(store.last_sims_by_recipient(wall() - STICKY_MEMORY))
-        reports = ReportMatcher(store)
+        reports = ReportMatcher(store, telemetry=telemetry)
         outbox = Outbox(
             store,
             pool,
             {},
             Clock(loop.time, wall, asyncio.sleep),
             on_sent=lambda part: reports.reconcile(part, now=wall()),
+            telemetry=telemetry,
         )
         inbox = Inbox(store)
         pending = inbox.restore()
         if pending:
             log.info("%d inbound part(s) waiting for the rest of their message", pending)
-        service = GatewayService(store, wall=wall)
+        service = GatewayService(
+            store, wall=wall, pool=pool, telemetry=telemetry, monotonic=loop.time
+        )
         dispatcher = Dispatcher(store, outbox)
         service.on_accepted = dispatcher.wake
-        return cls(config, store, service, pool, outbox, dispatcher, inbox, reports)
+        gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports)
+        service.live_modems = gateway.live_modems
+        return gateway
+
+    def live_modems(self) -> list[LiveModem]:
+        """What each supervised port's worker knows right now (the operator's view)."""
+        return [
+            LiveModem(port, w.state, w.last_error, w.modem_id, w.sim_id)
+            for port, w in self.workers.items()
+        ]
 
     def add_worker(self, port: str, *, pin: str | None = None) -> ModemWorker:
         """Supervise a modem on `port` (a path, PTY or socket:// URL)."""
@@ -116,6 +132,7 @@ class Gateway:
             reports=self.reports,
             wall=self.service.wall,
             config=ClientConfig(pin=pin),
+            telemetry=self.service.telemetry,
         )
         self.workers[port] = worker
         return worker
@@ -162,10 +179,14 @@ class Gateway:
         return f"STATUS={ready}/{len(self.workers)} modem(s) ready"
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """Surface inbound messages whose missing parts never came."""
+        """Surface inbound messages whose missing parts never came; pick up SIM numbers and
+        limits another process (the CLI) changed in the store."""
         while not stop.is_set():
             try:
                 self.inbox.expire(self.service.wall(), INCOMPLETE_INBOUND_AFTER)
+                changed = self.service.reload_sim_settings()
+                if changed:
+                    log.info("%d SIM(s): number or limits changed in the store, applied", changed)
             except Exception:
                 log.exception("housekeeping failed; trying again next round")
             with contextlib.suppress(TimeoutError):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from gateway.models import PartState
 from gateway.pool import SimPool
 from gateway.store import Store, utc_iso
+from gateway.telemetry import Telemetry
 from modem.pdu import Address, SmsSubmit, build_submits
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Outbox:
         *,
         concat_refs: dict[int, int] | None = None,
         on_sent: Callable[[int], object] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -98,6 +100,7 @@ class Outbox:
         self._concat_refs = concat_refs if concat_refs is not None else {}
         # Called with a part id once its TP-MR is recorded (reports that overtook it are matched).
         self.on_sent = on_sent
+        self.telemetry = telemetry
         # SIMs with a part between its durable SENDING and its recorded outcome.
         self.on_wire: set[int] = set()
 
@@ -200,6 +203,11 @@ class Outbox:
             fields={"sim_id": sim_id, "attempts": part["attempts"] + 1},
         )
         self.pool.record_send(sim_id, message["account_id"], recipient, self.clock.monotonic())
+        if self.telemetry is not None and part["seq"] == 1 and part["attempts"] == 0:
+            due = datetime.fromisoformat(message["created_at"])
+            if message["send_at"] is not None:
+                due = max(due, datetime.fromisoformat(message["send_at"]))
+            self.telemetry.first_attempt(due, now)
         self.on_wire.add(sim_id)
         try:
             try:

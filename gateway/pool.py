@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from gateway.models import ThrottlePolicy
 from gateway.throttle import Throttle
@@ -44,9 +45,23 @@ class PooledSim:
     enabled: bool = True
     registered: bool = True
     signal_dbm: int | None = None
+    registration: str = ""  # the +CREG status by name (home, roaming, searching, denied, ...)
+    operator: str = ""
     cooldown_until: float = 0.0
     cooldowns_in_a_row: int = 0
+    cooldowns: int = 0  # since the daemon started (a /metrics counter)
     errors: deque[float] = field(default_factory=deque)
+
+
+def policy_of(row: Mapping[str, Any]) -> ThrottlePolicy:
+    """The throttle policy stored on a `sims` row."""
+    return ThrottlePolicy(
+        interval=float(row.get("throttle_interval") or 1.0),
+        per_minute=row.get("cap_per_minute"),
+        per_hour=row.get("cap_per_hour"),
+        per_day=row.get("cap_per_day"),
+        recipients_per_day=row.get("cap_recipients_per_day"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +116,29 @@ class SimPool:
         """Take a SIM out of rotation by hand, or put it back."""
         self._sims[sim_id].enabled = enabled
 
-    def report_radio(self, sim_id: int, *, registered: bool, signal_dbm: int | None) -> None:
+    def set_policy(self, sim_id: int, policy: ThrottlePolicy) -> None:
+        """New limits for a SIM, in force from its next send (its pacing history is kept)."""
+        self._sims[sim_id].throttle.policy = policy
+
+    def set_number(self, sim_id: int, msisdn: str) -> None:
+        """The SIM's long code as the operator set it."""
+        self._sims[sim_id].msisdn = msisdn
+
+    def report_radio(
+        self,
+        sim_id: int,
+        *,
+        registered: bool,
+        signal_dbm: int | None,
+        registration: str = "",
+        operator: str = "",
+    ) -> None:
         """Record the latest registration and signal poll."""
         sim = self._sims[sim_id]
         sim.registered = registered
         sim.signal_dbm = signal_dbm
+        sim.registration = registration
+        sim.operator = operator
 
     def report_error(self, sim_id: int, now: float) -> None:
         """Count a send error; enough of them in the window cool the SIM down (doubling)."""
@@ -119,6 +152,7 @@ class SimPool:
             )
             sim.cooldown_until = now + delay
             sim.cooldowns_in_a_row += 1
+            sim.cooldowns += 1
             sim.errors.clear()
 
     def report_success(self, sim_id: int) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from gateway.models import ALLOWED_TRANSITIONS, PartState
 from gateway.store import Store
+from gateway.telemetry import Telemetry
 from modem.pdu import SmsStatusReport
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ class ReportMatcher:
     """Applies SMS-STATUS-REPORTs from a SIM to the parts it sent."""
 
     def __init__(
-        self, store: Store, *, on_settled: Callable[[int, PartState], None] | None = None
+        self,
+        store: Store,
+        *,
+        on_settled: Callable[[int, PartState], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.on_settled = on_settled  # called with (part id, new state) (webhooks, waiters)
+        self.telemetry = telemetry
 
     def apply(self, sim_id: int, report: SmsStatusReport, *, now: datetime) -> ReportResult:
         """Store the report, find its part and settle the part's state."""
@@ -132,6 +138,8 @@ class ReportMatcher:
             )
             return ReportResult(report_id, None, None)
         state = self._settle(match.part_id, states[match.part_id], report.status, now)
+        if state is not None and self.telemetry is not None:
+            self.telemetry.report_matched(match.sent_at, now)
         return ReportResult(report_id, match.part_id, state)
 
     def reconcile(self, part_id: int, *, now: datetime) -> list[ReportResult]:
@@ -147,6 +155,8 @@ class ReportMatcher:
             self.store.link_report(report["id"], part_id)
             latest = self.store.part_with_recipient(part_id) or part
             state = self._settle(part_id, PartState(latest["state"]), report["status"], now)
+            if state is not None and self.telemetry is not None:
+                self.telemetry.report_matched(sending_at, now)
             results.append(ReportResult(report["id"], part_id, state))
         return results
 

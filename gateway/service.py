@@ -9,19 +9,47 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.accounts import box_dial_code, is_digest, secret_digest, verify_password
+from gateway.accounts import (
+    box_dial_code,
+    hash_password,
+    is_digest,
+    secret_digest,
+    verify_password,
+)
 from gateway.contacts import ContactBook
-from gateway.models import PartState
+from gateway.models import PartState, ThrottlePolicy
 from gateway.numbers import InvalidNumberError, NoDialCodeError, mask, normalize
+from gateway.operator import (
+    QUEUE_STATES,
+    HourCount,
+    LiveModem,
+    ModemStatus,
+    Overview,
+    SimStatus,
+    hour_floor,
+    modem_statuses,
+    sim_statuses,
+    throughput,
+)
 from gateway.otp import IssuedOtp, OtpBook, OtpOutcome
+from gateway.pool import SimPool, policy_of
 from gateway.recurrence import Recurrence
-from gateway.store import MessageQuery, Store, utc_iso
+from gateway.store import (
+    SIM_LIMIT_COLUMNS,
+    InboxSearch,
+    MessageQuery,
+    MessageSearch,
+    Store,
+    utc_iso,
+)
+from gateway.telemetry import Telemetry
 from modem.pdu import count
 
 log = logging.getLogger(__name__)
@@ -97,12 +125,32 @@ class SubmitResult:
     rejected: tuple[Rejected, ...] = field(default_factory=tuple)
 
 
+ADMIN_PASSWORD_SETTING = "admin_password_hash"
+SESSION_KEY_SETTING = "dashboard_session_key"
+MIN_ADMIN_PASSWORD = 8
+MAX_PAGE = 200
+
+
 class GatewayService:
     """Validates and accepts work, answers queries; the daemon's workers do the sending."""
 
-    def __init__(self, store: Store, *, wall: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        wall: Callable[[], datetime],
+        pool: SimPool | None = None,
+        telemetry: Telemetry | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.wall = wall
+        # Inside the daemon: the live SIM pool (its clock is `monotonic`), and what the workers
+        # know (set by the daemon); a CLI process has neither and shows what the store holds.
+        self.pool = pool
+        self.monotonic = monotonic
+        self.live_modems: Callable[[], Sequence[LiveModem]] | None = None
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         # Provider dialects (issue 7): contacts and OTPs, and the password-check cache.
         self.contacts = ContactBook(store, wall=wall)
         self.otps = OtpBook(store, wall=wall)
@@ -402,6 +450,179 @@ class GatewayService:
             "sims_total": len(sims),
             "messages": self.counts(),
         }
+
+    # -- the operator's view (dashboard, /metrics, smsgw top) ---------------------------------
+
+    def sim_statuses(self) -> tuple[SimStatus, ...]:
+        """Every SIM with its limits, counters and (in the daemon) live radio and throttle."""
+        return sim_statuses(self.store.list_sims(), self.pool, self.monotonic())
+
+    def modem_statuses(self) -> tuple[ModemStatus, ...]:
+        """Every modem seen, up or down."""
+        live = self.live_modems() if self.live_modems is not None else None
+        return modem_statuses(self.store.list_modems(), live)
+
+    def queue_depth(self) -> dict[str, int]:
+        """Messages waiting for a verdict, per state (zeros included)."""
+        return self.store.queue_depth(QUEUE_STATES)
+
+    def overview(self, *, zone: tzinfo | None = None) -> Overview:
+        """The box at a glance; "today" starts at midnight in `zone` (default: the box's)."""
+        now = self.wall()
+        local = now.astimezone(zone) if zone is not None else now.astimezone()
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        utc_now = now.astimezone(UTC)
+        since = hour_floor(utc_now) - timedelta(hours=23)
+        return Overview(
+            generated_at=now,
+            modems=self.modem_statuses(),
+            sims=self.sim_statuses(),
+            queue=self.queue_depth(),
+            sent_today=self.store.parts_sent_since(midnight),
+            failed_today=self.store.parts_failed_since(midnight),
+            received_today=self.store.inbound_since(midnight),
+            throughput=throughput(self.store.hourly_counts(since), utc_now),
+        )
+
+    def hourly(self) -> tuple[HourCount, ...]:
+        """The last 24 hours of traffic, hour by hour."""
+        utc_now = self.wall().astimezone(UTC)
+        since = hour_floor(utc_now) - timedelta(hours=23)
+        return throughput(self.store.hourly_counts(since), utc_now)
+
+    def search_messages(self, query: MessageSearch, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Every account's messages matching `query`, newest first (the operator sees all)."""
+        if query.state is not None and query.state not in {s.value for s in PartState}:
+            raise InvalidRequestError(f"unknown state {query.state!r}")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequestError(f"limit must be 1-{MAX_PAGE}")
+        return self.store.search_messages(query, limit=limit)
+
+    def message_detail(self, message_id: int) -> dict[str, Any] | None:
+        """Any account's message with its parts (TP-MR, SIM) and status reports."""
+        return self.store.message_detail(message_id)
+
+    def search_inbox(self, query: InboxSearch, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Every account's inbound messages matching `query`, newest first."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequestError(f"limit must be 1-{MAX_PAGE}")
+        return self.store.search_inbound(query, limit=limit)
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every sub-account, without secrets."""
+        return self.store.list_accounts()
+
+    def add_credits(self, account_id: int, delta: int, reason: str = "manual top-up") -> int:
+        """Top up (or take back) an account's credits through the ledger; the new balance."""
+        if self.store.account(account_id) is None:
+            raise InvalidRequestError(f"no account {account_id}")
+        if delta == 0 or abs(delta) > 10_000_000:
+            raise InvalidRequestError("give a non-zero number of credits (at most 10,000,000)")
+        return self.store.add_credits(account_id, delta, reason, now=self.wall())
+
+    def sim_by_iccid(self, iccid: str) -> dict[str, Any] | None:
+        """One SIM row by ICCID."""
+        return self.store.sim_by_iccid(iccid)
+
+    def set_sim_limits(
+        self, sim_id: int, changes: Mapping[str, float | int | None]
+    ) -> ThrottlePolicy:
+        """Change a SIM's throttle interval and/or caps (None: no cap); the running pool uses
+        the new limits from the SIM's next send. Returns the SIM's whole policy now."""
+        if not changes or not set(changes) <= SIM_LIMIT_COLUMNS:
+            raise InvalidRequestError(f"limits are among {', '.join(sorted(SIM_LIMIT_COLUMNS))}")
+        clean: dict[str, float | int | None] = {}
+        for column, value in changes.items():
+            if column == "throttle_interval":
+                if value is None or not 1 <= float(value) <= 60:
+                    raise InvalidRequestError("the throttle interval is 1-60 seconds")
+                clean[column] = float(value)
+            elif value is None:
+                clean[column] = None
+            elif (isinstance(value, float) and not value.is_integer()) or int(value) < 1:
+                raise InvalidRequestError(f"{column} must be a whole number of at least 1")
+            else:
+                clean[column] = int(value)
+        if not self.store.set_sim_limits(sim_id, clean):
+            raise InvalidRequestError(f"no SIM {sim_id}")
+        row = self.store.sim(sim_id) or {}
+        policy = policy_of(row)
+        if self.pool is not None and sim_id in self.pool.sim_ids():
+            self.pool.set_policy(sim_id, policy)
+        log.info("SIM %d: limits changed: %s", sim_id, clean)
+        return policy
+
+    def set_sim_number(self, sim_id: int, number: str) -> str:
+        """Set a SIM's long code (E.164; "" clears it), in the store and the running pool."""
+        msisdn = ""
+        if number.strip():
+            try:
+                msisdn = normalize(number)
+            except InvalidNumberError as exc:
+                raise InvalidRequestError(str(exc)) from exc
+            other = self.store.sim_by_number(msisdn)
+            if other is not None and int(other["id"]) != sim_id:
+                raise InvalidRequestError(f"SIM {other['id']} already has that number")
+        if not self.store.set_sim_number(sim_id, msisdn):
+            raise InvalidRequestError(f"no SIM {sim_id}")
+        if self.pool is not None and sim_id in self.pool.sim_ids():
+            self.pool.set_number(sim_id, msisdn)
+        log.info("SIM %d: number set to ...%s", sim_id, mask(msisdn)[-3:] if msisdn else "")
+        return msisdn
+
+    def reload_sim_settings(self) -> int:
+        """Bring the running pool in line with numbers and limits changed in the store by
+        another process (`smsgw sims set-limits`); return how many SIMs changed."""
+        if self.pool is None:
+            return 0
+        changed = 0
+        for sim_id in self.pool.sim_ids():
+            row = self.store.sim(sim_id)
+            if row is None:
+                continue
+            pooled = self.pool.get(sim_id)
+            policy = policy_of(row)
+            if pooled.throttle.policy != policy or pooled.msisdn != (row["msisdn"] or ""):
+                self.pool.set_policy(sim_id, policy)
+                self.pool.set_number(sim_id, row["msisdn"] or "")
+                changed += 1
+        return changed
+
+    # -- the dashboard's admin password ------------------------------------------------------
+
+    def has_admin_password(self) -> bool:
+        """Whether `smsgw admin set-password` (or install) has set one."""
+        return self.store.setting(ADMIN_PASSWORD_SETTING) is not None
+
+    def set_admin_password(self, password: str) -> None:
+        """Set the dashboard's admin password (scrypt); every open session is logged out."""
+        if len(password) < MIN_ADMIN_PASSWORD:
+            raise InvalidRequestError(
+                f"the admin password needs at least {MIN_ADMIN_PASSWORD} characters"
+            )
+        self.store.set_settings(
+            {
+                ADMIN_PASSWORD_SETTING: hash_password(password),
+                SESSION_KEY_SETTING: secrets.token_hex(32),
+            },
+            now=self.wall(),
+        )
+        log.info("dashboard admin password changed; existing sessions end")
+
+    def check_admin_password(self, password: str) -> bool:
+        """Whether `password` is the admin password (False while none is set)."""
+        encoded = self.store.setting(ADMIN_PASSWORD_SETTING)
+        return encoded is not None and verify_password(password, encoded)
+
+    def session_key(self) -> bytes:
+        """The key dashboard sessions are signed with (made on first use; a new password
+        replaces it, which ends every session)."""
+        value = self.store.setting(SESSION_KEY_SETTING)
+        if value is None:
+            value = self.store.setting_if_absent(
+                SESSION_KEY_SETTING, secrets.token_hex(32), now=self.wall()
+            )
+        return bytes.fromhex(value)
 
     # -- provider dialects (issue 7): BestSMS / UltraSMS / SMSit ------------------------------
 

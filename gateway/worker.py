@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.inbox import Inbox
-from gateway.models import ThrottlePolicy
 from gateway.numbers import mask
 from gateway.outbox import OutcomeKind, SendOutcome, is_temporary_cms
-from gateway.pool import SimPool
+from gateway.pool import SimPool, policy_of
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.store import Store
+from gateway.telemetry import Telemetry
 from modem.client import (
     ClientConfig,
     ClientEvent,
@@ -94,6 +94,7 @@ class ModemWorker:
         backoff: Backoff | None = None,
         poll_interval: float = 60.0,
         client_factory: Callable[..., ModemClient] = ModemClient,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.port = port
         self.store = store
@@ -106,6 +107,7 @@ class ModemWorker:
         self.backoff = backoff or Backoff()
         self.poll_interval = poll_interval
         self.client_factory = client_factory
+        self.telemetry = telemetry
         self.sim_id: int | None = None
         self.modem_id: int | None = None
         self.state = "connecting"
@@ -136,7 +138,11 @@ class ModemWorker:
         while not stop.is_set():
             lost = asyncio.Event()
             client = self.client_factory(
-                self.port, config=self.config, on_inbound=self._on_inbound, memory=self.memory
+                self.port,
+                config=self.config,
+                on_inbound=self._on_inbound,
+                memory=self.memory,
+                on_command=self._on_command if self.telemetry is not None else None,
             )
             try:
                 await client.open()
@@ -162,6 +168,10 @@ class ModemWorker:
             attempt += 1
         self.state = "stopped"
 
+    def _on_command(self, line: str, seconds: float) -> None:
+        if self.telemetry is not None:
+            self.telemetry.command(self.port, line, seconds)
+
     def _on_event(self, event: ClientEvent, lost: asyncio.Event) -> None:
         if isinstance(event, ModemLost):
             lost.set()
@@ -184,14 +194,7 @@ class ModemWorker:
             now=now,
         )
         row: dict[str, Any] = self.store.sim(sim_id) or {}
-        policy = ThrottlePolicy(
-            interval=float(row.get("throttle_interval") or 1.0),
-            per_minute=row.get("cap_per_minute"),
-            per_hour=row.get("cap_per_hour"),
-            per_day=row.get("cap_per_day"),
-            recipients_per_day=row.get("cap_recipients_per_day"),
-        )
-        pooled = self.pool.upsert(sim_id, row.get("msisdn") or "", policy)
+        pooled = self.pool.upsert(sim_id, row.get("msisdn") or "", policy_of(row))
         if pooled.throttle.last_send is None:
             # First sight of this SIM since the daemon started: its pace, caps and the day's
             # distinct recipients continue from what it sent before the restart, not from zero.
@@ -217,12 +220,22 @@ class ModemWorker:
             try:
                 signal = await client.signal()
                 registration = await client.registration()
+                operator = await self._operator(client)
                 if self.sim_id is not None:
+                    status = registration.status
+                    name = status.name.lower() if status is not None else str(registration.stat)
                     self.pool.report_radio(
                         self.sim_id,
                         registered=registration.registered,
                         signal_dbm=signal.dbm,
+                        registration=name,
+                        operator=operator,
                     )
+                    # Kept in the store too, so `smsgw top` in another process sees the radio.
+                    self.store.record_radio(
+                        self.sim_id, signal_dbm=signal.dbm, registration=name, operator=operator,
+                        now=self.wall(),
+                    )  # fmt: skip
             except ModemError as exc:
                 log.info("%s: poll failed: %s", self.port, exc)
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
@@ -231,6 +244,13 @@ class ModemWorker:
             finally:
                 for w in waits:
                     w.cancel()
+
+    async def _operator(self, client: ModemClient) -> str:
+        """The network's name (+COPS?), or "" when the modem will not say."""
+        try:
+            return (await client.operator()).name or ""
+        except ModemError:  # AtParseError is one
+            return ""
 
     async def _release(self, client: ModemClient) -> None:
         self.ready.clear()

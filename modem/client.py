@@ -323,8 +323,10 @@ class ModemClient:
         transport_factory: TransportFactory | None = None,
         now: Callable[[], datetime] | None = None,
         memory: ModemMemory | None = None,
+        on_command: Callable[[str, float], None] | None = None,
     ) -> None:
-        """`memory` carries PIN use and handed-over messages across reconnects (supervisor)."""
+        """`memory` carries PIN use and handed-over messages across reconnects (supervisor);
+        `on_command` is told each command line and the seconds until its final result."""
         if port is None and transport_factory is None:
             raise ValueError("give a port or a transport factory")
         self.port = port
@@ -334,6 +336,7 @@ class ModemClient:
             usb_id=self.config.usb_id
         )
         self._on_inbound = on_inbound
+        self._on_command = on_command
         self._factory = transport_factory
         self._now = now or (lambda: datetime.now(UTC))
         self._session = Session()
@@ -626,6 +629,7 @@ class ModemClient:
         self._body_written = False
         self.stats["commands"] += 1
         what, seconds = command.line, timeout
+        started = loop.time()
         try:
             self._write(self._session.send(command))
             if command.expects_prompt:
@@ -653,6 +657,8 @@ class ModemClient:
             self._pending = None
             self._prompt = None
         self._timeouts_in_row = 0
+        if self._on_command is not None:
+            self._on_command(command.line, loop.time() - started)
         prompt_skipped = command.expects_prompt and resp.ok and not self._body_written
         if prompt_skipped or not command.consistent(resp.lines, resp.ok):
             # A late answer to an earlier command completed this one (SARA-G450-style drift):

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import data_dir_option, json_option, open_store, show
+from gateway.cli.common import data_dir_option, json_option, now, open_store, show
+from gateway.daemon import HOUSEKEEPING_SECONDS
+from gateway.service import GatewayService, ServiceError
+
+RELOAD = int(HOUSEKEEPING_SECONDS)
 
 
 @click.group("sims")
@@ -27,6 +31,13 @@ def sims_list(data_dir: Path, as_json: bool) -> None:
     show(rows, columns, as_json, "SIMs")
 
 
+def _sim_id(service: GatewayService, iccid: str) -> int:
+    row = service.sim_by_iccid(iccid)
+    if row is None:
+        raise click.ClickException(f"no SIM with ICCID {iccid}")
+    return int(row["id"])
+
+
 @sims_group.command("set-number")
 @data_dir_option
 @click.argument("iccid")
@@ -34,9 +45,12 @@ def sims_list(data_dir: Path, as_json: bool) -> None:
 def sims_set_number(data_dir: Path, iccid: str, number: str) -> None:
     """Set the phone number of a SIM that does not know its own (+CNUM empty)."""
     with open_store(data_dir) as store:
-        if not store.set_sim_number(iccid, number):
-            raise click.ClickException(f"no SIM with ICCID {iccid}")
-    click.echo(f"SIM {iccid}: number set; the daemon uses it from the SIM's next connection")
+        service = GatewayService(store, wall=now)
+        try:
+            service.set_sim_number(_sim_id(service, iccid), number)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"SIM {iccid}: number set; a running daemon uses it within {RELOAD} s")
 
 
 @sims_group.command("set-limits")
@@ -68,8 +82,11 @@ def sims_set_limits(  # noqa: PLR0917 - one parameter per click option
     if not chosen:
         raise click.UsageError("give at least one limit")
     with open_store(data_dir) as store:
-        if not store.set_sim_limits(iccid, chosen):
-            raise click.ClickException(f"no SIM with ICCID {iccid}")
+        service = GatewayService(store, wall=now)
+        try:
+            service.set_sim_limits(_sim_id(service, iccid), chosen)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"iccid": iccid, **chosen}))
 
 

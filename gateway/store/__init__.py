@@ -2,8 +2,9 @@
 
 Only this package holds SQL. `base` owns the connection and transactions; `messages` (outbound
 messages, parts, batches, series), `inbound` (inbound parts, messages and status reports),
-`sims` (SIMs and modems), `accounts` (accounts, credits, OTPs) and `contacts` (contacts, groups,
-opt-outs, appointments) each add the queries for what they store.
+`sims` (SIMs and modems), `accounts` (accounts, credits, OTPs), `contacts` (contacts, groups,
+opt-outs, appointments) and `settings` (box-wide values) each add the queries for what they
+store; `operator` holds the read-only queries of the operator's view across every account.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from gateway.store.base import BUSY_TIMEOUT_MS, DATABASE_NAME, StaleStateError, 
 from gateway.store.contacts import ContactStore
 from gateway.store.inbound import InboundStore
 from gateway.store.messages import AcceptedMessage, MessageQuery, MessageStore
-from gateway.store.sims import SimStore
+from gateway.store.operator import InboxSearch, MessageSearch, OperatorStore
+from gateway.store.settings import SettingsStore
+from gateway.store.sims import SIM_LIMIT_COLUMNS, SimStore
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "DATABASE_NAME",
+    "SIM_LIMIT_COLUMNS",
     "AcceptedMessage",
+    "InboxSearch",
     "MessageQuery",
+    "MessageSearch",
     "StaleStateError",
     "Store",
     "StoreBase",
@@ -27,5 +33,13 @@ __all__ = [
 ]
 
 
-class Store(MessageStore, InboundStore, SimStore, AccountStore, ContactStore):
+class Store(
+    MessageStore,
+    InboundStore,
+    SimStore,
+    AccountStore,
+    ContactStore,
+    SettingsStore,
+    OperatorStore,
+):
     """Every query of the gateway, on one connection; the daemon calls it from one writer thread."""

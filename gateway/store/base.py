@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ class StoreBase:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        # Told how long each COMMIT took (the fsync: /metrics shows it); None: not measured.
+        self.on_commit: Callable[[float], None] | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> Self:
@@ -76,7 +79,10 @@ class StoreBase:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        started = time.perf_counter()
         self.conn.execute("COMMIT")
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started)
 
     def integrity_check(self) -> list[str]:
         """Return SQLite's integrity_check problems (empty when the file is sound)."""

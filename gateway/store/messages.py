@@ -209,6 +209,13 @@ class MessageStore(StoreBase):
                     " (SELECT sim_id FROM parts WHERE id = ?)",
                     (part_id,),
                 )
+            if updates.get("cms_error") is not None:
+                # Every +CMS ERROR the SIM got, retried or final (operators watch this rate).
+                self.conn.execute(
+                    "UPDATE sims SET cms_errors = cms_errors + 1 WHERE id ="
+                    " (SELECT sim_id FROM parts WHERE id = ?)",
+                    (part_id,),
+                )
             if expected in _NOT_LEFT and target in _GIVEN_UP:
                 # The part never reached the network: its credit goes back.
                 message_id, account_id = self.conn.execute(

@@ -248,6 +248,23 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX delivery_reports_unmatched ON delivery_reports(sim_id, tp_mr)
         WHERE part_id IS NULL;
     """,
+    # 5: the operator's view (dashboard, /metrics, `smsgw top`): box-wide settings (the admin
+    # password hash, the session key), each SIM's last radio poll (so a CLI sees it too), and
+    # indexes that keep "sent today" and the 24 h chart to the last day's rows.
+    """
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    ALTER TABLE sims ADD COLUMN signal_dbm INTEGER;
+    ALTER TABLE sims ADD COLUMN registration TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sims ADD COLUMN operator TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sims ADD COLUMN radio_at TEXT;
+    CREATE INDEX parts_sent_at ON parts(sent_at) WHERE sent_at IS NOT NULL;
+    CREATE INDEX parts_done_at ON parts(done_at, state) WHERE done_at IS NOT NULL;
+    CREATE INDEX inbound_received_at ON inbound(received_at);
+    """,
 )
 
 

@@ -8,6 +8,10 @@ from typing import Any
 
 from gateway.store.base import StoreBase, utc_iso
 
+SIM_LIMIT_COLUMNS = frozenset(
+    {"throttle_interval", "cap_per_minute", "cap_per_hour", "cap_per_day", "cap_recipients_per_day"}
+)
+
 
 class SimStore(StoreBase):
     """SIMs (bound by ICCID/IMSI), modems (by IMEI), and which accounts may use which SIM."""
@@ -104,31 +108,44 @@ class SimStore(StoreBase):
         """Every modem seen, by IMEI."""
         return [dict(r) for r in self.conn.execute("SELECT * FROM modems ORDER BY id")]
 
-    def set_sim_number(self, iccid: str, msisdn: str) -> bool:
-        """Set the long code of the SIM with this ICCID (when the SIM cannot tell its own)."""
+    def sim_by_number(self, msisdn: str) -> dict[str, Any] | None:
+        """The SIM whose long code is `msisdn`."""
+        row = self.conn.execute("SELECT * FROM sims WHERE msisdn = ?", (msisdn,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def set_sim_number(self, sim_id: int, msisdn: str) -> bool:
+        """Set the long code of a SIM (when the SIM cannot tell its own)."""
         with self.transaction():
-            cursor = self.conn.execute(
-                "UPDATE sims SET msisdn = ? WHERE iccid = ?", (msisdn, iccid)
-            )
+            cursor = self.conn.execute("UPDATE sims SET msisdn = ? WHERE id = ?", (msisdn, sim_id))
         return cursor.rowcount == 1
 
-    def set_sim_limits(self, iccid: str, limits: Mapping[str, float | int | None]) -> bool:
-        """Change a SIM's throttle interval and caps (columns of the sims table)."""
-        allowed = {
-            "throttle_interval",
-            "cap_per_minute",
-            "cap_per_hour",
-            "cap_per_day",
-            "cap_recipients_per_day",
-        }
-        if not limits or not set(limits) <= allowed:
-            raise ValueError(f"limits must be among {sorted(allowed)}")
+    def set_sim_limits(self, sim_id: int, limits: Mapping[str, float | int | None]) -> bool:
+        """Change a SIM's throttle interval and caps (columns of the sims table; None: no cap)."""
+        if not limits or not set(limits) <= SIM_LIMIT_COLUMNS:
+            raise ValueError(f"limits must be among {sorted(SIM_LIMIT_COLUMNS)}")
         assignments = ", ".join(f"{column} = ?" for column in limits)
         with self.transaction():
             cursor = self.conn.execute(
-                f"UPDATE sims SET {assignments} WHERE iccid = ?", (*limits.values(), iccid)
+                f"UPDATE sims SET {assignments} WHERE id = ?", (*limits.values(), sim_id)
             )
         return cursor.rowcount == 1
+
+    def record_radio(
+        self,
+        sim_id: int,
+        *,
+        signal_dbm: int | None,
+        registration: str,
+        operator: str,
+        now: datetime,
+    ) -> None:
+        """Keep a SIM's latest signal, registration and operator (read by `smsgw top`)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE sims SET signal_dbm = ?, registration = ?, operator = ?, radio_at = ?"
+                " WHERE id = ?",
+                (signal_dbm, registration, operator, utc_iso(now), sim_id),
+            )
 
     def recent_sends(self, sim_id: int, since: datetime) -> list[tuple[datetime, str]]:
         """When this SIM started each AT+CMGS since `since`, and to whom (to rebuild its pacing,

@@ -31,7 +31,7 @@ async def _scenario(emu: EmulatorPool, tmp_path: Path, sick: int | None) -> None
         await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
         store = gateway.store
         for sim in store.list_sims():
-            store.set_sim_limits(sim["iccid"], {"throttle_interval": INTERVAL})
+            store.set_sim_limits(sim["id"], {"throttle_interval": INTERVAL})
             gateway.pool.get(sim["id"]).throttle.policy = gateway.pool.get(
                 sim["id"]
             ).throttle.policy.__class__(interval=INTERVAL)

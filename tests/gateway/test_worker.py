@@ -80,7 +80,7 @@ def test_distinct_recipients_per_day_continue_across_a_restart(tmp_path: Path) -
     wall_now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     account = create_account(store, "a", now=wall_now).account_id
     sim = store.bind_sim(iccid=ICCID, imsi=None, now=wall_now)
-    store.set_sim_limits(ICCID, {"cap_recipients_per_day": 2})
+    store.set_sim_limits(sim, {"cap_recipients_per_day": 2})
     # Before the restart: three texts to two people, the first 20 hours ago.
     for hours_ago, recipient in ((20, "+15551230001"), (5, "+15551230002"), (1, "+15551230001")):
         (part,) = store.accept_message(
