@@ -36,6 +36,7 @@ class Config:
     throttle_interval: float = 1.0
     help_reply: str = ""
     log_level: str = "INFO"
+    metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <token>"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,6 +59,7 @@ def load(path: Path | None = None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     http = _get(table, "http", dict, {})
+    metrics = _get(table, "metrics", dict, {})
     modems = []
     for entry in _get(table, "modem", list, []):
         if not isinstance(entry, dict) or not isinstance(entry.get("port"), str):
@@ -79,4 +81,5 @@ def load(path: Path | None = None) -> Config:
         throttle_interval=interval,
         help_reply=_get(table, "help_reply", str, ""),
         log_level=_get(table, "log_level", str, "INFO"),
+        metrics_token=_get(metrics, "token", str, ""),
     )

@@ -54,6 +54,11 @@ log_level = "INFO"
 host = "0.0.0.0"
 port = 8080
 
+[metrics]
+# GET /metrics (Prometheus) is open to the LAN; set a token to require
+# "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
+# token = ""
+
 # Modems on fixed ports, in addition to hot-plug (a path, or socket://host:port for a modem
 # behind a serial server). Give the SIM PIN here if the SIM asks for one.
 # [[modem]]

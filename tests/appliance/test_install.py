@@ -170,6 +170,7 @@ def test_config_template_has_the_keys_config_reads_with_their_defaults(tmp_path:
     table = tomllib.loads(CONFIG_TEMPLATE)
     assert set(table) == {
         "data_dir", "discover", "throttle_interval", "help_reply", "log_level", "http",
+        "metrics",
     }  # fmt: skip
     # The commented [[modem]] example is valid once uncommented.
     example = CONFIG_TEMPLATE.replace("# [[modem]]", "[[modem]]")
