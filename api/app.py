@@ -1,4 +1,5 @@
-"""The aiohttp application: one sub-app per API dialect and /metrics, all over GatewayService."""
+"""The aiohttp application: one sub-app per API dialect, /metrics and the dashboard, all over
+GatewayService."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api import bestsms, native, ultrasms
+from api import bestsms, dashboard, native, ultrasms
+from api.dashboard.auth import LoginGuard
 from gateway.config import Config
 from gateway.metrics import WebhookCounts, build_registry
 from gateway.service import GatewayService
@@ -39,9 +41,11 @@ def build_app(
     *,
     metrics_token: str = "",
     webhook_counts: WebhookCounts | None = None,
+    login_guard: LoginGuard | None = None,
+    refresh_ms: int = 2000,
 ) -> web.Application:
-    """The whole HTTP surface: /v1 (our JSON API), the provider dialects and /metrics.
-    `webhook_counts` feeds the webhook gauges once a webhook sender
+    """The whole HTTP surface: /v1 (our JSON API), the provider dialects, /metrics and the
+    operator's dashboard at /. `webhook_counts` feeds the webhook gauges once a webhook sender
     provides them."""
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE_KEY] = service
@@ -51,6 +55,9 @@ def build_app(
     bestsms.install(app, service)
     ultrasms.install(app, service)
     app.router.add_get("/metrics", metrics)
+    dashboard.install(
+        app, service, guard=login_guard, webhook_counts=webhook_counts, refresh_ms=refresh_ms
+    )
     return app
 
 
@@ -60,5 +67,11 @@ async def start(service: GatewayService, config: Config) -> Callable[[], Awaitab
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
-    log.info("HTTP API on %s:%d (metrics at /metrics)", config.http_host, config.http_port)
+    log.info(
+        "HTTP API on %s:%d (dashboard at /, metrics at /metrics)",
+        config.http_host,
+        config.http_port,
+    )
+    if not service.has_admin_password():
+        log.warning("no dashboard admin password is set: run `smsgw admin set-password`")
     return runner.cleanup
