@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.cli.accounts import accounts_group
+from gateway.cli.admin import admin_group
 from gateway.cli.appliance import doctor_command, install_command
 from gateway.cli.daemon import demo_command, serve_command
 from gateway.cli.db import db_group
@@ -13,6 +14,7 @@ from gateway.cli.messages import inbox_command, outbox_command, send_command
 from gateway.cli.modem import modem_group
 from gateway.cli.pdu import pdu
 from gateway.cli.sims import modems_command, sims_group
+from gateway.cli.top import top_command
 
 
 @click.group()
@@ -31,6 +33,8 @@ main.add_command(db_group)
 main.add_command(serve_command)
 main.add_command(demo_command)
 main.add_command(accounts_group)
+main.add_command(admin_group)
+main.add_command(top_command)
 main.add_command(modem_group)
 main.add_command(emulator)
 # The issue names it `smsgw emulate`: the same command as `smsgw emulator run`.

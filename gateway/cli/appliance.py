@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from gateway.appliance.doctor import Doctor, Status
-from gateway.appliance.install import USER, Installer, InstallError
+from gateway.appliance.install import DATA_DIR, USER, Installer, InstallError
+from gateway.cli.admin import has_admin_password, read_password, store_admin_password
 from gateway.config import DEFAULT_CONFIG_PATH
 
 _MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
@@ -27,8 +29,14 @@ _MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
 )
 @click.option("--user", default=USER, show_default=True, help="The service user.")
 @click.option("--no-start", is_flag=True, help="Enable the service but do not start it.")
-def install_command(dry_run: bool, root: Path, user: str, no_start: bool) -> None:
-    """Install smsgw as a service: user, /etc/smsgw/smsgw.toml, data dir, unit, udev rules."""
+@click.option(
+    "--admin-password-stdin", is_flag=True, help="Read the dashboard admin password from stdin."
+)
+def install_command(
+    dry_run: bool, root: Path, user: str, no_start: bool, admin_password_stdin: bool
+) -> None:
+    """Install smsgw as a service: user, /etc/smsgw/smsgw.toml, data dir, unit, udev rules,
+    and the dashboard's admin password (asked for on a terminal)."""
     installer = Installer(root=root, user=user, start=not no_start)
     if not dry_run and installer.live and os.geteuid() != 0:
         raise click.ClickException("installing onto this system needs root: sudo smsgw install")
@@ -39,14 +47,31 @@ def install_command(dry_run: bool, root: Path, user: str, no_start: bool) -> Non
                 click.echo(f"already done: {step.description}")
             elif dry_run:
                 click.echo(f"would: {step.description}")
-        if dry_run:
-            return
-        for step in installer.apply(steps):
-            click.echo(f"done: {step.description}")
+        if not dry_run:
+            for step in installer.apply(steps):
+                click.echo(f"done: {step.description}")
     except InstallError as exc:
         raise click.ClickException(str(exc)) from exc
-    if not any(step.needed for step in steps):
+    password_set = _offer_admin_password(installer.path(DATA_DIR), dry_run, admin_password_stdin)
+    if not any(step.needed for step in steps) and not password_set:
         click.echo("nothing to do: smsgw is installed")
+
+
+def _offer_admin_password(data_dir: Path, dry_run: bool, from_stdin: bool) -> bool:
+    """Set the dashboard password when none is (asked on a terminal, else from stdin if told);
+    without either, say how to set it later. True when it was set now."""
+    if dry_run:
+        click.echo("would: offer to set the dashboard admin password (smsgw admin set-password)")
+        return False
+    if has_admin_password(data_dir):
+        click.echo("already done: the dashboard admin password is set")
+        return False
+    if not from_stdin and not sys.stdin.isatty():
+        click.echo("next: set the dashboard admin password: sudo smsgw admin set-password")
+        return False
+    store_admin_password(data_dir, read_password(from_stdin))
+    click.echo("done: dashboard admin password set (change it with smsgw admin set-password)")
+    return True
 
 
 @click.command("doctor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import DEFAULT_DATA_DIR
-from gateway.store import Store
+from gateway.store import DATABASE_NAME, Store
 
 data_dir_option = click.option(
     "--data-dir",
@@ -37,6 +38,21 @@ def open_store(data_dir: Path) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+        _give_to_directory_owner(data_dir)
+
+
+def _give_to_directory_owner(data_dir: Path) -> None:
+    """`sudo smsgw ...` on a fresh box would leave a database only root may write, and the
+    service (user smsgw) locked out of it: files root just made go to the directory's owner."""
+    if os.geteuid() != 0 or not data_dir.is_dir():
+        return
+    owner = data_dir.stat()
+    if owner.st_uid == 0:
+        return
+    for name in (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm"):
+        path = data_dir / name
+        if path.exists() and path.stat().st_uid == 0:
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def now() -> datetime:
