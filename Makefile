@@ -6,9 +6,11 @@ BIN    := $(VENV)/bin
 # systemd (systemd-analyze verify/security) and udev (udevadm test): tests/appliance checks the
 # unit and the udev rules with their own tools. php-cli and php-curl run the BestSMSGateway
 # spec's PHP cURL samples against `smsgw demo`; curl runs the UltraSMS/SMSit example URLs.
-APT_PACKAGES ?= systemd udev php-cli php-curl curl
+# chromium + chromium-driver: the dashboard's browser tests (selenium); prometheus: promtool
+# checks the /metrics exposition.
+APT_PACKAGES ?= systemd udev php-cli php-curl curl chromium chromium-driver prometheus
 
-.PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean
+.PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +54,11 @@ test-slow: venv apt
 
 bench: venv
 	$(BIN)/python -m tests.bench
+
+# Every dashboard page, at desktop and phone width, as PNGs in tests/artifacts/ (not committed).
+screenshots: venv apt
+	$(BIN)/pytest -q tests/api/test_dashboard_browser.py -k screenshots
+	@ls tests/artifacts/*.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
