@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import secrets
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +81,15 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
 
         def ready(gateway: Gateway) -> None:
             credentials = _demo_account(gateway.store)
-            _print_demo(config, credentials, [(i.path, i.msisdn, i.personality) for i in infos])
+            # A fresh dashboard password each run, printed once (like the account's secrets).
+            admin_password = secrets.token_urlsafe(9)
+            gateway.service.set_admin_password(admin_password)
+            _print_demo(
+                config,
+                credentials,
+                [(i.path, i.msisdn, i.personality) for i in infos],
+                admin_password,
+            )
             # Something in the inbox from the start: a text from the "outside world".
             emulator.inject_sms(infos[0].msisdn, "Welcome to smsgw! Reply STOP to opt out.",
                                 sender="+15551230001")  # fmt: skip
@@ -111,7 +120,10 @@ def _demo_account(store: Store) -> dict[str, str]:
 
 
 def _print_demo(
-    config: Config, credentials: dict[str, str], modems: list[tuple[str, str, str]]
+    config: Config,
+    credentials: dict[str, str],
+    modems: list[tuple[str, str, str]],
+    admin_password: str,
 ) -> None:
     base = f"http://{config.http_host}:{config.http_port}"
     key = credentials["api_key"]
@@ -120,6 +132,8 @@ def _print_demo(
     for path, msisdn, personality in modems:
         click.echo(f"emulated modem {personality:8} on {path}  SIM number {msisdn}")
     click.echo("demo account: " + json.dumps(credentials))
+    click.echo(f"dashboard: {base}/  admin password: {admin_password}")
+    click.echo(f"metrics: {base}/metrics  (terminal view: smsgw top --data-dir {config.data_dir})")
     click.echo("\nTry (the magic number +15005550000 always reports 'delivered'):")
     click.echo(
         f"  curl -s -X POST {base}/v1/messages -H 'Authorization: Bearer {key}'"
