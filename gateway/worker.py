@@ -113,12 +113,21 @@ class ModemWorker:
         self.state = "connecting"
         self.last_error = ""
         self.ready = asyncio.Event()  # set while the modem is ready (tests, health checks)
+        # Set once this connection's SIM is bound (or the attempt ended): inbound messages the
+        # modem hands over before that wait for it, so they are stored as received on this SIM.
+        self._bound = asyncio.Event()
+        self._bound_sim: int | None = None
         # Survives reconnects: a wrong PIN is never sent twice, and messages the network sends
         # again after a lost acknowledgement reach the inbox once.
         self.memory = ModemMemory()
 
     async def _on_inbound(self, item: Inbound) -> bool:
         """Store what the modem received; True lets the driver delete it from the modem."""
+        # Messages waiting on the SIM are handed over by the start-up scan while _bind still
+        # asks the modem who it is (the driver holds no port lock while handing over).
+        await self._bound.wait()
+        if self._bound_sim is None:
+            return False  # the connection ended before its SIM was known: keep it on the modem
         now = self.wall()
         try:
             if isinstance(item, InboundSms):
@@ -137,6 +146,8 @@ class ModemWorker:
         attempt = 0
         while not stop.is_set():
             lost = asyncio.Event()
+            self._bound.clear()
+            self._bound_sim = None
             client = self.client_factory(
                 self.port,
                 config=self.config,
@@ -159,6 +170,7 @@ class ModemWorker:
                 self.last_error = str(exc)
                 log.warning("%s: %s", self.port, exc)
             finally:
+                self._bound.set()  # release any inbound handler still waiting for the SIM
                 await self._release(client)
             if stop.is_set():
                 break
@@ -204,6 +216,8 @@ class ModemWorker:
                 for sent, recipient in self.store.recent_sends(sim_id, now - timedelta(days=1))
             )
         self.sim_id = sim_id
+        self._bound_sim = sim_id
+        self._bound.set()
         self.dispatcher.attach(sim_id, ClientSender(client))
         log.info(
             "%s: %s %s ready, SIM %d (number ...%s)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from gateway.daemon import Gateway, serve
 from gateway.metrics import build_registry
 from gateway.models import ThrottlePolicy
 from modem.emulator import EmulatorPool
+from tests.gateway.watch import StoreWatch
 
 DEADLINE = 45.0
 SECRET = "metrics-must-never-show-this-text"
@@ -46,29 +46,6 @@ def total(samples: Samples, name: str, **match: str) -> float:
     """The sum of a metric's samples whose labels include `match`."""
     want = set(match.items())
     return sum(v for (n, labels), v in samples.items() if n == name and want <= labels)
-
-
-class StoreWatch:
-    """Wakes a waiter after every commit, so a test waits for the store to change, not by time."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.changed = asyncio.Event()
-        self._then = gateway.store.on_commit
-
-        def on_commit(seconds: float) -> None:
-            if self._then is not None:
-                self._then(seconds)
-            self.changed.set()
-
-        gateway.store.on_commit = on_commit
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        """Return once `condition` holds (checked after each commit)."""
-        while True:
-            self.changed.clear()
-            if condition():
-                return
-            await self.changed.wait()
 
 
 async def _scenario(emu: EmulatorPool, tmp_path: Path) -> tuple[str, str, list[str]]:

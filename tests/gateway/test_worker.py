@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.accounts import create_account
+from gateway.config import Config
+from gateway.daemon import Gateway, serve
 from gateway.inbox import Inbox
 from gateway.models import PartState
 from gateway.outbox import Clock, Outbox
@@ -14,6 +16,8 @@ from gateway.scheduler import Dispatcher
 from gateway.store import Store
 from gateway.worker import ModemWorker
 from modem.client import Identity
+from modem.emulator import EmulatorPool
+from tests.gateway.watch import StoreWatch
 
 ICCID = "8944000000000000077"
 
@@ -116,3 +120,41 @@ def test_distinct_recipients_per_day_continue_across_a_restart(tmp_path: Path) -
     assert known_ok  # one of the day's two recipients may be texted again
     assert not new_ok  # a third person must wait...
     assert abs(wait - 4 * 3600) < 5  # ...until the first recipient's day ends, 4 h from now
+
+
+async def _first_inbound(emu: EmulatorPool, tmp_path: Path) -> tuple[int | None, int, int]:
+    stop = asyncio.Event()
+    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+    config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0)
+    ports = [(i.path, None) for i in emu.info()]
+    daemon = asyncio.create_task(
+        serve(config, stop=stop, ports=ports, on_ready=ready.set_result, frontends=[])
+    )
+    try:
+        gateway = await ready
+        store = gateway.store
+        await StoreWatch(gateway).until(
+            lambda: store.conn.execute("SELECT COUNT(*) FROM inbound").fetchone()[0] == 1
+        )
+        (worker,) = gateway.workers.values()
+        await worker.ready.wait()
+        (row,) = store.conn.execute("SELECT sim_id FROM inbound").fetchall()
+        assert worker.sim_id is not None
+        sim = store.sim(worker.sim_id)
+        assert sim is not None
+        return row[0], worker.sim_id, sim["received_count"]
+    finally:
+        stop.set()
+        await daemon
+
+
+def test_a_message_waiting_on_the_sim_at_start_is_received_on_that_sim(tmp_path: Path) -> None:
+    # The start-up scan hands it over while the worker still asks the modem for its identity.
+    with EmulatorPool(["generic"], seed=3) as emu:
+        (info,) = emu.info()
+        emu.inject_sms(info.msisdn, "sent while the box was off", sender="+15551230001")
+        stored_sim, sim_id, received = asyncio.run(
+            asyncio.wait_for(_first_inbound(emu, tmp_path), 30)
+        )
+    assert stored_sim == sim_id
+    assert received == 1
