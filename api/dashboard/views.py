@@ -6,7 +6,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -66,6 +66,14 @@ def when(stamp: str | None) -> str:
     except ValueError:
         return stamp
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def local_path(target: str) -> str:
+    """`target` if it is a path on this site, else "/": a login link must not send the browser
+    elsewhere ("//host" and "/\\host" are other hosts to a browser)."""
+    if not target.startswith("/") or target[1:2] in ("/", "\\") or any(c in target for c in "\r\n"):
+        return "/"
+    return target
 
 
 def redirect(target: str) -> web.Response:
@@ -177,7 +185,7 @@ class Dashboard:
             "login.html",
             {
                 "login_csrf": token,
-                "next": nxt if nxt.startswith("/") and not nxt.startswith("//") else "/",
+                "next": local_path(nxt),
                 "error": error,
                 "no_password": not self.service.has_admin_password(),
             },
@@ -217,12 +225,7 @@ class Dashboard:
         log.info("dashboard: admin logged in from %s", client)
         _, cookie_value = auth.new_session(self.service.session_key(), self._now())
         nxt = form.get("next")
-        target = (
-            nxt
-            if isinstance(nxt, str) and nxt.startswith("/") and not nxt.startswith("//")
-            else "/"
-        )
-        response = redirect(target)
+        response = redirect(local_path(nxt if isinstance(nxt, str) else "/"))
         auth.set_cookie(response, auth.SESSION_COOKIE, cookie_value, auth.SESSION_SECONDS)
         response.del_cookie(auth.LOGIN_COOKIE, path="/")
         return response
@@ -472,7 +475,6 @@ def install(
         undefined=jinja2.StrictUndefined,
     )
     env.filters["when"] = when
-    env.globals["now_utc"] = lambda: datetime.now(UTC)
     app.middlewares.append(security_headers)
     page = dashboard.page
     app.router.add_get("/", page(dashboard.overview))

@@ -341,3 +341,24 @@ def test_metrics_need_the_bearer_token_when_one_is_configured(tmp_path: Path) ->
         assert "smsgw_sim_parts_sent_total" in await r.text()
 
     run(tmp_path, scenario, metrics_token="s3cret")
+
+
+def test_the_login_only_sends_the_browser_back_to_this_site(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, env: Env) -> None:
+        for given, expected in (
+            ("/messages?state=failed", "/messages?state=failed"),
+            ("//evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example", "/"),
+            ("/x\r\nSet-Cookie: a=b", "/"),
+        ):
+            client.session.cookie_jar.clear()
+            token = csrf_of(await (await client.get("/login")).text())
+            r = await client.post(
+                "/login",
+                allow_redirects=False,
+                data={"csrf": token, "password": PASSWORD, "next": given},
+            )
+            assert r.status == 303 and r.headers["Location"] == expected, given
+
+    run(tmp_path, scenario)
