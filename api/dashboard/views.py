@@ -36,6 +36,7 @@ NOTICES = {
     "credits": "Credits updated.",
     "sent": "Message accepted.",
 }
+CSRF_REFUSED = "The form's CSRF token is missing or wrong: reload the page and try again."
 LIMIT_FIELDS = (
     ("throttle_interval", "Seconds between SMS", "interval"),
     ("cap_per_minute", "Per minute", "per_minute"),
@@ -140,16 +141,8 @@ class Dashboard:
                         request.method,
                         request.path,
                     )
-                    return self._render(
-                        request,
-                        "error.html",
-                        {
-                            "error": "The form's CSRF "
-                            "token is missing or wrong: reload the page and try "
-                            "again."
-                        },
-                        status=403,
-                    )
+                    return self._render(request, "error.html", {"error": CSRF_REFUSED},
+                                        status=403)  # fmt: skip
             return await handler(request)
 
         return wrapped
@@ -173,13 +166,19 @@ class Dashboard:
     # -- login ------------------------------------------------------------------------------
 
     async def login_form(
-        self, request: web.Request, *, error: str = "", status: int = 200, retry_after: float = 0.0
+        self,
+        request: web.Request,
+        *,
+        error: str = "",
+        status: int = 200,
+        retry_after: float = 0.0,
+        nxt: str | None = None,
     ) -> web.Response:
         """GET /login: the form, with a fresh CSRF token in a cookie of its own."""
         token = request.cookies.get(auth.LOGIN_COOKIE) or ""
         if len(token) < 20:
             token = secrets.token_urlsafe(24)
-        nxt = request.query.get("next", "/")
+        nxt = request.query.get("next", "/") if nxt is None else nxt
         response = self._render(
             request,
             "login.html",
@@ -200,32 +199,29 @@ class Dashboard:
         """POST /login: the admin password; failures answer slowly, then not at all."""
         form = await request.post()
         client = request.remote or "?"
+        given_next = form.get("next")
+        nxt = local_path(given_next if isinstance(given_next, str) else "/")
         cookie = request.cookies.get(auth.LOGIN_COOKIE) or ""
         if not cookie or not auth.token_matches(cookie, form.get("csrf")):
             log.warning("dashboard: login without a valid CSRF token refused (%s)", client)
-            return await self.login_form(
-                request,
-                error="The form's CSRF token is missing or wrong: try again.",
-                status=403,
-            )
+            return await self.login_form(request, error=CSRF_REFUSED, status=403, nxt=nxt)
         locked = self.guard.locked_for(client)
         if locked > 0:
             return await self.login_form(
-                request,
-                error=f"Too many wrong passwords: wait {int(locked) + 1} s.",
-                status=429,
-                retry_after=locked,
-            )
+                request, error=f"Too many wrong passwords: wait {int(locked) + 1} s.",
+                status=429, retry_after=locked, nxt=nxt,
+            )  # fmt: skip
         password = form.get("password")
+        # The check is synchronous (scrypt): parallel attempts are counted one after another,
+        # so a client gets at most `lock_after` checks before it is locked out.
         if not isinstance(password, str) or not self.service.check_admin_password(password):
             log.warning("dashboard: wrong admin password from %s", client)
             await self.guard.failed(client)
-            return await self.login_form(request, error="Wrong password.", status=401)
+            return await self.login_form(request, error="Wrong password.", status=401, nxt=nxt)
         self.guard.succeeded(client)
         log.info("dashboard: admin logged in from %s", client)
         _, cookie_value = auth.new_session(self.service.session_key(), self._now())
-        nxt = form.get("next")
-        response = redirect(local_path(nxt if isinstance(nxt, str) else "/"))
+        response = redirect(nxt)
         auth.set_cookie(response, auth.SESSION_COOKIE, cookie_value, auth.SESSION_SECONDS)
         response.del_cookie(auth.LOGIN_COOKIE, path="/")
         return response

@@ -93,7 +93,9 @@ def test_every_page_needs_a_login_and_a_wrong_password_is_refused_ever_slower(
         for _ in range(5):
             r = await log_in(client, "wrong password")
             assert r.status == 401
-            assert "Wrong password." in await r.text()
+            page = await r.text()
+            assert "Wrong password." in page
+            assert 'name="next" value="/sims"' in page  # the next try still goes there
             assert "smsgw_session" not in r.cookies
         assert env.delays == [0.5, 1.0, 2.0, 4.0, 8.0]  # each failure answers later
         r = await log_in(client)  # even the right password waits out the lock
