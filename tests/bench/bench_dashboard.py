@@ -15,6 +15,7 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,11 +177,11 @@ def _ms(samples: list[float]) -> str:
     )
 
 
-def _time(fn: object, rounds: int) -> list[float]:
+def _time(fn: Callable[[], object], rounds: int) -> list[float]:
     out = []
     for _ in range(rounds):
         started = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         out.append((time.perf_counter() - started) * 1000)
     return out
 
