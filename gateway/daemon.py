@@ -76,8 +76,17 @@ class Gateway:
     running: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config, *, wall: Callable[[], datetime] = _wall) -> Gateway:
-        """Open the store, recover from a crash and wire the components together."""
+    def build(
+        cls, config: Config, *, wall: Callable[[], datetime] = _wall, clock: Clock | None = None
+    ) -> Gateway:
+        """Open the store, recover from a crash and wire the components together.
+
+        `clock` (default: the loop's time, `wall` and asyncio.sleep) paces every SIM and stamps
+        the store; tests pass a virtual one, and its wall then replaces `wall`.
+        """
+        if clock is None:
+            clock = Clock(asyncio.get_running_loop().time, wall, asyncio.sleep)
+        wall = clock.wall
         store = Store.open(config.data_dir)
         uncertain = store.recover_after_crash(now=wall())
         if uncertain:
@@ -87,7 +96,6 @@ class Gateway:
         requeued = store.requeue_uncertain(now=wall())
         if requeued:
             log.warning("%d uncertain part(s) requeued (their accounts opted in)", len(requeued))
-        loop = asyncio.get_running_loop()
         telemetry = Telemetry()
         store.on_commit = telemetry.commit
         pool = SimPool()
@@ -97,7 +105,7 @@ class Gateway:
             store,
             pool,
             {},
-            Clock(loop.time, wall, asyncio.sleep),
+            clock,
             on_sent=lambda part: reports.reconcile(part, now=wall()),
             telemetry=telemetry,
         )
@@ -106,7 +114,7 @@ class Gateway:
         if pending:
             log.info("%d inbound part(s) waiting for the rest of their message", pending)
         service = GatewayService(
-            store, wall=wall, pool=pool, telemetry=telemetry, monotonic=loop.time
+            store, wall=wall, pool=pool, telemetry=telemetry, monotonic=clock.monotonic
         )
         dispatcher = Dispatcher(store, outbox)
         service.on_accepted = dispatcher.wake
@@ -214,9 +222,10 @@ async def serve(
     ports: Sequence[tuple[str, str | None]] = (),
     on_ready: Callable[[Gateway], None] | None = None,
     frontends: Sequence[Frontend] | None = None,
+    clock: Clock | None = None,
 ) -> None:
-    """Run the gateway until `stop` is set."""
-    gateway = Gateway.build(config)
+    """Run the gateway until `stop` is set (on `clock`, the real one unless a test injects one)."""
+    gateway = Gateway.build(config, clock=clock)
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
     try:

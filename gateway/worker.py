@@ -210,7 +210,8 @@ class ModemWorker:
         if pooled.throttle.last_send is None:
             # First sight of this SIM since the daemon started: its pace, caps and the day's
             # distinct recipients continue from what it sent before the restart, not from zero.
-            now_mono = asyncio.get_running_loop().time()
+            # The outbox's clock, the one the throttle is checked against (a test's virtual one).
+            now_mono = self.dispatcher.outbox.clock.monotonic()
             pooled.throttle.restore(
                 (now_mono - (now - sent).total_seconds(), recipient)
                 for sent, recipient in self.store.recent_sends(sim_id, now - timedelta(days=1))
