@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -82,7 +84,21 @@ def log_in(browser: WebDriver, live: LiveGateway, password: str = ADMIN_PASSWORD
     field = wait(browser).until(ec.presence_of_element_located((By.ID, "password")))
     field.send_keys(password)
     browser.find_element(By.ID, "login").click()
-    wait(browser).until(ec.staleness_of(field))  # the answer to the POST has loaded
+    wait(browser).until(lambda _: _detached(field))  # the answer to the POST has loaded
+
+
+def _detached(element: WebElement) -> bool:
+    """Whether the page holding `element` has been replaced.
+
+    ChromeDriver 156 reports a node of a replaced document as stale or, while the new document
+    is still loading, with "Node with given id does not belong to the document", which
+    ec.staleness_of does not take for staleness: any error about the old node means it is gone.
+    """
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
 
 
 def test_a_wrong_password_is_refused_and_the_right_one_shows_three_modems(
