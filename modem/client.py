@@ -18,6 +18,14 @@ from typing import Any, TypeVar
 
 from modem.at import commands as cmds
 from modem.at.commands import Command
+from modem.at.identity import (
+    IdentityValue,
+    parse_iccid_value,
+    parse_imei_value,
+    parse_imsi_value,
+    parse_own_number_value,
+    parse_revision_value,
+)
 from modem.at.parsers import (
     CnmiSupport,
     Operator,
@@ -27,13 +35,11 @@ from modem.at.parsers import (
     StorageUsage,
     StoredPdu,
     UssdResponse,
-    parse_cimi,
     parse_cmgl,
     parse_cmgr,
     parse_cmgs,
     parse_cnmi,
     parse_cnmi_test,
-    parse_cnum,
     parse_cops,
     parse_cpin,
     parse_cpms,
@@ -42,8 +48,6 @@ from modem.at.parsers import (
     parse_csca,
     parse_csms,
     parse_csq,
-    parse_iccid,
-    parse_imei,
     parse_text,
 )
 from modem.at.results import FinalKind, FinalResult
@@ -221,9 +225,24 @@ TransportFactory = Callable[
 ]
 
 
+def _value(answer: IdentityValue | None) -> str | None:
+    return None if answer is None else answer.value
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityDetails:
+    """Each identity answer as the modem gave it and whether it has the expected shape."""
+
+    revision: IdentityValue | None = None
+    imei: IdentityValue | None = None
+    imsi: IdentityValue | None = None
+    iccid: IdentityValue | None = None
+    own_number: IdentityValue | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who the modem and its SIM are."""
+    """Who the modem and its SIM are; a string is None only when the modem gave no answer."""
 
     manufacturer: str
     model: str
@@ -232,6 +251,12 @@ class Identity:
     imsi: str | None
     iccid: str | None
     own_number: str | None
+    details: IdentityDetails = IdentityDetails()
+
+    @property
+    def imei_valid(self) -> bool:
+        """The serial number is a well-formed IMEI (Luhn checked), IMEI without check or IMEISV."""
+        return self.details.imei is not None and self.details.imei.valid
 
 
 class ModemMemory:
@@ -910,20 +935,29 @@ class ModemClient:
     # --- information -----------------------------------------------------------------------------
 
     async def identity(self) -> Identity:
-        """Manufacturer, model, revision, IMEI, IMSI, ICCID and own number (None if unknown)."""
+        """Manufacturer, model, revision, IMEI, IMSI, ICCID and own number (None if unanswered)."""
         manufacturer = parse_text((await self.execute(cmds.MANUFACTURER)).lines)
         model = parse_text((await self.execute(cmds.MODEL)).lines)
-        revision = await self._maybe(cmds.REVISION, parse_text)
-        imei = await self._maybe(cmds.IMEI, parse_imei)
-        imsi = await self._maybe(cmds.IMSI, parse_cimi)
-        iccid: str | None = None
+        revision = await self._maybe(cmds.REVISION, parse_revision_value)
+        imei = await self._maybe(cmds.IMEI, parse_imei_value)
+        imsi = await self._maybe(cmds.IMSI, parse_imsi_value)
+        iccid: IdentityValue | None = None
         for text in self.profile.iccid_commands:
-            iccid = await self._maybe(cmds.raw(text), parse_iccid)
-            if iccid:
+            answer = await self._maybe(cmds.raw(text), parse_iccid_value)
+            if answer is not None and (iccid is None or (answer.valid and not iccid.valid)):
+                iccid = answer  # the first valid answer, else the first answer at all
+            if iccid is not None and iccid.valid:
                 break
-        numbers = await self._maybe(cmds.OWN_NUMBER, parse_cnum)
+        number = await self._maybe(cmds.OWN_NUMBER, parse_own_number_value)
         return Identity(
-            manufacturer, model, revision, imei, imsi, iccid, numbers[0] if numbers else None
+            manufacturer,
+            model,
+            _value(revision),
+            _value(imei),
+            _value(imsi),
+            _value(iccid),
+            _value(number),
+            IdentityDetails(revision, imei, imsi, iccid, number),
         )
 
     async def _maybe(self, command: Command, parse: Callable[[Sequence[str]], T]) -> T | None:

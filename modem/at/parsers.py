@@ -10,6 +10,7 @@ from enum import IntEnum
 from modem.errors import AtParseError
 from modem.pdu.gsm7 import decode_septets, unpack_septets
 
+from .identity import parse_iccid_value, parse_imei_value, parse_imsi_value
 from .params import (
     decode_ucs2_hex,
     is_hex,
@@ -495,25 +496,13 @@ def parse_cpin(lines: Sequence[str]) -> str:
 
 
 def parse_cimi(lines: Sequence[str]) -> str:
-    """Parse AT+CIMI (bare digits, or with a `+CIMI:` prefix as on Qualcomm M7227)."""
-    for line in lines:
-        value = unquote(strip_prefix(line)) if line_prefix(line) else line.strip()
-        if re.fullmatch(r"[0-9]{6,15}", value):
-            return value
-    raise AtParseError("no IMSI in answer", " | ".join(lines))
+    """AT+CIMI as given (see parse_imsi_value for whether it is a valid IMSI)."""
+    return parse_imsi_value(lines).value
 
 
 def parse_iccid(lines: Sequence[str]) -> str:
-    """Parse `+CCID`, `^ICCID`, `+QCCID`, `+ICCID` or bare ICCID answers."""
-    for line in lines:
-        value = unquote(strip_prefix(line)) if line_prefix(line) else line.strip()
-        value = value.upper()
-        if re.fullmatch(r"[0-9A-F]{18,20}", value):
-            if value.startswith("98"):
-                # Huawei ^ICCID reports the EF-ICCID bytes nibble-swapped (ICCIDs begin "89").
-                value = "".join(value[i + 1] + value[i] for i in range(0, len(value) - 1, 2))
-            return value.rstrip("F")
-    raise AtParseError("no ICCID in answer", " | ".join(lines))
+    """`+CCID`, `^ICCID`, `+QCCID`, `+ICCID` or bare ICCID answers (see parse_iccid_value)."""
+    return parse_iccid_value(lines).value
 
 
 def parse_text(lines: Sequence[str]) -> str:
@@ -528,12 +517,8 @@ def parse_text(lines: Sequence[str]) -> str:
 
 
 def parse_imei(lines: Sequence[str]) -> str:
-    """Parse AT+CGSN / AT+GSN into the IMEI digits."""
-    for line in lines:
-        value = unquote(strip_prefix(line)) if line_prefix(line) else line.strip()
-        if re.fullmatch(r"[0-9]{14,17}", value):
-            return value
-    raise AtParseError("no IMEI in answer", " | ".join(lines))
+    """AT+CGSN / AT+GSN as given (see parse_imei_value for whether it is a valid IMEI)."""
+    return parse_imei_value(lines).value
 
 
 def parse_cnum(lines: Sequence[str]) -> tuple[str, ...]:

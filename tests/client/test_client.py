@@ -209,6 +209,45 @@ async def test_cpin_without_ok_wavecom() -> None:
         assert client.stats["timeouts"] == 0
 
 
+@pytest.mark.parametrize(
+    ("answer", "imei", "valid"),
+    [
+        ("1234567890", "1234567890", False),  # ofono-phonesim src/default.xml
+        ('+CGSN: "869777028421538"', "869777028421538", True),  # SIM7600, TinyGSM #444
+        ('+GSN: "869777028421538"', "869777028421538", True),  # SIM7600 answering as +GSN
+        ("IMEI: 356938035643809", "356938035643809", True),
+        ("2623CKLQ0009707", "2623CKLQ0009707", False),  # nRF93M1, Zephyr PR 118423
+        ("NOT PROVISIONED", "NOT PROVISIONED", False),
+    ],
+)
+async def test_identity_keeps_what_the_modem_said(answer: str, imei: str, valid: bool) -> None:
+    modem = FakeModem()
+    modem.on(r"\+CGSN", lines(answer, "OK"))
+    modem.on(r"\+CIMI", lines("246813579", "OK"))  # phonesim's 9-digit IMSI
+    modem.on(r"\+CCID", lines("+CCID: SIM not inserted", "OK"))
+    modem.on(r"\+CNUM", lines('+CNUM: ,"+358501234567",145,,4', "OK"))
+    async with client_for(modem) as client:
+        ident = await client.identity()
+    assert ident.imei == imei and ident.imei_valid is valid
+    assert ident.details.imei is not None and ident.details.imei.raw == answer
+    assert ident.imsi == "246813579" and ident.details.imsi is not None
+    assert ident.details.imsi.valid
+    # No command gave a well-formed ICCID: the answer there was is kept, marked not valid.
+    assert ident.iccid == "SIM not inserted"
+    assert ident.details.iccid is not None and not ident.details.iccid.valid
+    assert ident.own_number == "+358501234567"
+
+
+async def test_identity_is_none_only_when_the_modem_refuses() -> None:
+    modem = FakeModem()
+    modem.on(r"\+CGSN", ERROR)
+    modem.on(r"\+CGMR", lines("OK"))
+    async with client_for(modem) as client:
+        ident = await client.identity()
+    assert ident.imei is None and ident.details.imei is None and not ident.imei_valid
+    assert ident.revision is None
+
+
 async def test_transient_sim_busy_is_retried() -> None:
     modem = FakeModem()
     answers = iter([lines("+CME ERROR: 14"), lines("+CME ERROR: 14")])

@@ -158,3 +158,46 @@ def test_a_message_waiting_on_the_sim_at_start_is_received_on_that_sim(tmp_path:
         )
     assert stored_sim == sim_id
     assert received == 1
+
+
+class PhonesimClient:
+    """Answers as ofono-phonesim does: serial "1234567890" (not an IMEI), IMSI "246813579"."""
+
+    async def identity(self) -> Identity:
+        return Identity("Meego", "Synthetic Device", "REV1", "1234567890", "246813579", None, None)
+
+
+def test_a_modem_whose_serial_is_not_an_imei_still_binds_by_it(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    wall_now = datetime.now(UTC)
+
+    async def scenario() -> list[int | None]:
+        loop = asyncio.get_running_loop()
+        pool = SimPool()
+        outbox = Outbox(store, pool, {}, Clock(loop.time, lambda: wall_now, asyncio.sleep))
+        dispatcher = Dispatcher(store, outbox)
+        ids: list[int | None] = []
+        try:
+            for _ in range(2):  # the same modem seen twice is one modem, keyed by its serial
+                worker = ModemWorker(
+                    "/dev/pts/9",
+                    store=store,
+                    pool=pool,
+                    dispatcher=dispatcher,
+                    inbox=Inbox(store),
+                    reports=ReportMatcher(store),
+                    wall=lambda: wall_now,
+                )
+                await worker._bind(PhonesimClient())  # type: ignore[arg-type]
+                ids.append(worker.modem_id)
+        finally:
+            await dispatcher.close()
+        return ids
+
+    try:
+        ids = asyncio.run(scenario())
+        modems = store.list_modems()
+    finally:
+        store.close()
+    assert ids[0] is not None and ids == [ids[0], ids[0]]
+    assert [m["imei"] for m in modems] == ["1234567890"]
