@@ -1251,6 +1251,9 @@ class ModemClient:
             self._emit(UndecodableMessage(storage, index, pdu, str(exc)))
             log.warning("undecodable PDU at %s/%s kept: %s", storage, index, exc)
             return None
+        if decoded.tpdu.anomalies:
+            codes = ", ".join(str(a.code) for a in decoded.tpdu.anomalies)
+            log.warning("PDU at %s/%s decoded with repairs: %s", storage, index, codes)
         if isinstance(decoded.tpdu, SmsDeliver):
             return InboundSms(decoded.tpdu, decoded.smsc, storage, index, pdu, self._now())
         if isinstance(decoded.tpdu, SmsStatusReport):

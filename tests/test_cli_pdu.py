@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.cli.pdu import parse_duration
 from modem.pdu import SmsSubmit, decode_pdu, to_fields
-from tests.pdu.test_vectors import INVALID, PDUS, VALID
+from tests.pdu.test_vectors import PDUS, VALID
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, list[dict[str, Any]]]:
@@ -45,7 +45,8 @@ def test_decode_every_valid_vector_matches_the_library() -> None:
 
 def test_invalid_pdu_prints_error_and_fails_after_reading_all_input() -> None:
     good = _by_id("mm-pdu3")["pdu"]
-    bad = INVALID[0]["pdu"]
+    # No address at all: nothing to repair (mm-invalid-insufficient-data now decodes leniently).
+    bad = _by_id("mm-invalid-no-address")["pdu"]
     code, lines = run("decode", good, bad, good)
     assert code != 0
     assert len(lines) == 3
@@ -76,14 +77,24 @@ def test_decode_no_smsc() -> None:
     assert fields["originator"] == "+18005551212"
 
 
-def test_decode_allow_truncated_flags_the_text() -> None:
+def test_decode_prints_anomalies_and_strict_refuses() -> None:
     vector = _by_id("smspdudecoder-truncated-ucs2")
     code, (fields,) = run("decode", vector["pdu"])
-    assert code != 0 and "error" in fields
-    code, (fields,) = run("decode", "--allow-truncated", vector["pdu"])
     assert code == 0
     assert fields["truncated"] is True
     assert fields["text"].startswith(vector["expected"]["text_truncated_prefix"])
+    assert [a["code"] for a in fields["anomalies"]] == ["user-data-short", "ucs2-odd-length"]
+    assert fields["anomalies"][0]["octet"] == 28
+    assert "at octet 28" in fields["anomalies"][0]["detail"]
+    code, (fields,) = run("decode", "--strict", vector["pdu"])
+    assert code != 0 and "TP-UDL 68" in fields["error"]
+    code, (fields,) = run("decode", "--allow-truncated", vector["pdu"])  # old flag still works
+    assert code == 0 and fields["truncated"] is True
+
+
+def test_decode_a_well_formed_pdu_lists_no_anomalies() -> None:
+    code, (fields,) = run("decode", _by_id("mm-pdu1")["pdu"])
+    assert code == 0 and "anomalies" not in fields
 
 
 def test_encode_prints_cmgs_ready_parts() -> None:

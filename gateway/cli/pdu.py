@@ -61,19 +61,20 @@ def pdu() -> None:
 @pdu.command()
 @click.option("--no-smsc", is_flag=True, help="The PDUs start with the TPDU (no SMSC field).")
 @click.option(
-    "--allow-truncated",
+    "--strict",
     is_flag=True,
-    help="Decode user data shorter than TP-UDL says, flagged truncated, instead of failing.",
+    help="Fail on PDUs that decode only with repairs (anomalies) instead of listing them.",
 )
+# Lenient decoding (truncated user data included) is the default now; kept for old scripts.
+@click.option("--allow-truncated", is_flag=True, hidden=True)
 @click.argument("hexes", nargs=-1, required=True, metavar="HEX... | -")
-def decode(*, no_smsc: bool, allow_truncated: bool, hexes: tuple[str, ...]) -> None:
-    """Print one JSON object per PDU; '-' reads one PDU per line from stdin."""
+def decode(*, no_smsc: bool, strict: bool, allow_truncated: bool, hexes: tuple[str, ...]) -> None:
+    """Print one JSON object per PDU ('anomalies' lists repairs); '-' reads lines from stdin."""
+    del allow_truncated
     failed = False
     for item in _inputs(hexes):
         try:
-            fields = to_fields(
-                decode_pdu(item, smsc_included=not no_smsc, allow_truncated=allow_truncated)
-            )
+            fields = to_fields(decode_pdu(item, smsc_included=not no_smsc, strict=strict))
         except PduError as exc:
             failed = True
             _emit({"error": str(exc)})

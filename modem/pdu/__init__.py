@@ -1,6 +1,7 @@
 """SMS PDU codec (3GPP TS 23.040 / 23.038), sans-I/O."""
 
 from modem.pdu.address import Address, NumberingPlan, TypeOfNumber
+from modem.pdu.anomaly import Anomaly, AnomalyCode
 from modem.pdu.dcs import Alphabet, DataCodingScheme, MessageClass, MessageWaitingType
 from modem.pdu.errors import PduError
 from modem.pdu.fields import to_fields
@@ -33,6 +34,8 @@ from modem.pdu.udh import ApplicationPorts, Concatenation, InformationElement, U
 __all__ = [
     "Address",
     "Alphabet",
+    "Anomaly",
+    "AnomalyCode",
     "ApplicationPorts",
     "Concatenation",
     "DataCodingScheme",

@@ -7,6 +7,7 @@ from enum import IntEnum
 
 from modem.pdu import gsm7
 from modem.pdu._fast import fast_constructor
+from modem.pdu.anomaly import Anomaly, AnomalyCode, note
 from modem.pdu.errors import PduError
 
 __all__ = [
@@ -158,8 +159,14 @@ def encode_smsc(address: Address | None) -> bytes:
     return bytes((len(digits) + 1, address.type_of_address)) + digits
 
 
-def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
-    """Decode a TP address at pos; returns the address and the position after it."""
+def decode_address(
+    data: bytes, pos: int, what: str, notes: list[Anomaly] | None = None
+) -> tuple[Address, int]:
+    """Decode a TP address at pos; returns the address and the position after it.
+
+    With `notes` (lenient decoding) a length that counts the trailing F filler is repaired and
+    noted; without, it raises PduError.
+    """
     if pos + 2 > len(data):
         raise PduError(f"{what} address truncated", pos)
     length = data[pos]
@@ -180,7 +187,19 @@ def decode_address(data: bytes, pos: int, what: str) -> tuple[Address, int]:
             digits = digits[:length]
         if not digits.isdigit():
             if "f" in digits:
-                raise PduError(f"{what} address has a filler digit inside the number", pos + 2)
+                kept = digits.rstrip("f")
+                if "f" in kept:
+                    raise PduError(f"{what} address has a filler digit inside the number", pos + 2)
+                # Some SCs count the filler nibble: "0C91...F8" for 11 digits (python-gsmmodem
+                # and gammu read the number without it).
+                note(
+                    notes,
+                    AnomalyCode.ADDRESS_FILLER_COUNTED,
+                    f"{what} address length {length} counts {len(digits) - len(kept)} F filler"
+                    f" semi-octet(s) as digits",
+                    pos,
+                )
+                digits = kept
             digits = digits.translate(_HEX_TO_DIGIT)
         number = digits
     return _make_address(number, ton, npi), end

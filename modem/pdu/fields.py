@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from modem.pdu.anomaly import Anomaly
 from modem.pdu.dcs import DataCodingScheme
 from modem.pdu.tpdu import (
     Pdu,
@@ -15,7 +17,7 @@ from modem.pdu.tpdu import (
     relative_validity,
 )
 
-__all__ = ["to_fields"]
+__all__ = ["anomalies_json", "to_fields"]
 
 
 def _user_data_fields(out: dict[str, Any], user_data: UserData, dcs: DataCodingScheme) -> None:
@@ -87,4 +89,11 @@ def to_fields(pdu: Pdu) -> dict[str, Any]:
             out["pid"] = tpdu.protocol_identifier
         if tpdu.user_data is not None:
             _user_data_fields(out, tpdu.user_data, tpdu.dcs or DataCodingScheme())
+    if tpdu.anomalies:
+        out["anomalies"] = anomalies_json(tpdu.anomalies)
     return out
+
+
+def anomalies_json(anomalies: Iterable[Anomaly]) -> list[dict[str, Any]]:
+    """Anomalies as JSON-ready objects: code, octet, detail."""
+    return [{"code": str(a.code), "octet": a.octet, "detail": a.detail} for a in anomalies]

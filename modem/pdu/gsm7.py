@@ -18,6 +18,7 @@ __all__ = [
     "encode_septets",
     "pack_septets",
     "septet_length",
+    "undefined_escapes",
     "unpack_septets",
 ]
 
@@ -167,6 +168,19 @@ def decode_septets(septets: bytes, locking: int = 0, single: int = 0) -> str:
     except (UnicodeDecodeError, KeyError):
         raise PduError(f"septet value {max(septets)} is above 127") from None
     return "".join(out)
+
+
+def undefined_escapes(septets: bytes, single: int = 0) -> list[int]:
+    """Indices of escapes whose next septet the single shift table leaves undefined."""
+    defined = _single_table(single)
+    out: list[int] = []
+    i = septets.find(ESCAPE)
+    last = len(septets) - 1
+    while 0 <= i < last:  # a trailing lone escape is torn across parts, not undefined
+        if septets[i + 1] not in defined:
+            out.append(i)
+        i = septets.find(ESCAPE, i + 2)
+    return out
 
 
 # Septet packing works on whole user data at once with big-integer bit tricks: septets stored one

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from codecs import charmap_decode as _charmap_decode
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
+from typing import TypeVar
 
 from modem.pdu import gsm7
 from modem.pdu._fast import fast_constructor
 from modem.pdu.address import Address, decode_address, decode_smsc, encode_address, encode_smsc
+from modem.pdu.anomaly import Anomaly, AnomalyCode, note
 from modem.pdu.dcs import Alphabet, DataCodingScheme
 from modem.pdu.errors import PduError
 from modem.pdu.gsm7 import DEFAULT_ALPHABET
 from modem.pdu.gsm7 import decode_septets as _decode_septets
+from modem.pdu.gsm7 import undefined_escapes as _undefined_escapes
 from modem.pdu.gsm7 import unpack_septets as _unpack_septets
 from modem.pdu.ucs2 import decode_ucs2, encode_ucs2
 from modem.pdu.udh import UserDataHeader
@@ -36,6 +40,8 @@ __all__ = [
     "relative_validity",
     "validity_from_relative",
 ]
+
+T = TypeVar("T")
 
 MAX_USER_DATA_OCTETS = 140
 MAX_SEPTETS = 160
@@ -270,6 +276,11 @@ def _ucs2_part_text(payload: bytes, header: UserDataHeader | None, octet: int) -
 # Per raw TP-DCS octet: a shared DataCodingScheme and how its user data is laid out.
 _DCS = tuple(DataCodingScheme(raw) for raw in range(256))
 _SEPTETS, _UCS2, _OCTETS = 0, 1, 2
+# Codings TS 23.038 reserves, which "shall be assumed" GSM 7-bit: general alphabet bits 11 and
+# the groups 1000..1011.
+_RESERVED_DCS = bytes(
+    1 if (raw < 0x80 and (raw >> 2) & 3 == 3) or 0x80 <= raw < 0xC0 else 0 for raw in range(256)
+)
 _LAYOUT = tuple(
     _OCTETS
     if d.compressed or d.alphabet is Alphabet.DATA_8BIT
@@ -280,8 +291,18 @@ _LAYOUT = tuple(
 )
 
 
+def _check_dcs(raw: int, pos: int, notes: list[Anomaly] | None) -> None:
+    if _RESERVED_DCS[raw]:
+        note(
+            notes,
+            AnomalyCode.RESERVED_DCS,
+            f"TP-DCS {raw:#04x} is reserved (read as GSM 7-bit)",
+            pos,
+        )
+
+
 def _decode_user_data(
-    data: bytes, pos: int, udhi: int, dcs: DataCodingScheme, allow_truncated: bool
+    data: bytes, pos: int, udhi: int, dcs: DataCodingScheme, notes: list[Anomaly] | None
 ) -> UserData:
     if pos >= len(data):
         raise PduError("TP-UDL missing", pos)
@@ -300,10 +321,12 @@ def _decode_user_data(
         needed = udl
     truncated = False
     if needed > avail:
-        if not allow_truncated:
-            raise PduError(
-                f"TP-UDL {udl} needs {needed} octets of user data but {avail} are present", pos
-            )
+        note(
+            notes,
+            AnomalyCode.USER_DATA_SHORT,
+            f"TP-UDL {udl} needs {needed} octets of user data but {avail} are present",
+            pos,
+        )
         truncated = True
         needed = avail
         if septets:
@@ -336,11 +359,26 @@ def _decode_user_data(
             # Common case inlined: default alphabet, no escapes -> one charmap decode.
             text = _charmap_decode(values, "strict", DEFAULT_ALPHABET)[0]
         else:
+            if 0x1B in values:
+                for index in _undefined_escapes(values, single):
+                    note(
+                        notes,
+                        AnomalyCode.UNDEFINED_EXTENSION,
+                        f"escape to undefined extension septet {values[index + 1]:#04x}"
+                        " (shown as the main table's character)",
+                        start + (head_septets + index) * 7 // 8,
+                    )
             text = _decode_septets(values, locking, single)
         return _make_user_data(text, None, header, truncated, values)
     payload = body[head_len:]
     if layout == _UCS2:
-        if truncated and len(payload) % 2:
+        if len(payload) % 2:
+            note(
+                notes,
+                AnomalyCode.UCS2_ODD_LENGTH,
+                f"UCS-2 user data has an odd length ({len(payload)} octets; the last is dropped)",
+                start + head_len + len(payload) - 1,
+            )
             payload = payload[:-1]
         try:
             text = payload.decode("utf-16-be")
@@ -374,6 +412,9 @@ class SmsSubmit:
     validity: timedelta | datetime | None = None
     protocol_identifier: int = 0
     reply_path: bool = False
+    # What a lenient decode repaired (empty for a well-formed PDU and for anything built here).
+    # Not part of equality: a repaired PDU is the same message as its well-formed re-encoding.
+    anomalies: tuple[Anomaly, ...] = field(default=(), compare=False)
 
     @property
     def validity_format(self) -> ValidityPeriodFormat:
@@ -412,9 +453,9 @@ class SmsSubmit:
         )
 
     @classmethod
-    def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsSubmit:
+    def decode(cls, tpdu: bytes, offset: int = 0, *, strict: bool = False) -> SmsSubmit:
         """Decode an SMS-SUBMIT TPDU starting at `offset`."""
-        return _decode_submit(tpdu, offset, allow_truncated)
+        return _lenient(_decode_submit, tpdu, offset, strict)
 
 
 @dataclass(frozen=True)
@@ -429,6 +470,9 @@ class SmsDeliver:
     more_messages_to_send: bool = False
     status_report_indication: bool = False
     reply_path: bool = False
+    # What a lenient decode repaired (empty for a well-formed PDU and for anything built here).
+    # Not part of equality: a repaired PDU is the same message as its well-formed re-encoding.
+    anomalies: tuple[Anomaly, ...] = field(default=(), compare=False)
 
     def encode(self) -> bytes:
         """The TPDU (no SMSC field)."""
@@ -448,9 +492,9 @@ class SmsDeliver:
         )
 
     @classmethod
-    def decode(cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False) -> SmsDeliver:
+    def decode(cls, tpdu: bytes, offset: int = 0, *, strict: bool = False) -> SmsDeliver:
         """Decode an SMS-DELIVER TPDU starting at `offset`."""
-        return _decode_deliver(tpdu, offset, allow_truncated)
+        return _lenient(_decode_deliver, tpdu, offset, strict)
 
 
 @dataclass(frozen=True)
@@ -467,6 +511,9 @@ class SmsStatusReport:
     user_data: UserData | None = None
     status_report_qualifier: bool = False
     more_messages_to_send: bool = False
+    # What a lenient decode repaired (empty for a well-formed PDU and for anything built here).
+    # Not part of equality: a repaired PDU is the same message as its well-formed re-encoding.
+    anomalies: tuple[Anomaly, ...] = field(default=(), compare=False)
 
     @property
     def delivery_status(self) -> DeliveryStatus:
@@ -505,11 +552,9 @@ class SmsStatusReport:
         return out
 
     @classmethod
-    def decode(
-        cls, tpdu: bytes, offset: int = 0, *, allow_truncated: bool = False
-    ) -> SmsStatusReport:
+    def decode(cls, tpdu: bytes, offset: int = 0, *, strict: bool = False) -> SmsStatusReport:
         """Decode an SMS-STATUS-REPORT TPDU starting at `offset`."""
-        return _decode_status_report(tpdu, offset, allow_truncated)
+        return _lenient(_decode_status_report, tpdu, offset, strict)
 
 
 Tpdu = SmsSubmit | SmsDeliver | SmsStatusReport
@@ -537,18 +582,20 @@ class EncodedPdu:
 _make_pdu = fast_constructor(Pdu)
 
 
-def _decode_submit(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsSubmit:
+def _decode_submit(tpdu: bytes, offset: int, notes: list[Anomaly] | None) -> SmsSubmit:
     """SMS-SUBMIT decoder behind SmsSubmit.decode and decode_pdu."""
     data = tpdu
     if offset + 2 > len(data):
         raise PduError("PDU ends before TP-MR", offset)
     first = data[offset]
     mr = data[offset + 1]
-    destination, pos = decode_address(data, offset + 2, "TP-DA")
+    destination, pos = decode_address(data, offset + 2, "TP-DA", notes)
     if pos + 2 > len(data):
         raise PduError("PDU ends before TP-PID/TP-DCS", pos)
     pid = data[pos]
     dcs = _DCS[data[pos + 1]]
+    if _RESERVED_DCS[dcs.raw]:
+        _check_dcs(dcs.raw, pos + 1, notes)
     pos += 2
     vpf = (first >> 3) & 3
     validity: timedelta | datetime | None = None
@@ -564,7 +611,7 @@ def _decode_submit(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsSubmit
         _need(data, pos, 7, "enhanced TP-VP")
         validity = _decode_enhanced_validity(data, pos)
         pos += 7
-    user_data = _decode_user_data(data, pos, first & 0x40, dcs, allow_truncated)
+    user_data = _decode_user_data(data, pos, first & 0x40, dcs, notes)
     return _make_submit(
         destination,
         user_data,
@@ -575,16 +622,17 @@ def _decode_submit(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsSubmit
         validity,
         pid,
         bool(first & 0x80),
+        () if notes is None else tuple(notes),
     )
 
 
-def _decode_status_report(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsStatusReport:
+def _decode_status_report(tpdu: bytes, offset: int, notes: list[Anomaly] | None) -> SmsStatusReport:
     """SMS-STATUS-REPORT decoder behind SmsStatusReport.decode and decode_pdu."""
     data = tpdu
     _need(data, offset, 2, "TP-MR")
     first = data[offset]
     mr = data[offset + 1]
-    recipient, pos = decode_address(data, offset + 2, "TP-RA")
+    recipient, pos = decode_address(data, offset + 2, "TP-RA", notes)
     scts = decode_timestamp(data, pos, "TP-SCTS")
     discharge = decode_timestamp(data, pos + 7, "TP-DT")
     pos += 14
@@ -609,10 +657,11 @@ def _decode_status_report(tpdu: bytes, offset: int, allow_truncated: bool) -> Sm
         if indicator & 0x02:
             _need(data, pos, 1, "TP-DCS")
             dcs = _DCS[data[pos]]
+            _check_dcs(dcs.raw, pos, notes)
             pos += 1
         if indicator & 0x04:
             user_data = _decode_user_data(
-                data, pos, bool(first & 0x40), dcs or DataCodingScheme(), allow_truncated
+                data, pos, bool(first & 0x40), dcs or DataCodingScheme(), notes
             )
     return _make_status_report(
         message_reference=mr,
@@ -625,22 +674,25 @@ def _decode_status_report(tpdu: bytes, offset: int, allow_truncated: bool) -> Sm
         user_data=user_data,
         status_report_qualifier=bool(first & 0x20),
         more_messages_to_send=not first & 0x04,
+        anomalies=() if notes is None else tuple(notes),
     )
 
 
-def _decode_deliver(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsDeliver:
+def _decode_deliver(tpdu: bytes, offset: int, notes: list[Anomaly] | None) -> SmsDeliver:
     """SMS-DELIVER decoder behind SmsDeliver.decode and decode_pdu."""
     data = tpdu
     if offset >= len(data):
         raise PduError("PDU ends before the first octet", offset)
     first = data[offset]
-    originator, pos = decode_address(data, offset + 1, "TP-OA")
+    originator, pos = decode_address(data, offset + 1, "TP-OA", notes)
     if pos + 2 > len(data):
         raise PduError("PDU ends before TP-PID/TP-DCS", pos)
     pid = data[pos]
     dcs = _DCS[data[pos + 1]]
+    if _RESERVED_DCS[dcs.raw]:
+        _check_dcs(dcs.raw, pos + 1, notes)
     scts = decode_timestamp(data, pos + 2, "TP-SCTS")
-    user_data = _decode_user_data(data, pos + 9, first & 0x40, dcs, allow_truncated)
+    user_data = _decode_user_data(data, pos + 9, first & 0x40, dcs, notes)
     return _make_deliver(
         originator,
         scts,
@@ -650,6 +702,7 @@ def _decode_deliver(tpdu: bytes, offset: int, allow_truncated: bool) -> SmsDeliv
         not first & 0x04,
         bool(first & 0x20),
         bool(first & 0x80),
+        () if notes is None else tuple(notes),
     )
 
 
@@ -662,27 +715,50 @@ def _to_bytes(data: bytes | str) -> bytes:
     return bytes(data)
 
 
-def decode_tpdu(data: bytes | str, offset: int = 0, *, allow_truncated: bool = False) -> Tpdu:
-    """Decode a TPDU (no SMSC field), choosing the type from TP-MTI."""
+def _lenient(
+    decoder: Callable[[bytes, int, list[Anomaly] | None], T], data: bytes, pos: int, strict: bool
+) -> T:
+    """Decode strictly; on failure (unless strict) once more, repairing and noting anomalies."""
+    # A well-formed PDU pays nothing for leniency: anomalies are only collected on the second
+    # pass, which a PDU reaches only when the strict pass found something wrong with it.
+    try:
+        return decoder(data, pos, None)
+    except PduError:
+        if strict:
+            raise
+    return decoder(data, pos, [])
+
+
+_TPDU_DECODERS: tuple[Callable[[bytes, int, list[Anomaly] | None], Tpdu], ...] = (
+    _decode_deliver,
+    _decode_submit,
+    _decode_status_report,
+)
+
+
+def decode_tpdu(data: bytes | str, offset: int = 0, *, strict: bool = False) -> Tpdu:
+    """Decode a TPDU (no SMSC field), choosing the type from TP-MTI.
+
+    Repairable deviations (see AnomalyCode) are decoded and listed in `anomalies`; with
+    strict=True they raise PduError like PDUs that cannot be decoded at all.
+    """
     raw = _to_bytes(data)
     if offset >= len(raw):
         raise PduError("PDU ends before the TPDU", offset)
     mti = raw[offset] & 0x03
-    if mti == 0:
-        return SmsDeliver.decode(raw, offset, allow_truncated=allow_truncated)
-    if mti == 1:
-        return SmsSubmit.decode(raw, offset, allow_truncated=allow_truncated)
-    if mti == 2:
-        return SmsStatusReport.decode(raw, offset, allow_truncated=allow_truncated)
-    raise PduError("reserved TP-MTI 3", offset)
+    if mti == 3:
+        raise PduError("reserved TP-MTI 3", offset)
+    return _lenient(_TPDU_DECODERS[mti], raw, offset, strict)
 
 
-def decode_pdu(
-    data: bytes | str, smsc_included: bool = True, *, allow_truncated: bool = False
-) -> Pdu:
-    """Decode a +CMGR/+CMGL/+CMT PDU (SMSC field first unless smsc_included=False)."""
-    # With allow_truncated, user data shorter than TP-UDL says is decoded as far as it goes
-    # and flagged `truncated` instead of raising.
+def decode_pdu(data: bytes | str, smsc_included: bool = True, *, strict: bool = False) -> Pdu:
+    """Decode a +CMGR/+CMGL/+CMT PDU (SMSC field first unless smsc_included=False).
+
+    Repairable deviations (an address length counting the F filler, user data shorter than
+    TP-UDL, reserved DCS, odd-length UCS-2, undefined extension characters) are decoded and
+    listed in the TPDU's `anomalies`, octets counted from the start of `data`; with strict=True
+    they raise PduError like PDUs that cannot be decoded at all.
+    """
     if isinstance(data, str):
         try:
             raw = bytes.fromhex(data)
@@ -697,14 +773,15 @@ def decode_pdu(
     if pos >= len(raw):
         raise PduError("PDU ends before the TPDU", pos)
     mti = raw[pos] & 0x03
-    if mti == 0:
-        tpdu: Tpdu = _decode_deliver(raw, pos, allow_truncated)
-    elif mti == 1:
-        tpdu = _decode_submit(raw, pos, allow_truncated)
-    elif mti == 2:
-        tpdu = _decode_status_report(raw, pos, allow_truncated)
-    else:
+    if mti == 3:
         raise PduError("reserved TP-MTI 3", pos)
+    decoder = _TPDU_DECODERS[mti]
+    try:
+        tpdu = decoder(raw, pos, None)
+    except PduError:
+        if strict:
+            raise
+        tpdu = decoder(raw, pos, [])
     return _make_pdu(smsc, tpdu)
 
 

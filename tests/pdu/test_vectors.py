@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from modem.pdu import (
+    Anomaly,
+    AnomalyCode,
     PduError,
     Reassembler,
     SmsDeliver,
@@ -119,12 +121,43 @@ def test_vector_decodes_to_its_derived_fields(vector: dict[str, Any]) -> None:
     _check(vector, _decode(vector), vector["expected_derived_fields"])
 
 
+# Vectors the source marks invalid that are exactly one of the repairs lenient decoding makes
+# (modem.pdu.AnomalyCode): decoded, the repair listed, and still refused with strict=True.
+LENIENT_INVALID: dict[str, str] = {
+    # TP-UDL 0x0B (11 septets = 10 octets) but only 9 octets follow. python-gsmmodem and
+    # python-gammu both decode it as "hellohello" (the 10 septets that are there); on receive a
+    # refusal would lose the message, so it is decoded and flagged.
+    "mm-invalid-insufficient-data": "user-data-short",
+}
+
+
 @pytest.mark.parametrize("vector", INVALID, ids=[v["id"] for v in INVALID])
 def test_invalid_vector_raises_pdu_error_naming_the_octet(vector: dict[str, Any]) -> None:
     with pytest.raises(PduError) as info:
-        decode_pdu(vector["pdu"], vector["smsc_included"])
+        decode_pdu(vector["pdu"], vector["smsc_included"], strict=True)
     assert info.value.octet is not None
     assert f"at octet {info.value.octet}" in str(info.value)
+    if vector["id"] in LENIENT_INVALID:
+        return
+    with pytest.raises(PduError) as info:
+        decode_pdu(vector["pdu"], vector["smsc_included"])
+    assert info.value.octet is not None
+
+
+def test_invalid_vector_with_short_user_data_is_decoded_leniently() -> None:
+    (vector,) = [v for v in PDUS if v["id"] == "mm-invalid-insufficient-data"]
+    pdu = decode_pdu(vector["pdu"])
+    assert isinstance(pdu.tpdu, SmsDeliver)
+    assert pdu.tpdu.user_data.text == "hellohello" and pdu.tpdu.user_data.truncated
+    assert str(pdu.tpdu.originator) == "+18005551212"
+    assert pdu.tpdu.anomalies == (
+        Anomaly(
+            AnomalyCode.USER_DATA_SHORT,
+            26,  # SMSC field (8), FO, TP-OA (8), PID, DCS, SCTS (7): then TP-UDL
+            "TP-UDL 11 needs 10 octets of user data but 9 are present at octet 26",
+        ),
+    )
+    assert [str(a.code) for a in pdu.tpdu.anomalies] == list(LENIENT_INVALID.values())
 
 
 def test_deliver_has_no_status_field() -> None:
@@ -134,23 +167,36 @@ def test_deliver_has_no_status_field() -> None:
     assert "status" not in _decode(vector)
 
 
-def test_truncated_ucs2_is_rejected_by_default_and_flagged_on_request() -> None:
-    # The vector says "decide: reject or flag as truncated". Strict decoding rejects it (a
-    # silently shortened text is the failure the issue forbids); the gateway may opt in to
-    # keeping what arrived, and then the text is flagged truncated.
+def test_truncated_ucs2_is_decoded_with_its_anomalies_and_refused_when_strict() -> None:
+    # The vector says "decide: reject or flag as truncated". On receive a refusal loses the
+    # message, so it is decoded (as python-gammu and python-gsmmodem do: the 8 whole characters),
+    # flagged truncated, and both repairs are listed; strict decoding still refuses it.
     (vector,) = [v for v in PDUS if v["id"] == "smspdudecoder-truncated-ucs2"]
     with pytest.raises(PduError, match="TP-UDL 68"):
-        decode_pdu(vector["pdu"])
-    fields = _decode(vector, allow_truncated=True)
+        decode_pdu(vector["pdu"], strict=True)
+    fields = _decode(vector)
     expected = vector["expected"]
     assert fields["truncated"] is expected["truncated"] is True
     assert fields["text"].startswith(expected["text_truncated_prefix"])
     _check(vector, fields, vector["expected_derived_fields"])
+    assert fields["anomalies"] == [
+        {
+            "code": "user-data-short",
+            "octet": 28,  # the TP-UDL octet
+            "detail": "TP-UDL 68 needs 68 octets of user data but 17 are present at octet 28",
+        },
+        {
+            "code": "ucs2-odd-length",
+            "octet": 45,  # the last octet, which is dropped
+            "detail": "UCS-2 user data has an odd length (17 octets; the last is dropped)"
+            " at octet 45",
+        },
+    ]
 
 
 @pytest.mark.parametrize("vector", VALID, ids=[v["id"] for v in VALID])
 def test_vector_reencodes(vector: dict[str, Any]) -> None:
-    pdu = decode_pdu(vector["pdu"], vector["smsc_included"], allow_truncated=True)
+    pdu = decode_pdu(vector["pdu"], vector["smsc_included"])
     encoded = encode_pdu(pdu.tpdu, pdu.smsc)
     again = decode_pdu(encoded.hex)
     if vector["id"] == "smspdudecoder-truncated-ucs2":
