@@ -218,6 +218,8 @@ async def inbox(request: web.Request) -> web.Response:
                     "parts_received": r["parts_received"],
                     "parts_total": r["parts_total"],
                     "received_at": r["received_at"],
+                    # What the decoder repaired in the PDUs ({seq, code, octet, detail} each).
+                    "anomalies": json.loads(r["anomalies"]),
                 }
                 for r in rows
             ]

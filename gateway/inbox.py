@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from gateway.store import Store
 from modem.pdu import Address, Reassembler, SmsDeliver, decode_pdu
+from modem.pdu.fields import anomalies_json
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,14 @@ class Inbox:
             seq=concat.sequence if concat else 1,
             pdu=pdu_hex.upper(),
             now=now,
+            anomalies=anomalies_json(deliver.anomalies),
         )
         if part_id is None:
             return InboundResult(duplicate=True)
+        if deliver.anomalies:
+            # What was repaired (no number, no body): the PDU is kept in inbound_parts.
+            codes = ", ".join(str(a.code) for a in deliver.anomalies)
+            log.warning("inbound part %d decoded with repairs: %s", part_id, codes)
         return self._add(sim_id, deliver, part_id, now)
 
     def _add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,14 +23,27 @@ class InboundStore(StoreBase):
         seq: int,
         pdu: str,
         now: datetime,
+        anomalies: Sequence[Mapping[str, Any]] = (),
     ) -> int | None:
-        """Store one received part durably; return its id, or None if it is a duplicate."""
+        """Store one received part durably; return its id, or None if it is a duplicate.
+
+        `anomalies`: what the decoder repaired in its PDU ({code, octet, detail} each).
+        """
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT OR IGNORE INTO inbound_parts"
-                " (sim_id, originator, reference, total, seq, pdu, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sim_id, originator, reference, total, seq, pdu, utc_iso(now)),
+                " (sim_id, originator, reference, total, seq, pdu, received_at, anomalies)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sim_id,
+                    originator,
+                    reference,
+                    total,
+                    seq,
+                    pdu,
+                    utc_iso(now),
+                    json.dumps(list(anomalies), ensure_ascii=False),
+                ),
             )
             return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
 
@@ -43,9 +57,23 @@ class InboundStore(StoreBase):
     def insert_inbound(
         self, fields: Mapping[str, Any], part_ids: Sequence[int], *, now: datetime
     ) -> int:
-        """Store a reassembled (or surfaced incomplete) inbound message and claim its parts."""
-        row = {**fields, "received_at": utc_iso(now)}
+        """Store a reassembled (or surfaced incomplete) inbound message and claim its parts.
+
+        The message's anomalies are its parts' (each tagged with the part's seq).
+        """
         with self.transaction():
+            anomalies: list[dict[str, Any]] = []
+            for part_id in part_ids:
+                part = self.conn.execute(
+                    "SELECT seq, anomalies FROM inbound_parts WHERE id = ?", (part_id,)
+                ).fetchone()
+                if part is not None:
+                    anomalies += [{"seq": part["seq"], **a} for a in json.loads(part["anomalies"])]
+            row = {
+                **fields,
+                "received_at": utc_iso(now),
+                "anomalies": json.dumps(anomalies, ensure_ascii=False),
+            }
             inbound_id = self._insert("inbound", row)
             self.conn.executemany(
                 "UPDATE inbound_parts SET message_id = ? WHERE id = ?",

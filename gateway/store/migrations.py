@@ -265,6 +265,12 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX parts_done_at ON parts(done_at, state) WHERE done_at IS NOT NULL;
     CREATE INDEX inbound_received_at ON inbound(received_at);
     """,
+    # 6: what a leniently decoded inbound PDU had wrong (modem.pdu.Anomaly as a JSON list of
+    # {code, octet, detail}), per part and, with each part's seq, per message.
+    """
+    ALTER TABLE inbound_parts ADD COLUMN anomalies TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE inbound ADD COLUMN anomalies TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 

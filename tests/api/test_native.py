@@ -171,3 +171,32 @@ def test_submit_without_rotation_makes_a_one_sim_batch(tmp_path: Path) -> None:
         assert batch is not None and batch["rotate"] == 0  # the dispatcher keeps it to one SIM
 
     _run(tmp_path, scenario)
+
+
+def test_inbox_shows_what_was_repaired_in_a_malformed_pdu(tmp_path: Path) -> None:
+    from gateway.inbox import Inbox
+    from modem.pdu import Address, SmsDeliver, UserData, encode_pdu
+
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        sim = store.bind_sim(iccid="8944000000000000001", imsi=None, now=T0)
+        store.grant_sim(1, sim)
+        deliver = SmsDeliver(
+            originator=Address.parse("+44770090055"), scts=T0, user_data=UserData(text="hi")
+        )
+        raw = bytearray.fromhex(encode_pdu(deliver).hex)
+        raw[2] = 12  # after SMSC field 00 and FO: the TP-OA length, counting the F filler
+        Inbox(store).receive(sim, raw.hex(), now=T0)
+        r = await client.get("/v1/inbox", headers=headers)
+        (message,) = (await r.json())["messages"]
+        assert message["text"] == "hi"
+        assert message["anomalies"] == [
+            {
+                "seq": 1,
+                "code": "address-filler-counted",
+                "octet": 2,
+                "detail": "TP-OA address length 12 counts 1 F filler semi-octet(s) as digits"
+                " at octet 2",
+            }
+        ]
+
+    _run(tmp_path, scenario)

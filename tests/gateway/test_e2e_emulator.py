@@ -1,6 +1,7 @@
 """End to end on the emulator: API-level submit -> modem -> network -> report; reply -> inbox."""
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from gateway.store import Store
 from gateway.worker import ModemWorker
 from modem.client import ClientConfig
 from modem.emulator import EmulatorPool
-from modem.pdu import SmsSubmit, decode_tpdu
+from modem.pdu import Address, SmsDeliver, SmsSubmit, UserData, decode_tpdu
 
 DEADLINE = 30.0  # seconds of wall time for the whole scenario; fails instead of hanging
 LONG = "Your order #4411 has shipped and will arrive tomorrow between 9 and 12. " * 5  # 3 parts
@@ -96,6 +97,27 @@ async def _scenario(tmp_path: Path, emu: EmulatorPool, port: str, msisdn: str) -
             "+15551230001",
         )
         assert row["complete"] == 1
+        assert json.loads(row["anomalies"]) == []
+
+        # A DELIVER as some networks send it: TP-OA length counting the F filler (12 for 11
+        # digits) and TP-UDL beyond the user data. It arrives, with what was repaired stored.
+        tpdu = bytearray(
+            SmsDeliver(
+                originator=Address.parse("+15551230002"),
+                scts=datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
+                user_data=UserData(text="malformed but kept"),
+            ).encode()
+        )
+        assert (tpdu[1], tpdu[18]) == (11, 18)  # TP-OA length; TP-UDL after OA, PID, DCS, SCTS
+        tpdu[1], tpdu[18] = 12, 40
+        emu.inject_tpdus(msisdn, [bytes(tpdu)])
+        row = store.inbound(await arrived.get())
+        assert row is not None
+        assert (row["body"], row["originator"]) == ("malformed but kept", "+15551230002")
+        assert [a["code"] for a in json.loads(row["anomalies"])] == [
+            "address-filler-counted",
+            "user-data-short",
+        ]
     finally:
         stop.set()
         await asyncio.gather(*tasks)

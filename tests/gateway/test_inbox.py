@@ -1,5 +1,6 @@
 """Inbox: parts stored as they arrive, reassembled out of order, STOP/START applied."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from gateway.accounts import create_account
 from gateway.inbox import Inbox, Keyword
 from gateway.store import Store
-from modem.pdu import Address, SmsDeliver, build_submits, encode_pdu
+from modem.pdu import Address, SmsDeliver, UserData, build_submits, encode_pdu
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 SENDER = "+447700900555"
@@ -118,3 +119,58 @@ def test_reply_goes_to_the_account_that_wrote_to_that_number(tmp_path: Path) -> 
         assert row["account_id"] == second
     finally:
         store.close()
+
+
+def test_a_malformed_deliver_is_received_with_its_anomalies_stored(env) -> None:
+    # A DELIVER from an 11-digit sender, then broken the two ways other stacks accept: the
+    # TP-OA length counts the F filler (12 instead of 11) and TP-UDL announces 20 septets where
+    # 11 follow. Refusing it would lose the message; it is stored with what was repaired.
+    store, account, sim = env
+    deliver = SmsDeliver(
+        originator=Address.parse("+44770090055"), scts=T0, user_data=UserData(text="hello there")
+    )
+    raw = bytearray.fromhex(encode_pdu(deliver, Address.parse("+447785016005")).hex)
+    oa = raw[0] + 2  # after the SMSC field and the first octet
+    udl = oa + 2 + 6 + 2 + 7  # TP-OA (length, TOA, 6 octets), PID, DCS, SCTS
+    assert (raw[oa], raw[udl]) == (11, 11)
+    raw[oa], raw[udl] = 12, 20
+    bad = raw.hex().upper()
+    inbox = Inbox(store)
+    result = inbox.receive(sim, bad, now=T0)
+    assert result.inbound_id is not None
+    row = store.inbound(result.inbound_id)
+    assert row is not None
+    assert (row["body"], row["originator"], row["account_id"]) == (
+        "hello there",
+        "+44770090055",
+        account,
+    )
+    assert json.loads(row["anomalies"]) == [
+        {
+            "seq": 1,
+            "code": "address-filler-counted",
+            "octet": oa,
+            "detail": "TP-OA address length 12 counts 1 F filler semi-octet(s) as digits"
+            f" at octet {oa}",
+        },
+        {
+            "seq": 1,
+            "code": "user-data-short",
+            "octet": udl,
+            "detail": f"TP-UDL 20 needs 18 octets of user data but 10 are present at octet {udl}",
+        },
+    ]
+    (part,) = store.conn.execute("SELECT pdu, anomalies FROM inbound_parts").fetchall()
+    assert part["pdu"] == bad  # the PDU as received is kept too
+    assert [a["code"] for a in json.loads(part["anomalies"])] == [
+        "address-filler-counted",
+        "user-data-short",
+    ]
+
+
+def test_a_well_formed_message_has_no_anomalies(env) -> None:
+    store, _, sim = env
+    (pdu,) = _delivers("fine")
+    result = Inbox(store).receive(sim, pdu, now=T0)
+    assert result.inbound_id is not None
+    assert json.loads(store.inbound(result.inbound_id)["anomalies"]) == []
