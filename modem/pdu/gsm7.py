@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from codecs import charmap_decode as _charmap_decode
 from functools import cache
 
@@ -18,6 +19,7 @@ __all__ = [
     "encode_septets",
     "pack_septets",
     "septet_length",
+    "undefined_escape_pattern",
     "undefined_escapes",
     "unpack_septets",
 ]
@@ -170,17 +172,21 @@ def decode_septets(septets: bytes, locking: int = 0, single: int = 0) -> str:
     return "".join(out)
 
 
+@cache
+def undefined_escape_pattern(single: int = 0) -> re.Pattern[bytes]:
+    """An escape followed by a septet the single shift table leaves undefined."""
+    defined = b"".join(b"\\x%02x" % septet for septet in sorted(_single_table(single)))
+    return re.compile(b"\x1b[^" + defined + b"]", re.DOTALL)
+
+
 def undefined_escapes(septets: bytes, single: int = 0) -> list[int]:
     """Indices of escapes whose next septet the single shift table leaves undefined."""
-    defined = _single_table(single)
-    out: list[int] = []
-    i = septets.find(ESCAPE)
-    last = len(septets) - 1
-    while 0 <= i < last:  # a trailing lone escape is torn across parts, not undefined
-        if septets[i + 1] not in defined:
-            out.append(i)
-        i = septets.find(ESCAPE, i + 2)
-    return out
+    # A regex scan in C: this runs for every text with an extension character. A trailing lone
+    # escape (a character torn across parts) matches nothing, as it is not undefined.
+    pattern = undefined_escape_pattern(single)
+    if pattern.search(septets) is None:
+        return []
+    return [m.start() for m in pattern.finditer(septets)]
 
 
 # Septet packing works on whole user data at once with big-integer bit tricks: septets stored one

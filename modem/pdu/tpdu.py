@@ -17,6 +17,7 @@ from modem.pdu.dcs import Alphabet, DataCodingScheme
 from modem.pdu.errors import PduError
 from modem.pdu.gsm7 import DEFAULT_ALPHABET
 from modem.pdu.gsm7 import decode_septets as _decode_septets
+from modem.pdu.gsm7 import undefined_escape_pattern as _undefined_escape_pattern
 from modem.pdu.gsm7 import undefined_escapes as _undefined_escapes
 from modem.pdu.gsm7 import unpack_septets as _unpack_septets
 from modem.pdu.ucs2 import decode_ucs2, encode_ucs2
@@ -276,6 +277,7 @@ def _ucs2_part_text(payload: bytes, header: UserDataHeader | None, octet: int) -
 # Per raw TP-DCS octet: a shared DataCodingScheme and how its user data is laid out.
 _DCS = tuple(DataCodingScheme(raw) for raw in range(256))
 _SEPTETS, _UCS2, _OCTETS = 0, 1, 2
+_UNDEFINED_ESCAPE = _undefined_escape_pattern(0)  # the default extension table's gaps
 # Codings TS 23.038 reserves, which "shall be assumed" GSM 7-bit: general alphabet bits 11 and
 # the groups 1000..1011.
 _RESERVED_DCS = bytes(
@@ -359,7 +361,8 @@ def _decode_user_data(
             # Common case inlined: default alphabet, no escapes -> one charmap decode.
             text = _charmap_decode(values, "strict", DEFAULT_ALPHABET)[0]
         else:
-            if 0x1B in values:
+            undefined = _UNDEFINED_ESCAPE if single == 0 else _undefined_escape_pattern(single)
+            if undefined.search(values) is not None:
                 for index in _undefined_escapes(values, single):
                     note(
                         notes,
