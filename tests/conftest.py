@@ -3,6 +3,8 @@
 * `async def` tests run on a fresh event loop each, with a hard time limit (no plugin needed).
 * Every test fails if it leaves asyncio tasks, live timers, open file descriptors (ports, PTYs,
   sockets, files) or threads behind. Mark a test `allow_leaks` to opt out (say why).
+* The runner's own SMSGW_* settings (an operator's SMSGW_DATA_DIR, hardware-test ports) are
+  hidden from every test and the subprocesses it starts; a test that needs one sets it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def _open_fds() -> dict[int, str]:
         except OSError:
             continue  # the fd listdir itself used, already closed
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_smsgw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the defaults, whatever the shell running them exports."""
+    for name in list(os.environ):
+        if name.startswith("SMSGW_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gateway.appliance.doctor import Doctor, Status
-from gateway.appliance.install import DATA_DIR, USER, Installer, InstallError
+from gateway.appliance.install import DATA_DIR, USER, Installer, InstallError, smsgw_executable
 from gateway.cli.admin import has_admin_password, read_password, store_admin_password
 from gateway.config import DEFAULT_CONFIG_PATH
 
@@ -32,12 +32,24 @@ _MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
 @click.option(
     "--admin-password-stdin", is_flag=True, help="Read the dashboard admin password from stdin."
 )
-def install_command(
-    dry_run: bool, root: Path, user: str, no_start: bool, admin_password_stdin: bool
+@click.option(
+    "--executable",
+    help="The smsgw the unit's ExecStart runs (default: this installation's, "
+    "e.g. /opt/smsgw/bin/smsgw; image builds name the one inside the image).",
+)
+def install_command(  # noqa: PLR0917 - one parameter per click option
+    dry_run: bool,
+    root: Path,
+    user: str,
+    no_start: bool,
+    admin_password_stdin: bool,
+    executable: str | None,
 ) -> None:
     """Install smsgw as a service: user, /etc/smsgw/smsgw.toml, data dir, unit, udev rules,
     and the dashboard's admin password (asked for on a terminal)."""
-    installer = Installer(root=root, user=user, start=not no_start)
+    installer = Installer(
+        root=root, user=user, start=not no_start, executable=executable or smsgw_executable()
+    )
     if not dry_run and installer.live and os.geteuid() != 0:
         raise click.ClickException("installing onto this system needs root: sudo smsgw install")
     try:

@@ -134,10 +134,11 @@ def test_existing_config_is_kept_and_changed_files_are_replaced(tmp_path: Path) 
     Installer(root=root, runner=system, executable="/usr/bin/smsgw").apply()
     (root / CONFIG_PATH).write_text('log_level = "DEBUG"\n')  # the owner's edit
     (root / RULES_PATH).write_text("# an old version\n")
-    needed = [s.description for s in Installer(root=root, runner=system).plan() if s.needed]
+    moved = Installer(root=root, runner=system, executable="/opt/smsgw/bin/smsgw")
+    needed = [s.description for s in moved.plan() if s.needed]
     assert len(needed) == 2  # the rules, and the unit (another executable path)
     assert any(str(RULES_PATH) in d for d in needed)
-    Installer(root=root, runner=system).apply()
+    moved.apply()
     assert (root / CONFIG_PATH).read_text() == 'log_level = "DEBUG"\n'
     assert (root / RULES_PATH).read_text() == (REPO / "udev/90-smsgw.rules").read_text()
 
@@ -155,7 +156,8 @@ def test_user_outside_dialout_is_added(tmp_path: Path) -> None:
 
 def test_on_the_live_system_udev_and_systemd_are_reloaded() -> None:
     calls = Calls()
-    installer = Installer(root=Path("/"), runner=calls)
+    # The executable is injected: the checkout running the tests may live anywhere (/tmp too).
+    installer = Installer(root=Path("/"), runner=calls, executable="/opt/smsgw/bin/smsgw")
     steps = {s.description.split(":")[0]: s for s in installer.plan()}
     assert "reload udev" in steps and "reload systemd" in steps
     assert "udevadm control --reload-rules" in steps["reload udev"].description
@@ -180,9 +182,20 @@ def test_config_template_has_the_keys_config_reads_with_their_defaults(tmp_path:
     assert (modem.port, modem.pin) == ("/dev/smsgw/huawei-0123456789-if02", "1234")
 
 
-def test_an_executable_the_service_cannot_see_is_refused() -> None:
+@pytest.mark.parametrize(
+    "executable", ["/home/pi/venv/bin/smsgw", "/tmp/smsgw-clone/.venv/bin/smsgw"]
+)
+def test_an_executable_the_service_cannot_see_is_refused(executable: str) -> None:
     calls = Calls()
-    installer = Installer(root=Path("/"), runner=calls, executable="/home/pi/venv/bin/smsgw")
-    with pytest.raises(InstallError, match="ProtectHome"):
+    installer = Installer(root=Path("/"), runner=calls, executable=executable)
+    with pytest.raises(InstallError, match="ProtectHome/PrivateTmp"):
         installer.plan()
     assert calls.seen == []
+
+
+def test_the_executable_can_be_named_on_the_command_line(tmp_path: Path) -> None:
+    root = fake_root(tmp_path)
+    args = ["install", "--dry-run", "--root", str(root), "--executable", "/opt/img/bin/smsgw"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "(ExecStart=/opt/img/bin/smsgw serve)" in result.output
