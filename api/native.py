@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.contacts import ContactInput
+from gateway.numbers import mask
 from gateway.service import (
     GatewayService,
     InsufficientCreditsError,
@@ -250,9 +251,32 @@ async def sims(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /v1/health (no authentication)."""
+    """GET /v1/health (no authentication, so SIM numbers are masked): 200 when ready, else 503."""
     report = request.app[SERVICE].health()
-    return web.json_response(report, status=200 if report["database"] == "ok" else 503)
+    body = {
+        "status": "ready" if report.ready else "not_ready",
+        "problems": list(report.problems),
+        "database": "ok" if report.database_ok else "corrupt",
+        "modems_ready": report.modems_ready,
+        "modems_expected": len(report.modems),
+        "modems": [
+            {
+                "port": m.port,
+                "state": str(m.state),
+                "registration": m.registration,
+                "iccid": m.iccid,
+                "number": mask(m.number) if m.number else None,
+                "signal_dbm": m.signal_dbm,
+                "model": m.model,
+                "error": m.last_error or None,
+            }
+            for m in report.modems
+        ],
+        "sims_present": report.sims_present,
+        "sims_total": report.sims_total,
+        "messages": report.messages,
+    }
+    return web.json_response(body, status=200 if report.ready else 503)
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -604,11 +628,15 @@ OPENAPI: dict[str, Any] = {
         },
         "/health": {
             "get": {
-                "summary": "Liveness",
+                "summary": "Readiness: every expected modem registered, database sound",
                 "security": [],
                 "responses": {
-                    "200": {"description": "ok"},
-                    "503": {"description": "database corrupt"},
+                    "200": {"description": "ready (status: ready)"},
+                    "503": {
+                        "description": "not ready (status: not_ready): a modem still "
+                        "connecting or unregistered, no modem at all, or the database corrupt; "
+                        "`problems` says which"
+                    },
                 },
             }
         },

@@ -74,6 +74,8 @@ class Gateway:
     # Workers started at run time (configured ports and hot-plug): each has its own stop event,
     # so one unplugged modem can be let go without stopping the rest.
     running: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=dict)
+    # Set whenever a worker is added or removed or changes state (see all_ready).
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(
@@ -123,11 +125,15 @@ class Gateway:
         return gateway
 
     def live_modems(self) -> list[LiveModem]:
-        """What each supervised port's worker knows right now (the operator's view)."""
-        return [
-            LiveModem(port, w.state, w.last_error, w.modem_id, w.sim_id)
-            for port, w in self.workers.items()
-        ]
+        """Every expected modem (configured, --port, emulated, hot-plugged) as its worker sees
+        it right now (health checks and the operator's view)."""
+        return [w.status() for w in self.workers.values()]
+
+    async def all_ready(self) -> None:
+        """Return once there are modems and every one of them is ready at the same moment."""
+        while not (self.workers and all(w.ready.is_set() for w in self.workers.values())):
+            self.changed.clear()
+            await self.changed.wait()
 
     def add_worker(self, port: str, *, pin: str | None = None) -> ModemWorker:
         """Supervise a modem on `port` (a path, PTY or socket:// URL)."""
@@ -141,8 +147,10 @@ class Gateway:
             wall=self.service.wall,
             config=ClientConfig(pin=pin),
             telemetry=self.service.telemetry,
+            on_status=lambda _status: self.changed.set(),
         )
         self.workers[port] = worker
+        self.changed.set()
         return worker
 
     def start_worker(self, port: str, *, pin: str | None = None) -> ModemWorker:
@@ -166,6 +174,7 @@ class Gateway:
         if entry is None or worker is None:
             return []
         stop, task = entry
+        self.changed.set()
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
         if worker.sim_id is None:
@@ -183,7 +192,7 @@ class Gateway:
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=: how many supervised modems are ready."""
-        ready = sum(1 for w in self.workers.values() if w.state == "ready")
+        ready = sum(1 for w in self.workers.values() if w.ready.is_set())
         return f"STATUS={ready}/{len(self.workers)} modem(s) ready"
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -221,10 +230,13 @@ async def serve(
     stop: asyncio.Event,
     ports: Sequence[tuple[str, str | None]] = (),
     on_ready: Callable[[Gateway], None] | None = None,
+    on_modems_ready: Callable[[Gateway], None] | None = None,
     frontends: Sequence[Frontend] | None = None,
     clock: Clock | None = None,
 ) -> None:
-    """Run the gateway until `stop` is set (on `clock`, the real one unless a test injects one)."""
+    """Run the gateway until `stop` is set (on `clock`, the real one unless a test injects one);
+    `on_ready` once it serves, `on_modems_ready` the first time every expected modem is
+    registered (GET /v1/health then says ready)."""
     gateway = Gateway.build(config, clock=clock)
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
@@ -243,6 +255,10 @@ async def serve(
         sdnotify.notify(f"READY=1\n{gateway.status_line()}")
         if on_ready is not None:
             on_ready(gateway)
+        if on_modems_ready is not None:
+            tasks.append(
+                asyncio.create_task(_when_ready(gateway, stop, on_modems_ready), name="ready")
+            )
         await stop.wait()
         sdnotify.notify("STOPPING=1")
     finally:
@@ -254,6 +270,20 @@ async def serve(
         await gateway.stop_workers()
         await gateway.dispatcher.close()
         gateway.store.close()
+
+
+async def _when_ready(
+    gateway: Gateway, stop: asyncio.Event, callback: Callable[[Gateway], None]
+) -> None:
+    waiting = asyncio.ensure_future(gateway.all_ready())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([waiting, stopping], return_when="FIRST_COMPLETED")
+    finally:
+        waiting.cancel()
+        stopping.cancel()
+    if waiting in done and not stop.is_set():
+        callback(gateway)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -105,3 +105,30 @@ class ThrottlePolicy:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 when set")
+
+
+class ModemState(StrEnum):
+    """Where one port's supervisor is (GET /v1/health shows it per modem)."""
+
+    CONNECTING = "connecting"  # opening the port and setting the modem up (AT, PIN, SMS ready)
+    INITIALISING = "initialising"  # the modem answered: reading its identity, binding its SIM
+    REGISTERING = "registering"  # SIM bound, but the modem is not registered on a network
+    READY = "ready"  # registered: its SIM sends and receives
+    GONE = "gone"  # the modem was lost (or failed to start) and its port closed
+    BACKOFF = "backoff"  # waiting before the next attempt
+    STOPPED = "stopped"  # supervision ended (shutdown, unplugged)
+
+
+M = ModemState
+
+# Every state change of a ModemWorker goes through this table.
+MODEM_TRANSITIONS: Mapping[ModemState, frozenset[ModemState]] = {
+    M.CONNECTING: frozenset({M.INITIALISING, M.GONE, M.STOPPED}),
+    M.INITIALISING: frozenset({M.REGISTERING, M.GONE}),
+    # Registration comes and goes (coverage, operator barring) while the modem stays connected.
+    M.REGISTERING: frozenset({M.READY, M.GONE}),
+    M.READY: frozenset({M.REGISTERING, M.GONE}),
+    M.GONE: frozenset({M.BACKOFF, M.STOPPED}),
+    M.BACKOFF: frozenset({M.CONNECTING, M.STOPPED}),
+    M.STOPPED: frozenset({M.CONNECTING}),  # run() again
+}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gateway.models import ModemState
 from gateway.pool import SimAvailability, SimPool
 
 # States of a message that has not reached a verdict yet: what "the queue" holds.
@@ -20,13 +21,24 @@ HOURS = 24
 
 @dataclass(frozen=True, slots=True)
 class LiveModem:
-    """What a running modem worker knows that the store does not (the daemon supplies it)."""
+    """What a running modem worker knows that the store does not (the daemon supplies it);
+    GET /v1/health shows one per expected port."""
 
     port: str
-    state: str  # connecting, ready, backoff, gone, stopped
-    last_error: str = ""
+    state: ModemState
+    last_error: str = ""  # why the last attempt failed, while it has not come back
     modem_id: int | None = None
     sim_id: int | None = None
+    registration: str | None = None  # "home", "roaming", "searching", "denied"...; None: unread
+    iccid: str | None = None
+    number: str | None = None  # the SIM's own number (E.164) when known
+    signal_dbm: int | None = None
+    model: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Registered on a network with its SIM in the pool."""
+        return self.state == ModemState.READY
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from gateway.accounts import (
     verify_password,
 )
 from gateway.contacts import ContactBook
-from gateway.models import PartState, ThrottlePolicy
+from gateway.models import ModemState, PartState, ThrottlePolicy
 from gateway.numbers import InvalidNumberError, NoDialCodeError, mask, normalize
 from gateway.operator import (
     QUEUE_STATES,
@@ -149,6 +149,7 @@ class GatewayService:
         # know (set by the daemon); a CLI process has neither and shows what the store holds.
         self.pool = pool
         self.monotonic = monotonic
+        # Without a daemon (live_modems None) no modem is expected, and health is never ready.
         self.live_modems: Callable[[], Sequence[LiveModem]] | None = None
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         # Provider dialects (issue 7): contacts and OTPs, and the password-check cache.
@@ -441,15 +442,16 @@ class GatewayService:
         """Every SIM the gateway has seen, with its modem."""
         return self.store.list_sims()
 
-    def health(self) -> dict[str, Any]:
-        """Liveness summary: database sound, SIMs present, message counts."""
+    def health(self) -> HealthReport:
+        """Readiness: database sound and every expected modem registered; SIMs and counts."""
         sims = self.store.list_sims()
-        return {
-            "database": "ok" if not self.store.integrity_check() else "corrupt",
-            "sims_present": sum(1 for s in sims if s["state"] == "present"),
-            "sims_total": len(sims),
-            "messages": self.counts(),
-        }
+        return HealthReport(
+            database_ok=not self.store.integrity_check(),
+            modems=tuple(self.live_modems() if self.live_modems is not None else ()),
+            sims_present=sum(1 for s in sims if s["state"] == "present"),
+            sims_total=len(sims),
+            messages=self.counts(),
+        )
 
     # -- the operator's view (dashboard, /metrics, smsgw top) ---------------------------------
 
@@ -954,6 +956,42 @@ def _no_valid_recipient(rejected: Sequence[Rejected]) -> NoReturn:
     if not rejected:
         raise InvalidRequestError("no recipient given")
     raise InvalidRecipientError(f"no valid recipient: {rejected[0].reason}", rejected)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """What GET /v1/health shows; `ready` only when nothing is in `problems`."""
+
+    database_ok: bool
+    modems: tuple[LiveModem, ...]  # every expected modem, as its worker sees it
+    sims_present: int
+    sims_total: int
+    messages: dict[str, int]
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why the gateway is not ready, one line per reason (empty: ready)."""
+        out = [] if self.database_ok else ["database corrupt"]
+        if not self.modems:
+            out.append("no modem configured or discovered")
+        for m in self.modems:
+            if m.ready:
+                continue
+            why = f"{m.port}: {m.state}"
+            if m.state == ModemState.REGISTERING:
+                why += f" ({m.registration or 'registration not read yet'})"
+            out.append(why + (f": {m.last_error}" if m.last_error else ""))
+        return tuple(out)
+
+    @property
+    def ready(self) -> bool:
+        """The database is sound and every expected modem is registered on a network."""
+        return not self.problems
+
+    @property
+    def modems_ready(self) -> int:
+        """How many of the expected modems are ready."""
+        return sum(1 for m in self.modems if m.ready)
 
 
 @dataclass(frozen=True, slots=True)

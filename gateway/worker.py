@@ -1,4 +1,5 @@
-"""One supervisor per modem: connect -> init -> ready <-> backoff; feeds pool, inbox, reports."""
+"""One supervisor per modem: connecting -> initialising -> registering <-> ready, gone -> backoff;
+feeds pool, inbox, reports, and reports its state (models.MODEM_TRANSITIONS) for health checks."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.inbox import Inbox
+from gateway.models import MODEM_TRANSITIONS, ModemState
 from gateway.numbers import mask
+from gateway.operator import LiveModem
 from gateway.outbox import OutcomeKind, SendOutcome, is_temporary_cms
 from gateway.pool import SimPool, policy_of
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.store import Store
 from gateway.telemetry import Telemetry
+from modem.at.parsers import Registration
 from modem.client import (
     ClientConfig,
     ClientEvent,
@@ -93,8 +97,10 @@ class ModemWorker:
         config: ClientConfig | None = None,
         backoff: Backoff | None = None,
         poll_interval: float = 60.0,
+        register_poll: float = 2.0,
         client_factory: Callable[..., ModemClient] = ModemClient,
         telemetry: Telemetry | None = None,
+        on_status: Callable[[LiveModem], None] | None = None,
     ) -> None:
         self.port = port
         self.store = store
@@ -106,13 +112,23 @@ class ModemWorker:
         self.config = config or ClientConfig()
         self.backoff = backoff or Backoff()
         self.poll_interval = poll_interval
+        # Until the modem is registered its +CREG is read this often, so "ready" follows the
+        # network within seconds rather than a whole poll_interval.
+        self.register_poll = register_poll
         self.client_factory = client_factory
         self.telemetry = telemetry
+        self.on_status = on_status  # called after every change of state or registration
         self.sim_id: int | None = None
         self.modem_id: int | None = None
-        self.state = "connecting"
+        self.state = ModemState.CONNECTING
         self.last_error = ""
-        self.ready = asyncio.Event()  # set while the modem is ready (tests, health checks)
+        self.registration: Registration | None = None
+        self.signal_dbm: int | None = None
+        self.operator = ""
+        self.iccid: str | None = None
+        self.number: str | None = None
+        self.model: str | None = None
+        self.ready = asyncio.Event()  # set while the state is READY (tests, health checks)
         # Set once this connection's SIM is bound (or the attempt ended): inbound messages the
         # modem hands over before that wait for it, so they are stored as received on this SIM.
         self._bound = asyncio.Event()
@@ -120,6 +136,38 @@ class ModemWorker:
         # Survives reconnects: a wrong PIN is never sent twice, and messages the network sends
         # again after a lost acknowledgement reach the inbox once.
         self.memory = ModemMemory()
+
+    def status(self) -> LiveModem:
+        """What this port's worker knows right now (health checks, the operator's view)."""
+        reg = self.registration
+        return LiveModem(
+            port=self.port,
+            state=self.state,
+            last_error="" if self.state is ModemState.READY else self.last_error,
+            modem_id=self.modem_id,
+            sim_id=self.sim_id,
+            registration=None if reg is None else registration_name(reg),
+            iccid=self.iccid,
+            number=self.number,
+            signal_dbm=self.signal_dbm,
+            model=self.model,
+        )
+
+    def _set_state(self, state: ModemState) -> None:
+        if state is self.state:
+            return
+        if state not in MODEM_TRANSITIONS[self.state]:
+            raise RuntimeError(f"illegal modem state change {self.state} -> {state}")
+        self.state = state
+        if state is ModemState.READY:
+            self.ready.set()
+        else:
+            self.ready.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self.status())
 
     async def _on_inbound(self, item: Inbound) -> bool:
         """Store what the modem received; True lets the driver delete it from the modem."""
@@ -145,6 +193,7 @@ class ModemWorker:
         """Supervise until `stop` is set."""
         attempt = 0
         while not stop.is_set():
+            self._set_state(ModemState.CONNECTING)
             lost = asyncio.Event()
             self._bound.clear()
             self._bound_sim = None
@@ -157,28 +206,29 @@ class ModemWorker:
             )
             try:
                 await client.open()
+                self._set_state(ModemState.INITIALISING)
                 await self._bind(client)
                 attempt = 0
-                self.state = "ready"
-                self.ready.set()
+                self.last_error = ""
+                self._set_state(ModemState.REGISTERING)
                 remove = client.add_listener(functools.partial(self._on_event, lost=lost))
                 try:
                     await self._watch(client, stop, lost)
                 finally:
                     remove()
             except (ModemError, OSError) as exc:
-                self.last_error = str(exc)
+                self.last_error = str(exc) or type(exc).__name__
                 log.warning("%s: %s", self.port, exc)
             finally:
                 self._bound.set()  # release any inbound handler still waiting for the SIM
                 await self._release(client)
             if stop.is_set():
                 break
-            self.state = "backoff"
+            self._set_state(ModemState.BACKOFF)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.backoff.delay(attempt))
             attempt += 1
-        self.state = "stopped"
+        self._set_state(ModemState.STOPPED)
 
     def _on_command(self, line: str, seconds: float) -> None:
         if self.telemetry is not None:
@@ -217,11 +267,14 @@ class ModemWorker:
                 for sent, recipient in self.store.recent_sends(sim_id, now - timedelta(days=1))
             )
         self.sim_id = sim_id
+        self.iccid = identity.iccid
+        self.number = row.get("msisdn") or None
+        self.model = f"{identity.manufacturer} {identity.model}".strip()
         self._bound_sim = sim_id
         self._bound.set()
         self.dispatcher.attach(sim_id, ClientSender(client))
         log.info(
-            "%s: %s %s ready, SIM %d (number ...%s)",
+            "%s: %s %s bound to SIM %d (number ...%s)",
             self.port,
             identity.manufacturer,
             identity.model,
@@ -230,35 +283,59 @@ class ModemWorker:
         )
 
     async def _watch(self, client: ModemClient, stop: asyncio.Event, lost: asyncio.Event) -> None:
-        """Poll signal and registration until the modem is lost or we are told to stop."""
+        """Poll registration and signal until the modem is lost or we are told to stop."""
         while not stop.is_set() and not lost.is_set() and client.alive:
-            try:
-                signal = await client.signal()
-                registration = await client.registration()
-                operator = await self._operator(client)
-                if self.sim_id is not None:
-                    status = registration.status
-                    name = status.name.lower() if status is not None else str(registration.stat)
-                    self.pool.report_radio(
-                        self.sim_id,
-                        registered=registration.registered,
-                        signal_dbm=signal.dbm,
-                        registration=name,
-                        operator=operator,
-                    )
-                    # Kept in the store too, so `smsgw top` in another process sees the radio.
-                    self.store.record_radio(
-                        self.sim_id, signal_dbm=signal.dbm, registration=name, operator=operator,
-                        now=self.wall(),
-                    )  # fmt: skip
-            except ModemError as exc:
-                log.info("%s: poll failed: %s", self.port, exc)
+            await self._poll(client)
+            ready = self.state is ModemState.READY
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
             try:
-                await asyncio.wait(waits, timeout=self.poll_interval, return_when="FIRST_COMPLETED")
+                await asyncio.wait(
+                    waits,
+                    timeout=self.poll_interval if ready else self.register_poll,
+                    return_when="FIRST_COMPLETED",
+                )
             finally:
                 for w in waits:
                     w.cancel()
+
+    async def _poll(self, client: ModemClient) -> None:
+        """Read +CREG, +CSQ (and +COPS); ready exactly while the modem is registered."""
+        before = self.registration
+        try:
+            self.registration = await client.registration()
+        except ModemError as exc:  # AtParseError is one
+            log.info("%s: registration poll failed: %s", self.port, exc)
+        try:
+            self.signal_dbm = (await client.signal()).dbm
+        except ModemError as exc:
+            log.info("%s: signal poll failed: %s", self.port, exc)
+        reg = self.registration
+        if reg is None:
+            return  # never read: stays registering
+        name = registration_name(reg)
+        changed = before is None or before.stat != reg.stat
+        # While registering this runs every few seconds: +COPS and the store only on news.
+        if reg.registered or changed:
+            self.operator = await self._operator(client) if reg.registered else ""
+        if self.sim_id is not None:
+            self.pool.report_radio(
+                self.sim_id, registered=reg.registered, signal_dbm=self.signal_dbm,
+                registration=name, operator=self.operator,
+            )  # fmt: skip
+            if reg.registered or changed:
+                # Kept in the store too, so `smsgw top` in another process sees the radio.
+                self.store.record_radio(
+                    self.sim_id, signal_dbm=self.signal_dbm, registration=name,
+                    operator=self.operator, now=self.wall(),
+                )  # fmt: skip
+        if reg.registered and self.state is not ModemState.READY:
+            log.info("%s: registered (%s): ready", self.port, name)
+        elif not reg.registered and changed:
+            log.warning("%s: not registered on a network (%s)", self.port, name)
+        state = self.state
+        self._set_state(ModemState.READY if reg.registered else ModemState.REGISTERING)
+        if changed and state is self.state:
+            self._changed()  # e.g. searching -> denied: still registering, but news
 
     async def _operator(self, client: ModemClient) -> str:
         """The network's name (+COPS?), or "" when the modem will not say."""
@@ -274,4 +351,12 @@ class ModemWorker:
         if self.modem_id is not None:
             self.store.set_modem_state(self.modem_id, "gone", now=self.wall())
         await client.close()
-        self.state = "gone"
+        self.registration = None
+        self.signal_dbm = None
+        self._set_state(ModemState.GONE)
+
+
+def registration_name(registration: Registration) -> str:
+    """+CREG's <stat> as a word: "home", "roaming", "searching", "denied", "not_registered"..."""
+    status = registration.status
+    return str(registration.stat) if status is None else status.name.lower()

@@ -94,10 +94,21 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
             emulator.inject_sms(infos[0].msisdn, "Welcome to smsgw! Reply STOP to opt out.",
                                 sender="+15551230001")  # fmt: skip
 
+        def registered(gateway: Gateway) -> None:
+            # One line, after the credentials: scripts wait for it instead of sleeping.
+            n = len(gateway.workers)
+            click.echo(f"ready: {n}/{n} modems registered")
+
         async def main() -> None:
             stop = asyncio.Event()
             install_signal_handlers(stop)
-            await serve(config, stop=stop, ports=[(i.path, None) for i in infos], on_ready=ready)
+            await serve(
+                config,
+                stop=stop,
+                ports=[(i.path, None) for i in infos],
+                on_ready=ready,
+                on_modems_ready=registered,
+            )
 
         asyncio.run(main())
 
@@ -143,7 +154,7 @@ def _print_demo(
     click.echo(f"  curl -s {base}/v1/messages -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/inbox -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/sims -H 'Authorization: Bearer {key}'")
-    click.echo(f"  curl -s {base}/v1/health")
+    click.echo(f"  curl -s {base}/v1/health   # 503 until every modem is registered, then 200")
     if "password" in credentials:  # the provider-compatible APIs (README: Compatibility)
         click.echo(
             f"  curl -s '{base}/api_v1?sub_account=demo"

@@ -49,16 +49,18 @@ class Demo:
         self.proc = subprocess.Popen(
             [str(smsgw), "demo", "--modems", str(modems), "--port", str(self.port),
              "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
             env={"PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._drain, daemon=True).start()
         self.account: dict[str, str] = {}
         self.sims: list[str] = []
-        ready = 0
-        # Wait on the daemon's own output: the account it prints, then each modem's "ready".
-        while not self.account or ready < modems:
+        ready = False
+        # Wait on the demo's own output: the account it prints, then its one "ready:" line
+        # (every modem registered).
+        while not self.account or not ready:
             try:
                 line = self.lines.get(timeout=STARTUP)
             except queue.Empty:
@@ -68,8 +70,8 @@ class Demo:
                 self.account = json.loads(line.removeprefix("demo account: "))
             elif "SIM number " in line:
                 self.sims.append(line.split("SIM number ")[1].strip())
-            elif " ready, SIM " in line:
-                ready += 1
+            elif line == f"ready: {modems}/{modems} modems registered":
+                ready = True
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None

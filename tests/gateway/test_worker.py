@@ -1,25 +1,31 @@
-"""ModemWorker binding: a SIM seen again after a daemon restart keeps its pace."""
+"""ModemWorker: binding (a SIM seen again keeps its pace); its state table (ready = registered)."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from gateway.accounts import create_account
 from gateway.config import Config
 from gateway.daemon import Gateway, serve
 from gateway.inbox import Inbox
-from gateway.models import PartState
+from gateway.models import MODEM_TRANSITIONS, ModemState, PartState
+from gateway.operator import LiveModem
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.store import Store
 from gateway.worker import ModemWorker
+from modem.at.parsers import Operator, Registration, SignalQuality
 from modem.client import Identity
 from modem.emulator import EmulatorPool
 from tests.gateway.watch import StoreWatch
 
 ICCID = "8944000000000000077"
+T = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 class StubClient:
@@ -201,3 +207,112 @@ def test_a_modem_whose_serial_is_not_an_imei_still_binds_by_it(tmp_path: Path) -
         store.close()
     assert ids[0] is not None and ids == [ids[0], ids[0]]
     assert [m["imei"] for m in modems] == ["1234567890"]
+
+
+class ScriptedClient(StubClient):
+    """Answers +CREG? from a script (searching first, then home), like a modem finding a cell."""
+
+    def __init__(self, stats: list[int]) -> None:
+        self.stats = stats
+        self.alive = True
+        self.operator_asked = 0
+
+    async def open(self) -> "ScriptedClient":
+        return self
+
+    async def registration(self) -> Registration:
+        return Registration(self.stats.pop(0) if len(self.stats) > 1 else self.stats[0])
+
+    async def signal(self) -> SignalQuality:
+        return SignalQuality(20, 0)
+
+    async def operator(self) -> Operator:
+        self.operator_asked += 1
+        return Operator(0, 0, "Test Net")
+
+    def add_listener(self, callback: object) -> Callable[[], None]:
+        return lambda: None
+
+    async def close(self) -> None:
+        self.alive = False
+
+
+def test_worker_is_ready_only_once_registered_and_walks_the_state_table(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    seen: list[LiveModem] = []
+    clients: list[ScriptedClient] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pool = SimPool()
+        outbox = Outbox(store, pool, {}, Clock(loop.time, lambda: T, asyncio.sleep))
+        dispatcher = Dispatcher(store, outbox)
+        stop = asyncio.Event()
+
+        def factory(*args: object, **kwargs: object) -> ScriptedClient:
+            clients.append(ScriptedClient([2, 2, 1]))
+            return clients[-1]
+
+        def on_status(status: LiveModem) -> None:
+            seen.append(status)
+            if status.state is ModemState.READY:
+                stop.set()
+
+        worker = ModemWorker(
+            "/dev/ttyUSB7",
+            store=store,
+            pool=pool,
+            dispatcher=dispatcher,
+            inbox=Inbox(store),
+            reports=ReportMatcher(store),
+            wall=lambda: T,
+            register_poll=0,
+            client_factory=factory,
+            on_status=on_status,
+        )
+        try:
+            await worker.run(stop)
+        finally:
+            await dispatcher.close()
+        assert worker.state is ModemState.STOPPED and not worker.ready.is_set()
+        assert worker.sim_id is not None
+        sim = store.sim(worker.sim_id) or {}
+        assert (sim["registration"], sim["operator"]) == ("home", "Test Net")  # for smsgw top
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        store.close()
+    assert [s.state for s in seen] == [
+        ModemState.INITIALISING,
+        ModemState.REGISTERING,  # bound, +CREG not read yet
+        ModemState.REGISTERING,  # searching (news: registration read)
+        ModemState.READY,
+        ModemState.GONE,
+        ModemState.STOPPED,
+    ]
+    assert [s.registration for s in seen[1:4]] == [None, "searching", "home"]
+    ready = seen[3]
+    assert (ready.iccid, ready.signal_dbm, ready.model) == (ICCID, -73, "ACME M1")
+    (client,) = clients
+    assert client.operator_asked == 1  # +COPS? once registered, not on every search poll
+
+
+def test_modem_state_table_covers_every_state_and_refuses_the_rest(tmp_path: Path) -> None:
+    assert set(MODEM_TRANSITIONS) == set(ModemState)
+    store = Store.open(tmp_path)
+    try:
+        worker = ModemWorker(
+            "/dev/null",
+            store=store,
+            pool=SimPool(),
+            dispatcher=None,  # type: ignore[arg-type]
+            inbox=Inbox(store),
+            reports=ReportMatcher(store),
+            wall=lambda: T,
+        )
+        with pytest.raises(RuntimeError, match="connecting -> ready"):
+            worker._set_state(ModemState.READY)  # never ready without binding and registering
+        assert worker.state is ModemState.CONNECTING and not worker.ready.is_set()
+    finally:
+        store.close()
