@@ -119,9 +119,21 @@ def smsgw_executable() -> str:
     return os.path.abspath(found)
 
 
+def systemd_quote(executable: str) -> str:
+    """`executable` as the first word of a systemd command line (ExecStart=)."""
+    # systemd expands %-specifiers on the whole line and splits it at blanks, so a venv under
+    # "/srv/my venv" or "/opt/100%" must be quoted and escaped to reach exec() unchanged
+    # ($VARIABLES are expanded in the arguments only, never in the executable's path).
+    escaped = executable.replace("%", "%%")
+    if not any(c.isspace() or c in "\"'\\" for c in escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def render_unit(template: str, executable: str) -> str:
     """The unit with ExecStart pointing at this installation's smsgw."""
-    return template.replace(f"ExecStart={TEMPLATE_EXEC} ", f"ExecStart={executable} ")
+    exec_start = f"ExecStart={systemd_quote(executable)} "
+    return template.replace(f"ExecStart={TEMPLATE_EXEC} ", exec_start)
 
 
 def group_members(group_file: Path, group: str) -> set[str] | None:

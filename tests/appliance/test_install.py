@@ -23,6 +23,7 @@ from gateway.appliance.install import (
     InstallError,
     asset,
     render_unit,
+    systemd_quote,
 )
 from gateway.cli import main
 from gateway.config import Config
@@ -126,6 +127,22 @@ def test_install_writes_everything_and_a_second_run_does_nothing(tmp_path: Path)
     assert again.apply() == []
     assert len(system.commands) == 2
     assert _tree(root) == snapshot
+
+
+@pytest.mark.parametrize(
+    ("path", "word"),
+    [
+        ("/opt/smsgw/bin/smsgw", "/opt/smsgw/bin/smsgw"),
+        ("/srv/my venv/bin/smsgw", '"/srv/my venv/bin/smsgw"'),
+        ("/opt/100%/bin/smsgw", "/opt/100%%/bin/smsgw"),
+        ("/opt/$HOME/bin/smsgw", "/opt/$HOME/bin/smsgw"),  # never expanded in argv[0]
+        ('/opt/a "b"\\c/smsgw', '"/opt/a \\"b\\"\\\\c/smsgw"'),
+    ],
+)
+def test_the_executable_reaches_execstart_as_one_unexpanded_word(path: str, word: str) -> None:
+    assert systemd_quote(path) == word
+    unit = render_unit(asset("systemd/smsgw.service").read_text(), path)
+    assert f"\nExecStart={word} serve --config /etc/smsgw/smsgw.toml\n" in unit
 
 
 def test_existing_config_is_kept_and_changed_files_are_replaced(tmp_path: Path) -> None:

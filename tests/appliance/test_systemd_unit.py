@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.appliance import sdnotify
-from gateway.appliance.install import asset, render_unit, smsgw_executable
+from gateway.appliance.install import asset, render_unit
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "smsgw.service"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = locked down ... 10 = unprotected
@@ -39,10 +39,21 @@ def systemd_analyze() -> str:
     return found
 
 
-def rendered(tmp_path: Path, text: str | None = None) -> Path:
-    """The unit as `smsgw install` writes it (ExecStart must exist for verify)."""
+def stub_executable(tmp_path: Path, directory: str = "opt/smsgw/bin") -> str:
+    """An executable standing in for smsgw (verify checks that ExecStart's exists); injected,
+    so the result does not depend on where the checkout and its venv live."""
+    path = tmp_path / directory / "smsgw"
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def rendered(tmp_path: Path, text: str | None = None, executable: str | None = None) -> Path:
+    """The unit as `smsgw install` writes it."""
     target = tmp_path / "smsgw.service"
-    target.write_text(render_unit(text or UNIT.read_text(), smsgw_executable()))
+    exe = executable or stub_executable(tmp_path)
+    target.write_text(render_unit(text or UNIT.read_text(), exe))
     return target
 
 
@@ -87,6 +98,19 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     result = verify(rendered(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == ""
+
+
+def test_an_executable_under_a_path_with_blanks_and_percent_signs_verifies(
+    tmp_path: Path,
+) -> None:
+    # e.g. a venv in "/srv/SMS gateway" or "/opt/100%": unquoted, systemd would split the
+    # first and expand the second as a specifier (verify then finds no such executable).
+    exe = stub_executable(tmp_path, "srv/SMS gateway/100%d $HOME/bin")
+    unit = rendered(tmp_path, executable=exe)
+    assert '"' in unit.read_text() and "%%d" in unit.read_text()
+    result = verify(unit)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
 
 
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
