@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def db_backup(data_dir: Path, destination: Path) -> None:
     """Copy the live database to DESTINATION (safe while the daemon runs)."""
     if destination.exists():
         raise click.ClickException(f"{destination} exists; not overwriting it")
-    with open_store(data_dir) as store, Progress(transient=True) as progress:
+    # No bar when piped: nobody sees it, and rich's refresh thread outlives the command briefly.
+    bar = Progress(transient=True, disable=not sys.stdout.isatty())
+    with open_store(data_dir) as store, bar as progress:
         task = progress.add_task("backup", total=None)
         update: Callable[[int, int], None] = lambda done, total: progress.update(  # noqa: E731
             task, completed=done, total=total

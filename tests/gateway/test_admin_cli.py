@@ -1,9 +1,11 @@
 """The owner's CLI: accounts, send, outbox, sims, modems, db, over one data directory."""
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
@@ -126,3 +128,24 @@ def test_grant_and_revoke_sims(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {"sub_account": "shop", "sims": []}
     assert "may use every SIM" in result.stderr
+
+
+def test_commands_with_piped_output_start_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A progress bar's refresh thread may still be alive when the command returns (the leak
+    # check caught it under load): piped, there is no bar and so no thread at all.
+    _run("accounts", "create", "shop", "--credits", "2", data_dir=tmp_path)
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("+15551230001\n+15551230002\n")
+    _run("send", "--account", "shop", "--file", str(numbers), "hi", data_dir=tmp_path)
+    assert "backup written" in _run("db", "backup", str(tmp_path / "b.sqlite3"), data_dir=tmp_path)
+    assert started == []
