@@ -57,7 +57,7 @@ bench: venv
 
 # Every dashboard page, at desktop and phone width, as PNGs in tests/artifacts/ (not committed).
 screenshots: venv apt
-	$(BIN)/pytest -q tests/api/test_dashboard_browser.py -k screenshots
+	SCREENSHOTS_DIR=tests/artifacts $(BIN)/pytest -q tests/api/test_dashboard_browser.py -k screenshots
 	@ls tests/artifacts/*.png
 
 clean:
