@@ -88,6 +88,32 @@ def rollup(states: Iterable[PartState]) -> PartState:
     raise AssertionError("unreachable: _ROLLUP_ORDER covers every PartState")
 
 
+class WebhookKind(StrEnum):
+    """What an outgoing webhook reports (one subscriber URL per account and kind)."""
+
+    REPLY = "reply"  # an inbound message was stored for an account (reassembled or surfaced)
+    STATUS = "status"  # a message's (or a reported part's) state changed
+
+
+class WebhookState(StrEnum):
+    """Delivery state of one webhook event in the outbox."""
+
+    PENDING = "pending"  # waiting for its (next) attempt
+    DELIVERED = "delivered"  # the subscriber answered 2xx
+    FAILED = "failed"  # given up: the retry window passed, or it can never be sent
+
+
+W = WebhookState
+
+# What one delivery attempt may do to a pending event (PENDING: try again later). A manual
+# retry puts any event back to PENDING (a delivered one is sent again).
+WEBHOOK_TRANSITIONS: Mapping[WebhookState, frozenset[WebhookState]] = {
+    W.PENDING: frozenset({W.PENDING, W.DELIVERED, W.FAILED}),
+    W.DELIVERED: frozenset({W.PENDING}),
+    W.FAILED: frozenset({W.PENDING}),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ThrottlePolicy:
     """Pacing of one long code: one SMS every `interval` seconds plus optional rolling caps."""

@@ -3,20 +3,29 @@
 Only this package holds SQL. `base` owns the connection and transactions; `messages` (outbound
 messages, parts, batches, series), `inbound` (inbound parts, messages and status reports),
 `sims` (SIMs and modems), `accounts` (accounts, credits, OTPs), `contacts` (contacts, groups,
-opt-outs, appointments) and `settings` (box-wide values) each add the queries for what they
-store; `operator` holds the read-only queries of the operator's view across every account.
+opt-outs, appointments), `settings` (box-wide values) and `webhooks` (subscriptions,
+secrets, the webhook outbox) each add the queries for what they store; `operator` holds
+the read-only queries of the operator's view across every account.
 """
 
 from __future__ import annotations
 
 from gateway.store.accounts import AccountStore
-from gateway.store.base import BUSY_TIMEOUT_MS, DATABASE_NAME, StaleStateError, StoreBase, utc_iso
+from gateway.store.base import (
+    BUSY_TIMEOUT_MS,
+    DATABASE_NAME,
+    StaleStateError,
+    StatusChange,
+    StoreBase,
+    utc_iso,
+)
 from gateway.store.contacts import ContactStore
 from gateway.store.inbound import InboundStore
 from gateway.store.messages import AcceptedMessage, MessageQuery, MessageStore
 from gateway.store.operator import InboxSearch, MessageSearch, OperatorStore
 from gateway.store.settings import SettingsStore
 from gateway.store.sims import SIM_LIMIT_COLUMNS, SimStore
+from gateway.store.webhooks import WebhookAttempt, WebhookStore
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -27,8 +36,10 @@ __all__ = [
     "MessageQuery",
     "MessageSearch",
     "StaleStateError",
+    "StatusChange",
     "Store",
     "StoreBase",
+    "WebhookAttempt",
     "utc_iso",
 ]
 
@@ -41,5 +52,6 @@ class Store(
     ContactStore,
     SettingsStore,
     OperatorStore,
+    WebhookStore,
 ):
     """Every query of the gateway, on one connection; the daemon calls it from one writer thread."""

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -30,6 +31,20 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One message state change (or reported part) as the store saw it, inside its transaction."""
+
+    message_id: int
+    account_id: int
+    previous_state: str
+    state: str
+    part_id: int | None
+    part_state: str | None
+    tp_status: int | None
+    stamp: str
+
+
 class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
 
@@ -42,6 +57,9 @@ class StoreBase:
         self.db = sqlite_utils.Database(conn)
         # Told how long each COMMIT took (the fsync: /metrics shows it); None: not measured.
         self.on_commit: Callable[[float], None] | None = None
+        # Run once the current transaction has committed (never after a rollback): in-process
+        # listeners learn about durable rows without polling (the webhook sender's wake-up).
+        self._after_commit: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, path: Path | str) -> Self:
@@ -78,11 +96,30 @@ class StoreBase:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._after_commit.clear()
             raise
         started = time.perf_counter()
         self.conn.execute("COMMIT")
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
+        if self._after_commit:
+            callbacks, self._after_commit = self._after_commit, []
+            for callback in callbacks:
+                callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the current transaction commits (once, however often asked)."""
+        if callback not in self._after_commit:
+            self._after_commit.append(callback)
+
+    # Changes other aggregates record in the SAME transaction (the webhook outbox overrides
+    # these); the base store records nothing.
+
+    def _message_status_changed(self, change: StatusChange) -> None:
+        """A message's state changed, or a status report settled one of its parts."""
+
+    def _inbound_stored(self, inbound_id: int) -> None:
+        """An inbound message (reassembled, or surfaced incomplete) was stored."""
 
     def integrity_check(self) -> list[str]:
         """Return SQLite's integrity_check problems (empty when the file is sound)."""

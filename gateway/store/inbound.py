@@ -55,9 +55,15 @@ class InboundStore(StoreBase):
         return [dict(r) for r in rows]
 
     def insert_inbound(
-        self, fields: Mapping[str, Any], part_ids: Sequence[int], *, now: datetime
+        self,
+        fields: Mapping[str, Any],
+        part_ids: Sequence[int],
+        *,
+        now: datetime,
+        notify: bool = True,
     ) -> int:
-        """Store a reassembled (or surfaced incomplete) inbound message and claim its parts.
+        """Store a reassembled (or surfaced incomplete) inbound message and claim its parts;
+        `notify=False` for rows that did not come over the air (no reply webhook).
 
         The message's anomalies are its parts' (each tagged with the part's seq).
         """
@@ -84,6 +90,8 @@ class InboundStore(StoreBase):
                     "UPDATE sims SET received_count = received_count + 1 WHERE id = ?",
                     (fields["sim_id"],),
                 )
+            if notify:
+                self._inbound_stored(inbound_id)
         return inbound_id
 
     def inbound(self, inbound_id: int) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.models import PartState, check_transition, rollup
-from gateway.store.base import StaleStateError, StoreBase, escape_like, utc_iso
+from gateway.store.base import StaleStateError, StatusChange, StoreBase, escape_like, utc_iso
 
 # A part in one of these states has not reached the network; giving up on it refunds its credit.
 _NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
@@ -224,12 +224,28 @@ class MessageStore(StoreBase):
                     (part_id,),
                 ).fetchone()
                 self._refund(int(account_id), int(message_id), 1, target.value, stamp)
-            return self._rollup_message_of(part_id, stamp)
+            report = updates.get("report_status")
+            return self._rollup_message_of(
+                part_id, stamp, part_state=target,
+                tp_status=int(report) if report is not None else None,
+            )  # fmt: skip
 
-    def _rollup_message_of(self, part_id: int, stamp: str) -> PartState:
-        message_id = self.conn.execute(
-            "SELECT message_id FROM parts WHERE id = ?", (part_id,)
-        ).fetchone()[0]
+    def _rollup_message_of(
+        self,
+        part_id: int,
+        stamp: str,
+        *,
+        part_state: PartState | None = None,
+        tp_status: int | None = None,
+    ) -> PartState:
+        """Roll a part's change up into its message (inside the caller's transaction), and
+        record the change for the webhook outbox when the message's state moved or a status
+        report settled the part."""
+        message_id, previous, account_id = self.conn.execute(
+            "SELECT m.id, m.state, m.account_id FROM parts p JOIN messages m ON m.id = p.message_id"
+            " WHERE p.id = ?",
+            (part_id,),
+        ).fetchone()
         states = [
             PartState(r[0])
             for r in self.conn.execute(
@@ -241,6 +257,15 @@ class MessageStore(StoreBase):
             "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
             (state.value, stamp, message_id),
         )
+        if state.value != previous or tp_status is not None:
+            self._message_status_changed(
+                StatusChange(
+                    message_id=int(message_id), account_id=int(account_id),
+                    previous_state=str(previous), state=state.value, part_id=part_id,
+                    part_state=part_state.value if part_state is not None else None,
+                    tp_status=tp_status, stamp=stamp,
+                )
+            )  # fmt: skip
         return state
 
     def recover_after_crash(self, *, now: datetime) -> list[int]:
@@ -310,7 +335,7 @@ class MessageStore(StoreBase):
                     f"UPDATE parts SET state = ?, error = ?{done_column} WHERE id = ?",
                     (target.value, reason, *((stamp,) if stamp_done else ()), part_id),
                 )
-                self._rollup_message_of(part_id, stamp)
+                self._rollup_message_of(part_id, stamp, part_state=target)
         return ids
 
     def cancel_message(self, message_id: int, *, now: datetime) -> int:
@@ -337,7 +362,7 @@ class MessageStore(StoreBase):
                 )
             if cancellable:
                 self._refund(int(message[0]), message_id, len(cancellable), "cancelled", stamp)
-                self._rollup_message_of(cancellable[0][0], stamp)
+                self._rollup_message_of(cancellable[0][0], stamp, part_state=PartState.CANCELLED)
         return len(cancellable)
 
     def _refund(
@@ -365,16 +390,17 @@ class MessageStore(StoreBase):
         stamp = utc_iso(now)
         check_transition(PartState.ACCEPTED, PartState.QUEUED)
         with self.transaction():
-            ids = [
-                int(r[0])
+            due = [
+                (int(r[0]), int(r[1]))
                 for r in self.conn.execute(
-                    "SELECT m.id FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+                    "SELECT m.id, m.account_id FROM messages m"
+                    " LEFT JOIN batches b ON b.id = m.batch_id"
                     " WHERE m.state = 'accepted' AND m.send_at <= ?"
                     " AND (b.state IS NULL OR b.state = 'active')",
                     (stamp,),
                 )
             ]
-            for message_id in ids:
+            for message_id, account_id in due:
                 self.conn.execute(
                     "UPDATE parts SET state = 'queued' WHERE message_id = ? AND state = 'accepted'",
                     (message_id,),
@@ -383,6 +409,14 @@ class MessageStore(StoreBase):
                     "UPDATE messages SET state = 'queued', updated_at = ? WHERE id = ?",
                     (stamp, message_id),
                 )
+                self._message_status_changed(
+                    StatusChange(
+                        message_id=message_id, account_id=account_id,
+                        previous_state=PartState.ACCEPTED.value, state=PartState.QUEUED.value,
+                        part_id=None, part_state=None, tp_status=None, stamp=stamp,
+                    )
+                )  # fmt: skip
+            ids = [message_id for message_id, _ in due]
         return len(ids)
 
     def due_messages(self, now: datetime, limit: int) -> list[dict[str, Any]]:

@@ -271,6 +271,49 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE inbound_parts ADD COLUMN anomalies TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE inbound ADD COLUMN anomalies TEXT NOT NULL DEFAULT '[]';
     """,
+    # 7: outgoing webhooks. One subscription per (account, kind) with its format, one signing
+    # secret per account, and the durable outbox: a row per event, written in the transaction of
+    # the change it reports. `order_key` groups events whose order matters (one message, one
+    # conversation); `window_start` is when retrying began (a manual retry restarts it).
+    """
+    CREATE TABLE webhook_subscriptions (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        host TEXT NOT NULL,
+        format TEXT NOT NULL DEFAULT 'v1',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account_id, kind)
+    );
+    CREATE TABLE webhook_secrets (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        secret TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_events (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        order_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        window_start TEXT NOT NULL,
+        last_status INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_attempt_at TEXT,
+        delivered_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_events_due ON webhook_events(next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX webhook_events_order ON webhook_events(order_key, id) WHERE state = 'pending';
+    CREATE INDEX webhook_events_state ON webhook_events(state, updated_at);
+    CREATE INDEX webhook_events_account ON webhook_events(account_id, id);
+    """,
 )
 
 
