@@ -25,6 +25,37 @@ class ModemConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How the webhook sender delivers (`[webhooks]` in the TOML file); times in seconds."""
+
+    timeout: float = 10.0  # one attempt, redirects included, from connect to the status line
+    connect_timeout: float = 5.0
+    retry_window: float = 24 * 3600.0  # retried this long after the first attempt, then failed
+    backoff_first: float = 5.0  # capped exponential backoff between attempts, with jitter
+    backoff_cap: float = 600.0
+    per_host: int = 4  # attempts in flight to one host (a slow one holds no more than this)
+    concurrency: int = 32  # attempts in flight in all
+    max_response_bytes: int = 64 * 1024  # read of a response body, the rest is dropped
+    max_redirects: int = 3  # same-host redirects followed; other hosts are refused
+    poll_interval: float = 5.0  # picks up events other processes (the CLI) queued or retried
+    keep_delivered_days: float = 7.0  # delivered events are purged after this
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "connect_timeout", "retry_window", "backoff_first",
+                     "backoff_cap", "poll_interval"):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"webhooks.{name} must be positive")
+        for name in ("per_host", "concurrency", "max_response_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"webhooks.{name} must be at least 1")
+        if self.max_redirects < 0 or self.keep_delivered_days < 0:
+            raise ConfigError("webhooks.max_redirects and keep_delivered_days cannot be negative")
+        if self.backoff_cap < self.backoff_first:
+            raise ConfigError("webhooks.backoff_cap must be at least backoff_first")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything `smsgw serve` needs to know."""
 
@@ -37,6 +68,7 @@ class Config:
     help_reply: str = ""
     log_level: str = "INFO"
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <token>"
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +105,7 @@ def load(path: Path | None = None) -> Config:
         os.environ.get("SMSGW_DATA_DIR") or _get(table, "data_dir", str, str(DEFAULT_DATA_DIR))
     )
     return Config(
+        webhooks=_webhooks(_get(table, "webhooks", dict, {})),
         data_dir=data_dir,
         http_host=_get(http, "host", str, "0.0.0.0"),
         http_port=int(_get(http, "port", int, 8080)),
@@ -83,3 +116,23 @@ def load(path: Path | None = None) -> Config:
         log_level=_get(table, "log_level", str, "INFO"),
         metrics_token=_get(metrics, "token", str, ""),
     )
+
+
+def _webhooks(table: dict[str, Any]) -> WebhookSettings:
+    """The `[webhooks]` table: numbers for times and sizes, a boolean for verify_tls."""
+    defaults = WebhookSettings()
+    values: dict[str, Any] = {}
+    for name in WebhookSettings.__dataclass_fields__:
+        if name not in table:
+            continue
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            values[name] = bool(_get(table, name, bool, default))
+        elif isinstance(default, int):
+            values[name] = int(_get(table, name, int, default))
+        else:
+            values[name] = float(_get(table, name, (int, float), default))
+    unknown = sorted(set(table) - set(WebhookSettings.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown [webhooks] key(s): {', '.join(unknown)}")
+    return WebhookSettings(**values)

@@ -1,4 +1,5 @@
-"""The async main: store, pool, workers, dispatcher, HTTP front-ends and sd_notify."""
+"""The async main: store, pool, workers, dispatcher, webhook sender, HTTP front-ends and
+sd_notify."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.telemetry import Telemetry
+from gateway.webhooks import WebhookWorker
 from gateway.worker import ModemWorker
 from modem.client import ClientConfig
 
@@ -70,6 +72,7 @@ class Gateway:
     dispatcher: Dispatcher
     inbox: Inbox
     reports: ReportMatcher
+    webhooks: WebhookWorker
     workers: dict[str, ModemWorker] = field(default_factory=dict)
     # Workers started at run time (configured ports and hot-plug): each has its own stop event,
     # so one unplugged modem can be let go without stopping the rest.
@@ -120,7 +123,12 @@ class Gateway:
         )
         dispatcher = Dispatcher(store, outbox)
         service.on_accepted = dispatcher.wake
-        gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports)
+        # Its own tasks, bounded per host: a slow subscriber never holds up a send.
+        webhooks = WebhookWorker(
+            store, config.webhooks, clock=Clock(loop.time, wall, asyncio.sleep)
+        )
+        store.on_webhook_enqueued = webhooks.wake
+        gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)
         service.live_modems = gateway.live_modems
         return gateway
 
@@ -245,6 +253,7 @@ async def serve(
         for port, pin in fixed:
             gateway.start_worker(port, pin=pin)
         tasks.append(asyncio.create_task(gateway.dispatcher.run(stop), name="dispatcher"))
+        tasks.append(asyncio.create_task(gateway.webhooks.run(stop), name="webhooks"))
         tasks.append(asyncio.create_task(gateway.housekeeping(stop), name="housekeeping"))
         tasks.append(asyncio.create_task(gateway.watchdog(stop), name="watchdog"))
         if config.discover:
