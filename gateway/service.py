@@ -23,8 +23,9 @@ from gateway.accounts import (
     secret_digest,
     verify_password,
 )
+from gateway.config import WebhookSettings
 from gateway.contacts import ContactBook
-from gateway.models import ModemState, PartState, ThrottlePolicy
+from gateway.models import ModemState, PartState, ThrottlePolicy, WebhookKind, WebhookState
 from gateway.numbers import InvalidNumberError, NoDialCodeError, mask, normalize
 from gateway.operator import (
     QUEUE_STATES,
@@ -49,7 +50,19 @@ from gateway.store import (
     Store,
     utc_iso,
 )
+from gateway.store.webhooks import new_event_id
 from gateway.telemetry import Telemetry
+from gateway.webhooks import (
+    DeliveryResult,
+    WebhookSubscription,
+    WebhookUrlError,
+    check_url,
+    deliver_once,
+    format_names,
+    redact_url,
+    sample_data,
+    sample_event,
+)
 from modem.pdu import count
 
 log = logging.getLogger(__name__)
@@ -101,6 +114,20 @@ class InvalidRequestError(ServiceError):
     """Missing or malformed parameters."""
 
     code = "invalid_request"
+
+
+class InvalidWebhookUrlError(InvalidRequestError):
+    """A webhook URL the sender will not call (not http/https, no host, ...)."""
+
+    code = "invalid_webhook_url"
+
+
+def _webhook_kind(kind: WebhookKind | str) -> WebhookKind:
+    try:
+        return WebhookKind(kind)
+    except ValueError:
+        known = ", ".join(k.value for k in WebhookKind)
+        raise InvalidRequestError(f"unknown webhook kind {kind!r} (known: {known})") from None
 
 
 class InvalidRecipientError(InvalidRequestError):
@@ -626,6 +653,123 @@ class GatewayService:
             )
         return bytes.fromhex(value)
 
+    # -- outgoing webhooks (issue 11) ---------------------------------------------------------
+
+    def set_webhook(
+        self, account_id: int, kind: WebhookKind | str, url: str, *, format: str = "v1"
+    ) -> None:
+        """Send the account's `kind` events to `url` in `format` (a registered format, or the
+        one the subscription already has); a bad URL raises InvalidWebhookUrlError."""
+        self._account(account_id)
+        which = _webhook_kind(kind)
+        try:
+            host = check_url(url)
+        except WebhookUrlError as exc:
+            raise InvalidWebhookUrlError(str(exc)) from exc
+        current = self.store.webhook_subscription(account_id, which)
+        if format not in format_names() and (current is None or current["format"] != format):
+            raise InvalidRequestError(
+                f"unknown webhook format {format!r} (known: {', '.join(format_names())})"
+            )
+        self.store.set_webhook_subscription(account_id, which, url, host, format, now=self.wall())
+        log.info("account %d: %s webhook -> %s (%s)", account_id, which, redact_url(url), format)
+
+    def webhooks(self, account_id: int) -> dict[WebhookKind, WebhookSubscription]:
+        """The account's webhook subscriptions, by kind (kinds without one are left out)."""
+        return {
+            WebhookKind(r["kind"]): WebhookSubscription(
+                WebhookKind(r["kind"]),
+                r["url"],
+                r["format"],
+                datetime.fromisoformat(r["updated_at"]),
+            )
+            for r in self.store.webhook_subscriptions(account_id)
+        }
+
+    def delete_webhook(self, account_id: int, kind: WebhookKind | str) -> bool:
+        """Stop sending the account's `kind` events; False if there was no subscription."""
+        which = _webhook_kind(kind)
+        deleted = self.store.delete_webhook_subscription(account_id, which)
+        if deleted:
+            log.info("account %d: %s webhook removed", account_id, which)
+        return deleted
+
+    def webhook_secret(self, account_id: int) -> str:
+        """The account's signing secret for X-Smsgw-Signature (made on first use)."""
+        self._account(account_id)
+        return self.store.webhook_secret(account_id, now=self.wall())
+
+    def rotate_webhook_secret(self, account_id: int) -> str:
+        """A new signing secret for the account (attempts from now on are signed with it)."""
+        self._account(account_id)
+        return self.store.rotate_webhook_secret(account_id, now=self.wall())
+
+    def webhook_counts(self) -> dict[str, int]:
+        """Webhook events per delivery state: `pending`, `failed`, `delivered` (metrics)."""
+        return self.store.webhook_counts()
+
+    def webhook_events(
+        self,
+        account_id: int | None,
+        *,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Webhook events (of one account, or all), newest first, with attempts, the last HTTP
+        status and the last error."""
+        if state is not None and state not in {s.value for s in WebhookState}:
+            raise InvalidRequestError(f"unknown webhook state {state!r}")
+        if not 1 <= limit <= 500 or offset < 0:
+            raise InvalidRequestError("limit must be 1-500 and offset >= 0")
+        return self.store.list_webhook_events(
+            account_id=account_id, state=WebhookState(state) if state else None, limit=limit,
+            offset=offset,
+        )  # fmt: skip
+
+    def retry_webhooks(self, account_id: int | None, event_ids: Sequence[str] | None = None) -> int:
+        """Send events again now with a fresh retry window: the given ones, or every one not
+        delivered yet; returns how many."""
+        return self.store.retry_webhook_events(
+            now=self.wall(), account_id=account_id,
+            event_ids=list(event_ids) if event_ids is not None else None,
+        )  # fmt: skip
+
+    def purge_webhooks(
+        self, account_id: int | None, *, failed: bool = False, older_than: timedelta | None = None
+    ) -> int:
+        """Delete delivered (and with `failed`, given-up) events, optionally only older ones;
+        pending events are never purged. Returns how many went."""
+        states = (
+            (WebhookState.DELIVERED, WebhookState.FAILED) if failed else (WebhookState.DELIVERED,)
+        )
+        before = self.wall() - older_than if older_than is not None else None
+        return self.store.purge_webhook_events(states=states, before=before, account_id=account_id)
+
+    def fire_test_webhook(self, account_id: int, kind: WebhookKind | str) -> str:
+        """Queue a test event (`"test": true` in its data) to the account's `kind` webhook;
+        returns its event id. It is delivered, retried and recorded like any event."""
+        which = _webhook_kind(kind)
+        if self.store.webhook_subscription(account_id, which) is None:
+            raise InvalidRequestError(f"no {which} webhook is set for this account")
+        now = self.wall()
+        stamp = utc_iso(now)
+        return self.store.enqueue_webhook(account_id, which, sample_data(which, stamp), now=now)
+
+    async def try_webhook(
+        self, account_id: int, kind: WebhookKind | str, settings: WebhookSettings | None = None
+    ) -> DeliveryResult:
+        """One test event sent right now, outside the outbox (nothing stored or retried)."""
+        which = _webhook_kind(kind)
+        subscription = self.store.webhook_subscription(account_id, which)
+        if subscription is None:
+            raise InvalidRequestError(f"no {which} webhook is set for this account")
+        event = sample_event(which, account_id, self.wall(), new_event_id())
+        return await deliver_once(
+            event, subscription["url"], subscription["format"], self.webhook_secret(account_id),
+            settings,
+        )  # fmt: skip
+
     # -- provider dialects (issue 7): BestSMS / UltraSMS / SMSit ------------------------------
 
     def account_by_credentials(self, sub_account: str, password: str) -> dict[str, Any]:
@@ -931,6 +1075,7 @@ class GatewayService:
                 },
                 [],
                 now=self.wall(),
+                notify=False,  # the account's own code, not a reply from a phone
             )
             self.otps.record(account_id, issued, message_id=None)
             return issued
