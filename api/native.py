@@ -1,4 +1,5 @@
-"""Our own JSON API at /v1: messages, batches, inbox, SIMs and health, with an OpenAPI document."""
+"""Our own JSON API at /v1: messages, batches, inbox, SIMs, webhooks and health, with an OpenAPI
+document."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.contacts import ContactInput
+from gateway.models import WebhookKind
 from gateway.numbers import mask
 from gateway.service import (
     GatewayService,
@@ -435,6 +437,106 @@ async def groups(request: web.Request) -> web.Response:
     return web.json_response({"groups": [{"name": n, "contacts": c} for n, c in rows]})
 
 
+_SIGNATURE_SCHEME = {
+    "event_id_header": "X-Smsgw-Event-Id",
+    "timestamp_header": "X-Smsgw-Timestamp",
+    "signature_header": "X-Smsgw-Signature",
+    "scheme": "v1=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
+    "tolerance_seconds": 300,
+}
+
+
+def _webhooks_view(service: GatewayService, account: int) -> dict[str, Any]:
+    subscriptions = service.webhooks(account)
+    view: dict[str, Any] = {}
+    for kind in WebhookKind:
+        sub = subscriptions.get(kind)
+        view[kind.value] = (
+            {"url": sub.url, "format": sub.format, "updated_at": sub.updated_at.isoformat()}
+            if sub is not None
+            else None
+        )
+    return {
+        "webhooks": view,
+        "secret": service.webhook_secret(account),
+        "signature": _SIGNATURE_SCHEME,
+    }
+
+
+async def get_webhooks(request: web.Request) -> web.Response:
+    """GET /v1/webhooks: the URL per event type, the signing secret and how it signs."""
+    return web.json_response(_webhooks_view(request.app[SERVICE], request[ACCOUNT]))
+
+
+async def put_webhooks(request: web.Request) -> web.Response:
+    """PUT /v1/webhooks: {"reply"?: URL|null, "status"?: URL|null, "rotate_secret"?: bool};
+    the types named are set (null removes), the others are left as they are."""
+    body = await _json_body(request)
+    kinds = {k.value for k in WebhookKind}
+    unknown = sorted(set(body) - kinds - {"rotate_secret"})
+    if unknown:
+        raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}")
+    urls: dict[WebhookKind | str, str | None] = {}
+    for kind in kinds & set(body):
+        value = body[kind]
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(f"'{kind}' must be a URL or null")
+        urls[kind] = value
+    rotate = body.get("rotate_secret", False)
+    if not isinstance(rotate, bool):
+        raise InvalidRequestError("'rotate_secret' must be true or false")
+    service = request.app[SERVICE]
+    service.set_webhooks(request[ACCOUNT], urls, format="v1")
+    if rotate:
+        service.rotate_webhook_secret(request[ACCOUNT])
+    return web.json_response(_webhooks_view(service, request[ACCOUNT]))
+
+
+async def fire_test(request: web.Request) -> web.Response:
+    """POST /v1/webhooks/test {"type": "reply"|"status"}: queue a test event (202)."""
+    body = await _json_body(request)
+    kind = body.get("type")
+    if not isinstance(kind, str):
+        raise InvalidRequestError("'type' must be 'reply' or 'status'")
+    event_id = request.app[SERVICE].fire_test_webhook(request[ACCOUNT], kind)
+    return web.json_response({"event_id": event_id}, status=202)
+
+
+def _event_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["event_id"],
+        "type": row["kind"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "last_status": row["last_status"],
+        "last_error": row["last_error"] or None,
+        "created_at": row["created_at"],
+        "last_attempt_at": row["last_attempt_at"],
+        "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
+        "delivered_at": row["delivered_at"],
+        "data": json.loads(row["payload"]),
+    }
+
+
+async def webhook_events(request: web.Request) -> web.Response:
+    """GET /v1/webhooks/events?state=&limit=&offset=: deliveries and their outcome."""
+    rows = request.app[SERVICE].webhook_events(
+        request[ACCOUNT],
+        state=request.query.get("state"),
+        limit=_int_query(request, "limit", 50),
+        offset=_int_query(request, "offset", 0),
+    )
+    return web.json_response({"events": [_event_view(r) for r in rows]})
+
+
+async def retry_webhook_event(request: web.Request) -> web.Response:
+    """POST /v1/webhooks/events/{id}/retry: send one event again now."""
+    event_id = request.match_info["id"]
+    if not request.app[SERVICE].retry_webhooks(request[ACCOUNT], [event_id]):
+        return _error(404, "not_found", "no such webhook event")
+    return web.json_response({"id": event_id, "state": "pending"})
+
+
 def build(service: GatewayService) -> web.Application:
     """The /v1 sub-application."""
     app = web.Application(middlewares=[errors_and_auth])
@@ -453,6 +555,11 @@ def build(service: GatewayService) -> web.Application:
     app.router.add_get("/groups", groups)
     app.router.add_get("/inbox", inbox)
     app.router.add_get("/sims", sims)
+    app.router.add_get("/webhooks", get_webhooks)
+    app.router.add_put("/webhooks", put_webhooks)
+    app.router.add_post("/webhooks/test", fire_test)
+    app.router.add_get("/webhooks/events", webhook_events)
+    app.router.add_post("/webhooks/events/{id}/retry", retry_webhook_event)
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
     return app
@@ -491,6 +598,27 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "properties": {"to": {"type": "string"}, "reason": {"type": "string"}},
             },
+            "WebhookUrls": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "reply": {"type": ["string", "null"], "format": "uri"},
+                    "status": {"type": ["string", "null"], "format": "uri"},
+                    "rotate_secret": {"type": "boolean", "default": False},
+                },
+            },
+            "WebhookEvent": {
+                "type": "object",
+                "description": "The body of a v1 webhook POST, signed as README describes",
+                "required": ["id", "type", "account_id", "created_at", "data"],
+                "properties": {
+                    "id": {"type": "string", "description": "stable across retries"},
+                    "type": {"type": "string", "enum": ["reply", "status"]},
+                    "account_id": {"type": "integer"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "data": {"type": "object"},
+                },
+            },
             "Submit": {
                 "type": "object",
                 "required": ["to", "text"],
@@ -517,6 +645,30 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "security": [{"bearer": []}, {"apiKey": []}],
+    # What smsgw POSTs to the URLs set with PUT /webhooks (OpenAPI 3.1 webhooks).
+    "webhooks": {
+        kind: {
+            "post": {
+                "summary": summary,
+                "parameters": [
+                    {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for h in ("X-Smsgw-Event-Id", "X-Smsgw-Timestamp", "X-Smsgw-Signature")
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/WebhookEvent"}
+                        }
+                    }
+                },
+                "responses": {"2XX": {"description": "received (anything else is retried)"}},
+            }
+        }
+        for kind, summary in (
+            ("reply", "An inbound message for the account (data: inbound_id, from, to, text...)"),
+            ("status", "A message's state changed (data: message_id, state, previous_state...)"),
+        )
+    },
     "paths": {
         "/messages": {
             "post": {
@@ -625,6 +777,68 @@ OPENAPI: dict[str, Any] = {
                 "summary": "SIMs (long codes) and their modems",
                 "responses": {"200": {"description": "sims"}},
             }
+        },
+        "/webhooks": {
+            "get": {
+                "summary": "Webhook URL per event type, the signing secret and the scheme",
+                "responses": {"200": {"description": "webhooks"}},
+            },
+            "put": {
+                "summary": "Set (URL) or remove (null) the types named; rotate the secret",
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/WebhookUrls"}}
+                    }
+                },
+                "responses": {
+                    "200": {"description": "webhooks"},
+                    "400": {
+                        "description": "a URL that is not http/https, or no host",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                },
+            },
+        },
+        "/webhooks/test": {
+            "post": {
+                "summary": "Queue a test event (data.test = true) for a type's URL",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["type"],
+                                "properties": {
+                                    "type": {"type": "string", "enum": ["reply", "status"]}
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "202": {"description": "queued: its event id"},
+                    "400": {"description": "no URL for that type"},
+                },
+            }
+        },
+        "/webhooks/events": {
+            "get": {
+                "summary": "Webhook events, newest first: attempts, last HTTP status and error",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": t}}
+                    for n, t in (("state", "string"), ("limit", "integer"), ("offset", "integer"))
+                ],
+                "responses": {"200": {"description": "events"}},
+            }
+        },
+        "/webhooks/events/{id}/retry": {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "post": {
+                "summary": "Send one event again now (a fresh retry window)",
+                "responses": {"200": {"description": "pending"}, "404": {"description": "unknown"}},
+            },
         },
         "/health": {
             "get": {

@@ -674,6 +674,32 @@ class GatewayService:
         self.store.set_webhook_subscription(account_id, which, url, host, format, now=self.wall())
         log.info("account %d: %s webhook -> %s (%s)", account_id, which, redact_url(url), format)
 
+    def set_webhooks(
+        self,
+        account_id: int,
+        urls: Mapping[WebhookKind | str, str | None],
+        *,
+        format: str | None = None,
+    ) -> None:
+        """Set (a URL) or remove (None) several kinds at once; every URL is checked before
+        anything changes, so one bad URL changes nothing. `format=None` keeps each
+        subscription's format (v1 for a new one)."""
+        self._account(account_id)
+        wanted = {_webhook_kind(kind): url for kind, url in urls.items()}
+        for kind, url in wanted.items():
+            if url is not None:
+                try:
+                    check_url(url)
+                except WebhookUrlError as exc:
+                    raise InvalidWebhookUrlError(f"{kind} webhook: {exc}") from exc
+        for kind, url in wanted.items():
+            if url is None:
+                self.delete_webhook(account_id, kind)
+                continue
+            current = self.store.webhook_subscription(account_id, kind)
+            keep = current["format"] if current is not None else "v1"
+            self.set_webhook(account_id, kind, url, format=format or keep)
+
     def webhooks(self, account_id: int) -> dict[WebhookKind, WebhookSubscription]:
         """The account's webhook subscriptions, by kind (kinds without one are left out)."""
         return {
