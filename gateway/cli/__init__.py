@@ -15,6 +15,7 @@ from gateway.cli.modem import modem_group
 from gateway.cli.pdu import pdu
 from gateway.cli.sims import modems_command, sims_group
 from gateway.cli.top import top_command
+from gateway.cli.webhooks import webhooks_group
 
 
 @click.group()
@@ -36,6 +37,7 @@ main.add_command(accounts_group)
 main.add_command(admin_group)
 main.add_command(top_command)
 main.add_command(modem_group)
+main.add_command(webhooks_group)
 main.add_command(emulator)
 # The issue names it `smsgw emulate`: the same command as `smsgw emulator run`.
 main.add_command(run_command, name="emulate")

@@ -1,4 +1,5 @@
-"""`smsgw accounts`: sub-accounts, their credentials, credits and the SIMs they may send from."""
+"""`smsgw accounts`: sub-accounts, their credentials, credits, the SIMs they may send from and
+their webhook URLs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import click
 
 from gateway.accounts import box_dial_code, create_account
 from gateway.cli.common import account_id, data_dir_option, json_option, now, open_store, show
+from gateway.models import WebhookKind
+from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
 
 
@@ -179,3 +182,50 @@ def accounts_revoke(data_dir: Path, name: str, iccids: tuple[str, ...], allow_al
         if not store.sims_of_account(account):
             click.echo(f"note: {name} has no SIM granted, so it may use every SIM", err=True)
         click.echo(_grants(store, name, account))
+
+
+@accounts_group.command("webhooks")
+@data_dir_option
+@click.argument("name")
+@click.option("--on-reply", metavar="URL", help="Where inbound messages (replies) are POSTed.")
+@click.option("--on-status", metavar="URL", help="Where status changes and reports are POSTed.")
+@click.option(
+    "--remove",
+    "remove",
+    multiple=True,
+    type=click.Choice([k.value for k in WebhookKind]),
+    help="Stop sending this kind (repeatable).",
+)
+@click.option("--rotate-secret", is_flag=True, help="New signing secret (receivers must update).")
+def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
+    data_dir: Path,
+    name: str,
+    on_reply: str | None,
+    on_status: str | None,
+    remove: tuple[str, ...],
+    rotate_secret: bool,
+) -> None:
+    """Show or set an account's webhook URLs; prints them and the signing secret as JSON."""
+    urls: dict[WebhookKind | str, str | None] = {kind: None for kind in remove}
+    for kind, url in ((WebhookKind.REPLY, on_reply), (WebhookKind.STATUS, on_status)):
+        if url is not None:
+            if kind in urls:
+                raise click.UsageError(f"--on-{kind} and --remove {kind} together")
+            urls[kind] = url
+    with open_store(data_dir) as store:
+        service = GatewayService(store, wall=now)
+        account = account_id(store, name)
+        try:
+            service.set_webhooks(account, urls)
+            if rotate_secret:
+                service.rotate_webhook_secret(account)
+            subscriptions = service.webhooks(account)
+            secret = service.webhook_secret(account)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from exc
+    view = {
+        kind.value: {"url": sub.url, "format": sub.format} if sub is not None else None
+        for kind in WebhookKind
+        for sub in [subscriptions.get(kind)]
+    }
+    click.echo(json.dumps({"sub_account": name, "webhooks": view, "secret": secret}))
