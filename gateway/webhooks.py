@@ -62,6 +62,7 @@ USER_AGENT = "smsgw-webhooks/1"
 SIGNATURE_TOLERANCE = 300  # seconds a receiver should accept a timestamp off its own clock
 MAX_URL_LENGTH = 2048
 PURGE_EVERY = 3600.0  # seconds between purges of old delivered events
+STOP_GRACE = 2.0  # seconds attempts in flight may finish when the daemon stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,8 +450,8 @@ class WebhookWorker:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; attempts still in flight are dropped (sent again at the
-        next start, with the same event id)."""
+        """Deliver until `stop` is set; attempts still in flight after STOP_GRACE are dropped
+        (sent again at the next start, with the same event id)."""
         async with self.session_factory(self.settings) as session:
             self._session = session
             try:
@@ -463,6 +464,8 @@ class WebhookWorker:
                     await self._wait(stop, delay)
             finally:
                 tasks = [task for _, task in self._inflight.values()]
+                if tasks:  # answers on their way are recorded, not sent again next start
+                    await asyncio.wait(tasks, timeout=STOP_GRACE)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -87,6 +87,7 @@ class Receiver:
 
     behaviour: Behaviour = ok
     host: str = "127.0.0.1"
+    port: int | None = None  # None: any free port
     seen: list[Seen] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     server: TestServer | None = None
@@ -107,7 +108,7 @@ class Receiver:
     async def __aenter__(self) -> Receiver:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server = TestServer(app, host=self.host)
+        self.server = TestServer(app, host=self.host, port=self.port)
         await self.server.start_server()
         return self
 
