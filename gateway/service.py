@@ -715,7 +715,7 @@ class GatewayService:
     def delete_webhook(self, account_id: int, kind: WebhookKind | str) -> bool:
         """Stop sending the account's `kind` events; False if there was no subscription."""
         which = _webhook_kind(kind)
-        deleted = self.store.delete_webhook_subscription(account_id, which)
+        deleted = self.store.delete_webhook_subscription(account_id, which, now=self.wall())
         if deleted:
             log.info("account %d: %s webhook removed", account_id, which)
         return deleted

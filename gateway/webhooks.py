@@ -524,28 +524,21 @@ class WebhookWorker:
             await asyncio.gather(*waits, return_exceptions=True)
 
     def _launch(self, now: datetime) -> None:
-        while len(self._inflight) < self.settings.concurrency:
-            busy = [h for h, n in self._hosts.items() if n >= self.settings.per_host]
-            free = self.settings.concurrency - len(self._inflight)
-            rows = self.store.due_webhook_events(
-                now, free, exclude_ids=self._inflight.keys(), exclude_hosts=busy
-            )
-            started = 0
-            for row in rows:
-                host = str(row["host"] or "")
-                if host and self._hosts[host] >= self.settings.per_host:
-                    continue  # the next query leaves this host out
-                self._start(row, host)
-                started += 1
-            if not started:
-                return
+        free = self.settings.concurrency - len(self._inflight)
+        if free <= 0:
+            return
+        rows = self.store.due_webhook_events(
+            now, free, exclude_ids=self._inflight.keys(),
+            room=lambda host: self.settings.per_host - self._hosts[host],
+        )  # fmt: skip
+        for row in rows:
+            self._start(row, str(row["host"]))
 
     def _start(self, row: dict[str, Any], host: str) -> None:
         row_id = int(row["id"])
         task = asyncio.create_task(self._attempt(row), name=f"webhook {row['event_id']}")
         self._inflight[row_id] = (host, task)
-        if host:
-            self._hosts[host] += 1
+        self._hosts[host] += 1
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         try:
@@ -563,11 +556,6 @@ class WebhookWorker:
 
     async def _deliver(self, row: dict[str, Any]) -> DeliveryResult | WebhookAttempt:
         now = self.clock.wall()
-        if row["url"] is None:
-            return WebhookAttempt(
-                int(row["id"]), WebhookState.FAILED, now,
-                error=f"the account has no {row['kind']} webhook any more",
-            )  # fmt: skip
         event = event_of(row)
         try:
             request = build_request(

@@ -309,7 +309,9 @@ MIGRATIONS: Sequence[str] = (
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
-    CREATE INDEX webhook_events_due ON webhook_events(next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX webhook_events_due ON webhook_events(account_id, kind, next_attempt_at)
+        WHERE state = 'pending';
+    CREATE INDEX webhook_events_next ON webhook_events(next_attempt_at) WHERE state = 'pending';
     CREATE INDEX webhook_events_order ON webhook_events(order_key, id) WHERE state = 'pending';
     CREATE INDEX webhook_events_state ON webhook_events(state, updated_at);
     CREATE INDEX webhook_events_account ON webhook_events(account_id, id);

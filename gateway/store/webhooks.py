@@ -64,14 +64,23 @@ class WebhookStore(StoreBase):
             )
             return self._secret(account_id, stamp)
 
-    def delete_webhook_subscription(self, account_id: int, kind: WebhookKind) -> bool:
-        """Remove a subscription; its pending events fail when their turn comes."""
+    def delete_webhook_subscription(
+        self, account_id: int, kind: WebhookKind, *, now: datetime
+    ) -> bool:
+        """Remove a subscription; its pending events fail with it (nowhere to send them)."""
         with self.transaction():
             cursor = self.conn.execute(
                 "DELETE FROM webhook_subscriptions WHERE account_id = ? AND kind = ?",
                 (account_id, kind.value),
             )
-        return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                self.conn.execute(
+                    "UPDATE webhook_events SET state = 'failed', last_error = ?,"
+                    " updated_at = ? WHERE account_id = ? AND kind = ? AND state = 'pending'",
+                    (f"the account's {kind.value} webhook was removed", utc_iso(now),
+                     account_id, kind.value),
+                )  # fmt: skip
+            return cursor.rowcount == 1
 
     def webhook_subscriptions(self, account_id: int) -> list[dict[str, Any]]:
         """The account's subscriptions, by kind."""
@@ -236,51 +245,56 @@ class WebhookStore(StoreBase):
 
     # -- the sender's queries ---------------------------------------------------------------
 
-    _DUE = (
-        "SELECT e.*, s.url, s.host, s.format, k.secret FROM webhook_events e"
-        " LEFT JOIN webhook_subscriptions s ON s.account_id = e.account_id AND s.kind = e.kind"
-        " LEFT JOIN webhook_secrets k ON k.account_id = e.account_id"
-        " WHERE e.state = 'pending' AND NOT EXISTS (SELECT 1 FROM webhook_events o"
-        "  WHERE o.order_key = e.order_key AND o.state = 'pending' AND o.id < e.id)"
-    )
-
     def due_webhook_events(
         self,
         now: datetime,
         limit: int,
         *,
         exclude_ids: Collection[int] = (),
-        exclude_hosts: Collection[str] = (),
+        room: Callable[[str], int] | None = None,
     ) -> list[dict[str, Any]]:
         """Pending events whose time has come and whose predecessors (same order key) are
-        settled, oldest first, with their subscription and secret; events in flight and hosts
-        at their concurrency limit are left out."""
-        sql = self._DUE + " AND e.next_attempt_at <= ?"
-        args: list[Any] = [utc_iso(now)]
+        settled, with their subscription and secret: per subscription, oldest first, at most
+        `room(host)` of them (the sender's free slots for that host; a full host's events are
+        not even read), `limit` in all; events in flight are left out."""
+        stamp = utc_iso(now)
+        skip = ""
         if exclude_ids:
-            sql += f" AND e.id NOT IN ({', '.join('?' * len(exclude_ids))})"
-            args.extend(exclude_ids)
-        if exclude_hosts:
-            sql += f" AND COALESCE(s.host, '') NOT IN ({', '.join('?' * len(exclude_hosts))})"
-            args.extend(exclude_hosts)
-        rows = self.conn.execute(
-            sql + " ORDER BY e.next_attempt_at, e.id LIMIT ?", (*args, limit)
+            skip = f" AND e.id NOT IN ({', '.join('?' * len(exclude_ids))})"
+        rows: list[dict[str, Any]] = []
+        subscriptions = self.conn.execute(
+            "SELECT s.*, k.secret FROM webhook_subscriptions s"
+            " LEFT JOIN webhook_secrets k ON k.account_id = s.account_id"
+            " ORDER BY s.account_id, s.kind"
         ).fetchall()
-        return [dict(r) for r in rows]
+        for sub in subscriptions:
+            take = min(limit - len(rows), room(sub["host"]) if room is not None else limit)
+            if take <= 0:
+                continue
+            found = self.conn.execute(
+                "SELECT e.* FROM webhook_events e INDEXED BY webhook_events_due"
+                " WHERE e.state = 'pending' AND e.account_id = ? AND e.kind = ?"
+                " AND e.next_attempt_at <= ?" + skip + " AND NOT EXISTS (SELECT 1"
+                " FROM webhook_events o WHERE o.order_key = e.order_key AND o.state = 'pending'"
+                " AND o.id < e.id) ORDER BY e.next_attempt_at, e.id LIMIT ?",
+                (sub["account_id"], sub["kind"], stamp, *exclude_ids, take),
+            ).fetchall()
+            extra = {k: sub[k] for k in ("url", "host", "format", "secret")}
+            rows.extend({**dict(r), **extra} for r in found)
+        return rows
 
     def next_webhook_due(self, *, exclude_ids: Collection[int] = ()) -> datetime | None:
-        """When the earliest deliverable pending event is due (None: nothing pending)."""
+        """When the earliest pending event not in flight is due (None: nothing pending); one
+        waiting behind its predecessor may make this early, never late."""
         sql = (
-            "SELECT MIN(e.next_attempt_at) FROM webhook_events e WHERE e.state = 'pending'"
-            " AND NOT EXISTS (SELECT 1 FROM webhook_events o WHERE o.order_key = e.order_key"
-            " AND o.state = 'pending' AND o.id < e.id)"
+            "SELECT next_attempt_at FROM webhook_events INDEXED BY webhook_events_next"
+            " WHERE state = 'pending'"
         )
-        args: list[Any] = []
         if exclude_ids:
-            sql += f" AND e.id NOT IN ({', '.join('?' * len(exclude_ids))})"
-            args.extend(exclude_ids)
-        row = self.conn.execute(sql, args).fetchone()
-        return datetime.fromisoformat(row[0]) if row[0] is not None else None
+            sql += f" AND id NOT IN ({', '.join('?' * len(exclude_ids))})"
+        row = self.conn.execute(sql + " ORDER BY next_attempt_at LIMIT 1", tuple(exclude_ids))
+        first = row.fetchone()
+        return datetime.fromisoformat(first[0]) if first is not None else None
 
     def record_webhook_attempts(self, attempts: Sequence[WebhookAttempt]) -> None:
         """Record many attempts' outcomes in one transaction (one fsync for a burst)."""
@@ -302,6 +316,16 @@ class WebhookStore(StoreBase):
                         a.state.value, stamp, a.row_id,
                     ),
                 )  # fmt: skip
+                if a.state is WebhookState.PENDING and a.next_attempt_at is not None:
+                    # Events queued behind it wait as long: the due query never reads them
+                    # while their predecessor backs off.
+                    self.conn.execute(
+                        "UPDATE webhook_events SET next_attempt_at = ? WHERE state = 'pending'"
+                        " AND next_attempt_at < ? AND id > ? AND order_key ="
+                        " (SELECT order_key FROM webhook_events WHERE id = ?)",
+                        (utc_iso(a.next_attempt_at), utc_iso(a.next_attempt_at), a.row_id,
+                         a.row_id),
+                    )  # fmt: skip
 
     # -- operator and API queries -----------------------------------------------------------
 

@@ -443,17 +443,38 @@ async def test_order_per_message_and_a_stuck_host_does_not_hold_others(store: St
         assert states == ["sending", "sent", "delivered"]
 
 
-async def test_deleted_subscription_fails_its_events(store: Store) -> None:
+def test_removing_a_subscription_fails_its_pending_events(store: Store) -> None:
+    service, account = _setup(store)
+    service.set_webhook(account, "status", "http://127.0.0.1:9/never")
+    service.set_webhook(account, "reply", "http://127.0.0.1:9/in")
+    _advance(store, _message(store, account), S.SENDING)
+    service.fire_test_webhook(account, "reply")
+    assert service.delete_webhook(account, "status")
+    assert not service.delete_webhook(account, "status")
+    rows = {r["kind"]: r for r in store.list_webhook_events(account_id=account)}
+    assert rows["status"]["state"] == "failed"
+    assert rows["status"]["last_error"] == "the account's status webhook was removed"
+    assert rows["reply"]["state"] == "pending"  # the other kind is untouched
+
+
+async def test_followers_wait_with_their_backing_off_predecessor(store: Store) -> None:
     clock = ManualClock(T0)
     service, account = _setup(store, clock)
-    service.set_webhook(account, "status", "http://127.0.0.1:9/never")
-    _advance(store, _message(store, account), S.SENDING)
-    assert service.delete_webhook(account, "status")
-    async with _worker(store, clock) as worker:
+
+    async def down(request: web.Request, receiver: Receiver) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    async with Receiver(down) as receiver, _worker(store, clock) as worker:
+        service.set_webhook(account, "status", receiver.url())
+        _advance(store, _message(store, account), S.SENDING, S.SENT, S.DELIVERED)
+        await receiver.wait_for(1)
         await worker.quiet()
-    (row,) = store.list_webhook_events(account_id=account)
-    assert row["state"] == "failed"
-    assert row["last_error"] == "the account has no status webhook any more"
+    head, *followers = sorted(store.list_webhook_events(account_id=account), key=lambda r: r["id"])
+    assert head["attempts"] == 1
+    assert all(f["attempts"] == 0 for f in followers)
+    # Not due before the head's next attempt: the due query does not even read them meanwhile.
+    assert {f["next_attempt_at"] for f in followers} == {head["next_attempt_at"]}
+    assert store.due_webhook_events(clock.now, 10) == []
 
 
 async def test_a_registered_get_format_and_a_skipping_one(store: Store) -> None:
