@@ -515,3 +515,26 @@ async def test_try_webhook_sends_one_test_event_now(store: Store) -> None:
     (seen,) = receiver.seen
     assert seen.json()["data"]["test"] is True
     assert store.list_webhook_events(account_id=account) == []  # nothing queued
+
+
+def test_webhook_settings_from_toml(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load
+
+    path = tmp_path / "smsgw.toml"
+    path.write_text(
+        "[webhooks]\ntimeout = 3\nretry_window = 3600\nper_host = 2\nverify_tls = false\n"
+    )
+    settings = load(path).webhooks
+    assert (settings.timeout, settings.retry_window, settings.per_host) == (3.0, 3600.0, 2)
+    assert settings.verify_tls is False
+    assert settings.backoff_cap == 600.0  # the rest keep their defaults
+    assert load(None).webhooks == WebhookSettings()
+    for bad, message in (
+        ("timeout = 0", "webhooks.timeout must be positive"),
+        ("per_host = 'four'", "per_host has the wrong type"),
+        ("retries = 3", r"unknown \[webhooks\] key\(s\): retries"),
+        ("backoff_first = 60\nbackoff_cap = 10", "backoff_cap must be at least backoff_first"),
+    ):
+        path.write_text(f"[webhooks]\n{bad}\n")
+        with pytest.raises(ConfigError, match=message):
+            load(path)
