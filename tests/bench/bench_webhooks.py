@@ -172,6 +172,9 @@ async def _sending(mode: str) -> dict[str, float]:
         results["receiver_requests"] = float(receiver_stats.get("requests", 0))
         if mode == "huge":
             results["receiver_mb_out"] = receiver_stats.get("bytes_out", 0) / 2**20
+            results["receiver_max_mb_one_answer"] = (
+                receiver_stats.get("max_bytes_one_answer", 0) / 2**20
+            )
     return results
 
 

@@ -18,7 +18,7 @@ ELSEWHERE = "http://198.51.100.7/stolen"  # TEST-NET-2: nobody there; must never
 
 
 async def main(mode: str) -> None:
-    stats = {"requests": 0, "bytes_out": 0}
+    stats = {"requests": 0, "bytes_out": 0, "max_bytes_one_answer": 0}
     forever = asyncio.Event()
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -34,12 +34,16 @@ async def main(mode: str) -> None:
             response = web.StreamResponse()
             await response.prepare(request)
             chunk = b"x" * 65536
+            written = 0
             try:
-                while stats["bytes_out"] < HUGE:
+                while written < HUGE:  # each answer is 100 MB, if the client reads it all
                     await response.write(chunk)
-                    stats["bytes_out"] += len(chunk)
+                    written += len(chunk)
             except (ConnectionError, RuntimeError):
                 pass
+            finally:
+                stats["bytes_out"] += written
+                stats["max_bytes_one_answer"] = max(stats["max_bytes_one_answer"], written)
             return response
         return web.Response(status=204)
 
