@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from gateway.accounts import create_account
 from gateway.cli import main
 from gateway.cli.common import table, tsv
+from gateway.models import WebhookKind
 from gateway.store import Store
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -35,6 +36,7 @@ LISTINGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("outbox",): ("--account", "shop"),
     ("inbox",): ("--account", "shop"),
     ("emulator", "personalities"): (),
+    ("webhooks", "list"): (),
 }
 
 
@@ -53,6 +55,9 @@ def _world(directory: Path) -> None:
              "parts_received": 1, "parts_total": 1, "complete": 1},
             [], now=T0,
         )  # fmt: skip
+        store.set_webhook_subscription(account, WebhookKind.STATUS, "https://crm.example/dlr",
+                                       "crm.example:443", "v1", now=T0)  # fmt: skip
+        store.enqueue_webhook(account, WebhookKind.STATUS, {"message_id": 1}, now=T0)
     finally:
         store.close()
 
@@ -106,6 +111,9 @@ def test_listing_as_json(tmp_path: Path, command: tuple[str, ...]) -> None:
             )  # fmt: skip
         case ("inbox",):
             assert (first["originator"], first["body"]) == ("+15551230001", "a reply\twith a tab")
+        case ("webhooks", "list"):
+            assert (first["kind"], first["state"], first["attempts"]) == ("status", "pending", 0)
+            assert first["event_id"].startswith("evt_")
         case ("emulator", "personalities"):
             by_name = {r["name"]: r for r in rows}
             assert "huawei-e1752.txt" in by_name["huawei"]["transcripts"]

@@ -111,7 +111,9 @@ def test_list_retry_and_purge(tmp_path: Path) -> None:
     }  # fmt: skip
     (only,) = json.loads(_run("webhooks", "list", "--state", "failed", "--json", data_dir=tmp_path))
     assert (only["event_id"], only["last_status"], only["last_error"]) == (failed, 500, "HTTP 500")
-    assert "webhook events" in _run("webhooks", "list", "--account", "shop", data_dir=tmp_path)
+    piped = _run("webhooks", "list", "--account", "shop", data_dir=tmp_path).splitlines()
+    assert piped[0].split("\t")[:4] == ["event_id", "account_id", "kind", "state"]
+    assert len(piped) == 4  # a header and three events, tab-separated
 
     # Purge: delivered only by default, failed on request, never pending.
     assert json.loads(_run("webhooks", "purge", "--older-than", "30", data_dir=tmp_path)) == {
