@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -138,13 +139,18 @@ def _config(tmp_path: Path, http_port: int) -> Path:
     return config
 
 
-async def _daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
+def _daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT,
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> int:
+    """The exit status, waited for off the loop (the receiver keeps answering meanwhile)."""
+    return await asyncio.get_running_loop().run_in_executor(None, proc.wait)
 
 
 async def test_kill_9_mid_delivery_loses_no_webhook(tmp_path: Path) -> None:
@@ -178,31 +184,31 @@ async def test_kill_9_mid_delivery_loses_no_webhook(tmp_path: Path) -> None:
 
         config = _config(tmp_path, _free_port())
         log = tmp_path / "daemon.log"
-        proc = await _daemon(config, log)
+        proc = _daemon(config, log)
         try:
             await held.wait()
             proc.send_signal(signal.SIGKILL)
-            assert await proc.wait() == -signal.SIGKILL
+            assert await _exited(proc) == -signal.SIGKILL
         finally:
-            if proc.returncode is None:
+            if proc.poll() is None:
                 proc.kill()
-                await proc.wait()
+                await _exited(proc)
         release.set()
         before_restart = len(receiver.seen)
         assert before_restart < total
 
-        proc = await _daemon(config, log)
+        proc = _daemon(config, log)
         try:
             while len({s.headers["X-Smsgw-Event-Id"] for s in receiver.seen}) < total:
                 receiver.arrived.clear()
                 await receiver.arrived.wait()
             # A clean stop lets the attempts on their way finish and records them.
             proc.send_signal(signal.SIGTERM)
-            assert await proc.wait() == 0, log.read_text()
+            assert await _exited(proc) == 0, log.read_text()
         finally:
-            if proc.returncode is None:
+            if proc.poll() is None:
                 proc.kill()
-                await proc.wait()
+                await _exited(proc)
 
     store = Store.open(tmp_path / "data")
     try:
