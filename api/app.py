@@ -63,7 +63,10 @@ def build_app(
 
 async def start(service: GatewayService, config: Config) -> Callable[[], Awaitable[None]]:
     """Entry point for gateway.daemon (group `smsgw.frontends`): serve until the stop call."""
-    runner = web.AppRunner(build_app(service, metrics_token=config.metrics_token), access_log=None)
+    app = build_app(
+        service, metrics_token=config.metrics_token, webhook_counts=service.webhook_counts
+    )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()

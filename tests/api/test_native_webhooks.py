@@ -131,3 +131,40 @@ def test_openapi_describes_the_webhooks(tmp_path: Path) -> None:
         assert set(doc["webhooks"]) == {"reply", "status"}
 
     _run(tmp_path, scenario)
+
+
+def test_the_daemons_http_frontend_exports_webhook_counts(tmp_path: Path) -> None:
+    """api.app.start (what the daemon loads) feeds /metrics and the dashboard from
+    GatewayService.webhook_counts()."""
+    import socket
+
+    import aiohttp
+
+    from api.app import start
+    from gateway.config import Config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    store = Store.open(tmp_path)
+    account = create_account(store, "shop", now=T0).account_id
+    service = GatewayService(store, wall=lambda: T0)
+    service.set_webhook(account, "reply", "http://127.0.0.1:9/")
+    service.fire_test_webhook(account, "reply")
+
+    async def main() -> str:
+        stop = await start(service, Config(data_dir=tmp_path, http_host="127.0.0.1",
+                                           http_port=port))  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as client:
+                r = await client.get(f"http://127.0.0.1:{port}/metrics")
+                return await r.text()
+        finally:
+            await stop()
+
+    try:
+        text = asyncio.run(main())
+    finally:
+        store.close()
+    assert 'smsgw_webhook_deliveries{state="pending"} 1.0' in text
+    assert "smsgw_webhook_delivered_total 0.0" in text
