@@ -89,17 +89,27 @@ class StoreBase:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block in one IMMEDIATE transaction; committed (durable) when the block exits."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """Run a block in one IMMEDIATE transaction; committed (durable) when the block exits.
+
+        `durable=False` skips the fsync for bookkeeping whose loss in a power cut only repeats
+        work (the webhook sender's attempt records): WAL keeps it consistent, and the next
+        durable commit's fsync makes it durable too."""
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            self._after_commit.clear()
-            raise
-        started = time.perf_counter()
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                self._after_commit.clear()
+                raise
+            started = time.perf_counter()
+            self.conn.execute("COMMIT")
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
         if self._after_commit:

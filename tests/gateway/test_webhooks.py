@@ -538,3 +538,20 @@ def test_webhook_settings_from_toml(tmp_path: Path) -> None:
         path.write_text(f"[webhooks]\n{bad}\n")
         with pytest.raises(ConfigError, match=message):
             load(path)
+
+
+def test_attempt_records_skip_the_fsync_and_the_next_commit_is_full_again(store: Store) -> None:
+    from gateway.store import WebhookAttempt
+    from gateway.webhooks import WebhookState
+
+    service, account = _setup(store)
+    service.set_webhook(account, "status", "http://127.0.0.1:9/x")
+    _advance(store, _message(store, account), S.SENDING)
+    (row,) = store.list_webhook_events()
+    seen: list[int] = []
+    store.conn.set_trace_callback(lambda sql: seen.append(sql.startswith("PRAGMA synchronous")))
+    store.record_webhook_attempts([WebhookAttempt(row["id"], WebhookState.DELIVERED, T0)])
+    store.conn.set_trace_callback(None)
+    assert sum(seen) == 2  # NORMAL for this transaction, FULL again after it
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.list_webhook_events()[0]["state"] == "delivered"
