@@ -124,9 +124,7 @@ class Gateway:
         dispatcher = Dispatcher(store, outbox)
         service.on_accepted = dispatcher.wake
         # Its own tasks, bounded per host: a slow subscriber never holds up a send.
-        webhooks = WebhookWorker(
-            store, config.webhooks, clock=Clock(loop.time, wall, asyncio.sleep)
-        )
+        webhooks = WebhookWorker(store, config.webhooks, clock=clock)
         store.on_webhook_enqueued = webhooks.wake
         gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)
         service.live_modems = gateway.live_modems
