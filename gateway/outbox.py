@@ -103,6 +103,8 @@ class Outbox:
         self.telemetry = telemetry
         # SIMs with a part between its durable SENDING and its recorded outcome.
         self.on_wire: set[int] = set()
+        # When each paced batch last put a part on the wire (any SIM), for its batch_gap.
+        self._batch_last: dict[int, float] = {}
 
     def _next_reference(self, sim_id: int) -> int:
         ref = self._concat_refs.get(sim_id, 0)
@@ -150,15 +152,17 @@ class Outbox:
                 f"message {message_id}: stored {len(parts)} parts but the text needs {len(submits)}"
             )
         state = PartState(message["state"])
-        # A batch may ask for a slower pace than its SIMs' own (UltraSMS `throttle`).
+        # A batch may ask for a slower pace than its SIMs' own (UltraSMS `throttle`), and for
+        # a pace of the whole batch across every SIM (Zoom Connect `messagesPerMinute`).
         batch = self.store.batch(message["batch_id"]) if message["batch_id"] is not None else None
         pace = float(batch["throttle_interval"] or 0.0) if batch is not None else 0.0
+        gap = float(batch["batch_gap"] or 0.0) if batch is not None else 0.0
         for part, submit in zip(parts, submits, strict=True):
             if part["state"] != PartState.QUEUED.value:
                 continue
             if keep_going is not None and not keep_going():
                 break
-            state = await self._send_part(part, submit, sim_id, message, pace)
+            state = await self._send_part(part, submit, sim_id, message, pace, gap=gap)
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
         return state
@@ -181,17 +185,26 @@ class Outbox:
         sim_id: int,
         message: Mapping[str, Any],
         pace: float = 0.0,
+        *,
+        gap: float = 0.0,
     ) -> PartState:
         recipient = message["recipient"]
         throttle = self.pool.get(sim_id).throttle
+        batch_id = message["batch_id"]
         while True:
             tick = self.clock.monotonic()
             not_before = throttle.check(tick, recipient).not_before
             if pace and throttle.last_send is not None:
                 not_before = max(not_before, throttle.last_send + pace)
+            last = self._batch_last.get(batch_id) if gap else None
+            if last is not None:
+                not_before = max(not_before, last + gap)
             if not_before <= tick:
                 break
             await self.clock.sleep(not_before - tick)
+        if gap:
+            # Claimed before any await: another SIM's loop sees it at once and waits its turn.
+            self._batch_last[batch_id] = tick
         now = self.clock.wall()
         # Durable BEFORE the first byte of AT+CMGS: a crash from here on leaves it SENDING,
         # which recovery turns into UNCERTAIN rather than sending it twice.

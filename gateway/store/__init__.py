@@ -3,9 +3,11 @@
 Only this package holds SQL. `base` owns the connection and transactions; `messages` (outbound
 messages, parts, batches, series), `inbound` (inbound parts, messages and status reports),
 `sims` (SIMs and modems), `accounts` (accounts, credits, OTPs), `contacts` (contacts, groups,
-opt-outs, appointments), `settings` (box-wide values) and `webhooks` (subscriptions,
-secrets, the webhook outbox) each add the queries for what they store; `operator` holds
-the read-only queries of the operator's view across every account.
+opt-outs, appointments), `settings` (box-wide values), `webhooks` (subscriptions, secrets,
+the webhook outbox), `groups` (contacts and groups by id, memberships), `teams` (sub-accounts,
+sending tokens, transfers), `templates` and `mailbox` (both directions as one list, read/deleted
+flags, statistics) each add the queries for what they store; `operator` holds the read-only
+queries of the operator's view across every account.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from gateway.store.base import (
     utc_iso,
 )
 from gateway.store.contacts import ContactStore
+from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
+from gateway.store.mailbox import MailboxQuery, MailboxStore
 from gateway.store.messages import AcceptedMessage, MessageQuery, MessageStore
 from gateway.store.operator import InboxSearch, MessageSearch, OperatorStore
 from gateway.store.settings import SettingsStore
 from gateway.store.sims import SIM_LIMIT_COLUMNS, SimStore
+from gateway.store.teams import TeamStore
+from gateway.store.templates import TemplateStore
 from gateway.store.webhooks import WebhookAttempt, WebhookStore
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "SIM_LIMIT_COLUMNS",
     "AcceptedMessage",
     "InboxSearch",
+    "MailboxQuery",
     "MessageQuery",
     "MessageSearch",
     "StaleStateError",
@@ -53,5 +60,9 @@ class Store(
     SettingsStore,
     OperatorStore,
     WebhookStore,
+    GroupStore,
+    TeamStore,
+    TemplateStore,
+    MailboxStore,
 ):
     """Every query of the gateway, on one connection; the daemon calls it from one writer thread."""

@@ -316,6 +316,39 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX webhook_events_state ON webhook_events(state, updated_at);
     CREATE INDEX webhook_events_account ON webhook_events(account_id, id);
     """,
+    # 8: teams, templates, read/deleted flags and group memberships (the Zoom Connect dialect,
+    # but every one of them dialect-neutral). A sub-account belongs to the account that made it
+    # (parent_id); a URL-sending token (its digest) may only send; a contact may sit in more
+    # groups than its own (contacts.group_id stays its first); a batch may be paced as a whole.
+    """
+    ALTER TABLE accounts ADD COLUMN parent_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL;
+    ALTER TABLE accounts ADD COLUMN first_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN last_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN contact_number TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN company TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN send_token TEXT;
+    CREATE UNIQUE INDEX accounts_send_token ON accounts(send_token) WHERE send_token IS NOT NULL;
+    CREATE INDEX accounts_email ON accounts(email COLLATE NOCASE);
+    CREATE INDEX accounts_parent ON accounts(parent_id);
+    ALTER TABLE messages ADD COLUMN is_read INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbound ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN batch_gap REAL;
+    CREATE TABLE templates (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX templates_account ON templates(account_id, id);
+    CREATE TABLE contact_group_members (
+        group_id INTEGER NOT NULL REFERENCES contact_groups(id) ON DELETE CASCADE,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, contact_id)
+    );
+    CREATE INDEX contact_group_members_contact ON contact_group_members(contact_id);
+    """,
 )
 
 
