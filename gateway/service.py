@@ -25,6 +25,8 @@ from gateway.accounts import (
 )
 from gateway.config import WebhookSettings
 from gateway.contacts import ContactBook
+from gateway.directory import Directory
+from gateway.mailbox import Mailbox
 from gateway.models import ModemState, PartState, ThrottlePolicy, WebhookKind, WebhookState
 from gateway.numbers import InvalidNumberError, NoDialCodeError, mask, normalize
 from gateway.operator import (
@@ -51,6 +53,7 @@ from gateway.store import (
     utc_iso,
 )
 from gateway.store.webhooks import new_event_id
+from gateway.teams import TeamBook
 from gateway.telemetry import Telemetry
 from gateway.webhooks import (
     DeliveryResult,
@@ -63,7 +66,7 @@ from gateway.webhooks import (
     sample_data,
     sample_event,
 )
-from modem.pdu import count
+from modem.pdu import Alphabet, PduError, count, segment
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ _VERIFIED: dict[tuple[int, str], bytes] = {}
 _VERIFIED_MAX = 10_000
 # Recipients repeat (contacts, groups): parsing a number with phonenumbers costs ~0.1 ms.
 _normalize = functools.lru_cache(maxsize=8192)(normalize)
+# Texts repeat too (bulk sends, analysis calls); counting is pure, so its answers can be kept.
+_count = functools.lru_cache(maxsize=4096)(count)
+_segment = functools.lru_cache(maxsize=1024)(segment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +188,10 @@ class GatewayService:
         # Provider dialects (issue 7): contacts and OTPs, and the password-check cache.
         self.contacts = ContactBook(store, wall=wall)
         self.otps = OtpBook(store, wall=wall)
+        # Zoom Connect-style teams, contacts/groups/templates by id, and the two-way mailbox.
+        self.teams = TeamBook(store, wall=wall)
+        self.directory = Directory(store, wall=wall)
+        self.mailbox = Mailbox(store, wall=wall)
         self._group: list[tuple[_BatchPlan, asyncio.Future[BatchResult]]] = []
         # Called after new work is accepted, so the dispatcher starts it without waiting for
         # its next tick (the daemon wires it to Dispatcher.wake).
@@ -849,6 +859,44 @@ class GatewayService:
             raise AccountDisabledError("API access is disabled for this account")
         return account
 
+    def account_by_email_token(self, email: str, token: str) -> dict[str, Any]:
+        """The account for an email address and REST token (the token's digest compared in
+        constant time), telling unknown credentials from disabled accounts."""
+        if not email or not token:
+            raise UnknownAccountError("email and token are required")
+        digest = secret_digest(token)
+        found = None
+        for account in self.store.accounts_by_email(email):
+            if hmac.compare_digest(str(account["token"]), digest):
+                found = account
+        if found is None:
+            raise UnknownAccountError("incorrect email address or token")
+        if not found["api_enabled"]:
+            raise AccountDisabledError("API access is disabled for this account")
+        return found
+
+    def account_by_send_token(self, token: str) -> dict[str, Any]:
+        """The account for a URL-sending token (it may only send)."""
+        account = self.store.account_by_send_token(secret_digest(token)) if token else None
+        if account is None or not hmac.compare_digest(
+            str(account["send_token"]), secret_digest(token)
+        ):
+            raise UnknownAccountError("unknown URL-sending token")
+        if not account["api_enabled"]:
+            raise AccountDisabledError("API access is disabled for this account")
+        return account
+
+    def analyse(self, text: str) -> Analysis:
+        """How `text` would be sent: the same count() and limits that submit applies."""
+        try:
+            cost = _count(text)
+            seg = _segment(text)
+        except PduError as exc:  # a lone surrogate cannot be encoded at all
+            raise InvalidRequestError(f"message cannot be encoded: {exc}") from None
+        within = 0 < len(text) <= MAX_BODY_CHARACTERS
+        return Analysis(cost.encoding, cost.parts, cost.units, cost.characters, within,
+                        cost.parts, seg.segments)  # fmt: skip
+
     def account_zone(self, account: dict[str, Any]) -> tzinfo:
         """The account's timezone (UTC when unset or unknown)."""
         try:
@@ -912,11 +960,20 @@ class GatewayService:
         throttle: float | None = None,
         dial_code: str | None = None,
         extra: dict[str, Any] | None = None,
+        unique: bool = True,
+        per_minute: int | None = None,
     ) -> BatchResult:
         """submit_batch for request handlers: batches accepted in the same moment share one
-        transaction (one fsync), and each caller resumes only once that commit is durable."""
+        transaction (one fsync), and each caller resumes only once that commit is durable.
+
+        unique=False keeps every item (several texts to one number); `per_minute` paces the
+        whole batch, across every SIM, on top of each SIM's own limits.
+        """
+        if per_minute is not None and not 1 <= per_minute <= 6000:
+            raise InvalidRequestError("a batch rate is 1-6000 messages per minute")
         plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
-                                throttle=throttle, dial_code=dial_code, extra=extra)  # fmt: skip
+                                throttle=throttle, dial_code=dial_code, extra=extra,
+                                unique=unique, per_minute=per_minute)  # fmt: skip
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
         self._group.append((plan, future))
@@ -957,6 +1014,8 @@ class GatewayService:
         throttle: float | None,
         dial_code: str | None,
         extra: dict[str, Any] | None,
+        unique: bool = True,
+        per_minute: int | None = None,
     ) -> _BatchPlan:
         account = self._account(account_id)
         dial = self.dial_code(account) if dial_code is None else dial_code
@@ -977,10 +1036,14 @@ class GatewayService:
                     Rejected(item.recipient, str(exc), isinstance(exc, NoDialCodeError))
                 )
                 continue
-            if number in seen:
-                continue
-            seen.add(number)
-            cost = count(item.text)
+            if unique:
+                if number in seen:
+                    continue
+                seen.add(number)
+            try:
+                cost = _count(item.text)
+            except PduError as exc:
+                raise InvalidRequestError(f"message cannot be encoded: {exc}") from None
             total += cost.parts
             rows.append(
                 {
@@ -1008,6 +1071,7 @@ class GatewayService:
             "sender": sender,
             "rotate": int(rotate),
             "throttle_interval": throttle,
+            "batch_gap": 60.0 / per_minute if per_minute else None,
             "extra": json.dumps(extra or {}),
         }
         return _BatchPlan(batch, rows, total, tuple(rejected))
@@ -1199,3 +1263,18 @@ class BatchResult:
     message_ids: tuple[int, ...]
     units_charged: int
     rejected: tuple[Rejected, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """How a text would go: alphabet, parts, length in units (septets or UTF-16 code units,
+    as counted against 160/153 and 70/67), characters, whether submit accepts it, the credits
+    it costs per recipient and the text of each part."""
+
+    encoding: Alphabet
+    parts: int
+    length: int
+    characters: int
+    within_limit: bool
+    credits: int
+    segments: tuple[str, ...]
