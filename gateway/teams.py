@@ -197,3 +197,9 @@ class TeamBook:
         token = secrets.token_hex(16)
         self.store.set_send_token(account_id, secret_digest(token))
         return token
+
+    def issue_token(self, account_id: int) -> str:
+        """A new REST token for the account (the old one stops working)."""
+        token = secrets.token_hex(16)
+        self.store.set_token(account_id, secret_digest(token))
+        return token

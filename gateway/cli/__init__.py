@@ -14,6 +14,7 @@ from gateway.cli.messages import inbox_command, outbox_command, send_command
 from gateway.cli.modem import modem_group
 from gateway.cli.pdu import pdu
 from gateway.cli.sims import modems_command, sims_group
+from gateway.cli.templates import templates_group
 from gateway.cli.top import top_command
 from gateway.cli.webhooks import webhooks_group
 
@@ -36,6 +37,7 @@ main.add_command(demo_command)
 main.add_command(accounts_group)
 main.add_command(admin_group)
 main.add_command(top_command)
+main.add_command(templates_group)
 main.add_command(modem_group)
 main.add_command(webhooks_group)
 main.add_command(emulator)

@@ -13,6 +13,7 @@ from gateway.cli.common import account_id, data_dir_option, json_option, now, op
 from gateway.models import WebhookKind
 from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
+from gateway.teams import TeamBook
 
 
 @click.group("accounts")
@@ -41,10 +42,14 @@ def accounts_create(  # noqa: PLR0917 - one parameter per click option
     unlimited: bool,
     dial_code: str | None,
 ) -> None:
-    """Create a sub-account, ready to send, and print its credentials (shown once) as JSON."""
+    """Create a sub-account, ready to send, and print its credentials (shown once) as JSON.
+
+    With --email, the account can also use the Zoom Connect API (email + token)."""
     with open_store(data_dir) as store:
         if store.account_by_name(name) is not None:
             raise click.ClickException(f"account {name!r} exists (smsgw accounts list)")
+        if email and store.accounts_by_email(email):
+            raise click.ClickException(f"another account already has the email {email!r}")
         try:
             c = create_account(
                 store, name, now=now(), email=email, credits=credits, unlimited=unlimited,
@@ -229,3 +234,23 @@ def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
         for sub in [subscriptions.get(kind)]
     }
     click.echo(json.dumps({"sub_account": name, "webhooks": view, "secret": secret}))
+
+
+@accounts_group.command("token")
+@data_dir_option
+@click.argument("name")
+def accounts_token(data_dir: Path, name: str) -> None:
+    """Issue a new REST token (Zoom Connect `token`); the old one stops working."""
+    with open_store(data_dir) as store:
+        token = TeamBook(store, wall=now).issue_token(account_id(store, name))
+    click.echo(json.dumps({"sub_account": name, "token": token}))
+
+
+@accounts_group.command("send-token")
+@data_dir_option
+@click.argument("name")
+def accounts_send_token(data_dir: Path, name: str) -> None:
+    """Issue a new URL-sending token (Zoom Connect sms/send-url/{token}); it may only send."""
+    with open_store(data_dir) as store:
+        token = TeamBook(store, wall=now).issue_send_token(account_id(store, name))
+    click.echo(json.dumps({"sub_account": name, "send_token": token}))

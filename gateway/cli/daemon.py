@@ -17,6 +17,7 @@ from gateway.accounts import create_account, reset_credentials
 from gateway.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
 from gateway.store import Store
+from gateway.teams import TeamBook
 
 DEMO_PERSONALITIES = ("generic", "huawei", "sim800", "ec25", "sim7600", "wavecom", "zte")
 
@@ -113,20 +114,29 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
         asyncio.run(main())
 
 
+DEMO_EMAIL = "demo@smsgw.local"
+
+
 def _demo_account(store: Store) -> dict[str, str]:
     existing = store.account_by_name("demo")
     if existing is not None:
         # Keys are stored hashed: a reused demo data dir gets a fresh key (and password).
         c = reset_credentials(store, existing["id"])
-        return {"sub_account": "demo", "password": c.password, "api_key": c.api_key,
-                "token": c.token}  # fmt: skip
-    # Like any new account: unlimited, numbers with a leading 0 in the SIMs' country (+44).
-    c = create_account(store, "demo", now=datetime.now(UTC))
+        account_id = int(existing["id"])
+        if not existing["email"]:
+            store.update_profile(account_id, {"email": DEMO_EMAIL})
+    else:
+        # Like any new account: unlimited, numbers with a leading 0 in the SIMs' country (+44).
+        c = create_account(store, "demo", now=datetime.now(UTC), email=DEMO_EMAIL)
+        account_id = c.account_id
+    send_token = TeamBook(store, wall=lambda: datetime.now(UTC)).issue_send_token(account_id)
     return {
-        "sub_account": c.sub_account,
+        "sub_account": "demo",
         "password": c.password,
         "api_key": c.api_key,
+        "email": str((store.account(account_id) or {}).get("email", DEMO_EMAIL)),
         "token": c.token,
+        "send_token": send_token,
     }
 
 
@@ -161,4 +171,12 @@ def _print_demo(
             f"&sub_account_pass={credentials['password']}&action=account_info'"
         )
         click.echo(f"  curl -s '{base}/apis/getcreditbalance/?apikey={key}&type=1'")
+    if "email" in credentials:  # Zoom Connect REST (README: Compatibility)
+        zoom = f"{base}/app/api/rest/v1"
+        auth = f"-H 'email: {credentials['email']}' -H 'token: {credentials['token']}'"
+        click.echo(f"  curl -s {zoom}/account/balance {auth}")
+        click.echo(
+            f"  curl -s -X POST {zoom}/sms/send {auth} -H 'Content-Type: application/json'"
+            ' -d \'{"recipientNumber": "+15005550000", "message": "Hello from smsgw"}\''
+        )
     click.echo("Ctrl-C stops the demo.\n")

@@ -123,3 +123,8 @@ class TeamStore(StoreBase):
                     ],
                 )
         return account_id
+
+    def set_token(self, account_id: int, digest: str) -> None:
+        """Replace an account's REST token (its digest)."""
+        with self.transaction():
+            self.conn.execute("UPDATE accounts SET token = ? WHERE id = ?", (digest, account_id))
