@@ -234,7 +234,7 @@ def _integer(value: Any, name: str) -> int | None:
     if isinstance(value, int):
         number = value
     elif (isinstance(value, float) and math.isfinite(value) and value.is_integer()) or (
-        isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value)
+        isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value)
     ):
         number = int(value)
     elif isinstance(value, str) and not value.strip():
@@ -248,8 +248,12 @@ def _integer(value: Any, name: str) -> int | None:
 
 # -- dates ------------------------------------------------------------------------------------
 
-_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?$")
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also says yes to "¹"
+_COMPACT = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})?$")
+_ISO = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
 
 
 def _local(wall: datetime, zone: tzinfo) -> datetime:
@@ -275,7 +279,7 @@ def parse_send_time(raw: Any, zone: tzinfo, name: str = "dateToSend") -> datetim
         if compact:
             parts = [int(p) for p in compact.groups() if p is not None]
             return _local(datetime(*parts), zone)  # type: ignore[arg-type]
-        if text.isdigit() and len(text) == 13:
+        if _DIGITS.fullmatch(text) and len(text) == 13:
             return datetime.fromtimestamp(int(text) / 1000, UTC)
         if _ISO.match(text):
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
@@ -324,7 +328,7 @@ def message_ref(kind: str, entry_id: int) -> str:
 def parse_message_ref(raw: str) -> tuple[str, int]:
     """(kind, store id) of a messageId; NOT_FOUND for anything that is not one of ours."""
     text = raw.strip()
-    if not text.isdigit() or len(text) > 18 or int(text) < 2:
+    if not _DIGITS.fullmatch(text) or len(text) > 18 or int(text) < 2:
         raise ZoomError(404, ErrorCode.NOT_FOUND, f"no message {raw[:40]}")
     number = int(text)
     return ("in" if number % 2 else "out"), number // 2
@@ -332,7 +336,7 @@ def parse_message_ref(raw: str) -> tuple[str, int]:
 
 def _path_id(raw: str, what: str) -> int:
     text = raw.strip()
-    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+    if not _DIGITS.fullmatch(text) or len(text) > 18 or int(text) < 1:
         raise ZoomError(404, ErrorCode.NOT_FOUND, f"no {what} {raw[:40]}")
     return int(text)
 
@@ -341,7 +345,7 @@ def _typed_id(raw: str, what: str) -> int:
     """An int64 path id (userId, templateId): a non-number is a bad request, as the spec types
     them as integers."""
     text = raw.strip()
-    if not re.fullmatch(r"[+-]?\d{1,18}", text):
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
         raise bad(ErrorCode.INVALID_REQUEST, f"{what} must be a number")
     value = int(text)
     if value < 1:
@@ -1370,4 +1374,5 @@ def install(app: web.Application, service: GatewayService) -> None:
     """Serve the dialect under /app/api/rest/v1/ and /api/rest/v1/ (every method)."""
     handler = functools.partial(dispatch, service)
     for prefix in PREFIXES:
-        app.router.add_route("*", prefix + "/{tail:.*}", handler)
+        # [\s\S]: a path value may hold any character, a newline (%0A) too.
+        app.router.add_route("*", prefix + "/{tail:[\\s\\S]*}", handler)

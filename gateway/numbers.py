@@ -33,6 +33,8 @@ def normalize(raw: str, default_dial_code: str = "") -> str:
         raise InvalidNumberError(f"not a phone number: {_mask(raw)}")
     if not number.startswith("+"):
         if len(number) <= MAX_SHORT_CODE_DIGITS:
+            if not number.isascii():  # "¹²" passes isdigit() but no PDU can carry it
+                raise InvalidNumberError(f"not a phone number: {_mask(raw)}")
             return number  # operator short code, sent as a national number
         if number.startswith("0"):
             code = default_dial_code.strip().lstrip("+")

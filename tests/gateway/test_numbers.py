@@ -29,6 +29,7 @@ def test_normalize(raw: str, dial: str, expected: str) -> None:
         ("", "44", "not a phone number"),
         ("+44 12", "", "impossible number"),
         ("+999123456789", "", "not a phone number|impossible"),
+        ("¹²", "", "not a phone number"),  # isdigit() says yes; no PDU address can hold it
     ],
 )
 def test_rejects(raw: str, dial: str, message: str) -> None:
