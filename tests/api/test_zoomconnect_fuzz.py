@@ -46,7 +46,7 @@ json_values = st.recursive(
     scalars,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),  # fmt: skip
+    ),
     max_leaves=12,
 )
 spec_objects = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6)
@@ -87,7 +87,7 @@ def _paths() -> list[tuple[str, str]]:
     return seen
 
 
-@pytest.mark.parametrize(("method", "template"), _paths(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("method", "template"), _paths(), ids=str)
 def test_fuzz_never_5xx(world: World, tmp_path: Path, method: str, template: str) -> None:
     shutil.copy(world.db, tmp_path / DATABASE_NAME)
     store = Store.open(tmp_path)
