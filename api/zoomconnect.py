@@ -35,6 +35,7 @@ from gateway.mailbox import MailboxError
 from gateway.numbers import InvalidNumberError, normalize
 from gateway.recurrence import resolve_local
 from gateway.service import (
+    MAX_BODY_CHARACTERS,
     AccountDisabledError,
     GatewayService,
     InsufficientCreditsError,
@@ -660,15 +661,19 @@ class SendRequest:
     extra: dict[str, str]
 
 
-def _message_text(raw: str | None, service: GatewayService) -> str:
+def _message_text(raw: str | None) -> str:
+    """The checks submit() applies to a text, without counting it (send-bulk checks 10,000 at
+    a time); analyse/* answers from the count itself."""
     if raw is None or not raw.strip():
         raise bad(ErrorCode.EMPTY_MESSAGE, "Message cannot be empty")
+    if len(raw) > MAX_BODY_CHARACTERS:
+        raise bad(ErrorCode.MESSAGE_TOO_LONG, "Message is too long",
+                  f"{len(raw)} characters, at most {MAX_BODY_CHARACTERS}")  # fmt: skip
     try:
-        analysis = service.analyse(raw)
-    except InvalidRequestError as exc:
-        raise bad(ErrorCode.MESSAGE_TOO_LONG, "Message cannot be sent", str(exc)) from None
-    if not analysis.within_limit:
-        raise bad(ErrorCode.MESSAGE_TOO_LONG, "Message is too long", str(analysis.characters))
+        raw.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no alphabet can carry it
+        raise bad(ErrorCode.MESSAGE_TOO_LONG, "Message cannot be sent",
+                  "the message holds a lone UTF-16 surrogate") from None  # fmt: skip
     return raw
 
 
@@ -681,9 +686,15 @@ def _send_request(
     data_field: str | None,
     call: Call,
     default_when: datetime | None = None,
+    check_number: bool = True,
 ) -> SendRequest:
-    e164 = _number(number, call.account)
-    message = _message_text(text, call.service)
+    if check_number:
+        recipient = _number(number, call.account)
+    elif number is None or not number.strip():
+        raise bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number")
+    else:
+        recipient = number.strip()  # the service normalises it (once) with the rest
+    message = _message_text(text)
     send_at = parse_send_time(when, call.zone) or default_when
     if send_at is not None and send_at <= call.service.wall():
         send_at = None  # a time in the past sends at once
@@ -692,25 +703,44 @@ def _send_request(
         extra["campaign"] = campaign
     if data_field:
         extra["dataField"] = data_field
-    return SendRequest(e164, message, send_at, extra)
+    return SendRequest(recipient, message, send_at, extra)
 
 
 async def _submit(
     call: Call, requests: list[SendRequest], per_minute: int | None = None
-) -> list[int]:
+) -> list[int | None]:
+    """Accept the messages as one batch: each one's id, or None where its number is invalid."""
     try:
         result = await call.service.submit_batch_durably(
             call.account_id,
             [Outgoing(r.number, r.text, r.send_at, r.extra) for r in requests],
-            dial_code="",
             unique=False,
             per_minute=per_minute,
         )
     except InsufficientCreditsError as exc:
         raise bad(ErrorCode.INSUFFICIENT_CREDITS, "Insufficient credits", str(exc)) from None
-    if result.rejected or len(result.message_ids) != len(requests):
+    except InvalidRequestError as exc:
+        if str(exc).startswith("no valid recipient"):
+            return [None] * len(requests)
+        raise
+    # Kept in order, a rejected item is the next of `rejected` (same number as typed).
+    ids = iter(result.message_ids)
+    rejected = [r.recipient for r in result.rejected]
+    out: list[int | None] = []
+    for request in requests:
+        if rejected and rejected[0] == request.number:
+            rejected.pop(0)
+            out.append(None)
+        else:
+            out.append(next(ids))
+    return out
+
+
+async def _submit_one(call: Call, request: SendRequest) -> int:
+    (message_id,) = await _submit(call, [request])
+    if message_id is None:
         raise bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number")
-    return list(result.message_ids)
+    return message_id
 
 
 def _example_time(call: Call) -> str:
@@ -755,7 +785,7 @@ async def send(call: Call) -> web.Response:
         data_field=body.text("dataField"),
         call=call,
     )
-    (message_id,) = await _submit(call, [request])
+    message_id = await _submit_one(call, request)
     return _json({"messageId": message_ref("out", message_id), "error": None})
 
 
@@ -788,6 +818,7 @@ async def send_bulk(call: Call) -> web.Response:
                 data_field=one.text("dataField"),
                 call=call,
                 default_when=default_when,
+                check_number=False,
             )
         except ZoomError as exc:
             answers.append({"messageId": None, "error": exc.message})
@@ -798,7 +829,10 @@ async def send_bulk(call: Call) -> web.Response:
     if valid:
         ids = await _submit(call, valid, rate or None)
         for slot, message_id in zip(slots, ids, strict=True):
-            answers[slot]["messageId"] = message_ref("out", message_id)
+            if message_id is None:
+                answers[slot]["error"] = "Invalid mobile number"
+            else:
+                answers[slot]["messageId"] = message_ref("out", message_id)
     return _json({"sendSmsResponses": answers})
 
 
@@ -813,7 +847,7 @@ async def send_url_parameters(call: Call) -> web.Response:
         data_field=q.text("dataField"),
         call=call,
     )
-    (message_id,) = await _submit(call, [request])
+    message_id = await _submit_one(call, request)
     return _json(message_ref("out", message_id))
 
 

@@ -698,6 +698,7 @@ def test_send_bulk(world: World, tmp_path: Path) -> None:
                 {"recipientNumber": "0825550001", "message": "Three", "dateToSend": "202612011200"},
                 {"recipientNumber": "0825550003", "message": ""},
                 "not an object",
+                {"recipientNumber": "+44 12", "message": "Impossible"},  # the service says so
                 {"recipientNumber": "0825550004", "message": "Five"},
             ],
             "defaultDateToSend": "202612021200",
@@ -709,6 +710,7 @@ def test_send_bulk(world: World, tmp_path: Path) -> None:
             {"messageId": "4", "error": None},
             {"messageId": None, "error": "Message cannot be empty"},
             {"messageId": None, "error": "the send request must be a JSON object"},
+            {"messageId": None, "error": "Invalid mobile number"},
             {"messageId": "6", "error": None},
         ]})  # fmt: skip
         # One batch paced as a whole (30/min = one every 2 s across SIMs); the same number twice
