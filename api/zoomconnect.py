@@ -45,7 +45,14 @@ from gateway.service import (
     UnknownAccountError,
 )
 from gateway.store import MailboxQuery
-from gateway.teams import EmailTakenError, NewUser, NotInTeamError, TeamCreditsError, TeamError
+from gateway.teams import (
+    EmailTakenError,
+    NewUser,
+    NotAdminError,
+    NotInTeamError,
+    TeamCreditsError,
+    TeamError,
+)
 from modem.pdu import Alphabet
 
 log = logging.getLogger(__name__)
@@ -1329,6 +1336,8 @@ async def dispatch(service: GatewayService, request: web.Request) -> web.Respons
         return _error(ZoomError(404, ErrorCode.NOT_FOUND, str(exc)), request)
     except (NameTakenError, EmailTakenError) as exc:
         return _error(bad(ErrorCode.ALREADY_EXISTS, str(exc)), request)
+    except NotAdminError as exc:
+        return _error(ZoomError(403, ErrorCode.FORBIDDEN, str(exc)), request)
     except TeamCreditsError as exc:
         return _error(bad(ErrorCode.INSUFFICIENT_CREDITS, "Insufficient credits", str(exc)),
                       request)  # fmt: skip

@@ -24,6 +24,10 @@ class NotInTeamError(TeamError):
     """The user named is not the caller nor one of its sub-accounts."""
 
 
+class NotAdminError(TeamError):
+    """Only the team's administrator may do that."""
+
+
 class EmailTakenError(TeamError):
     """Another account already has that email address."""
 
@@ -89,7 +93,7 @@ class TeamBook:
     def create(self, account: dict[str, Any], user: NewUser) -> dict[str, Any]:
         """Create a sub-account (name = its email) paid `credits` from the creator's."""
         if not self.is_admin(account):
-            raise TeamError("only the team's administrator can create users")
+            raise NotAdminError("only the team's administrator can create users")
         for name in ("email", "password", "first_name", "last_name", "contact_number"):
             if not getattr(user, name).strip():
                 raise TeamError(f"{name} is required")
@@ -164,7 +168,9 @@ class TeamBook:
             not self.is_admin(account)
             and source_email.casefold() != str(account["email"]).casefold()
         ):
-            raise TeamError("a user that is not the administrator can only give its own credits")
+            raise NotAdminError(
+                "a user that is not the administrator can only give its own credits"
+            )
         source = self._one(account, source_email, "transferFromEmailAddress")
         target = self._one(account, target_email, "transferToEmailAddress")
         if source["id"] == target["id"]:

@@ -398,10 +398,15 @@ def test_balance_and_users(world: World, tmp_path: Path) -> None:
         status, answer = await zc(client, "PUT", "account/user", {**base,
                                   "emailAddress": "y@acme.example"}, token=sam_token,
                                   email="sam@acme.example")  # fmt: skip
-        assert (status, answer["message"]) == (
-            400,
-            "only the team's administrator can create users",
+        assert (status, answer) == (
+            403,
+            error("FORBIDDEN", 12, "only the team's administrator can create users"),
         )
+        # ... and gives only its own credits.
+        status, answer = await zc(client, "POST", "account/transfer", {
+            "transferFromEmailAddress": EMAIL, "transferToEmailAddress": "sam@acme.example",
+            "numberOfCreditsToTransfer": 1}, token=sam_token, email="sam@acme.example")  # fmt: skip
+        assert (status, answer["code"]) == (403, 12)
 
     run(world, tmp_path, scenario)
 
