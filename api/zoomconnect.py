@@ -397,11 +397,11 @@ def _balance(account: Mapping[str, Any]) -> float:
     return UNLIMITED_BALANCE if account["unlimited"] else float(account["credits"])
 
 
-def _number(raw: str | None, account: Mapping[str, Any]) -> str:
+def _number(raw: str | None, call: Call) -> str:
     if raw is None or not raw.strip():
         raise bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number", "recipientNumber is required")
     try:
-        return _normalize(raw, account["default_dial_code"])
+        return _normalize(raw, call.service.dial_code(call.account))
     except InvalidNumberError as exc:
         raise bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number", str(exc)) from None
 
@@ -696,7 +696,7 @@ def _send_request(
     check_number: bool = True,
 ) -> SendRequest:
     if check_number:
-        recipient = _number(number, call.account)
+        recipient = _number(number, call)
     elif number is None or not number.strip():
         raise bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number")
     else:
@@ -967,11 +967,11 @@ async def group_delete(call: Call) -> web.Response:
 # -- messages ---------------------------------------------------------------------------------
 
 
-def _filter_number(raw: str | None, account: Mapping[str, Any]) -> str | None:
+def _filter_number(raw: str | None, call: Call) -> str | None:
     if raw is None:
         return None
     try:
-        return _normalize(raw, account["default_dial_code"])
+        return _normalize(raw, call.service.dial_code(call.account))
     except InvalidNumberError:
         return raw.strip()  # matches nothing it should not
 
@@ -1015,8 +1015,8 @@ async def messages_all(call: Call) -> web.Response:
         sent_to=day("toDateTimeSent", True),
         received_from=day("fromDateTimeReceived", False),
         received_to=day("toDateTimeReceived", True),
-        from_number=_filter_number(q.text("fromNumber", 100), call.account),
-        to_number=_filter_number(q.text("toNumber", 100), call.account),
+        from_number=_filter_number(q.text("fromNumber", 100), call),
+        to_number=_filter_number(q.text("toNumber", 100), call),
         text=q.text("message"),
         extra=extra,
         deleted=q.flag("deleted"),
@@ -1076,7 +1076,7 @@ def _analyse(call: Call) -> Any:
         raise bad(ErrorCode.EMPTY_MESSAGE, "Message cannot be empty")
     number = body.text("recipientNumber", 100)
     if number is not None and number.strip():
-        _number(number, call.account)
+        _number(number, call)
     try:
         return call.service.analyse(text)
     except InvalidRequestError as exc:

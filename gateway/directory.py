@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gateway.accounts import box_dial_code
 from gateway.contacts import MAX_NAME, ContactError
 from gateway.numbers import normalize
 from gateway.store import Store
@@ -35,6 +36,11 @@ class Directory:
         self.store = store
         self.wall = wall
 
+    def dial_code(self, account: dict[str, Any]) -> str:
+        """What a national (leading 0) number of the account takes: its own dial code, else
+        the country of the box's SIMs (as for sends)."""
+        return str(account["default_dial_code"] or box_dial_code(self.store, int(account["id"])))
+
     # -- contacts ---------------------------------------------------------------------------
 
     def create_contact(
@@ -48,7 +54,7 @@ class Directory:
     ) -> dict[str, Any]:
         """A new contact outside any group (raises InvalidNumberError or ContactError)."""
         _check(first_name=first_name, last_name=last_name, title=title)
-        e164 = normalize(number, account["default_dial_code"])
+        e164 = normalize(number, self.dial_code(account))
         contact_id = self.store.insert_contact(
             int(account["id"]),
             {"number": e164, "first_name": first_name, "last_name": last_name,
@@ -83,7 +89,7 @@ class Directory:
         """Change the given fields of a contact."""
         fields: dict[str, Any] = {}
         if number is not None:
-            fields["number"] = normalize(number, account["default_dial_code"])
+            fields["number"] = normalize(number, self.dial_code(account))
         for name, value in (("first_name", first_name), ("last_name", last_name)):
             if value is not None:
                 _check(**{name: value})
