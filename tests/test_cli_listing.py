@@ -37,6 +37,7 @@ LISTINGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("inbox",): ("--account", "shop"),
     ("emulator", "personalities"): (),
     ("webhooks", "list"): (),
+    ("templates", "list"): ("shop",),
 }
 
 
@@ -58,6 +59,7 @@ def _world(directory: Path) -> None:
         store.set_webhook_subscription(account, WebhookKind.STATUS, "https://crm.example/dlr",
                                        "crm.example:443", "v1", now=T0)  # fmt: skip
         store.enqueue_webhook(account, WebhookKind.STATUS, {"message_id": 1}, now=T0)
+        store.insert_template(account, "Welcome", "Welcome to the shop!\tTabbed", now=T0)
     finally:
         store.close()
 
@@ -114,6 +116,8 @@ def test_listing_as_json(tmp_path: Path, command: tuple[str, ...]) -> None:
         case ("webhooks", "list"):
             assert (first["kind"], first["state"], first["attempts"]) == ("status", "pending", 0)
             assert first["event_id"].startswith("evt_")
+        case ("templates", "list"):
+            assert (first["name"], first["data"]) == ("Welcome", "Welcome to the shop!\tTabbed")
         case ("emulator", "personalities"):
             by_name = {r["name"]: r for r in rows}
             assert "huawei-e1752.txt" in by_name["huawei"]["transcripts"]

@@ -25,7 +25,7 @@ def _service(data_dir: Path) -> tuple[Store, GatewayService]:
 
 def test_email_token_send_token_and_templates(tmp_path: Path) -> None:
     creds = json.loads(_run("accounts", "create", "shop", "--email", "Shop@Example.com",
-                            data_dir=tmp_path))  # fmt: skip
+                            "--dial-code", "27", data_dir=tmp_path))  # fmt: skip
     assert creds["email"] == "Shop@Example.com"
     out = _run("accounts", "create", "copy", "--email", "shop@example.com", data_dir=tmp_path,
                ok=False)  # fmt: skip
