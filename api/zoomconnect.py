@@ -1393,8 +1393,8 @@ def report_params(data: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     that are no delivery report (queued, sent, a part of a message that is still on its way)."""
     state = str(data.get("state", ""))
     status = _DLR_STATUS.get(state)
-    if status is None:
-        return None
+    if status is None or data.get("previous_state") == state:
+        return None  # not settled, or already settled (a later part's report changes nothing)
     if state == "failed" and "opted out" in str(data.get("error") or ""):
         status = "FAILED_OPTOUT"
     elif state == "failed" and data.get("previous_state") in ("accepted", "queued", "sending"):

@@ -92,3 +92,9 @@ def test_delivery_report_status(state: str, previous: str, error: str | None,
 @pytest.mark.parametrize("state", ["queued", "sending", "sent", "uncertain", "accepted"])
 def test_changes_that_are_no_delivery_report(state: str) -> None:
     assert report_params({**STATUS, "state": state}) is None
+
+
+def test_a_later_part_of_a_settled_message_is_no_second_report() -> None:
+    # Part 1 failed (the message failed: reported); part 2's report leaves it failed.
+    assert report_params({**STATUS, "state": "failed", "previous_state": "failed",
+                          "tp_status": 0}) is None  # fmt: skip
