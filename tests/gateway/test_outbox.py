@@ -1,6 +1,8 @@
 """The outbox sends part by part, durably, at the SIM's pace (virtual clock, fake modem)."""
 
 import asyncio
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,3 +153,83 @@ def test_cms_error_classification(code: int | None, temporary: bool) -> None:
     from gateway.outbox import is_temporary_cms
 
     assert is_temporary_cms(code) is temporary
+
+
+@dataclass
+class SchedulingClock:
+    """Virtual time for concurrent tasks: each sleep ends at its own deadline, in order (time
+    jumps to the earliest one once every task is waiting)."""
+
+    t: float = 0.0
+    sleepers: list[tuple[float, int, asyncio.Future[None]]] = field(default_factory=list)
+    order: "itertools.count[int]" = field(default_factory=itertools.count)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
+
+    def sleep(self, delay: float) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.sleepers, (self.t + max(delay, 0.0), next(self.order), future))
+        return future
+
+    async def drive(self, work: asyncio.Future[object]) -> None:
+        while not work.done():
+            for _ in range(50):  # let every task run until it waits (no real I/O here)
+                await asyncio.sleep(0)
+            if self.sleepers and not work.done():
+                deadline, _, future = heapq.heappop(self.sleepers)
+                self.t = max(self.t, deadline)
+                future.set_result(None)
+
+    def clock(self) -> Clock:
+        return Clock(self.monotonic, self.wall, self.sleep)
+
+
+def test_a_batch_gap_paces_the_whole_batch_across_sims(tmp_path: Path) -> None:
+    """batch_gap (Zoom Connect messagesPerMinute) spaces a batch's sends on every SIM together,
+    on top of each SIM's own interval; other messages are not held to it."""
+    store = Store.open(tmp_path)
+    try:
+        account = create_account(store, "acct", now=T0, credits=100).account_id
+        vclock = SchedulingClock()
+        pool = SimPool()
+        modems = {}
+        for n in (1, 2):
+            sim = store.bind_sim(iccid=f"8944000000000000010{n}", imsi=None,
+                                 msisdn=f"+44770090010{n}", now=T0)  # fmt: skip
+            pool.upsert(sim, f"+44770090010{n}", ThrottlePolicy(interval=1.0))
+            modems[sim] = FakeModem(vclock)  # type: ignore[arg-type]
+        outbox = Outbox(store, pool, dict(modems), vclock.clock())
+        batch = store.insert_batch({"account_id": account, "batch_gap": 5.0}, now=T0)
+        ids = [
+            store.accept_message(account_id=account, recipient=f"+44770090077{i}", body="hi",
+                                 encoding="gsm7", parts=1, batch_id=batch, now=T0).message_id
+            for i in range(4)
+        ]  # fmt: skip
+        loose = _accept(store, account, "not in the batch", 1)
+        sims = list(modems)
+
+        async def main() -> None:
+            # Two SIMs send the batch at once, as the dispatcher's per-SIM loops would.
+            async def loop(sim: int, mine: list[int]) -> None:
+                for message_id in mine:
+                    # As the dispatcher does: a SIM not ready yet is tried again next tick.
+                    while store.message(message_id)["state"] == "queued":
+                        await outbox.send_message(message_id, allowed_sims=[sim])
+                        if store.message(message_id)["state"] == "queued":
+                            await vclock.sleep(0.5)
+
+            both = asyncio.gather(loop(sims[0], ids[0::2]), loop(sims[1], ids[1::2]))
+            await vclock.drive(both)
+            loose_send = asyncio.ensure_future(loop(sims[0], [loose]))
+            await vclock.drive(loose_send)
+
+        asyncio.run(main())
+        times = sorted(t for m in modems.values() for t, _, _ in m.sent)
+        assert times[:4] == [0.0, 5.0, 10.0, 15.0]  # one every 5 s for the batch, either SIM
+        assert times[4] == 16.0  # the loose message waits only for its SIM's own 1 s
+    finally:
+        store.close()
