@@ -53,6 +53,7 @@ from gateway.teams import (
     TeamCreditsError,
     TeamError,
 )
+from gateway.webhooks import WebhookEvent, WebhookKind, WebhookRequest, register_format
 from modem.pdu import Alphabet
 
 log = logging.getLogger(__name__)
@@ -1410,11 +1411,34 @@ def webhook_post(url: str, params: list[tuple[str, str]]) -> tuple[str, str, byt
     return "POST", f"{url}{joiner}{encoded}", encoded.encode()
 
 
+WEBHOOK_FORMAT = "zoomconnect"
+
+
+def format_webhook(event: WebhookEvent, url: str) -> WebhookRequest | None:
+    """The engine's formatter: a reply or a delivery report the way Zoom Connect forwards them
+    (None for a status change that is no delivery report)."""
+    if event.kind is WebhookKind.REPLY:
+        params: list[tuple[str, str]] | None = reply_params(event.data)
+    else:
+        params = report_params(event.data)
+    if params is None:
+        return None
+    method, target, body = webhook_post(url, params)
+    return WebhookRequest(method, target, (("Content-Type", _FORM),), body)
+
+
+# Known to every process that loads the HTTP front-end (the daemon, and the CLI when it sets a
+# subscription in this format), not only once an app is built.
+register_format(WEBHOOK_FORMAT, format_webhook)
+
+
 # -- mounting ---------------------------------------------------------------------------------
 
 
 def install(app: web.Application, service: GatewayService) -> None:
-    """Serve the dialect under /app/api/rest/v1/ and /api/rest/v1/ (every method)."""
+    """Serve the dialect under /app/api/rest/v1/ and /api/rest/v1/ (every method), and its
+    webhook format."""
+    register_format(WEBHOOK_FORMAT, format_webhook)
     handler = functools.partial(dispatch, service)
     for prefix in PREFIXES:
         # [\s\S]: a path value may hold any character, a newline (%0A) too.

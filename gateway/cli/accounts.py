@@ -10,10 +10,12 @@ import click
 
 from gateway.accounts import box_dial_code, create_account
 from gateway.cli.common import account_id, data_dir_option, json_option, now, open_store, show
+from gateway.daemon import load_frontends
 from gateway.models import WebhookKind
 from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
 from gateway.teams import TeamBook
+from gateway.webhooks import format_names
 
 
 @click.group("accounts")
@@ -202,6 +204,13 @@ def accounts_revoke(data_dir: Path, name: str, iccids: tuple[str, ...], allow_al
     help="Stop sending this kind (repeatable).",
 )
 @click.option("--rotate-secret", is_flag=True, help="New signing secret (receivers must update).")
+@click.option(
+    "--format",
+    "fmt",
+    metavar="NAME",
+    help="Payload format of the URLs set: v1 (ours), or a provider dialect's (zoomconnect)"
+    " [the subscription's own; v1 for a new one].",
+)
 def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
     data_dir: Path,
     name: str,
@@ -209,8 +218,11 @@ def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
     on_status: str | None,
     remove: tuple[str, ...],
     rotate_secret: bool,
+    fmt: str | None,
 ) -> None:
     """Show or set an account's webhook URLs; prints them and the signing secret as JSON."""
+    if fmt is not None and fmt not in format_names():
+        load_frontends()  # the API dialects register their formats when they are imported
     urls: dict[WebhookKind | str, str | None] = {kind: None for kind in remove}
     for kind, url in ((WebhookKind.REPLY, on_reply), (WebhookKind.STATUS, on_status)):
         if url is not None:
@@ -221,7 +233,7 @@ def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
         service = GatewayService(store, wall=now)
         account = account_id(store, name)
         try:
-            service.set_webhooks(account, urls)
+            service.set_webhooks(account, urls, format=fmt)
             if rotate_secret:
                 service.rotate_webhook_secret(account)
             subscriptions = service.webhooks(account)

@@ -4,10 +4,18 @@ spec's example forwards them, delivery reports as status + messageId."""
 from __future__ import annotations
 
 import urllib.parse
+from datetime import UTC, datetime
 
 import pytest
 
-from api.zoomconnect import reply_params, report_params, webhook_post
+from api.zoomconnect import (
+    WEBHOOK_FORMAT,
+    format_webhook,
+    reply_params,
+    report_params,
+    webhook_post,
+)
+from gateway.webhooks import WebhookEvent, WebhookKind, format_names
 
 REPLY = {
     "inbound_id": 62283,
@@ -98,3 +106,26 @@ def test_a_later_part_of_a_settled_message_is_no_second_report() -> None:
     # Part 1 failed (the message failed: reported); part 2's report leaves it failed.
     assert report_params({**STATUS, "state": "failed", "previous_state": "failed",
                           "tp_status": 0}) is None  # fmt: skip
+
+
+def test_the_engine_formatter() -> None:
+    created = datetime(2014, 4, 28, 20, 55, tzinfo=UTC)
+    reply = WebhookEvent("evt_1", WebhookKind.REPLY, 1, created, REPLY)
+    request = format_webhook(reply, "http://yourserver.com/receive-sms.php")
+    assert request is not None
+    assert (request.method, request.headers) == (
+        "POST",
+        (("Content-Type", "application/x-www-form-urlencoded"),),
+    )
+    assert request.url.startswith("http://yourserver.com/receive-sms.php?from=%2B27725551234&")
+    assert urllib.parse.parse_qsl(request.body.decode()) == reply_params(REPLY)
+    settled = WebhookEvent("evt_2", WebhookKind.STATUS, 1, created,
+                           {**STATUS, "state": "delivered"})  # fmt: skip
+    request = format_webhook(settled, "http://yourserver.com/delivery/report.php")
+    assert request is not None
+    assert request.url == (
+        "http://yourserver.com/delivery/report.php?status=DELIVERED&messageId=40124212"
+    )
+    on_its_way = WebhookEvent("evt_3", WebhookKind.STATUS, 1, created, {**STATUS, "state": "sent"})
+    assert format_webhook(on_its_way, "http://yourserver.com/delivery/report.php") is None
+    assert WEBHOOK_FORMAT in format_names()  # registered when the dialect is imported
