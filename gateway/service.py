@@ -66,7 +66,7 @@ from gateway.webhooks import (
     sample_data,
     sample_event,
 )
-from modem.pdu import Alphabet, PduError, count, segment
+from modem.pdu import Alphabet, MessageCount, PduError, count, segment
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,14 @@ _normalize = functools.lru_cache(maxsize=8192)(normalize)
 # Texts repeat too (bulk sends, analysis calls); counting is pure, so its answers can be kept.
 _count = functools.lru_cache(maxsize=4096)(count)
 _segment = functools.lru_cache(maxsize=1024)(segment)
+
+
+def _encodable_cost(text: str) -> MessageCount:
+    """count(text), refusing text no alphabet can carry (a lone surrogate from JSON "\\ud800")."""
+    try:
+        return _count(text)
+    except PduError as exc:
+        raise InvalidRequestError(f"message cannot be encoded: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +253,7 @@ class GatewayService:
                 numbers.append(number)
         if not numbers:
             _no_valid_recipient(rejected)
-        cost = count(text)
+        cost = _encodable_cost(text)
         total = cost.parts * len(numbers)
         if recurrence is not None:
             return self._submit_series(
@@ -390,7 +398,7 @@ class GatewayService:
             raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
         if send_at is not None and send_at <= self.wall():
             raise InvalidRequestError("the new send time is in the past")
-        cost = count(text) if text is not None else None
+        cost = _encodable_cost(text) if text is not None else None
         if batch["template"] is not None:  # a recurring series: change what future runs send
             self.store.update_series(
                 batch_id,

@@ -88,6 +88,13 @@ def test_errors_are_json_with_the_right_status(tmp_path: Path) -> None:
         )
         assert r.status == 400
         assert "offset" in (await r.json())["error"]["message"]
+        # JSON may carry a lone surrogate, which no SMS alphabet can encode: a 400, not a 500.
+        body = b'{"to": "+15551230001", "text": "bad \\ud800 text"}'
+        r = await client.post(
+            "/v1/messages", data=body, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert r.status == 400
+        assert "cannot be encoded" in (await r.json())["error"]["message"]
 
     _run(tmp_path, scenario)
 
