@@ -158,14 +158,20 @@ def parse_iccid_value(lines: Sequence[str]) -> IdentityValue:
     return IdentityValue(" ".join(texts[0].split()), raw, False, IdentityKind.OTHER)
 
 
-def parse_revision_value(lines: Sequence[str]) -> IdentityValue:
-    """AT+CGMR: free text, prefix and repeated spaces removed."""
+def text_parts(lines: Sequence[str]) -> list[str]:
+    """Each non-empty answer line without its prefix, quotes and repeated spaces."""
     parts: list[str] = []
     for line in lines:
         value = strip_prefix(line) if line_prefix(line) else line.strip()
         value = unquote(value) if is_quoted(value) else value
         if value:
             parts.append(" ".join(value.split()))
+    return parts
+
+
+def parse_revision_value(lines: Sequence[str]) -> IdentityValue:
+    """AT+CGMR: free text, prefix and repeated spaces removed."""
+    parts = text_parts(lines)
     if not parts:
         raise AtParseError("no revision in answer", " | ".join(lines))
     return IdentityValue(" ".join(parts), _raw(lines), True, IdentityKind.TEXT)

@@ -10,7 +10,7 @@ from enum import IntEnum
 from modem.errors import AtParseError
 from modem.pdu.gsm7 import decode_septets, unpack_septets
 
-from .identity import parse_iccid_value, parse_imei_value, parse_imsi_value
+from .identity import parse_iccid_value, parse_imei_value, parse_imsi_value, text_parts
 from .params import (
     decode_ucs2_hex,
     is_hex,
@@ -507,13 +507,7 @@ def parse_iccid(lines: Sequence[str]) -> str:
 
 def parse_text(lines: Sequence[str]) -> str:
     """Identity answers (+CGMI/+CGMM/+CGMR/+CGSN/ATI): prefix and repeated spaces removed."""
-    parts: list[str] = []
-    for line in lines:
-        value = strip_prefix(line) if line_prefix(line) else line.strip()
-        value = unquote(value) if is_quoted(value) else value
-        if value:
-            parts.append(" ".join(value.split()))
-    return " ".join(parts)
+    return " ".join(text_parts(lines))
 
 
 def parse_imei(lines: Sequence[str]) -> str:
