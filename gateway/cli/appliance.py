@@ -13,7 +13,7 @@ import click
 from gateway.appliance.doctor import Doctor, Status
 from gateway.appliance.install import DATA_DIR, USER, Installer, InstallError, smsgw_executable
 from gateway.cli.admin import has_admin_password, read_password, store_admin_password
-from gateway.config import DEFAULT_CONFIG_PATH
+from gateway.cli.common import config_option
 
 _MARK = {Status.OK: " ok ", Status.WARN: "warn", Status.PROBLEM: "FAIL"}
 
@@ -87,13 +87,7 @@ def _offer_admin_password(data_dir: Path, dry_run: bool, from_stdin: bool) -> bo
 
 
 @click.command("doctor")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_CONFIG_PATH,
-    show_default=True,
-)
+@config_option
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),

@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import DEFAULT_DATA_DIR
+from gateway.config import DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR
 from gateway.store import DATABASE_NAME, Store
 
 data_dir_option = click.option(
@@ -28,6 +28,13 @@ data_dir_option = click.option(
     show_default=True,
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+)
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from gateway.accounts import create_account, reset_credentials
-from gateway.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
+from gateway.cli.common import config_option
+from gateway.config import Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
 from gateway.store import Store
 from gateway.teams import TeamBook
@@ -39,13 +40,7 @@ def _load(config_path: Path | None, data_dir: Path | None) -> Config:
 
 
 @click.command("serve")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_CONFIG_PATH,
-    show_default=True,
-)
+@config_option
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="SMSGW_DATA_DIR")
 @click.option("--port", "ports", multiple=True, help="Extra modem port (path, PTY, socket://).")
 def serve_command(config_path: Path, data_dir: Path | None, ports: tuple[str, ...]) -> None:
