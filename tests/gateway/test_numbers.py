@@ -1,6 +1,8 @@
 """Recipient normalisation."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.numbers import InvalidNumberError, mask, normalize
 
@@ -42,3 +44,45 @@ def test_errors_do_not_leak_the_full_number() -> None:
         normalize("07700900123", "")
     assert "07700900123" not in str(info.value)
     assert mask("+447700900123") == "**********123"
+
+
+def _reference(number: str) -> str | None:
+    """phonenumbers' own verdict on "+digits", the slow way (None: not a possible number)."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _ours(number: str) -> str | None:
+    try:
+        return normalize(number)
+    except InvalidNumberError:
+        return None
+
+
+_CODES = sorted(__import__("phonenumbers").COUNTRY_CODE_TO_REGION_CODE)
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(
+    code=st.sampled_from(_CODES),
+    national=st.text(alphabet="0123456789", min_size=0, max_size=14),
+)
+def test_the_fast_path_agrees_with_phonenumbers(code: int, national: str) -> None:
+    number = f"+{code}{national}"
+    assert _ours(number) == _reference(number), number
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["+61400123456", "+6140012345", "+15005550000", "+11005550000", "+390612345678",
+     "+4407700900123", "+5491123456789", "+541115123456", "+8613800138000", "+80012345678"],
+)  # fmt: skip
+def test_fast_path_edge_cases_agree(number: str) -> None:
+    assert _ours(number) == _reference(number)
