@@ -25,7 +25,7 @@ from gateway.store.contacts import ContactStore
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
 from gateway.store.mailbox import MailboxQuery, MailboxStore
-from gateway.store.messages import AcceptedMessage, MessageQuery, MessageStore
+from gateway.store.messages import AcceptedMessage, BatchRows, MessageQuery, MessageStore
 from gateway.store.operator import InboxSearch, MessageSearch, OperatorStore
 from gateway.store.settings import SettingsStore
 from gateway.store.sims import SIM_LIMIT_COLUMNS, SimStore
@@ -38,6 +38,7 @@ __all__ = [
     "DATABASE_NAME",
     "SIM_LIMIT_COLUMNS",
     "AcceptedMessage",
+    "BatchRows",
     "InboxSearch",
     "MailboxQuery",
     "MessageQuery",

@@ -25,6 +25,19 @@ class AcceptedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchRows:
+    """One batch for accept_batches: the batch row, its messages (accept_message's keyword
+    arguments but batch_id/now), the units they cost; `into` adds them to that existing batch
+    instead of a new one, and `id_key` stores the batch id in each message's extra under it."""
+
+    batch: Mapping[str, Any]
+    messages: Sequence[Mapping[str, Any]]
+    units: int
+    into: int | None = None
+    id_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageQuery:
     """Filters over an account's messages (every given one must match)."""
 
@@ -135,32 +148,112 @@ class MessageStore(StoreBase):
         return AcceptedMessage(message_id, tuple(part_ids))
 
     def accept_batches(
-        self,
-        batches: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], int]],
-        *,
-        now: datetime,
+        self, batches: Sequence[BatchRows], *, now: datetime
     ) -> list[tuple[int, list[int]] | None]:
         """Insert batches, each with its messages and charges, in ONE transaction (one fsync
-        for many requests); a batch whose account lacks `units` credits is skipped (None).
+        for many requests); a batch whose account lacks `units` credits, or whose existing
+        batch (`into`) is gone or finished, is skipped (None).
 
-        Each message mapping holds accept_message's keyword arguments except batch_id/now.
+        Messages go in with executemany and ids assigned here (the write lock is held), so a
+        campaign of 100,000 messages is a few statements, not 400,000.
         """
         results: list[tuple[int, list[int]] | None] = []
+        stamp = utc_iso(now)
         with self.transaction():
-            for batch, messages, units in batches:
+            for rows in batches:
+                account_id = rows.batch["account_id"]
                 account = self.conn.execute(
-                    "SELECT credits, unlimited FROM accounts WHERE id = ?", (batch["account_id"],)
+                    "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
                 ).fetchone()
-                if account is None or (not account["unlimited"] and account["credits"] < units):
+                if account is None or (
+                    not account["unlimited"] and account["credits"] < rows.units
+                ):
                     results.append(None)
                     continue
-                batch_id = self._insert("batches", {**batch, "created_at": utc_iso(now)})
-                ids = [
-                    self._insert_message(**{**m, "batch_id": batch_id}, now=now).message_id
-                    for m in messages
-                ]
+                if rows.into is None:
+                    batch_id = self._insert("batches", {**rows.batch, "created_at": stamp})
+                else:
+                    found = self.conn.execute(
+                        "SELECT 1 FROM batches WHERE id = ? AND account_id = ?"
+                        " AND state IN ('active', 'paused')",
+                        (rows.into, account_id),
+                    ).fetchone()
+                    if found is None:
+                        results.append(None)
+                        continue
+                    batch_id = rows.into
+                ids = self._insert_messages(batch_id, rows.messages, rows.id_key, now, stamp)
                 results.append((batch_id, ids))
         return results
+
+    def _insert_messages(
+        self,
+        batch_id: int,
+        messages: Sequence[Mapping[str, Any]],
+        id_key: str | None,
+        now: datetime,
+        stamp: str,
+    ) -> list[int]:
+        """Insert a batch's messages, parts, charges and ledger rows (inside the caller's
+        transaction); return the message ids in order."""
+        first = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+        # Messages of a campaign share one extra dict: serialise it once, not 100,000 times.
+        encoded: dict[int, str] = {}
+        message_rows: list[tuple[Any, ...]] = []
+        part_rows: list[tuple[Any, ...]] = []
+        ledger_rows: list[tuple[Any, ...]] = []
+        charges: dict[int, int] = {}
+        times: dict[datetime, str] = {}  # and they share one send time
+        for offset, m in enumerate(messages, start=1):
+            message_id = first + offset
+            parts = int(m["parts"])
+            if parts < 1:
+                raise ValueError("a message has at least one part")
+            send_at = m.get("send_at")
+            state = (
+                PartState.ACCEPTED if send_at is not None and send_at > now else PartState.QUEUED
+            ).value
+            extra = m.get("extra") or {}
+            text = encoded.get(id(extra))
+            if text is None:
+                base = dict(extra)
+                if id_key is not None:
+                    base[id_key] = batch_id
+                text = encoded[id(extra)] = json.dumps(base)
+            message_rows.append(
+                (
+                    message_id, m["account_id"], batch_id, m.get("sender", ""), m["recipient"],
+                    m["body"], m["encoding"], int(bool(m.get("flash", False))),
+                    int(bool(m.get("status_report", True))), parts, state,
+                    None if send_at is None else times.get(send_at) or times.setdefault(
+                        send_at, utc_iso(send_at)), text, stamp, stamp,
+                )
+            )  # fmt: skip
+            part_rows.extend((message_id, seq, state) for seq in range(1, parts + 1))
+            charge = int(m.get("charge", 0))
+            if charge:
+                charges[m["account_id"]] = charges.get(m["account_id"], 0) + charge
+                ledger_rows.append((m["account_id"], -charge, "send", message_id, stamp))
+        self.conn.executemany(
+            "INSERT INTO messages (id, account_id, batch_id, sender, recipient, body, encoding,"
+            " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            message_rows,
+        )
+        self.conn.executemany(
+            "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)", part_rows
+        )
+        for account_id, total in charges.items():
+            self.conn.execute(
+                "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
+                (total, account_id),
+            )
+        self.conn.executemany(
+            "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            ledger_rows,
+        )
+        return [row[0] for row in message_rows]
 
     def message(self, message_id: int) -> dict[str, Any] | None:
         """Return one message row as a dict."""
@@ -365,6 +458,54 @@ class MessageStore(StoreBase):
                 self._rollup_message_of(cancellable[0][0], stamp, part_state=PartState.CANCELLED)
         return len(cancellable)
 
+    def cancel_batch_messages(self, batch_id: int, *, now: datetime) -> int:
+        """cancel_message for every message of a batch in ONE transaction (a 100,000-message
+        campaign is deleted in one commit, not 100,000); return the parts refunded."""
+        stamp = utc_iso(now)
+        for state in (PartState.ACCEPTED, PartState.QUEUED):
+            check_transition(state, PartState.CANCELLED)
+        with self.transaction():
+            counts = self.conn.execute(
+                "SELECT m.id, m.account_id, COUNT(*) FROM parts p JOIN messages m"
+                " ON m.id = p.message_id WHERE m.batch_id = ? AND p.state IN (?, ?)"
+                " GROUP BY m.id",
+                (batch_id, PartState.ACCEPTED.value, PartState.QUEUED.value),
+            ).fetchall()
+            if not counts:
+                return 0
+            self.conn.execute(
+                "UPDATE parts SET state = 'cancelled', done_at = ? WHERE state IN (?, ?)"
+                " AND message_id IN (SELECT id FROM messages WHERE batch_id = ?)",
+                (stamp, PartState.ACCEPTED.value, PartState.QUEUED.value, batch_id),
+            )
+            refunds: dict[int, int] = {}
+            for _, account_id, units in counts:
+                refunds[int(account_id)] = refunds.get(int(account_id), 0) + int(units)
+            for account_id, units in refunds.items():
+                self.conn.execute(
+                    "UPDATE accounts SET credits = credits + ? WHERE id = ? AND unlimited = 0",
+                    (units, account_id),
+                )
+            self.conn.executemany(
+                "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+                " VALUES (?, ?, 'refund: cancelled', ?, ?)",
+                [(int(a), int(n), int(m), stamp) for m, a, n in counts],
+            )
+            touched = {int(r[0]) for r in counts}
+            states: dict[int, list[PartState]] = {}
+            for message_id, state in self.conn.execute(
+                "SELECT p.message_id, p.state FROM parts p JOIN messages m ON m.id = p.message_id"
+                " WHERE m.batch_id = ?",
+                (batch_id,),
+            ):
+                if message_id in touched:
+                    states.setdefault(int(message_id), []).append(PartState(state))
+            self.conn.executemany(
+                "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
+                [(rollup(s).value, stamp, m) for m, s in states.items()],
+            )
+        return sum(refunds.values())
+
     def _refund(
         self, account_id: int, message_id: int, units: int, reason: str, stamp: str
     ) -> None:
@@ -386,29 +527,35 @@ class MessageStore(StoreBase):
             return self._insert("batches", row)
 
     def promote_due(self, now: datetime) -> int:
-        """Move scheduled (accepted) messages whose time has come to the queue; return count."""
+        """Move scheduled (accepted) messages whose time has come to the queue; return count.
+
+        Two set-based statements (and each message's status change for the webhook outbox),
+        so a 100,000-message campaign falling due is one quick commit on the dispatcher's tick."""
         stamp = utc_iso(now)
         check_transition(PartState.ACCEPTED, PartState.QUEUED)
+        select = (
+            "SELECT m.id FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            " WHERE m.state = 'accepted' AND m.send_at <= ?"
+            " AND (b.state IS NULL OR b.state = 'active')"
+        )
         with self.transaction():
             due = [
                 (int(r[0]), int(r[1]))
                 for r in self.conn.execute(
-                    "SELECT m.id, m.account_id FROM messages m"
-                    " LEFT JOIN batches b ON b.id = m.batch_id"
-                    " WHERE m.state = 'accepted' AND m.send_at <= ?"
-                    " AND (b.state IS NULL OR b.state = 'active')",
-                    (stamp,),
+                    select.replace("SELECT m.id", "SELECT m.id, m.account_id"), (stamp,)
                 )
             ]
+            if due:
+                self.conn.execute(
+                    f"UPDATE parts SET state = 'queued' WHERE state = 'accepted'"
+                    f" AND message_id IN ({select})",
+                    (stamp,),
+                )
+                self.conn.execute(
+                    f"UPDATE messages SET state = 'queued', updated_at = ? WHERE id IN ({select})",
+                    (stamp, stamp),
+                )
             for message_id, account_id in due:
-                self.conn.execute(
-                    "UPDATE parts SET state = 'queued' WHERE message_id = ? AND state = 'accepted'",
-                    (message_id,),
-                )
-                self.conn.execute(
-                    "UPDATE messages SET state = 'queued', updated_at = ? WHERE id = ?",
-                    (stamp, message_id),
-                )
                 self._message_status_changed(
                     StatusChange(
                         message_id=message_id, account_id=account_id,
@@ -416,8 +563,7 @@ class MessageStore(StoreBase):
                         part_id=None, part_state=None, tp_status=None, stamp=stamp,
                     )
                 )  # fmt: skip
-            ids = [message_id for message_id, _ in due]
-        return len(ids)
+        return len(due)
 
     def due_messages(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Queued messages with a part that may be sent at `now`, oldest first (paused or
@@ -478,10 +624,18 @@ class MessageStore(StoreBase):
         units: int | None,
         send_at: datetime | None,
         now: datetime,
+        sender: str | None = None,
+        rotate: bool | None = None,
+        unsent: bool = False,
     ) -> int | None:
-        """Change the text and/or time of a batch's messages that are still scheduled, in one
-        transaction, charging or refunding the difference in parts; returns how many messages
-        changed, or None if the account cannot pay for the longer text."""
+        """Change the text, time and/or sender of a batch's messages that are still scheduled
+        (with `unsent`, also those due but not started: every part queued, none on the wire),
+        in one transaction, charging or refunding the difference in parts; returns how many
+        messages changed, or None if the account cannot pay for the longer text.
+
+        A changed message gets new parts, so a send loop holding the old ones loses its
+        compare-and-set instead of sending the old text; a new time puts due messages back
+        to scheduled."""
         stamp = utc_iso(now)
         with self.transaction():
             batch = self.conn.execute(
@@ -490,9 +644,13 @@ class MessageStore(StoreBase):
             if batch is None:
                 raise KeyError(f"no batch {batch_id}")
             account_id = int(batch[0])
+            states = ("accepted", "queued") if unsent else ("accepted",)
+            marks = ", ".join("?" * len(states))
             rows = self.conn.execute(
-                "SELECT id, units FROM messages WHERE batch_id = ? AND state = 'accepted'",
-                (batch_id,),
+                f"SELECT m.id, m.units, m.state FROM messages m WHERE m.batch_id = ?"
+                f" AND m.state IN ({marks}) AND NOT EXISTS (SELECT 1 FROM parts p"
+                f" WHERE p.message_id = m.id AND p.state NOT IN ({marks}))",
+                (batch_id, *states, *states),
             ).fetchall()
             delta = sum((units - int(r[1])) for r in rows) if units is not None else 0
             account = self.conn.execute(
@@ -500,27 +658,44 @@ class MessageStore(StoreBase):
             ).fetchone()
             if delta > 0 and not account[1] and account[0] < delta:
                 return None
-            for message_id, old_units in ((int(r[0]), int(r[1])) for r in rows):
+            due = send_at is None or send_at <= now
+            for message_id, old_units, old_state in ((int(r[0]), int(r[1]), r[2]) for r in rows):
+                state = PartState(old_state)
+                target = state if due else PartState.ACCEPTED
+                if target is not state:
+                    check_transition(state, target)
+                new_units = old_units
                 if body is not None and units is not None and encoding is not None:
+                    new_units = units
                     self.conn.execute(
                         "UPDATE messages SET body = ?, encoding = ?, units = ?, updated_at = ?"
                         " WHERE id = ?",
                         (body, encoding, units, stamp, message_id),
                     )
-                    if units != old_units:
-                        self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
-                        self.conn.executemany(
-                            "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, 'accepted')",
-                            [(message_id, seq) for seq in range(1, units + 1)],
-                        )
+                if new_units != old_units or state is PartState.QUEUED:
+                    self.conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+                    self.conn.executemany(
+                        "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)",
+                        [(message_id, seq, target.value) for seq in range(1, new_units + 1)],
+                    )
                 if send_at is not None:
                     self.conn.execute(
-                        "UPDATE messages SET send_at = ?, updated_at = ? WHERE id = ?",
-                        (utc_iso(send_at), stamp, message_id),
+                        "UPDATE messages SET send_at = ?, state = ?, updated_at = ? WHERE id = ?",
+                        (utc_iso(send_at), target.value, stamp, message_id),
+                    )
+                if sender is not None:
+                    self.conn.execute(
+                        "UPDATE messages SET sender = ?, updated_at = ? WHERE id = ?",
+                        (sender, stamp, message_id),
                     )
             if send_at is not None:
                 self.conn.execute(
                     "UPDATE batches SET send_at = ? WHERE id = ?", (utc_iso(send_at), batch_id)
+                )
+            if sender is not None:
+                self.conn.execute(
+                    "UPDATE batches SET sender = ?, rotate = COALESCE(?, rotate) WHERE id = ?",
+                    (sender, None if rotate is None else int(rotate), batch_id),
                 )
             if delta:
                 self.conn.execute(
@@ -708,6 +883,54 @@ class MessageStore(StoreBase):
                 self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
                 deleted += 1
         return deleted
+
+    def batch_recipients(self, batch_id: int) -> set[str]:
+        """Every recipient a batch already has."""
+        rows = self.conn.execute(
+            "SELECT recipient FROM messages WHERE batch_id = ?", (batch_id,)
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def find_batches(self, account_id: int, key: str, value: Any) -> list[dict[str, Any]]:
+        """An account's batches whose extra JSON has `key` = `value`, newest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM batches WHERE account_id = ? AND json_extract(extra, ?) = ?"
+            " ORDER BY id DESC",
+            (account_id, f'$."{key}"', value),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def batch_delivery(self, batch_id: int, recipient: str | None = None) -> list[dict[str, Any]]:
+        """Per message of a batch (or its message to one recipient): recipient, state, when
+        its last part settled, and the report status, +CMS ERROR and errors of the parts that
+        are in the message's state (the ones that decided it)."""
+        where = "m.batch_id = ?" + (" AND m.recipient = ?" if recipient is not None else "")
+        args: tuple[Any, ...] = (batch_id,) if recipient is None else (batch_id, recipient)
+        rows = self.conn.execute(
+            "SELECT m.id, m.recipient, m.state, m.error, MAX(p.done_at) AS done_at,"
+            " MAX(CASE WHEN p.state = m.state THEN p.report_status END) AS report_status,"
+            " MAX(CASE WHEN p.state = m.state THEN p.cms_error END) AS cms_error,"
+            " group_concat(CASE WHEN p.state = m.state AND p.error != '' THEN p.error END,"
+            " '; ') AS part_errors"
+            f" FROM messages m JOIN parts p ON p.message_id = m.id WHERE {where}"
+            " GROUP BY m.id ORDER BY m.id",
+            args,
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def message_replied_to(
+        self, account_id: int, number: str, before: datetime
+    ) -> dict[str, Any] | None:
+        """The account's last message to `number` that went to a modem before `before`: what
+        a message from that number answers."""
+        row = self.conn.execute(
+            "SELECT m.* FROM messages m WHERE m.account_id = ? AND m.recipient = ?"
+            " AND EXISTS (SELECT 1 FROM parts p WHERE p.message_id = m.id"
+            " AND p.sending_at IS NOT NULL AND p.sending_at <= ?)"
+            " ORDER BY m.id DESC LIMIT 1",
+            (account_id, number, utc_iso(before)),
+        ).fetchone()
+        return dict(row) if row is not None else None
 
     def message_states_of_batch(self, batch_id: int) -> dict[str, int]:
         """How many of a batch's messages are in each state."""
