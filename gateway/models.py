@@ -27,8 +27,9 @@ S = PartState
 ALLOWED_TRANSITIONS: Mapping[PartState, frozenset[PartState]] = {
     # Accepted: durable in the store, waiting for its send time or for the queue.
     S.ACCEPTED: frozenset({S.QUEUED, S.CANCELLED, S.FAILED, S.EXPIRED}),
-    # Queued: due; waits for a SIM whose throttle allows it.
-    S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.FAILED, S.EXPIRED}),
+    # Queued: due; waits for a SIM whose throttle allows it. Rescheduled (a batch modified
+    # before any of the message went out) it waits for its new time again.
+    S.QUEUED: frozenset({S.SENDING, S.ACCEPTED, S.CANCELLED, S.FAILED, S.EXPIRED}),
     # Sending: AT+CMGS is (about to be) on the wire. A temporary error puts it back in the queue;
     # a crash or an interrupted exchange makes it uncertain, never silently resent.
     S.SENDING: frozenset({S.SENT, S.QUEUED, S.FAILED, S.UNCERTAIN}),

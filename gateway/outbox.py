@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 from gateway.models import PartState
 from gateway.pool import SimPool
-from gateway.store import Store, utc_iso
+from gateway.store import StaleStateError, Store, utc_iso
 from gateway.telemetry import Telemetry
 from modem.pdu import Address, SmsSubmit, build_submits
 
@@ -24,6 +25,8 @@ MAX_ATTEMPTS = 5
 # down as a whole by the pool (gateway.pool.HealthPolicy), which is what protects the network.
 BACKOFF_BASE = timedelta(seconds=2)
 SEND_TIMEOUT = 60.0
+# What a message to be sent is read with; any of it changed during the throttle wait holds it.
+_AS_READ = ("updated_at", "state", "body", "units", "sender", "send_at")
 
 
 class OutcomeKind(StrEnum):
@@ -157,15 +160,42 @@ class Outbox:
         batch = self.store.batch(message["batch_id"]) if message["batch_id"] is not None else None
         pace = float(batch["throttle_interval"] or 0.0) if batch is not None else 0.0
         gap = float(batch["batch_gap"] or 0.0) if batch is not None else 0.0
+        started = False
         for part, submit in zip(parts, submits, strict=True):
             if part["state"] != PartState.QUEUED.value:
                 continue
             if keep_going is not None and not keep_going():
                 break
-            state = await self._send_part(part, submit, sim_id, message, pace, gap=gap)
+            # Until its first part leaves, the message may still be held: its batch paused
+            # or cancelled, or the message itself changed (modified, rescheduled, cancelled),
+            # while it waited for the throttle. Once started it is finished: a torn message is
+            # worse than a late one.
+            hold = None if started else functools.partial(self._held, message, batch)
+            try:
+                sent = await self._send_part(
+                    part, submit, sim_id, message, pace, gap=gap, hold=hold
+                )
+            except StaleStateError:
+                # Changed under us (modified, rescheduled, cancelled) while waiting for the
+                # throttle: nothing was sent; the dispatcher takes it up again as it now is.
+                log.info("message %d changed before sending; left to the dispatcher", message_id)
+                current = self.store.message(message_id)
+                return PartState(current["state"]) if current is not None else state
+            if sent is None:
+                return PartState(message["state"])
+            state, started = sent, True
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
         return state
+
+    def _held(self, message: Mapping[str, Any], batch: Mapping[str, Any] | None) -> bool:
+        current = self.store.message(message["id"])
+        if current is None or any(current[k] != message[k] for k in _AS_READ):
+            return True  # what was read before the wait is not what would be sent now
+        if batch is None:
+            return False
+        now = self.store.batch(batch["id"])
+        return now is None or now["state"] not in ("active", "done")
 
     def _fail_unsent(self, message_id: int, reason: str) -> PartState:
         """Fail every part that has not left yet (they are refunded by the store)."""
@@ -187,7 +217,10 @@ class Outbox:
         pace: float = 0.0,
         *,
         gap: float = 0.0,
-    ) -> PartState:
+        hold: Callable[[], bool] | None = None,
+    ) -> PartState | None:
+        """Send one part once the SIM's throttle (and the batch's pace) allows; None when
+        `hold` says, after the wait, that it must not go now (nothing was sent)."""
         recipient = message["recipient"]
         throttle = self.pool.get(sim_id).throttle
         batch_id = message["batch_id"]
@@ -202,6 +235,8 @@ class Outbox:
             if not_before <= tick:
                 break
             await self.clock.sleep(not_before - tick)
+        if hold is not None and hold():
+            return None
         if gap:
             # Claimed before any await: another SIM's loop sees it at once and waits its turn.
             self._batch_last[batch_id] = tick
