@@ -187,6 +187,61 @@ class ContactBook:
         """Whether the number sent STOP to this account."""
         return self.store.is_opted_out(account_id, number)
 
+    def opt_outs(self, account_id: int) -> list[dict[str, Any]]:
+        """Opted-out numbers (number, keyword: what they texted, '' if set by an API; and
+        created_at), oldest first."""
+        return self.store.list_opt_outs(account_id)
+
+    def set_opted_out(
+        self,
+        account_id: int,
+        numbers: Sequence[str],
+        opted_out: bool,
+        *,
+        dial_code: str,
+        keyword: str = "",
+    ) -> tuple[int, tuple[str, ...]]:
+        """Opt numbers out (or back in); (how many changed, the ones that are no number)."""
+        valid, rejected = _numbers(numbers, dial_code)
+        if not valid:
+            return 0, rejected
+        changed = self.store.set_opt_outs(
+            account_id, valid, opted_out, keyword=keyword, now=self.wall()
+        )
+        return changed, rejected
+
+    def group_rows(self, account_id: int) -> list[dict[str, Any]]:
+        """Every group (id, name, count), by id."""
+        return self.store.contact_groups(account_id)
+
+    def group_by_id(self, account_id: int, group_id: int) -> dict[str, Any] | None:
+        """One group of the account (id, name)."""
+        return self.store.contact_group(account_id, group_id)
+
+    def create_group(self, account_id: int, name: str) -> int | None:
+        """A new group's id; None when one of that name exists."""
+        _check_lengths(name)
+        return self.store.create_contact_group(account_id, name)
+
+    def delete_group(self, account_id: int, group_id: int) -> bool:
+        """Delete a group with its contacts; False when it does not exist."""
+        return self.store.delete_contact_group(account_id, group_id)
+
+    def add_numbers(
+        self, account_id: int, group_id: int, numbers: Sequence[str], *, dial_code: str
+    ) -> tuple[int, tuple[str, ...]]:
+        """Add numbers to a group; (how many were new to it, the ones that are no number)."""
+        valid, rejected = _numbers(numbers, dial_code)
+        added = self.store.add_group_numbers(account_id, group_id, valid, now=self.wall())
+        return added, rejected
+
+    def remove_numbers(
+        self, account_id: int, group_id: int, numbers: Sequence[str], *, dial_code: str
+    ) -> tuple[int, tuple[str, ...]]:
+        """Remove numbers from a group; (how many went, the ones that are no number)."""
+        valid, rejected = _numbers(numbers, dial_code)
+        return self.store.remove_group_numbers(account_id, group_id, valid), rejected
+
     def delete(self, account_id: int, contact_ids: Sequence[int]) -> int:
         """Delete contacts by id; return how many went."""
         return self.store.delete_contacts(account_id, contact_ids)
@@ -210,6 +265,18 @@ class ContactBook:
         if appointment_id is None:
             raise DuplicateAppointmentError("appointment already exists for that time")
         return appointment_id
+
+
+def _numbers(numbers: Sequence[str], dial_code: str) -> tuple[list[str], tuple[str, ...]]:
+    """E.164 of the numbers that are numbers, and those that are not."""
+    valid: list[str] = []
+    rejected: list[str] = []
+    for raw in numbers:
+        try:
+            valid.append(normalize(raw, dial_code))
+        except InvalidNumberError:
+            rejected.append(raw)
+    return valid, tuple(rejected)
 
 
 def _check_lengths(*values: str) -> None:

@@ -46,6 +46,7 @@ from gateway.pool import SimPool, policy_of
 from gateway.recurrence import Recurrence
 from gateway.store import (
     SIM_LIMIT_COLUMNS,
+    BatchRows,
     InboxSearch,
     MessageQuery,
     MessageSearch,
@@ -71,6 +72,8 @@ from modem.pdu import Alphabet, MessageCount, PduError, count, segment
 log = logging.getLogger(__name__)
 
 MAX_BODY_CHARACTERS = 1530  # 10 parts of GSM-7; longer texts are refused, not truncated
+MAX_TOP_UP = 10_000_000  # credits one API top-up may add
+MAX_REPLIES = 10_000  # inbound messages one replies() call returns (the next call goes on)
 
 # Passwords already verified against a given scrypt hash (process-wide, keyed digests only).
 _CACHE_KEY = secrets.token_bytes(32)
@@ -154,6 +157,62 @@ class InvalidRecipientError(InvalidRequestError):
         self.rejected = tuple(rejected)
 
 
+class EmptyTextError(InvalidRequestError):
+    """The message text is empty."""
+
+    code = "empty_text"
+
+
+class TextTooLongError(InvalidRequestError):
+    """The message text has more characters than the API allows."""
+
+    code = "text_too_long"
+
+
+class UnicodeNotAllowedError(InvalidRequestError):
+    """The text needs UCS-2 and the account may only send GSM-7 texts."""
+
+    code = "unicode_not_allowed"
+
+
+class LongTextNotAllowedError(InvalidRequestError):
+    """The text needs more than one SMS and the account may only send single-part texts."""
+
+    code = "long_text_not_allowed"
+
+
+class BatchClosedError(InvalidRequestError):
+    """The batch is finished or cancelled: nothing about it can change any more."""
+
+    code = "batch_closed"
+
+
+class TopUpNotAllowedError(ServiceError):
+    """The account is not approved to top itself up through an API."""
+
+    code = "topup_not_allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPolicy:
+    """What an account may send (all allowed by default) and whether it may top itself up."""
+
+    allow_unicode: bool = True
+    allow_long: bool = True
+    allow_international: bool = True
+    allow_topup: bool = False
+
+    @classmethod
+    def of(cls, account: dict[str, Any]) -> AccountPolicy:
+        """The policy stored on an account row."""
+        return cls(
+            bool(account.get("allow_unicode", 1)),
+            bool(account.get("allow_long", 1)),
+            bool(account.get("allow_international", 1)),
+            bool(account.get("allow_topup", 0)),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """What submit() accepted: durable before this is returned."""
@@ -235,29 +294,24 @@ class GatewayService:
         occurrence is accepted (and charged) when it comes, in the account's timezone.
         """
         account = self._account(account_id)
-        if not text:
-            raise InvalidRequestError("message text is empty")
-        if len(text) > MAX_BODY_CHARACTERS:
-            raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+        parts, encoding = _text_cost(text, AccountPolicy.of(account), MAX_BODY_CHARACTERS)
         dial = self.dial_code(account)
         sender = self._own_sender(account, sender, dial)
-        numbers: list[str] = []
+        numbers: dict[str, None] = {}  # insertion-ordered set: duplicates are sent once
         rejected: list[Rejected] = []
         for raw in recipients:
             try:
-                number = normalize(raw, dial)
+                number = _normalize(raw, dial)
             except InvalidNumberError as exc:
                 rejected.append(Rejected(raw, str(exc), isinstance(exc, NoDialCodeError)))
                 continue
-            if number not in numbers:  # duplicates are sent once
-                numbers.append(number)
+            numbers[number] = None
         if not numbers:
             _no_valid_recipient(rejected)
-        cost = _encodable_cost(text)
-        total = cost.parts * len(numbers)
+        total = parts * len(numbers)
         if recurrence is not None:
             return self._submit_series(
-                account, numbers, text, units=cost.parts, encoding=cost.encoding.value,
+                account, list(numbers), text, units=parts, encoding=encoding,
                 rejected=tuple(rejected), sender=sender, send_at=send_at, flash=flash,
                 status_report=status_report, rotate=rotate, extra=extra, recurrence=recurrence,
             )  # fmt: skip
@@ -283,25 +337,21 @@ class GatewayService:
                 account_id=account_id,
                 recipient=number,
                 body=text,
-                encoding=cost.encoding.value,
-                parts=cost.parts,
+                encoding=encoding,
+                parts=parts,
                 sender=sender,
                 batch_id=batch_id,
                 send_at=send_at,
                 status_report=status_report,
                 flash=flash,
-                charge=cost.parts,
+                charge=parts,
                 extra=extra,
                 now=now,
             )
             ids.append(accepted.message_id)
-        log.info(
-            "account %d: accepted %d message(s), %d part(s) each", account_id, len(ids), cost.parts
-        )
+        log.info("account %d: accepted %d message(s), %d part(s) each", account_id, len(ids), parts)
         self._accepted()
-        return SubmitResult(
-            tuple(ids), batch_id, cost.parts, total, cost.encoding.value, tuple(rejected)
-        )
+        return SubmitResult(tuple(ids), batch_id, parts, total, encoding, tuple(rejected))
 
     def _submit_series(
         self,
@@ -370,14 +420,15 @@ class GatewayService:
     def pause_batch(self, account_id: int, batch_id: int) -> None:
         """Hold a batch's unsent messages (and a series' future runs) until resumed."""
         if self._own_batch(account_id, batch_id)["state"] not in ("active", "paused"):
-            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
+            raise BatchClosedError(f"batch {batch_id} is finished or cancelled")
         self.store.set_batch_state(batch_id, "paused")
 
     def resume_batch(self, account_id: int, batch_id: int) -> None:
-        """Let a paused batch send again."""
+        """Let a paused batch send again (what was due meanwhile goes at once)."""
         if self._own_batch(account_id, batch_id)["state"] not in ("active", "paused"):
-            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
+            raise BatchClosedError(f"batch {batch_id} is finished or cancelled")
         self.store.set_batch_state(batch_id, "active")
+        self._accepted()
 
     def modify_batch(
         self,
@@ -386,19 +437,21 @@ class GatewayService:
         *,
         text: str | None = None,
         send_at: datetime | None = None,
+        sender: str | None = None,
+        rotate: bool | None = None,
+        unsent: bool = False,
+        max_characters: int = MAX_BODY_CHARACTERS,
     ) -> int:
-        """Change the text and/or send time of a scheduled batch (or a series' next runs);
-        messages already due or sent are not touched. Returns how many messages changed."""
+        """Change the text, send time and/or sender of a scheduled batch (or a series' next
+        runs); messages already due (with `unsent`: already started) or sent are not touched.
+        Returns how many messages changed."""
         batch = self._own_batch(account_id, batch_id)
         if batch["state"] not in ("active", "paused"):
-            raise InvalidRequestError(f"batch {batch_id} is finished or cancelled")
-        if text is not None and not text:
-            raise InvalidRequestError("message text is empty")
-        if text is not None and len(text) > MAX_BODY_CHARACTERS:
-            raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+            raise BatchClosedError(f"batch {batch_id} is finished or cancelled")
+        policy = AccountPolicy.of(self._account(account_id))
+        cost = _text_cost(text, policy, max_characters) if text is not None else None
         if send_at is not None and send_at <= self.wall():
             raise InvalidRequestError("the new send time is in the past")
-        cost = _encodable_cost(text) if text is not None else None
         if batch["template"] is not None:  # a recurring series: change what future runs send
             self.store.update_series(
                 batch_id,
@@ -409,23 +462,24 @@ class GatewayService:
         changed = self.store.modify_scheduled(
             batch_id,
             body=text,
-            encoding=cost.encoding.value if cost is not None else None,
-            units=cost.parts if cost is not None else None,
+            encoding=cost[1] if cost is not None else None,
+            units=cost[0] if cost is not None else None,
             send_at=send_at,
             now=self.wall(),
+            sender=sender,
+            rotate=rotate,
+            unsent=unsent,
         )
         if changed is None:
             raise InsufficientCreditsError("not enough credits for the longer text")
+        self._accepted()
         return changed
 
     def cancel_batch(self, account_id: int, batch_id: int) -> int:
         """Cancel a batch: future runs stop and unsent parts are refunded; returns their count."""
         self._own_batch(account_id, batch_id)
         self.store.set_batch_state(batch_id, "cancelled")
-        return sum(
-            self.store.cancel_message(mid, now=self.wall())
-            for mid in self.store.batch_message_ids(batch_id)
-        )
+        return self.store.cancel_batch_messages(batch_id, now=self.wall())
 
     def message(self, account_id: int, message_id: int) -> dict[str, Any] | None:
         """One message of an account, with its parts."""
@@ -946,15 +1000,22 @@ class GatewayService:
         throttle: float | None = None,
         dial_code: str | None = None,
         extra: dict[str, Any] | None = None,
+        into: int | None = None,
+        id_key: str | None = None,
+        max_characters: int = MAX_BODY_CHARACTERS,
     ) -> BatchResult:
         """Accept messages (each its own text and time) as one batch, atomically, charging
-        per part; duplicate recipients go once (the first wins)."""
+        per part; duplicate recipients go once (the first wins). `into` adds them to an open
+        batch of the account (recipients it already has are skipped); `id_key` stores the
+        batch id in each message's extra under that key; `max_characters` is the dialect's
+        limit on a text."""
         plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
-                                throttle=throttle, dial_code=dial_code, extra=extra)  # fmt: skip
+                                throttle=throttle, dial_code=dial_code, extra=extra, into=into,
+                                id_key=id_key, max_characters=max_characters)  # fmt: skip
         now = self.wall()
-        (accepted,) = self.store.accept_batches([(plan.batch, plan.rows, plan.units)], now=now)
+        (accepted,) = self.store.accept_batches([plan.rows], now=now)
         if accepted is None:
-            raise InsufficientCreditsError(f"{plan.units} credits needed")
+            raise self._refused(plan)
         return plan.result(*accepted, now)
 
     async def submit_batch_durably(
@@ -970,6 +1031,9 @@ class GatewayService:
         extra: dict[str, Any] | None = None,
         unique: bool = True,
         per_minute: int | None = None,
+        into: int | None = None,
+        id_key: str | None = None,
+        max_characters: int = MAX_BODY_CHARACTERS,
     ) -> BatchResult:
         """submit_batch for request handlers: batches accepted in the same moment share one
         transaction (one fsync), and each caller resumes only once that commit is durable.
@@ -981,7 +1045,8 @@ class GatewayService:
             raise InvalidRequestError("a batch rate is 1-6000 messages per minute")
         plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
                                 throttle=throttle, dial_code=dial_code, extra=extra,
-                                unique=unique, per_minute=per_minute)  # fmt: skip
+                                unique=unique, per_minute=per_minute, into=into, id_key=id_key,
+                                max_characters=max_characters)  # fmt: skip
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
         self._group.append((plan, future))
@@ -990,13 +1055,19 @@ class GatewayService:
             loop.call_soon(loop.call_soon, self._commit_group)
         return await future
 
+    def _refused(self, plan: _BatchPlan) -> ServiceError:
+        """Why accept_batches skipped a planned batch."""
+        if plan.rows.into is not None:
+            batch = self.store.batch(plan.rows.into)
+            if batch is None or batch["state"] not in ("active", "paused"):
+                return BatchClosedError(f"batch {plan.rows.into} is finished or cancelled")
+        return InsufficientCreditsError(f"{plan.units} credits needed")
+
     def _commit_group(self) -> None:
         group, self._group = self._group, []
         now = self.wall()
         try:
-            results = self.store.accept_batches(
-                [(plan.batch, plan.rows, plan.units) for plan, _ in group], now=now
-            )
+            results = self.store.accept_batches([plan.rows for plan, _ in group], now=now)
         except Exception as exc:
             for _, future in group:
                 if not future.done():
@@ -1007,7 +1078,7 @@ class GatewayService:
             if future.done():
                 continue  # the caller went away; what it asked for is accepted all the same
             if accepted is None:
-                future.set_exception(InsufficientCreditsError(f"{plan.units} credits needed"))
+                future.set_exception(self._refused(plan))
             else:
                 future.set_result(plan.result(*accepted, now))
 
@@ -1024,19 +1095,28 @@ class GatewayService:
         extra: dict[str, Any] | None,
         unique: bool = True,
         per_minute: int | None = None,
+        into: int | None = None,
+        id_key: str | None = None,
+        max_characters: int = MAX_BODY_CHARACTERS,
     ) -> _BatchPlan:
         account = self._account(account_id)
+        policy = AccountPolicy.of(account)
         dial = self.dial_code(account) if dial_code is None else dial_code
         sender = self._own_sender(account, sender, dial)
+        home = "+" + self.dial_code(account).strip().lstrip("+")
+        if into is not None:
+            open_batch = self._own_batch(account_id, into)
+            if open_batch["state"] not in ("active", "paused") or open_batch["template"]:
+                raise BatchClosedError(f"batch {into} is finished or cancelled")
+        seen: set[str] = self.store.batch_recipients(into) if into is not None else set()
         rows: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
-        seen: set[str] = set()
+        costs: dict[str, tuple[int, str]] = {}  # a campaign's texts repeat: count each once
         total = 0
         for item in items:
-            if not item.text:
-                raise InvalidRequestError("message text is empty")
-            if len(item.text) > MAX_BODY_CHARACTERS:
-                raise InvalidRequestError(f"message longer than {MAX_BODY_CHARACTERS} characters")
+            cost = costs.get(item.text)
+            if cost is None:
+                cost = costs[item.text] = _text_cost(item.text, policy, max_characters)
             try:
                 number = _normalize(item.recipient, dial)
             except InvalidNumberError as exc:
@@ -1048,24 +1128,25 @@ class GatewayService:
                 if number in seen:
                     continue
                 seen.add(number)
-            try:
-                cost = _count(item.text)
-            except PduError as exc:
-                raise InvalidRequestError(f"message cannot be encoded: {exc}") from None
-            total += cost.parts
+            if not policy.allow_international and not _is_home(number, home):
+                rejected.append(Rejected(item.recipient, "international sending is not enabled"))
+                continue
+            parts, encoding = cost
+            total += parts
             rows.append(
                 {
                     "account_id": account_id,
                     "recipient": number,
                     "body": item.text,
-                    "encoding": cost.encoding.value,
-                    "parts": cost.parts,
+                    "encoding": encoding,
+                    "parts": parts,
                     "sender": sender,
                     "send_at": item.send_at,
                     "status_report": True,
                     "flash": flash,
-                    "charge": cost.parts,
-                    "extra": dict(item.extra or {}),
+                    "charge": parts,
+                    # Shared, not copied: the store serialises one extra per batch, not per row.
+                    "extra": item.extra if item.extra is not None else _NO_EXTRA,
                 }
             )
         if not rows:
@@ -1082,7 +1163,7 @@ class GatewayService:
             "batch_gap": 60.0 / per_minute if per_minute else None,
             "extra": json.dumps(extra or {}),
         }
-        return _BatchPlan(batch, rows, total, tuple(rejected))
+        return _BatchPlan(BatchRows(batch, rows, total, into, id_key), total, tuple(rejected))
 
     def query_messages(
         self, account_id: int, query: MessageQuery, *, limit: int, offset: int
@@ -1152,6 +1233,77 @@ class GatewayService:
         """Credits left; None when the account is unlimited."""
         account = self._account(account_id)
         return None if account["unlimited"] else int(account["credits"])
+
+    # -- campaigns, replies and account policy (SMS Everyone and the like) --------------------
+
+    def account_policy(self, account_id: int) -> AccountPolicy:
+        """What the account may send, and whether it may top itself up."""
+        return AccountPolicy.of(self._account(account_id))
+
+    def set_account_policy(self, account_id: int, **flags: bool) -> AccountPolicy:
+        """Change some of allow_unicode, allow_long, allow_international, allow_topup."""
+        account = self.store.account(account_id)
+        if account is None:
+            raise UnknownAccountError(f"no account {account_id}")
+        self.store.set_account_policy(account_id, flags)
+        return AccountPolicy.of(self.store.account(account_id) or account)
+
+    def top_up(self, account_id: int, credits: int) -> int | None:
+        """Add credits to an approved account (through the ledger); the new balance, None when
+        the account is unlimited. Raises TopUpNotAllowedError, InvalidRequestError."""
+        account = self._account(account_id)
+        if not AccountPolicy.of(account).allow_topup:
+            raise TopUpNotAllowedError("this account may not top itself up")
+        if not 1 <= credits <= MAX_TOP_UP:
+            raise InvalidRequestError(f"a top-up is 1-{MAX_TOP_UP} credits")
+        balance = self.store.add_credits(account_id, credits, "top-up by API", now=self.wall())
+        log.info("account %d: topped up by %d credit(s)", account_id, credits)
+        return None if account["unlimited"] else balance
+
+    def find_batches(self, account_id: int, key: str, value: Any) -> list[dict[str, Any]]:
+        """The account's batches whose extra has `key` = `value` (a dialect's own campaign
+        reference), newest first."""
+        return self.store.find_batches(account_id, key, value)
+
+    def batch_recipient_count(self, account_id: int, batch_id: int) -> int:
+        """How many messages a batch of the account has."""
+        return sum((self.batch_states(account_id, batch_id) or {}).values())
+
+    def batch_delivery(
+        self, account_id: int, batch_id: int, recipient: str | None = None
+    ) -> list[dict[str, Any]] | None:
+        """Per message of the account's batch (or its message to `recipient`): recipient,
+        state, settling time, report status, +CMS ERROR, errors; None if not the account's."""
+        if self.batch_info(account_id, batch_id) is None:
+            return None
+        return self.store.batch_delivery(batch_id, recipient)
+
+    def replies(
+        self,
+        account_id: int,
+        reader: str,
+        *,
+        since_last: bool,
+        mark: bool,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = MAX_REPLIES,
+    ) -> list[dict[str, Any]]:
+        """Inbound messages of the account, oldest first, each with `replied_to`: the
+        account's message it answers (the last one sent to that number before it came), or
+        None. `since_last`: only those `reader` has not been handed yet (with `mark`, they
+        count as handed now); otherwise every one received in [start, end)."""
+        after = self.store.read_marker(account_id, reader) if since_last else 0
+        rows = self.store.inbound_page(
+            account_id, after_id=after, start=start, end=end, limit=limit
+        )
+        for row in rows:
+            row["replied_to"] = self.store.message_replied_to(
+                account_id, row["originator"], datetime.fromisoformat(row["received_at"])
+            )
+        if since_last and mark and rows:
+            self.store.advance_read_marker(account_id, reader, rows[-1]["id"], now=self.wall())
+        return rows
 
     def generate_otp(self, account_id: int, number: str | None, *, sender: str = "") -> IssuedOtp:
         """Issue a code: texted to `number` (charged like any SMS), or without a number left in
@@ -1251,15 +1403,39 @@ class Outgoing:
 class _BatchPlan:
     """A validated batch waiting for its transaction."""
 
-    batch: dict[str, Any]
-    rows: list[dict[str, Any]]
+    rows: BatchRows
     units: int
     rejected: tuple[Rejected, ...]
 
     def result(self, batch_id: int, ids: Sequence[int], now: datetime) -> BatchResult:
-        log.debug("account %d: batch %d of %d message(s)", self.batch["account_id"], batch_id,
-                 len(ids))  # fmt: skip
+        log.debug("account %d: batch %d of %d message(s)", self.rows.batch["account_id"],
+                  batch_id, len(ids))  # fmt: skip
         return BatchResult(batch_id, now, tuple(ids), self.units, self.rejected)
+
+
+_NO_EXTRA: dict[str, Any] = {}
+
+
+def _text_cost(text: str, policy: AccountPolicy, max_characters: int) -> tuple[int, str]:
+    """(parts, encoding) of a text, or the reason the account may not send it."""
+    if not text:
+        raise EmptyTextError("message text is empty")
+    if len(text) > max_characters:
+        raise TextTooLongError(f"message longer than {max_characters} characters")
+    cost = _encodable_cost(text)
+    if cost.encoding.value == "ucs2" and not policy.allow_unicode:
+        raise UnicodeNotAllowedError("the text needs unicode (UCS-2), not enabled for the account")
+    if cost.parts > 1 and not policy.allow_long:
+        raise LongTextNotAllowedError(
+            f"the text needs {cost.parts} SMS; the account may only send single-SMS texts"
+        )
+    return cost.parts, cost.encoding.value
+
+
+def _is_home(number: str, home: str) -> bool:
+    """Whether an E.164 number is in the account's own country (its dial code); short codes are
+    national by nature, and while no dial code is known every number counts as home."""
+    return home == "+" or not number.startswith("+") or number.startswith(home)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,20 @@ class AccountStore(StoreBase):
             )
         return True
 
+    def set_account_policy(self, account_id: int, policy: Mapping[str, bool]) -> None:
+        """Set some of allow_unicode, allow_long, allow_international, allow_topup."""
+        allowed = {"allow_unicode", "allow_long", "allow_international", "allow_topup"}
+        if not set(policy) <= allowed:
+            raise ValueError(f"unknown policy flags: {sorted(set(policy) - allowed)}")
+        if not policy:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in policy)
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE accounts SET {assignments} WHERE id = ?",
+                (*(int(v) for v in policy.values()), account_id),
+            )
+
     def set_credentials(
         self, account_id: int, *, password_hash: str, api_key: str, token: str
     ) -> None:

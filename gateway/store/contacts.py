@@ -30,6 +30,43 @@ class ContactStore(StoreBase):
                     (account_id, number),
                 )
 
+    def set_opt_outs(
+        self,
+        account_id: int,
+        numbers: Sequence[str],
+        opted_out: bool,
+        *,
+        keyword: str,
+        now: datetime,
+    ) -> int:
+        """Opt many numbers out (or back in) in one transaction; return how many changed."""
+        stamp = utc_iso(now)
+        changed = 0
+        with self.transaction():
+            for number in dict.fromkeys(numbers):
+                if opted_out:
+                    cursor = self.conn.execute(
+                        "INSERT OR IGNORE INTO opt_outs (account_id, number, keyword, created_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (account_id, number, keyword, stamp),
+                    )
+                else:
+                    cursor = self.conn.execute(
+                        "DELETE FROM opt_outs WHERE account_id = ? AND number = ?",
+                        (account_id, number),
+                    )
+                changed += cursor.rowcount
+        return changed
+
+    def list_opt_outs(self, account_id: int) -> list[dict[str, Any]]:
+        """An account's opted-out numbers (number, keyword, created_at), oldest first."""
+        rows = self.conn.execute(
+            "SELECT number, keyword, created_at FROM opt_outs WHERE account_id = ?"
+            " ORDER BY created_at, number",
+            (account_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def is_opted_out(self, account_id: int, number: str) -> bool:
         """Whether a number has opted out of an account's messages."""
         row = self.conn.execute(
@@ -64,6 +101,90 @@ class ContactStore(StoreBase):
             (account_id,),
         ).fetchall()
         return [(str(r[0]), int(r[1])) for r in rows]
+
+    def contact_groups(self, account_id: int) -> list[dict[str, Any]]:
+        """Every group of an account (id, name, count of contacts), by id."""
+        rows = self.conn.execute(
+            "SELECT g.id, g.name, COUNT(c.id) AS count FROM contact_groups g"
+            " LEFT JOIN contacts c ON c.group_id = g.id WHERE g.account_id = ?"
+            " GROUP BY g.id ORDER BY g.id",
+            (account_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def contact_group(self, account_id: int, group_id: int) -> dict[str, Any] | None:
+        """One group of an account (id, name), or None."""
+        row = self.conn.execute(
+            "SELECT id, name FROM contact_groups WHERE account_id = ? AND id = ?",
+            (account_id, group_id),
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    def create_contact_group(self, account_id: int, name: str) -> int | None:
+        """A new group's id; None when the account already has a group of that name."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO contact_groups (account_id, name) VALUES (?, ?)",
+                (account_id, name),
+            )
+        return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+
+    def delete_contact_group(self, account_id: int, group_id: int) -> bool:
+        """Delete a group and the contacts in it; False when there is no such group."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE appointments SET contact_id = NULL WHERE contact_id IN"
+                " (SELECT id FROM contacts WHERE account_id = ? AND group_id = ?)",
+                (account_id, group_id),
+            )
+            self.conn.execute(
+                "DELETE FROM contacts WHERE account_id = ? AND group_id = ?",
+                (account_id, group_id),
+            )
+            cursor = self.conn.execute(
+                "DELETE FROM contact_groups WHERE account_id = ? AND id = ?",
+                (account_id, group_id),
+            )
+        return cursor.rowcount == 1
+
+    def add_group_numbers(
+        self, account_id: int, group_id: int, numbers: Sequence[str], *, now: datetime
+    ) -> int:
+        """Add numbers (E.164) to a group as bare contacts, skipping those it has; return how
+        many were added."""
+        stamp = utc_iso(now)
+        added = 0
+        with self.transaction():
+            for number in dict.fromkeys(numbers):
+                exists = self.conn.execute(
+                    "SELECT 1 FROM contacts WHERE account_id = ? AND group_id = ? AND number = ?",
+                    (account_id, group_id, number),
+                ).fetchone()
+                if exists is None:
+                    self.conn.execute(
+                        "INSERT INTO contacts (account_id, group_id, number, created_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (account_id, group_id, number, stamp),
+                    )
+                    added += 1
+        return added
+
+    def remove_group_numbers(self, account_id: int, group_id: int, numbers: Sequence[str]) -> int:
+        """Remove numbers (E.164) from a group; return how many contacts went."""
+        removed = 0
+        with self.transaction():
+            for number in dict.fromkeys(numbers):
+                self.conn.execute(
+                    "UPDATE appointments SET contact_id = NULL WHERE contact_id IN (SELECT id"
+                    " FROM contacts WHERE account_id = ? AND group_id = ? AND number = ?)",
+                    (account_id, group_id, number),
+                )
+                cursor = self.conn.execute(
+                    "DELETE FROM contacts WHERE account_id = ? AND group_id = ? AND number = ?",
+                    (account_id, group_id, number),
+                )
+                removed += cursor.rowcount
+        return removed
 
     def save_contacts(
         self, account_id: int, contacts: Sequence[Mapping[str, Any]], *, now: datetime

@@ -133,6 +133,52 @@ class InboundStore(StoreBase):
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def inbound_page(
+        self,
+        account_id: int,
+        *,
+        after_id: int = 0,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """An account's inbound messages with id > after_id and received in [start, end),
+        oldest first."""
+        where = ["account_id = ?", "id > ?"]
+        args: list[Any] = [account_id, after_id]
+        if start is not None:
+            where.append("received_at >= ?")
+            args.append(utc_iso(start))
+        if end is not None:
+            where.append("received_at < ?")
+            args.append(utc_iso(end))
+        rows = self.conn.execute(
+            f"SELECT * FROM inbound WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def read_marker(self, account_id: int, reader: str) -> int:
+        """The last inbound id `reader` (an API's "since the last check") handed the account."""
+        row = self.conn.execute(
+            "SELECT inbound_id FROM read_markers WHERE account_id = ? AND reader = ?",
+            (account_id, reader),
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def advance_read_marker(
+        self, account_id: int, reader: str, inbound_id: int, *, now: datetime
+    ) -> None:
+        """Move `reader`'s marker forward to `inbound_id` (never back)."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO read_markers (account_id, reader, inbound_id, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (account_id, reader) DO UPDATE SET"
+                " inbound_id = MAX(inbound_id, excluded.inbound_id),"
+                " updated_at = excluded.updated_at",
+                (account_id, reader, inbound_id, utc_iso(now)),
+            )
+
     def report_candidates(self, sim_id: int, tp_mr: int, since: datetime) -> list[dict[str, Any]]:
         """Parts of `sim_id` given TP-MR `tp_mr` whose AT+CMGS started since `since`."""
         rows = self.conn.execute(

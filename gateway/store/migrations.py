@@ -349,6 +349,25 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX contact_group_members_contact ON contact_group_members(contact_id);
     """,
+    # 9: account policies the provider dialects report and enforce (SMS Everyone's
+    # RetrieveUserSettings: unicode, longer-than-one-SMS texts, international destinations;
+    # its credits API: top-ups only for approved accounts), where each API reader of an
+    # account's replies got to ("since the last check"), and campaign lookups by account.
+    """
+    ALTER TABLE accounts ADD COLUMN allow_unicode INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN allow_long INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN allow_international INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN allow_topup INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE read_markers (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        reader TEXT NOT NULL,
+        inbound_id INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account_id, reader)
+    );
+    CREATE INDEX batches_account_state ON batches(account_id, state);
+    CREATE INDEX inbound_account_id ON inbound(account_id, id);
+    """,
 )
 
 
