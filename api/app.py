@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api import bestsms, dashboard, native, ultrasms, zoomconnect
+from api import bestsms, dashboard, native, smseveryone, ultrasms, zoomconnect
 from api.dashboard.auth import LoginGuard
 from gateway.config import Config
 from gateway.metrics import WebhookCounts, build_registry
@@ -55,6 +55,7 @@ def build_app(
     bestsms.install(app, service)
     ultrasms.install(app, service)
     zoomconnect.install(app, service)
+    smseveryone.install(app, service)
     app.router.add_get("/metrics", metrics)
     dashboard.install(
         app, service, guard=login_guard, webhook_counts=webhook_counts, refresh_ms=refresh_ms
