@@ -18,6 +18,7 @@ import binascii
 import functools
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,7 +130,11 @@ class Fields:
         value = self._data.get(name.lower())
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, str | int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             raise ApiError(code) if code is not None else _invalid(name)
         text = value if isinstance(value, str) else _number_text(value)
         if len(text) > limit or "\x00" in text:
@@ -185,7 +190,7 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if -(2**63) <= value < 2**63 else None  # SQLite's INTEGER
     if isinstance(value, float):
         return int(value) if value.is_integer() and abs(value) < 2**63 else None
     if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", value):

@@ -233,3 +233,50 @@ def test_a_batch_gap_paces_the_whole_batch_across_sims(tmp_path: Path) -> None:
         assert times[4] == 16.0  # the loose message waits only for its SIM's own 1 s
     finally:
         store.close()
+
+
+def _batch_message(store: Store, account: int, body: str = "hello") -> tuple[int, int]:
+    batch = store.insert_batch({"account_id": account, "sender": "", "rotate": 1}, now=T0)
+    mid = store.accept_message(
+        account_id=account, recipient="+447700900777", body=body, encoding="gsm7", parts=1,
+        batch_id=batch, now=T0,
+    ).message_id  # fmt: skip
+    return batch, mid
+
+
+def test_a_batch_paused_while_its_message_waits_for_the_throttle_holds_it(env) -> None:
+    store, account, sim, modem, outbox, vclock = env
+    outbox.pool.record_send(sim, account, "+447700900001", vclock.t)  # the SIM just sent
+    batch, mid = _batch_message(store, account)
+
+    async def scenario() -> PartState:
+        task = asyncio.create_task(outbox.send_message(mid, allowed_sims=[sim]))
+        await asyncio.sleep(0)  # the send loop now waits out the throttle (2 s)
+        store.set_batch_state(batch, "paused")
+        return await task
+
+    assert asyncio.run(scenario()) is PartState.QUEUED
+    assert modem.sent == [] and store.parts(mid)[0]["state"] == "queued"
+    store.set_batch_state(batch, "active")
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.SENT
+
+
+def test_a_message_modified_while_it_waits_is_not_sent_with_the_old_text(env) -> None:
+    store, account, sim, modem, outbox, vclock = env
+    outbox.pool.record_send(sim, account, "+447700900001", vclock.t)
+    batch, mid = _batch_message(store, account, "old text")
+
+    async def scenario() -> PartState:
+        task = asyncio.create_task(outbox.send_message(mid, allowed_sims=[sim]))
+        await asyncio.sleep(0)
+        changed = store.modify_scheduled(
+            batch, body="new text", encoding="gsm7", units=1, send_at=None, now=T0, unsent=True
+        )
+        assert changed == 1
+        return await task
+
+    assert asyncio.run(scenario()) is PartState.QUEUED  # its parts changed under it: left
+    assert modem.sent == []
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.SENT
+    ((_, pdu, _),) = modem.sent
+    assert decode_pdu(pdu).tpdu.user_data.text == "new text"  # type: ignore[union-attr]

@@ -192,3 +192,111 @@ def test_modify_a_scheduled_batch_recharges_the_difference(env) -> None:
     now[0] = later
     store.promote_due(later)
     assert service.modify_batch(account, result.batch_id, text="too late") == 0  # already due
+
+
+def test_modify_unsent_reschedules_due_messages_and_leaves_sent_ones(env) -> None:
+    store, service, account, now = env
+    result = service.submit(account, ["+15551230001", "+15551230002", "+15551230003"], "go")
+    first = store.parts(result.message_ids[0])[0]
+    store.transition_part(first["id"], PartState.QUEUED, PartState.SENDING, now=T0)
+    store.transition_part(first["id"], PartState.SENDING, PartState.SENT, now=T0)
+    later = T0 + timedelta(hours=1)
+    assert service.modify_batch(account, result.batch_id, text="y" * 200, send_at=later) == 0
+    changed = service.modify_batch(
+        account, result.batch_id, text="y" * 200, send_at=later, sender="+15550000000",
+        rotate=False, unsent=True,
+    )  # fmt: skip
+    assert changed == 2
+    sent, *rest = (store.message(m) for m in result.message_ids)
+    assert (sent["body"], sent["state"], sent["units"]) == ("go", "sent", 1)
+    for message in rest:
+        assert (message["body"], message["state"], message["units"]) == ("y" * 200, "accepted", 2)
+        assert message["sender"] == "+15550000000"
+    assert store.batch(result.batch_id)["rotate"] == 0
+    assert _credits(store, account) == 10 - 3 - 2  # two messages went from 1 part to 2
+    now[0] = later
+    assert store.promote_due(later) == 2
+
+
+def test_cancel_batch_is_one_commit_and_refunds_exactly(env) -> None:
+    store, service, account, _ = env
+    result = service.submit(account, [f"+1555123000{i}" for i in range(4)], "x" * 200)
+    part = store.parts(result.message_ids[0])[0]  # one part of the first message goes out
+    store.transition_part(part["id"], PartState.QUEUED, PartState.SENDING, now=T0)
+    store.transition_part(part["id"], PartState.SENDING, PartState.SENT, now=T0)
+    assert _credits(store, account) == 2
+    assert service.cancel_batch(account, result.batch_id) == 7
+    assert _credits(store, account) == 9  # the part that left stays paid for
+    states = [store.message(m)["state"] for m in result.message_ids]
+    assert states == ["cancelled", "cancelled", "cancelled", "cancelled"]
+    assert [p["state"] for p in store.parts(result.message_ids[0])] == ["sent", "cancelled"]
+    ledger = store.conn.execute(
+        "SELECT SUM(delta) FROM credits_ledger WHERE account_id = ?", (account,)
+    ).fetchone()[0]
+    assert ledger == -1 and service.cancel_batch(account, result.batch_id) == 0
+
+
+def test_account_policy_is_enforced_on_every_send_path(env) -> None:
+    from gateway.service import (
+        LongTextNotAllowedError,
+        NoRecipientError,
+        Outgoing,
+        UnicodeNotAllowedError,
+    )
+
+    _, service, account, _ = env
+    service.set_account_policy(account, allow_unicode=False, allow_long=False,
+                               allow_international=False)  # fmt: skip
+    with pytest.raises(UnicodeNotAllowedError):
+        service.submit(account, ["+447700900123"], "hi 😀")
+    with pytest.raises(LongTextNotAllowedError):
+        service.submit_batch(account, [Outgoing("+447700900123", "x" * 161)])
+    with pytest.raises(NoRecipientError, match="international"):
+        service.submit_batch(account, [Outgoing("+15551230001", "hi")])
+    result = service.submit_batch(account, [Outgoing("07700900123", "hi"),
+                                            Outgoing("+15551230001", "hi")])  # fmt: skip
+    assert len(result.message_ids) == 1 and result.rejected[0].recipient == "+15551230001"
+    assert service.account_policy(account).allow_topup is False
+
+
+def test_top_up_needs_approval_and_goes_through_the_ledger(env) -> None:
+    from gateway.service import TopUpNotAllowedError
+
+    _, service, account, _ = env
+    with pytest.raises(TopUpNotAllowedError):
+        service.top_up(account, 5)
+    service.set_account_policy(account, allow_topup=True)
+    with pytest.raises(InvalidRequestError):
+        service.top_up(account, 0)
+    assert service.top_up(account, 5) == 15
+
+
+def test_replies_since_the_last_check_and_what_they_answer(env) -> None:
+    store, service, account, _ = env
+    result = service.submit(account, ["+15551230001"], "Coming?", extra={"Reference": "r1"})
+    part = store.parts(result.message_ids[0])[0]
+    store.transition_part(part["id"], PartState.QUEUED, PartState.SENDING, now=T0)
+
+    def inbound(sender: str, text: str, minutes: int) -> int:
+        return store.insert_inbound(
+            {"account_id": account, "originator": sender, "body": text, "encoding": "gsm7",
+             "parts_received": 1, "parts_total": 1, "complete": 1},
+            [], now=T0 + timedelta(minutes=minutes),
+        )  # fmt: skip
+
+    inbound("+15551230001", "Yes", 1)
+    inbound("+15559999999", "Who is this?", 2)
+    peek = service.replies(account, "test", since_last=True, mark=False)
+    got = service.replies(account, "test", since_last=True, mark=True)
+    assert [r["body"] for r in got] == [r["body"] for r in peek] == ["Yes", "Who is this?"]
+    assert got[0]["replied_to"]["id"] == result.message_ids[0]
+    assert got[1]["replied_to"] is None
+    assert service.replies(account, "test", since_last=True, mark=True) == []
+    assert len(service.replies(account, "other reader", since_last=True, mark=True)) == 2
+    inbound("+15551230001", "Really yes", 3)
+    assert [r["body"] for r in service.replies(account, "test", since_last=True, mark=True)] == [
+        "Really yes"
+    ]
+    start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=3)
+    window = service.replies(account, "test", since_last=False, mark=False, start=start, end=end)
+    assert [r["body"] for r in window] == ["Who is this?"]

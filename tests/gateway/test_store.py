@@ -230,3 +230,45 @@ def test_sticky_routes_are_rebuilt_from_the_last_sends(store: Store) -> None:
     routes = store.last_sims_by_recipient(NOW)
     assert routes == {(account, "+1"): sims[1], (account, "+2"): sims[0]}
     assert store.last_sims_by_recipient(NOW + timedelta(minutes=10)) == {}
+
+
+def test_accept_batches_in_bulk_into_an_open_batch_with_its_id_in_extra(store: Store) -> None:
+    import json
+
+    from gateway.store import BatchRows
+
+    account = _account(store, credits=10)
+    shared = {"Reference": "r1"}
+
+    def rows(*numbers: str, parts: int = 1) -> list[dict[str, object]]:
+        return [
+            {"account_id": account, "recipient": n, "body": "hi", "encoding": "gsm7",
+             "parts": parts, "charge": parts, "extra": shared, "send_at": NOW + timedelta(hours=1)}
+            for n in numbers
+        ]  # fmt: skip
+
+    batch = {"account_id": account, "sender": "", "rotate": 1, "extra": "{}"}
+    ((batch_id, ids),) = store.accept_batches(
+        [BatchRows(batch, rows("+15550001", "+15550002", parts=2), 4, id_key="CampaignId")],
+        now=NOW,
+    )
+    assert ids == [1, 2]
+    more = store.accept_batches([BatchRows(batch, rows("+15550003"), 1, into=batch_id)], now=NOW)
+    assert more == [(batch_id, [3])]
+    extras = [json.loads(store.message(i)["extra"]) for i in (1, 2, 3)]
+    assert extras == [{"Reference": "r1", "CampaignId": batch_id}] * 2 + [{"Reference": "r1"}]
+    assert [len(store.parts(i)) for i in (1, 2, 3)] == [2, 2, 1]
+    assert {p["state"] for i in (1, 2, 3) for p in store.parts(i)} == {"accepted"}
+    assert store.account(account)["credits"] == 5
+    ledger = store.conn.execute(
+        "SELECT delta, message_id FROM credits_ledger ORDER BY id"
+    ).fetchall()
+    assert [tuple(r) for r in ledger] == [(-2, 1), (-2, 2), (-1, 3)]
+    # a cancelled batch takes no more; an account short of credits gets nothing
+    store.set_batch_state(batch_id, "cancelled")
+    assert store.accept_batches(
+        [BatchRows(batch, rows("+15550004"), 1, into=batch_id)], now=NOW
+    ) == [None]
+    assert store.accept_batches([BatchRows(batch, rows("+15550005"), 6)], now=NOW) == [None]
+    assert store.batch_recipients(batch_id) == {"+15550001", "+15550002", "+15550003"}
+    assert store.promote_due(NOW + timedelta(hours=2)) == 0  # cancelled batches stay put
