@@ -1,0 +1,152 @@
+"""End to end on the emulator: an SMS Everyone campaign of 20 destinations goes out through 4
+SIMs, each at its own throttle (judged on the emulated network's timestamps); DRStatus shows
+what the magic numbers' status reports said; a reply to one message shows in /api/replies."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import build_app
+from gateway.accounts import create_account
+from gateway.config import Config
+from gateway.daemon import Gateway, serve
+from gateway.models import PartState, ThrottlePolicy
+from modem.emulator import EmulatorPool
+
+# One SMS every INTERVAL seconds per SIM, but SIM 4 at twice that: each SIM's own throttle.
+INTERVAL = 1.0
+# The throttle spaces the starts of AT+CMGS; the network stamps a submit when the modem has
+# processed it, which differs by personality (some answer the PDU prompt more slowly).
+JITTER = 0.25
+DEADLINE = 90.0
+MAGIC = {
+    "15005550000": (1, 0),  # delivered
+    "15005550001": (2, 0x41),  # permanent failure: TP-ST 0x41
+    "15005550003": (2, 0x46),  # validity period expired
+}
+NO_REPORT = "15005550004"
+OUTSIDE = [f"1202555{n:04d}" for n in range(16)]  # the outside world: reports "delivered"
+
+
+def test_campaign_across_four_sims_then_receipts_and_a_reply(tmp_path: Path) -> None:
+    with EmulatorPool(
+        ["generic", "huawei", "sim800", "ec25"], seed=12, clock="real", report_delay=0.0
+    ) as emu:
+        asyncio.run(asyncio.wait_for(_scenario(emu, tmp_path), DEADLINE))
+
+
+async def _scenario(emu: EmulatorPool, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+    config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0, discover=())
+    daemon = asyncio.create_task(
+        serve(
+            config,
+            stop=stop,
+            ports=[(i.path, None) for i in emu.info()],
+            on_ready=ready.set_result,
+            frontends=[],
+        )
+    )
+    try:
+        gateway = await ready
+        await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
+        store = gateway.store
+        sims = sorted(store.list_sims(), key=lambda s: s["id"])
+        intervals = {}
+        for n, sim in enumerate(sims):
+            interval = INTERVAL * (2 if n == 3 else 1)
+            intervals[sim["msisdn"]] = interval
+            store.set_sim_limits(sim["iccid"], {"throttle_interval": interval})
+            gateway.pool.get(sim["id"]).throttle.policy = ThrottlePolicy(interval=interval)
+        settled: asyncio.Queue[tuple[int, PartState]] = asyncio.Queue()
+        gateway.reports.on_settled = lambda part, state: settled.put_nowait((part, state))
+        inbound: asyncio.Queue[int] = asyncio.Queue()
+        gateway.inbox.on_message = inbound.put_nowait
+        creds = create_account(store, "everyone", now=datetime.now(UTC), credits=100)
+        auth = "Basic " + base64.b64encode(f"everyone:{creds.password}".encode()).decode()
+
+        async with TestClient(TestServer(build_app(gateway.service))) as client:
+
+            async def post(path: str, body: object) -> dict[str, object]:
+                r = await client.post(
+                    path,
+                    data=json.dumps(body),
+                    headers={"Authorization": auth, "Content-Type": "application/json"},
+                )
+                assert r.status == 200, await r.text()
+                return json.loads(await r.text())  # type: ignore[no-any-return]
+
+            destinations = [*MAGIC, NO_REPORT, *OUTSIDE]
+            created = await post(
+                "/api/campaign",
+                {
+                    "Message": "Your table for two is booked for 7pm. Reply to change it.",
+                    "Destinations": destinations,
+                    "Reference": "booking-77",
+                    "Action": "create",
+                },
+            )
+            assert (created["Code"], created["Messages"], created["Credits"]) == (0, 20, 20)
+            cid = created["CampaignId"]
+
+            # Every report the network sends settles a part (all but the no-report number).
+            outcomes = [await settled.get() for _ in range(19)]
+            assert sorted(s.value for _, s in outcomes).count("delivered") == 17
+
+            # The network's own clock: all four SIMs sent, each no faster than its throttle.
+            outside = [o for o in emu.outside() if o.destination.lstrip("+") in destinations]
+            assert sorted(o.destination.lstrip("+") for o in outside) == sorted(destinations)
+            by_sim: dict[str, list[float]] = defaultdict(list)
+            for o in outside:
+                by_sim[o.sender].append(o.time)
+            assert set(by_sim) == set(intervals)
+            for sim, times in by_sim.items():
+                gaps = [b - a for a, b in itertools.pairwise(sorted(times))]
+                assert all(g >= intervals[sim] - JITTER for g in gaps), (sim, gaps)
+            # the slower SIM took fewer of them
+            slow = sims[3]["msisdn"]
+            assert len(by_sim[slow]) < max(len(t) for s, t in by_sim.items() if s != slow)
+
+            receipts = await post("/api/DRStatus", {"CampaignId": cid})
+            assert receipts["Count"] == 19
+            got = {
+                d["Destination"]: (d["Status"]["DeliveryReceiptStatusId"], d["Status"]["Code"])
+                for d in receipts["Destinations"]
+            }
+            assert {k: got[k] for k in MAGIC} == MAGIC
+            assert NO_REPORT not in got
+            assert {got[n] for n in OUTSIDE} == {(1, 0)}
+            one = await post("/api/DRStatus", {"CampaignId": cid, "Destination": "15005550001"})
+            assert [d["Status"] for d in one["Destinations"]] == [
+                {"DeliveryReceiptStatusId": 2, "Code": 0x41}
+            ]
+
+            # The delivered number answers the SIM that texted it.
+            (sent_by,) = [o.sender for o in outside if o.destination == "+15005550000"]
+            emu.inject_sms(sent_by, "Can we make it 8pm?", sender="+15005550000")
+            await inbound.get()
+            replies = await post("/api/replies", {})
+            assert replies["Count"] == 1
+            (reply,) = replies["Messages"]
+            assert {
+                k: reply[k] for k in ("Originator", "Recipient", "MessageText", "ReferenceId")
+            } == {
+                "Originator": "15005550000",
+                "Recipient": sent_by.lstrip("+"),
+                "MessageText": "Can we make it 8pm?",
+                "ReferenceId": "booking-77",
+            }
+            assert (await post("/api/replies", {}))["Count"] == 0  # retrieved
+            assert store.account(creds.account_id)["credits"] == 80
+    finally:
+        stop.set()
+        await daemon
