@@ -204,15 +204,14 @@ class MessageStore(StoreBase):
         ledger_rows: list[tuple[Any, ...]] = []
         charges: dict[int, int] = {}
         times: dict[datetime, str] = {}  # and they share one send time
+        scheduled, queued = PartState.ACCEPTED.value, PartState.QUEUED.value
         for offset, m in enumerate(messages, start=1):
             message_id = first + offset
             parts = int(m["parts"])
             if parts < 1:
                 raise ValueError("a message has at least one part")
             send_at = m.get("send_at")
-            state = (
-                PartState.ACCEPTED if send_at is not None and send_at > now else PartState.QUEUED
-            ).value
+            state = scheduled if send_at is not None and send_at > now else queued
             extra = m.get("extra") or {}
             text = encoded.get(id(extra))
             if text is None:
@@ -491,19 +490,25 @@ class MessageStore(StoreBase):
                 " VALUES (?, ?, 'refund: cancelled', ?, ?)",
                 [(int(a), int(n), int(m), stamp) for m, a, n in counts],
             )
-            touched = {int(r[0]) for r in counts}
-            states: dict[int, list[PartState]] = {}
-            for message_id, state in self.conn.execute(
-                "SELECT p.message_id, p.state FROM parts p JOIN messages m ON m.id = p.message_id"
-                " WHERE m.batch_id = ?",
-                (batch_id,),
-            ):
-                if message_id in touched:
-                    states.setdefault(int(message_id), []).append(PartState(state))
-            self.conn.executemany(
-                "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
-                [(rollup(s).value, stamp, m) for m, s in states.items()],
+            # Messages now wholly cancelled in one statement; only those with a part that had
+            # left (a multi-part message torn by the cancel) are rolled up one by one.
+            self.conn.execute(
+                "UPDATE messages SET state = 'cancelled', updated_at = ? WHERE batch_id = ?"
+                " AND state != 'cancelled' AND NOT EXISTS (SELECT 1 FROM parts p"
+                " WHERE p.message_id = messages.id AND p.state != 'cancelled')",
+                (stamp, batch_id),
             )
+            torn = self.conn.execute(
+                "SELECT m.id FROM messages m WHERE m.batch_id = ? AND m.state != 'cancelled'"
+                " AND EXISTS (SELECT 1 FROM parts p WHERE p.message_id = m.id"
+                " AND p.state = 'cancelled' AND p.done_at = ?)",
+                (batch_id, stamp),
+            ).fetchall()
+            for (message_id,) in torn:
+                part_id = self.conn.execute(
+                    "SELECT id FROM parts WHERE message_id = ? LIMIT 1", (message_id,)
+                ).fetchone()[0]
+                self._rollup_message_of(int(part_id), stamp)
         return sum(refunds.values())
 
     def _refund(
