@@ -266,3 +266,33 @@ def accounts_send_token(data_dir: Path, name: str) -> None:
     with open_store(data_dir) as store:
         token = TeamBook(store, wall=now).issue_send_token(account_id(store, name))
     click.echo(json.dumps({"sub_account": name, "send_token": token}))
+
+
+@accounts_group.command("policy")
+@data_dir_option
+@click.argument("name")
+@click.option("--unicode/--no-unicode", default=None, help="May send UCS-2 (non-GSM) texts.")
+@click.option("--long/--no-long", "long_texts", default=None, help="May send multi-part texts.")
+@click.option("--international/--no-international", default=None,
+              help="May send outside its default dial code's country.")  # fmt: skip
+@click.option("--topup/--no-topup", default=None, help="May top itself up through an API.")
+def accounts_policy(  # noqa: PLR0917 - one parameter per click option
+    data_dir: Path,
+    name: str,
+    unicode: bool | None,
+    long_texts: bool | None,
+    international: bool | None,
+    topup: bool | None,
+) -> None:
+    """Show or change what an account may send (SMS Everyone's RetrieveUserSettings)."""
+    flags = {
+        "allow_unicode": unicode,
+        "allow_long": long_texts,
+        "allow_international": international,
+        "allow_topup": topup,
+    }
+    with open_store(data_dir) as store:
+        account = account_id(store, name)
+        store.set_account_policy(account, {k: v for k, v in flags.items() if v is not None})
+        row = store.account(account) or {}
+    click.echo(json.dumps({"sub_account": name, **{k: bool(row.get(k)) for k in flags}}))

@@ -166,6 +166,11 @@ def _print_demo(
             f"&sub_account_pass={credentials['password']}&action=account_info'"
         )
         click.echo(f"  curl -s '{base}/apis/getcreditbalance/?apikey={key}&type=1'")
+        click.echo(
+            f"  curl -s -X POST {base}/api/campaign -u 'demo:{credentials['password']}'"
+            " -H 'Content-Type: application/json'"
+            ' -d \'{"Message": "Hello", "Destinations": ["15005550000"], "Action": "create"}\''
+        )
     if "email" in credentials:  # Zoom Connect REST (README: Compatibility)
         zoom = f"{base}/app/api/rest/v1"
         auth = f"-H 'email: {credentials['email']}' -H 'token: {credentials['token']}'"

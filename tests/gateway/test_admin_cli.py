@@ -149,3 +149,15 @@ def test_commands_with_piped_output_start_no_thread(
     _run("send", "--account", "shop", "--file", str(numbers), "hi", data_dir=tmp_path)
     assert "backup written" in _run("db", "backup", str(tmp_path / "b.sqlite3"), data_dir=tmp_path)
     assert started == []
+
+
+def test_account_policy(tmp_path: Path) -> None:
+    _run("accounts", "create", "shop", data_dir=tmp_path)
+    shown = json.loads(_run("accounts", "policy", "shop", data_dir=tmp_path))
+    assert shown == {"sub_account": "shop", "allow_unicode": True, "allow_long": True,
+                     "allow_international": True, "allow_topup": False}  # fmt: skip
+    changed = json.loads(
+        _run("accounts", "policy", "shop", "--no-unicode", "--topup", data_dir=tmp_path)
+    )
+    assert (changed["allow_unicode"], changed["allow_long"], changed["allow_topup"]) == (
+        False, True, True)  # fmt: skip
