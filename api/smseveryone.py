@@ -628,7 +628,8 @@ async def drstatus(fields: Fields, caller: Caller) -> dict[str, Any]:
 
 def reference_of(replied_to: Mapping[str, Any] | None) -> str:
     """ReferenceId of a reply: the Reference of the campaign it answers, else that campaign's
-    id, else "" (it answers nothing the account sent)."""
+    id, else "" (it answers nothing sent through this API). The same for the REST replies and
+    the webhook, which only sees the answered message's extra."""
     if replied_to is None:
         return ""
     extra = replied_to.get("extra") or {}
@@ -637,7 +638,7 @@ def reference_of(replied_to: Mapping[str, Any] | None) -> str:
     reference = extra.get(REFERENCE)
     if reference:
         return str(reference)
-    campaign_id = extra.get(CAMPAIGN) or replied_to.get("batch_id")
+    campaign_id = extra.get(CAMPAIGN)  # set on every message of an SMS Everyone campaign
     return str(campaign_id) if campaign_id else ""
 
 
