@@ -31,7 +31,6 @@ import json5
 from aiohttp import web
 
 from gateway.numbers import InvalidNumberError, normalize
-from gateway.outbox import is_temporary_cms
 from gateway.recurrence import resolve_local
 from gateway.service import (
     AccountDisabledError,
@@ -588,15 +587,6 @@ def receipt(row: Mapping[str, Any]) -> tuple[int, int] | None:
     return NOT_DELIVERED, OPTED_OUT_CODE if "opted out" in errors else NOT_SENT_CODE
 
 
-def is_permanent(code: int) -> bool:
-    """Whether a failure Code means "no point trying again" (the spec's permanent errors)."""
-    if code >= CMS_BASE * 2:
-        return True
-    if code >= CMS_BASE:
-        return not is_temporary_cms(code - CMS_BASE)
-    return 0x40 <= code <= 0x5F and code != 0x46  # TP-ST permanent errors (expiry is not)
-
-
 async def drstatus(fields: Fields, caller: Caller) -> dict[str, Any]:
     """Receipts of every number of a campaign (or of one Destination) that has one."""
     campaign_id = _campaign_id(fields)
@@ -911,8 +901,8 @@ async def api(service: GatewayService, request: web.Request) -> web.Response:
         fields = Fields({}) if name == "retrieveusersettings" else await read_fields(request)
         return _answer(await resource(fields, caller))
     except ApiError as exc:
-        if exc.status >= 400 and exc.status != 500:
-            log.info("/api/%s: %s (%d)", name[:40], exc.message, exc.code)
+        # The code and the text only: they name fields, never numbers or message bodies.
+        log.info("/api/%s: %s (%d)", name[:40], exc.message, exc.code)
         return _error(exc)
     except Exception:
         log.exception("/api/%s failed", name[:40])
