@@ -38,9 +38,9 @@ from gateway.service import (
     EmptyTextError,
     GatewayService,
     InsufficientCreditsError,
+    InvalidRecipientError,
     InvalidRequestError,
     LongTextNotAllowedError,
-    NoRecipientError,
     Outgoing,
     TextTooLongError,
     TopUpNotAllowedError,
@@ -359,19 +359,19 @@ def _originator(fields: Fields, caller: Caller) -> tuple[str, bool]:
     raise ApiError(-112)
 
 
-def _text_errors(exc: InvalidRequestError) -> ApiError:
+def _text_errors(exc: InvalidRequestError, default: ApiError) -> ApiError:
     """The dialect's code for a text or destination the service refused."""
     for kind, code in (
         (EmptyTextError, -117),
         (TextTooLongError, -116),
         (UnicodeNotAllowedError, -118),
         (LongTextNotAllowedError, -119),
-        (NoRecipientError, -111),
+        (InvalidRecipientError, -111),
         (BatchClosedError, -120),
     ):
         if isinstance(exc, kind):
             return ApiError(code)
-    return _invalid("Message")
+    return default
 
 
 # -- /api/campaign --------------------------------------------------------------------------------
@@ -427,8 +427,8 @@ async def campaign_create(fields: Fields, caller: Caller) -> dict[str, Any]:
         )  # fmt: skip
     except InsufficientCreditsError:
         raise ApiError(-202) from None
-    except InvalidRequestError as exc:
-        raise _text_errors(exc) from None
+    except InvalidRequestError as exc:  # no recipient at all is a plain InvalidRequestError
+        raise _text_errors(exc, ApiError(-111)) from None
     count = len(result.message_ids)
     log.info("account %d: campaign %d, %d message(s)%s", caller.id, result.batch_id, count,
              " added" if into is not None else "")  # fmt: skip
@@ -539,7 +539,7 @@ async def campaign_modify(fields: Fields, caller: Caller) -> dict[str, Any]:
     except InsufficientCreditsError:
         raise ApiError(-202) from None
     except InvalidRequestError as exc:
-        raise _text_errors(exc) from None
+        raise _text_errors(exc, _invalid("Message")) from None
     rows = caller.service.list_messages(caller.id, batch_id=batch["id"], limit=1)
     segments = int(rows[0]["units"]) if rows else 0
     return {

@@ -238,8 +238,8 @@ def test_cancel_batch_is_one_commit_and_refunds_exactly(env) -> None:
 
 def test_account_policy_is_enforced_on_every_send_path(env) -> None:
     from gateway.service import (
+        InvalidRecipientError,
         LongTextNotAllowedError,
-        NoRecipientError,
         Outgoing,
         UnicodeNotAllowedError,
     )
@@ -251,7 +251,7 @@ def test_account_policy_is_enforced_on_every_send_path(env) -> None:
         service.submit(account, ["+447700900123"], "hi 😀")
     with pytest.raises(LongTextNotAllowedError):
         service.submit_batch(account, [Outgoing("+447700900123", "x" * 161)])
-    with pytest.raises(NoRecipientError, match="international"):
+    with pytest.raises(InvalidRecipientError, match="international"):
         service.submit_batch(account, [Outgoing("+15551230001", "hi")])
     result = service.submit_batch(account, [Outgoing("07700900123", "hi"),
                                             Outgoing("+15551230001", "hi")])  # fmt: skip
