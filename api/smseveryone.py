@@ -389,7 +389,7 @@ async def campaign(fields: Fields, caller: Caller) -> dict[str, Any]:
 async def campaign_create(fields: Fields, caller: Caller) -> dict[str, Any]:
     """Send or schedule a text to Destinations and/or CRM lists; with the Reference of a
     campaign still scheduled for the same time, add the numbers to it."""
-    message = fields.text("Message", limit=10 * MAX_MESSAGE, code=-117)
+    message = fields.text("Message", limit=MAX_BODY, code=-117)  # a long one is -116
     if message is None or not message.strip():
         raise ApiError(-117)
     if len(message) > MAX_MESSAGE:
@@ -519,7 +519,7 @@ async def campaign_modify(fields: Fields, caller: Caller) -> dict[str, Any]:
     batch = _own_campaign(fields, caller)
     if campaign_status_of(caller, batch) in ("Deleted", "Completed"):
         raise ApiError(-120)
-    message = fields.text("Message", limit=10 * MAX_MESSAGE, code=-117)
+    message = fields.text("Message", limit=MAX_BODY, code=-117)  # a long one is -116
     if message is not None and not message.strip():
         raise ApiError(-117)
     if message is not None and len(message) > MAX_MESSAGE:

@@ -704,6 +704,7 @@ ERROR_CASES: list[tuple[str, Any, str, int]] = [
     ("/api/campaign", {"Action": "status"}, "jimsbusiness", -115),
     ("/api/DRStatus", {}, "jimsbusiness", -115),
     ("/api/campaign", {**CREATE, "Message": "x" * 2001}, "jimsbusiness", -116),
+    ("/api/campaign", {**CREATE, "Message": "x" * 100_000}, "jimsbusiness", -116),
     ("/api/campaign", {**CREATE, "Message": "   "}, "jimsbusiness", -117),
     ("/api/campaign", {**CREATE, "Message": ["Hello"]}, "jimsbusiness", -117),
     ("/api/campaign", {**CREATE, "Message": "Hello 😀"}, "strict", -118),
