@@ -296,26 +296,20 @@ def _msisdn(number: str) -> str:
     return number.lstrip("+")
 
 
-def _numbers(values: Sequence[Any]) -> tuple[list[str], int]:
-    """Raw destinations as the service takes them (strings), and how many were not even
-    strings or numbers."""
-    numbers: list[str] = []
-    bad = 0
-    for value in values:
-        if isinstance(value, str):
-            numbers.append(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            numbers.append(str(value))
-        else:
-            bad += 1
-    return numbers, bad
+def _numbers(values: Sequence[Any]) -> list[str]:
+    """Raw destinations as the service takes them (strings; a JSON number is its digits);
+    anything else (null, true, a list) is no number and left out."""
+    return [
+        value if isinstance(value, str) else str(value)
+        for value in values
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    ]
 
 
 def _e164(values: Sequence[Any], dial_code: str) -> list[str]:
     """The values that are phone numbers, as E.164."""
-    raw, _ = _numbers(values)
     valid = []
-    for value in raw:
+    for value in _numbers(values):
         try:
             valid.append(normalize(value, dial_code))
         except InvalidNumberError:
@@ -399,7 +393,7 @@ async def campaign_create(fields: Fields, caller: Caller) -> dict[str, Any]:
     reference = fields.text("Reference")
     reference = reference.strip() if reference is not None and reference.strip() else None
     raw_destinations = fields.items("Destinations", code=-111) or []
-    destinations, _ = _numbers(raw_destinations)
+    destinations = _numbers(raw_destinations)
     crm_ids = [_as_int(v) for v in (fields.items("CrmIds") or [])]
     if any(c is None for c in crm_ids):
         raise _invalid("CrmIds")
