@@ -47,12 +47,14 @@ from gateway.service import (
     UnicodeNotAllowedError,
     UnknownAccountError,
 )
+from gateway.webhooks import WebhookEvent, WebhookKind, WebhookRequest, register_format
 
 log = logging.getLogger(__name__)
 
 READER = "smseveryone"  # whose "since the last check" /api/replies keeps
 REFERENCE = "Reference"  # the customer's campaign reference, in batch and message extra
 CAMPAIGN = "CampaignId"  # the campaign (batch) id, in each message's extra (for webhooks)
+WEBHOOK_FORMAT = "smseveryone"  # GatewayService.set_webhook(..., format=WEBHOOK_FORMAT)
 MAX_BODY = 8 * 1024 * 1024  # bytes: about 500,000 destinations
 LENIENT_MAX = 64 * 1024  # bodies up to this size may be JSON5 (pure-Python parser)
 MAX_MESSAGE = 2000  # characters, as the spec says
@@ -850,6 +852,18 @@ def reply_webhook_url(data: Mapping[str, Any], url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def webhook_request(event: WebhookEvent, url: str) -> WebhookRequest | None:
+    """The `smseveryone` webhook format: the spec's GET for a reply. The provider has no
+    status webhook, so a status event sends nothing (it counts as delivered)."""
+    if event.kind is not WebhookKind.REPLY:
+        return None
+    return WebhookRequest("GET", reply_webhook_url(event.data, url))
+
+
+# Registered on import too: a process that only sets subscriptions (the CLI) knows the name.
+register_format(WEBHOOK_FORMAT, webhook_request)
+
+
 # -- routing --------------------------------------------------------------------------------------
 
 Resource = Callable[[Fields, Caller], Awaitable[dict[str, Any]]]
@@ -906,6 +920,7 @@ async def api(service: GatewayService, request: web.Request) -> web.Response:
 def install(app: web.Application, service: GatewayService) -> None:
     """Add /api/<resource> (any case, trailing slash optional) to the application; anything
     else under /api/ answers the dialect's 404 (/api_v1 and /apis/ are other dialects')."""
+    register_format(WEBHOOK_FORMAT, webhook_request)
     handler = functools.partial(api, service)
     prefix = "/{prefix:[Aa][Pp][Ii]}"  # IIS paths ignore case: /API/Campaign works there too
     app.router.add_route("*", prefix + "/{name}", handler)

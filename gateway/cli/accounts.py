@@ -208,7 +208,8 @@ def accounts_revoke(data_dir: Path, name: str, iccids: tuple[str, ...], allow_al
     "--format",
     "fmt",
     metavar="NAME",
-    help="Payload format of the URLs set: v1 (ours), or a provider dialect's (zoomconnect)"
+    help="Payload format of the URLs set: v1 (ours), or a provider dialect's (zoomconnect,"
+    " smseveryone)"
     " [the subscription's own; v1 for a new one].",
 )
 def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option

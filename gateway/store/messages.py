@@ -461,24 +461,25 @@ class MessageStore(StoreBase):
         """cancel_message for every message of a batch in ONE transaction (a 100,000-message
         campaign is deleted in one commit, not 100,000); return the parts refunded."""
         stamp = utc_iso(now)
-        for state in (PartState.ACCEPTED, PartState.QUEUED):
-            check_transition(state, PartState.CANCELLED)
+        for unsent in (PartState.ACCEPTED, PartState.QUEUED):
+            check_transition(unsent, PartState.CANCELLED)
         with self.transaction():
             counts = self.conn.execute(
-                "SELECT m.id, m.account_id, COUNT(*) FROM parts p JOIN messages m"
+                "SELECT m.id, m.account_id, COUNT(*), m.state FROM parts p JOIN messages m"
                 " ON m.id = p.message_id WHERE m.batch_id = ? AND p.state IN (?, ?)"
                 " GROUP BY m.id",
                 (batch_id, PartState.ACCEPTED.value, PartState.QUEUED.value),
             ).fetchall()
             if not counts:
                 return 0
+            previous = {int(r[0]): (int(r[1]), str(r[3])) for r in counts}
             self.conn.execute(
                 "UPDATE parts SET state = 'cancelled', done_at = ? WHERE state IN (?, ?)"
                 " AND message_id IN (SELECT id FROM messages WHERE batch_id = ?)",
                 (stamp, PartState.ACCEPTED.value, PartState.QUEUED.value, batch_id),
             )
             refunds: dict[int, int] = {}
-            for _, account_id, units in counts:
+            for _, account_id, units, _ in counts:
                 refunds[int(account_id)] = refunds.get(int(account_id), 0) + int(units)
             for account_id, units in refunds.items():
                 self.conn.execute(
@@ -488,7 +489,7 @@ class MessageStore(StoreBase):
             self.conn.executemany(
                 "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
                 " VALUES (?, ?, 'refund: cancelled', ?, ?)",
-                [(int(a), int(n), int(m), stamp) for m, a, n in counts],
+                [(int(a), int(n), int(m), stamp) for m, a, n, _ in counts],
             )
             # Messages now wholly cancelled in one statement; only those with a part that had
             # left (a multi-part message torn by the cancel) are rolled up one by one.
@@ -508,7 +509,18 @@ class MessageStore(StoreBase):
                 part_id = self.conn.execute(
                     "SELECT id FROM parts WHERE message_id = ? LIMIT 1", (message_id,)
                 ).fetchone()[0]
-                self._rollup_message_of(int(part_id), stamp)
+                self._rollup_message_of(int(part_id), stamp, part_state=PartState.CANCELLED)
+                previous.pop(int(message_id), None)  # its rollup told the webhook outbox
+            for message_id, (account_id, state) in previous.items():
+                if state != PartState.CANCELLED.value:
+                    self._message_status_changed(
+                        StatusChange(
+                            message_id=message_id, account_id=account_id,
+                            previous_state=state, state=PartState.CANCELLED.value,
+                            part_id=None, part_state=PartState.CANCELLED.value,
+                            tp_status=None, stamp=stamp,
+                        )
+                    )  # fmt: skip
         return sum(refunds.values())
 
     def _refund(
@@ -693,6 +705,14 @@ class MessageStore(StoreBase):
                         "UPDATE messages SET sender = ?, updated_at = ? WHERE id = ?",
                         (sender, stamp, message_id),
                     )
+                if target is not state:
+                    self._message_status_changed(
+                        StatusChange(
+                            message_id=message_id, account_id=account_id,
+                            previous_state=state.value, state=target.value, part_id=None,
+                            part_state=None, tp_status=None, stamp=stamp,
+                        )
+                    )  # fmt: skip
             if send_at is not None:
                 self.conn.execute(
                     "UPDATE batches SET send_at = ? WHERE id = ?", (utc_iso(send_at), batch_id)

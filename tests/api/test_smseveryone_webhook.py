@@ -49,3 +49,20 @@ def test_text_is_encoded_and_the_subscriber_query_kept() -> None:
         ("reference", "4255525"),
         ("message_text", "Can we make it 8pm? 😀 & more=yes"),
     ]
+
+
+def test_the_format_is_registered_and_sends_only_replies() -> None:
+    from datetime import UTC, datetime
+
+    from api.smseveryone import WEBHOOK_FORMAT, webhook_request
+    from gateway.webhooks import WebhookEvent, WebhookKind, format_names
+
+    assert WEBHOOK_FORMAT in format_names()
+    at = datetime(2020, 7, 27, tzinfo=UTC)
+    reply = WebhookEvent("evt_1", WebhookKind.REPLY, 1, at, REPLY)
+    request = webhook_request(reply, "http://yourwebsite.aspx?username=xyz&password=xyz")
+    assert request is not None
+    assert (request.method, request.body, request.headers) == ("GET", b"", ())
+    assert request.url.endswith("&reference=4255525&message_text=Hello")
+    status = WebhookEvent("evt_2", WebhookKind.STATUS, 1, at, {"message_id": 1, "state": "sent"})
+    assert webhook_request(status, "http://example.com/dr") is None  # no such webhook there

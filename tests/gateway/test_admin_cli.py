@@ -161,3 +161,13 @@ def test_account_policy(tmp_path: Path) -> None:
     )
     assert (changed["allow_unicode"], changed["allow_long"], changed["allow_topup"]) == (
         False, True, True)  # fmt: skip
+
+
+def test_a_reply_url_in_the_sms_everyone_format(tmp_path: Path) -> None:
+    _run("accounts", "create", "shop", data_dir=tmp_path)
+    url = "http://example.com/sms.aspx?username=xyz&password=xyz"
+    shown = json.loads(
+        _run("accounts", "webhooks", "shop", "--on-reply", url, "--format", "smseveryone",
+             data_dir=tmp_path)
+    )  # fmt: skip
+    assert shown["webhooks"]["reply"] == {"url": url, "format": "smseveryone"}

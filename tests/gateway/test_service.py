@@ -300,3 +300,29 @@ def test_replies_since_the_last_check_and_what_they_answer(env) -> None:
     start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=3)
     window = service.replies(account, "test", since_last=False, mark=False, start=start, end=end)
     assert [r["body"] for r in window] == ["Who is this?"]
+
+
+def test_bulk_promote_cancel_and_reschedule_tell_the_webhook_outbox(env) -> None:
+    import json
+
+    store, service, account, now = env
+    service.set_webhook(account, "status", "http://example.com/status")
+    result = service.submit(
+        account, ["+15551230001", "+15551230002"], "x", send_at=T0 + timedelta(minutes=5)
+    )
+    now[0] = T0 + timedelta(minutes=5)
+    assert store.promote_due(now[0]) == 2
+    later = T0 + timedelta(hours=1)
+    assert service.modify_batch(account, result.batch_id, send_at=later, unsent=True) == 2
+    service.cancel_batch(account, result.batch_id)
+    changes = [
+        (data["message_id"], data["previous_state"], data["state"])
+        for (payload,) in store.conn.execute("SELECT payload FROM webhook_events ORDER BY id")
+        for data in [json.loads(payload)]
+    ]
+    first, second = result.message_ids
+    assert changes == [
+        (first, "accepted", "queued"), (second, "accepted", "queued"),
+        (first, "queued", "accepted"), (second, "queued", "accepted"),
+        (first, "accepted", "cancelled"), (second, "accepted", "cancelled"),
+    ]  # fmt: skip
