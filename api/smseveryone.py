@@ -925,7 +925,8 @@ def install(app: web.Application, service: GatewayService) -> None:
     prefix = "/{prefix:[Aa][Pp][Ii]}"  # IIS paths ignore case: /API/Campaign works there too
     app.router.add_route("*", prefix + "/{name}", handler)
     app.router.add_route("*", prefix + "/{name}/", handler)
-    app.router.add_route("*", prefix + "/{name}/{tail:.*}", _not_found)
+    # Deeper paths are no resource of this dialect; /api/rest/... is Zoom Connect's.
+    app.router.add_route("*", prefix + "/{name:(?![Rr][Ee][Ss][Tt]/)[^/]+}/{tail:.*}", _not_found)
 
 
 async def _not_found(request: web.Request) -> web.Response:

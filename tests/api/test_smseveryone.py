@@ -657,6 +657,10 @@ def test_request_errors(world: World, tmp_path: Path) -> None:
         for path in ("/api/nothing", "/api/campaign/extra/bits", "/api/x/"):
             status, got = await api.call(path, CREATE)
             assert (status, got["Code"]) == (404, -105), path
+        # /api/rest/v1/... is Zoom Connect's, /api_v1 BestSMS's, /apis/ UltraSMS's: not ours
+        for path in ("/api/rest/v1/account/balance", "/api_v1", "/apis/getcreditbalance/"):
+            response = await api.client.get(path)
+            assert "-105" not in await response.text(), path
         for method in ("GET", "PUT", "DELETE"):
             status, got = await api.call("/api/campaign", None, method=method)
             assert (status, got["Code"]) == (405, -106), method
