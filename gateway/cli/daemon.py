@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 
 from gateway.accounts import create_account, reset_credentials
-from gateway.cli.common import config_option
+from gateway.cli.common import config_option, now, open_store
 from gateway.config import Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
+from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.teams import TeamBook
 
@@ -72,14 +73,16 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
     config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=http_port, discover=())
     _setup_logging("INFO")
     kinds = [DEMO_PERSONALITIES[i % len(DEMO_PERSONALITIES)] for i in range(modems)]
+    # A fresh dashboard password each run, printed once (like the account's secrets), set
+    # before the daemon starts so the HTTP front-end finds one.
+    admin_password = secrets.token_urlsafe(9)
+    with open_store(data_dir) as store:
+        GatewayService(store, wall=now).set_admin_password(admin_password)
     with EmulatorPool(kinds, seed=seed, clock="real") as emulator:
         infos = emulator.info()
 
         def ready(gateway: Gateway) -> None:
             credentials = _demo_account(gateway.store)
-            # A fresh dashboard password each run, printed once (like the account's secrets).
-            admin_password = secrets.token_urlsafe(9)
-            gateway.service.set_admin_password(admin_password)
             _print_demo(
                 config,
                 credentials,
