@@ -18,17 +18,11 @@ from api.app import build_app
 from gateway.accounts import Credentials, create_account
 from gateway.cli import main
 from gateway.contacts import ContactInput
-from gateway.inbox import Inbox
 from gateway.models import PartState
-from gateway.outbox import Clock, Outbox
-from gateway.pool import SimPool
-from gateway.reports import ReportMatcher
-from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
-from gateway.worker import ModemWorker
-from modem.client import ClientConfig
 from modem.emulator import EmulatorPool
+from tests.emulated import assembled
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 # A global IoT SIM: its +883 number and its IMSI's MCC 901 belong to no country.
@@ -143,81 +137,49 @@ def test_a_fresh_account_sends_through_every_dialect_on_the_emulator(tmp_path: P
 
 
 async def _fresh(tmp_path: Path, emu: EmulatorPool, creds: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
-    wall = lambda: datetime.now(UTC)  # noqa: E731
-    store = Store.open(tmp_path)
-    settled: asyncio.Queue[tuple[int, PartState]] = asyncio.Queue()
-    pool = SimPool()
-    reports = ReportMatcher(store, on_settled=lambda part, state: settled.put_nowait((part, state)))
-    outbox = Outbox(store, pool, {}, Clock(loop.time, wall, asyncio.sleep),
-                    on_sent=lambda part: reports.reconcile(part, now=wall()))  # fmt: skip
-    dispatcher = Dispatcher(store, outbox)
-    workers = [
-        ModemWorker(
-            info.path,
-            store=store,
-            pool=pool,
-            dispatcher=dispatcher,
-            inbox=Inbox(store),
-            reports=reports,
-            wall=wall,
-            config=ClientConfig(),
-        )
-        for info in emu.info()
-    ]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
-    tasks.append(asyncio.create_task(dispatcher.run(stop)))
-    service = GatewayService(store, wall=wall)
-    try:
-        await asyncio.gather(*(w.ready.wait() for w in workers))
-        sim_number = store.sim(workers[0].sim_id or 0)["msisdn"]
+    async with assembled(Store.open(tmp_path), emu) as g:
+        store, client = g.store, g.client
+        sim_number = store.sim(g.workers[0].sim_id or 0)["msisdn"]
         assert sim_number.startswith("+44")  # the emulated SIMs are British
-        async with TestClient(TestServer(build_app(service))) as client:
-            auth = {"Authorization": f"Bearer {creds['api_key']}"}
-            r = await client.post(
-                "/v1/messages",
-                headers=auth,
-                json={"to": ["+12025550101", NATIONAL], "text": "native"},
-            )
-            body = await r.json()
-            assert (r.status, len(body["message_ids"]), body["rejected"]) == (201, 2, [])
+        auth = {"Authorization": f"Bearer {creds['api_key']}"}
+        r = await client.post(
+            "/v1/messages",
+            headers=auth,
+            json={"to": ["+12025550101", NATIONAL], "text": "native"},
+        )
+        body = await r.json()
+        assert (r.status, len(body["message_ids"]), body["rejected"]) == (201, 2, [])
 
-            r = await client.post(
-                "/api_v1",
-                data={
-                    "sub_account": "shop",
-                    "sub_account_pass": creds["password"],
-                    "action": "send_sms",
-                    "message": "bestsms",
-                    "recipients": "+12025550102",
-                },
-            )
-            assert json.loads(await r.text())["total"] == "1"
+        r = await client.post(
+            "/api_v1",
+            data={
+                "sub_account": "shop",
+                "sub_account_pass": creds["password"],
+                "action": "send_sms",
+                "message": "bestsms",
+                "recipients": "+12025550102",
+            },
+        )
+        assert json.loads(await r.text())["total"] == "1"
 
-            # UltraSMS texts contacts only: the account saves one through its own API first.
-            r = await client.post(
-                "/v1/contacts", headers=auth, json={"contacts": [{"number": "+12025550103"}]}
-            )
-            assert r.status == 201
-            r = await client.post(
-                "/apis/smscontact/",
-                data={
-                    "apikey": creds["api_key"],
-                    "from": sim_number.lstrip("+"),
-                    "to": "12025550103",
-                    "message": "ultrasms",
-                },
-            )
-            assert json.loads(await r.text()) == 0
+        # UltraSMS texts contacts only: the account saves one through its own API first.
+        r = await client.post(
+            "/v1/contacts", headers=auth, json={"contacts": [{"number": "+12025550103"}]}
+        )
+        assert r.status == 201
+        r = await client.post(
+            "/apis/smscontact/",
+            data={
+                "apikey": creds["api_key"],
+                "from": sim_number.lstrip("+"),
+                "to": "12025550103",
+                "message": "ultrasms",
+            },
+        )
+        assert json.loads(await r.text()) == 0
 
-            outcomes = [await settled.get() for _ in range(4)]
+        outcomes = [await g.settled.get() for _ in range(4)]
         assert {state for _, state in outcomes} == {PartState.DELIVERED}
         wanted = {"+12025550101", "+447911123456", "+12025550102", "+12025550103"}
         assert wanted <= {o.destination for o in emu.outside()}  # the network saw all four
         assert store.account(1)["credits"] == 0  # unlimited: nothing was needed or charged
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await dispatcher.close()
-        store.close()

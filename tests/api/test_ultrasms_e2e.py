@@ -14,22 +14,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
-
-from api.app import build_app
 from gateway.accounts import create_account
 from gateway.contacts import ContactInput
-from gateway.inbox import Inbox
-from gateway.models import PartState
-from gateway.outbox import Outbox
-from gateway.pool import SimPool
-from gateway.reports import ReportMatcher
-from gateway.scheduler import Dispatcher
-from gateway.service import GatewayService
 from gateway.store import Store
-from gateway.worker import ModemWorker
-from modem.client import ClientConfig
 from modem.emulator import MAGIC_DELIVERED, MAGIC_PERMANENT_FAILURE, EmulatorPool
+from tests.emulated import assembled
 from tests.lockstep import LockstepClock
 
 MODEMS = 10
@@ -45,89 +34,57 @@ def test_smsgroup_rotates_throttles_and_reports(tmp_path: Path) -> None:
 
 
 async def _scenario(tmp_path: Path, emu: EmulatorPool, clock: LockstepClock) -> None:
-    wall = clock.wall
     store = Store.open(tmp_path)
-    creds = create_account(store, "shop", now=wall(), credits=1000)
-    settled: asyncio.Queue[tuple[int, PartState]] = asyncio.Queue()
-    pool = SimPool()
-    reports = ReportMatcher(store, on_settled=lambda part, state: settled.put_nowait((part, state)))
-    outbox = Outbox(store, pool, {}, clock.clock(),
-                    on_sent=lambda part: reports.reconcile(part, now=wall()))  # fmt: skip
-    clock.hold_while(lambda: bool(outbox.on_wire))  # a submit is stamped when it started
-    dispatcher = Dispatcher(store, outbox)
-    workers = [
-        ModemWorker(
-            info.path,
-            store=store,
-            pool=pool,
-            dispatcher=dispatcher,
-            inbox=Inbox(store),
-            reports=reports,
-            wall=wall,
-            config=ClientConfig(),
-        )
-        for info in emu.info()
-    ]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
-    tasks.append(asyncio.create_task(dispatcher.run(stop)))
-    service = GatewayService(store, wall=wall)
-    try:
-        await asyncio.gather(*(w.ready.wait() for w in workers))
-        sims = {store.sim(w.sim_id)["msisdn"] for w in workers if w.sim_id is not None}
+    creds = create_account(store, "shop", now=clock.wall(), credits=1000)
+    async with assembled(store, emu, lockstep=clock) as g:
+        sims, settled, client = g.sims, g.settled, g.client
         assert len(sims) == MODEMS
         numbers = [MAGIC_DELIVERED, MAGIC_PERMANENT_FAILURE] + [
             f"+1202555{n:04d}" for n in range(CONTACTS - 2)
         ]
-        service.contacts.save(creds.account_id, [ContactInput(n, group="Fifty") for n in numbers],
-                              dial_code="")  # fmt: skip
-        async with TestClient(TestServer(build_app(service))) as client:
-            any_sim = sorted(sims)[0].lstrip("+")
-            r = await client.post("/apis/smsgroup/", data={
-                "apikey": creds.api_key, "from": any_sim, "to": "Fifty",
-                "message": "Spring sale: 20% off everything this weekend!",
-                "rotate": "1", "throttle": "2"})  # fmt: skip
-            group_sms_id = json.loads(await r.text())
-            assert isinstance(group_sms_id, int) and group_sms_id > 0
+        contacts = [ContactInput(n, group="Fifty") for n in numbers]
+        g.service.contacts.save(creds.account_id, contacts, dial_code="")
+        any_sim = sorted(sims)[0].lstrip("+")
+        r = await client.post("/apis/smsgroup/", data={
+            "apikey": creds.api_key, "from": any_sim, "to": "Fifty",
+            "message": "Spring sale: 20% off everything this weekend!",
+            "rotate": "1", "throttle": "2"})  # fmt: skip
+        group_sms_id = json.loads(await r.text())
+        assert isinstance(group_sms_id, int) and group_sms_id > 0
 
-            # Every part is settled by a status report from the emulated network.
-            outcomes = [await settled.get() for _ in range(CONTACTS)]
-            assert sorted(s.value for _, s in outcomes).count("delivered") == CONTACTS - 1
+        # Every part is settled by a status report from the emulated network.
+        outcomes = [await settled.get() for _ in range(CONTACTS)]
+        assert sorted(s.value for _, s in outcomes).count("delivered") == CONTACTS - 1
 
-            # The network is the judge: every SIM sent, each exactly one SMS per 2 s.
-            outside = [o for o in emu.outside() if o.destination in set(numbers)]
-            assert sorted(o.destination for o in outside) == sorted(numbers)  # once each
-            by_sim: dict[str, list[float]] = defaultdict(list)
-            for o in outside:
-                by_sim[o.sender].append(o.time)
-            assert set(by_sim) == sims
-            for sim, times in by_sim.items():
-                times.sort()
-                gaps = [b - a for a, b in itertools.pairwise(times)]
-                assert min(gaps) >= THROTTLE, (sim, gaps)
-                # ... and no slower: the pace is the batch's throttle, not a stall
-                assert max(gaps) == THROTTLE, (sim, gaps)
-            assert {len(t) for t in by_sim.values()} == {CONTACTS // MODEMS}
+        # The network is the judge: every SIM sent, each exactly one SMS per 2 s.
+        outside = [o for o in emu.outside() if o.destination in set(numbers)]
+        assert sorted(o.destination for o in outside) == sorted(numbers)  # once each
+        by_sim: dict[str, list[float]] = defaultdict(list)
+        for o in outside:
+            by_sim[o.sender].append(o.time)
+        assert set(by_sim) == sims
+        for sim, times in by_sim.items():
+            times.sort()
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert min(gaps) >= THROTTLE, (sim, gaps)
+            # ... and no slower: the pace is the batch's throttle, not a stall
+            assert max(gaps) == THROTTLE, (sim, gaps)
+        assert {len(t) for t in by_sim.values()} == {CONTACTS // MODEMS}
 
-            report = await client.get("/apis/getbulksmsdeliveryreport/", params={
-                "apikey": creds.api_key, "groupsmsid": str(group_sms_id)})  # fmt: skip
-            assert json.loads(await report.text()) == {"successful": CONTACTS - 1, "failed": 1}
+        report = await client.get("/apis/getbulksmsdeliveryreport/", params={
+            "apikey": creds.api_key, "groupsmsid": str(group_sms_id)})  # fmt: skip
+        assert json.loads(await report.text()) == {"successful": CONTACTS - 1, "failed": 1}
 
-            async def fetch(recipient: str) -> dict[str, str]:
-                r = await client.post("/api_v1", data={
-                    "sub_account": "shop", "sub_account_pass": creds.password,
-                    "action": "fetch_sms", "recipient": recipient})  # fmt: skip
-                (record,) = json.loads(await r.text())["records"]
-                return record
+        async def fetch(recipient: str) -> dict[str, str]:
+            r = await client.post("/api_v1", data={
+                "sub_account": "shop", "sub_account_pass": creds.password,
+                "action": "fetch_sms", "recipient": recipient})  # fmt: skip
+            (record,) = json.loads(await r.text())["records"]
+            return record
 
-            delivered = await fetch(MAGIC_DELIVERED)
-            assert (delivered["status"], delivered["status_msg"]) == ("2", "DELIVERED")
-            assert "+" + delivered["sender"] in sims  # the SIM that really sent it
-            failed = await fetch(MAGIC_PERMANENT_FAILURE)
-            assert (failed["status"], failed["status_msg"]) == ("-4", "UNDELIVERABLE")
-            assert failed["info"] == "Undeliverable (network report TP-ST 0x41)"
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await dispatcher.close()
-        store.close()
+        delivered = await fetch(MAGIC_DELIVERED)
+        assert (delivered["status"], delivered["status_msg"]) == ("2", "DELIVERED")
+        assert "+" + delivered["sender"] in sims  # the SIM that really sent it
+        failed = await fetch(MAGIC_PERMANENT_FAILURE)
+        assert (failed["status"], failed["status_msg"]) == ("-4", "UNDELIVERABLE")
+        assert failed["info"] == "Undeliverable (network report TP-ST 0x41)"

@@ -16,21 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from api.app import build_app
 from gateway.accounts import create_account
-from gateway.inbox import Inbox
 from gateway.models import PartState
-from gateway.outbox import Clock, Outbox
-from gateway.pool import SimPool
-from gateway.reports import ReportMatcher
-from gateway.scheduler import Dispatcher
-from gateway.service import GatewayService
 from gateway.store import Store
-from gateway.worker import ModemWorker
-from modem.client import ClientConfig
 from modem.emulator import MAGIC_DELIVERED, EmulatorPool
+from tests.emulated import assembled
 from tests.lockstep import LockstepClock
 
 DEADLINE = 90.0
@@ -39,11 +31,9 @@ EMAIL = "shop@example.com"
 
 @dataclass
 class Rig:
-    """A gateway on emulated modems, with the events a test waits on."""
+    """A gateway on emulated modems (tests/emulated.py), with the events a test waits on."""
 
     emu: EmulatorPool
-    store: Store
-    service: GatewayService
     client: TestClient
     token: str
     sims: set[str]
@@ -63,48 +53,11 @@ class Rig:
 async def rig(
     tmp_path: Path, emu: EmulatorPool, credits: int, lockstep: LockstepClock | None = None
 ) -> AsyncIterator[Rig]:
-    loop = asyncio.get_running_loop()
-    wall = lockstep.wall if lockstep is not None else lambda: datetime.now(UTC)
-    clock = lockstep.clock() if lockstep is not None else Clock(loop.time, wall, asyncio.sleep)
     store = Store.open(tmp_path)
-    creds = create_account(store, "shop", now=wall(), credits=credits, email=EMAIL)
-    settled: asyncio.Queue[tuple[int, PartState]] = asyncio.Queue()
-    inbound: asyncio.Queue[int] = asyncio.Queue()
-    pool = SimPool()
-    reports = ReportMatcher(store, on_settled=lambda part, state: settled.put_nowait((part, state)))
-    outbox = Outbox(store, pool, {}, clock,
-                    on_sent=lambda part: reports.reconcile(part, now=wall()))  # fmt: skip
-    if lockstep is not None:
-        lockstep.hold_while(lambda: bool(outbox.on_wire))  # a submit is stamped when it starts
-    dispatcher = Dispatcher(store, outbox)
-    workers = [
-        ModemWorker(
-            info.path,
-            store=store,
-            pool=pool,
-            dispatcher=dispatcher,
-            inbox=Inbox(store, on_message=inbound.put_nowait),
-            reports=reports,
-            wall=wall,
-            config=ClientConfig(),
-        )
-        for info in emu.info()
-    ]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
-    tasks.append(asyncio.create_task(dispatcher.run(stop)))
-    service = GatewayService(store, wall=wall)
-    service.on_accepted = dispatcher.wake
-    try:
-        await asyncio.gather(*(w.ready.wait() for w in workers))
-        sims = {store.sim(w.sim_id)["msisdn"] for w in workers if w.sim_id is not None}
-        async with TestClient(TestServer(build_app(service))) as client:
-            yield Rig(emu, store, service, client, creds.token, sims, settled, inbound)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await dispatcher.close()
-        store.close()
+    now = lockstep.wall() if lockstep is not None else datetime.now(UTC)
+    creds = create_account(store, "shop", now=now, credits=credits, email=EMAIL)
+    async with assembled(store, emu, lockstep=lockstep, wake_on_accept=True) as g:
+        yield Rig(emu, g.client, creds.token, g.sims, g.settled, g.inbound)
 
 
 def test_send_delivered_report_reply_and_charge(tmp_path: Path) -> None:
