@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import build_app
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
 from gateway.models import PartState, ThrottlePolicy
 from modem.emulator import EmulatorPool
+from tests.emulated import serving
 from tests.lockstep import LockstepClock
 
 # One SMS every INTERVAL seconds per SIM, but SIM 4 at twice that: each SIM's own throttle.
@@ -47,25 +47,9 @@ def test_campaign_across_four_sims_then_receipts_and_a_reply(tmp_path: Path) -> 
 
 
 async def _scenario(emu: EmulatorPool, clock: LockstepClock, tmp_path: Path) -> None:
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0, discover=())
-    daemon = asyncio.create_task(
-        serve(
-            config,
-            stop=stop,
-            ports=[(i.path, None) for i in emu.info()],
-            on_ready=ready.set_result,
-            frontends=[],
-            clock=clock.clock(),
-        )
-    )
-    try:
-        gateway = await ready
-        # Time may not move while an AT+CMGS is under way, so the network stamps a submit at
-        # the very virtual instant the throttle let it start.
-        clock.hold_while(lambda: bool(gateway.outbox.on_wire))
-        await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
+    ports = [i.path for i in emu.info()]
+    async with serving(config, ports, frontends=[], lockstep=clock) as gateway:
         store = gateway.store
         sims = sorted(store.list_sims(), key=lambda s: s["id"])
         intervals = {}
@@ -182,6 +166,3 @@ async def _scenario(emu: EmulatorPool, clock: LockstepClock, tmp_path: Path) -> 
             }
             assert (await post("/api/replies", {}))["Count"] == 0  # retrieved
             assert store.account(creds.account_id)["credits"] == 80
-    finally:
-        stop.set()
-        await daemon

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -21,18 +20,12 @@ import aiohttp
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
 from modem.emulator import MAGIC_DELIVERED, EmulatorPool
+from tests.emulated import free_port, serving
 from tests.gateway.webhook_support import Receiver, Seen, signature_ok
 
 DEADLINE = 60.0
 EMAIL = "shop@example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_dlr_and_reply_webhooks_in_the_zoomconnect_format(tmp_path: Path) -> None:
@@ -63,78 +56,71 @@ async def _cli(*args: str) -> dict[str, Any]:
 
 
 async def _scenario(tmp_path: Path, emu: EmulatorPool, port: str, msisdn: str) -> None:
-    http_port = _free_port()
+    http_port = free_port()
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=http_port, discover=())
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
-    daemon = asyncio.create_task(
-        serve(config, stop=stop, ports=[(port, None)], on_ready=ready.set_result)
-    )
-    try:
-        async with Receiver() as receiver, aiohttp.ClientSession() as client:
-            gateway = await ready
-            await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
-            creds = create_account(gateway.store, "shop", now=datetime.now(UTC), credits=10,
-                                   email=EMAIL)  # fmt: skip
-            set_up = await _cli(
-                "accounts", "webhooks", "shop", "--data-dir", str(tmp_path), "--format",
-                "zoomconnect", "--on-reply", receiver.url("/receive-sms.php"),
-                "--on-status", receiver.url("/delivery/report.php?key=k1"),
-            )  # fmt: skip
-            assert {k: v["format"] for k, v in set_up["webhooks"].items()} == {
-                "reply": "zoomconnect", "status": "zoomconnect"}  # fmt: skip
-            secret = set_up["secret"]
-            base = f"http://127.0.0.1:{http_port}/app/api/rest/v1"
-            auth = {"email": EMAIL, "token": creds.token}
+    async with (
+        serving(config, [port]) as gateway,
+        Receiver() as receiver,
+        aiohttp.ClientSession() as client,
+    ):
+        creds = create_account(gateway.store, "shop", now=datetime.now(UTC), credits=10,
+                               email=EMAIL)  # fmt: skip
+        set_up = await _cli(
+            "accounts", "webhooks", "shop", "--data-dir", str(tmp_path), "--format",
+            "zoomconnect", "--on-reply", receiver.url("/receive-sms.php"),
+            "--on-status", receiver.url("/delivery/report.php?key=k1"),
+        )  # fmt: skip
+        assert {k: v["format"] for k, v in set_up["webhooks"].items()} == {
+            "reply": "zoomconnect", "status": "zoomconnect"}  # fmt: skip
+        secret = set_up["secret"]
+        base = f"http://127.0.0.1:{http_port}/app/api/rest/v1"
+        auth = {"email": EMAIL, "token": creds.token}
 
-            text = "Your order has shipped"
-            r = await client.post(f"{base}/sms/send", headers=auth, json={
-                "recipientNumber": MAGIC_DELIVERED, "message": text, "campaign": "shoe campaign",
-                "dataField": "custom"})  # fmt: skip
-            assert r.status == 200
-            message_id = (await r.json())["messageId"]
+        text = "Your order has shipped"
+        r = await client.post(f"{base}/sms/send", headers=auth, json={
+            "recipientNumber": MAGIC_DELIVERED, "message": text, "campaign": "shoe campaign",
+            "dataField": "custom"})  # fmt: skip
+        assert r.status == 200
+        message_id = (await r.json())["messageId"]
 
-            # The delivery report: status + messageId, in the URL and as a form body.
-            dlr = await _until(receiver, "/delivery/report.php",
-                               lambda q: q.get("status") == "DELIVERED")  # fmt: skip
-            assert dlr.method == "POST"
-            assert urllib.parse.parse_qsl(dlr.query) == [
-                ("key", "k1"),
-                ("status", "DELIVERED"),
-                ("messageId", message_id),
-            ]
-            assert urllib.parse.parse_qsl(dlr.body.decode()) == [
-                ("status", "DELIVERED"),
-                ("messageId", message_id),
-            ]
-            assert dlr.headers["Content-Type"] == "application/x-www-form-urlencoded"
-            assert signature_ok(secret, dlr.headers, dlr.body)  # the engine signs every format
-            # Only settled states are reported: no SENDING/SENT callbacks in this format.
-            assert [s.path for s in receiver.seen] == ["/delivery/report.php"]
+        # The delivery report: status + messageId, in the URL and as a form body.
+        dlr = await _until(receiver, "/delivery/report.php",
+                           lambda q: q.get("status") == "DELIVERED")  # fmt: skip
+        assert dlr.method == "POST"
+        assert urllib.parse.parse_qsl(dlr.query) == [
+            ("key", "k1"),
+            ("status", "DELIVERED"),
+            ("messageId", message_id),
+        ]
+        assert urllib.parse.parse_qsl(dlr.body.decode()) == [
+            ("status", "DELIVERED"),
+            ("messageId", message_id),
+        ]
+        assert dlr.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert signature_ok(secret, dlr.headers, dlr.body)  # the engine signs every format
+        # Only settled states are reported: no SENDING/SENT callbacks in this format.
+        assert [s.path for s in receiver.seen] == ["/delivery/report.php"]
 
-            r = await client.get(f"{base}/messages/{message_id}", headers=auth)
-            assert (await r.json())["messageStatus"] == "DELIVERED"
-            r = await client.post(f"{base}/messages/analyse/message-credit-cost", headers=auth,
-                                  json={"message": text})  # fmt: skip
-            cost = await r.json()
-            r = await client.get(f"{base}/account/balance", headers=auth)
-            assert (await r.json())["creditBalance"] == 10.0 - cost
+        r = await client.get(f"{base}/messages/{message_id}", headers=auth)
+        assert (await r.json())["messageStatus"] == "DELIVERED"
+        r = await client.post(f"{base}/messages/analyse/message-credit-cost", headers=auth,
+                              json={"message": text})  # fmt: skip
+        cost = await r.json()
+        r = await client.get(f"{base}/account/balance", headers=auth)
+        assert (await r.json())["creditBalance"] == 10.0 - cost
 
-            # The recipient answers: the reply webhook as the spec's example.
-            emu.inject_sms(msisdn, "REPLY", sender=MAGIC_DELIVERED)
-            reply = await _until(receiver, "/receive-sms.php", lambda q: q.get("message"))
-            fields = dict(urllib.parse.parse_qsl(reply.query))
-            assert fields["repliedToMessageId"] == message_id
-            assert (fields["from"], fields["message"]) == (MAGIC_DELIVERED, "REPLY")
-            assert (fields["campaign"], fields["dataField"]) == ("shoe campaign", "custom")
-            assert re.fullmatch(r"20\d{10}", fields["date"])  # yyyyMMddHHmm
-            assert dict(urllib.parse.parse_qsl(reply.body.decode())) == fields
-            r = await client.get(f"{base}/messages/{fields['messageId']}", headers=auth)
-            shown = await r.json()
-            assert (shown["messageType"], shown["repliedToMessage"]["messageId"]) == (
-                "INBOUND",
-                message_id,
-            )
-    finally:
-        stop.set()
-        await daemon
+        # The recipient answers: the reply webhook as the spec's example.
+        emu.inject_sms(msisdn, "REPLY", sender=MAGIC_DELIVERED)
+        reply = await _until(receiver, "/receive-sms.php", lambda q: q.get("message"))
+        fields = dict(urllib.parse.parse_qsl(reply.query))
+        assert fields["repliedToMessageId"] == message_id
+        assert (fields["from"], fields["message"]) == (MAGIC_DELIVERED, "REPLY")
+        assert (fields["campaign"], fields["dataField"]) == ("shoe campaign", "custom")
+        assert re.fullmatch(r"20\d{10}", fields["date"])  # yyyyMMddHHmm
+        assert dict(urllib.parse.parse_qsl(reply.body.decode())) == fields
+        r = await client.get(f"{base}/messages/{fields['messageId']}", headers=auth)
+        shown = await r.json()
+        assert (shown["messageType"], shown["repliedToMessage"]["messageId"]) == (
+            "INBOUND",
+            message_id,
+        )

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
 from gateway.models import ThrottlePolicy
 from gateway.pool import HealthPolicy, SimAvailability
 from modem.emulator import EmulatorPool
+from tests.emulated import serving
 from tests.lockstep import LockstepClock
 
 THROTTLE = ThrottlePolicy().interval  # the pace of a SIM nobody configured: 1 s
@@ -37,26 +37,9 @@ class Outcome:
 async def _scenario(
     emu: EmulatorPool, clock: LockstepClock, tmp_path: Path, sick: int | None
 ) -> tuple[int, SimAvailability | None]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
-    ports = [(i.path, None) for i in emu.info()]
+    ports = [i.path for i in emu.info()]
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0)
-    daemon = asyncio.create_task(
-        serve(
-            config,
-            stop=stop,
-            ports=ports,
-            on_ready=ready.set_result,
-            frontends=[],
-            clock=clock.clock(),
-        )
-    )
-    try:
-        gateway = await ready
-        # Time may not move while an AT+CMGS is under way, so the network stamps a submit at
-        # the very virtual instant the throttle let it start.
-        clock.hold_while(lambda: bool(gateway.outbox.on_wire))
-        await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
+    async with serving(config, ports, frontends=[], lockstep=clock) as gateway:
         if sick is not None:
             emu.set_fault(sick, "cms_error", code=38, rate=1.0)  # network out of order, always
         # Wake when the last part is recorded sent (the outbox's own hook), not by polling.
@@ -84,9 +67,6 @@ async def _scenario(
         pooled = gateway.pool.by_number(emu.info()[sick].msisdn)
         assert pooled is not None
         return attempts, gateway.pool.availability(pooled.sim_id, clock.monotonic())
-    finally:
-        stop.set()
-        await daemon
 
 
 def _run(tmp_path: Path, sick: int | None = None) -> Outcome:

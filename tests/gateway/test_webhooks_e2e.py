@@ -5,7 +5,6 @@ README says."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,12 @@ import aiohttp
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
+from gateway.daemon import Gateway
 from modem.emulator import MAGIC_DELIVERED, EmulatorPool
+from tests.emulated import free_port, serving
 from tests.gateway.webhook_support import Receiver, Seen, signature_ok
 
 DEADLINE = 45.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_delivery_report_and_a_reply_reach_the_receiver_signed(tmp_path: Path) -> None:
@@ -43,81 +37,74 @@ async def _until(receiver: Receiver, match: Any) -> Seen:
 
 
 async def _scenario(tmp_path: Path, emu: EmulatorPool, port: str, msisdn: str) -> None:
-    http_port = _free_port()
+    http_port = free_port()
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=http_port, discover=())
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
-    daemon = asyncio.create_task(
-        serve(config, stop=stop, ports=[(port, None)], on_ready=ready.set_result)
-    )
-    try:
-        async with Receiver() as receiver, aiohttp.ClientSession() as client:
-            gateway = await ready
-            await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
-            creds = create_account(gateway.store, "shop", now=datetime.now(UTC), credits=10)
-            (worker,) = gateway.workers.values()
-            assert worker.sim_id is not None
-            gateway.store.grant_sim(creds.account_id, worker.sim_id)
-            base = f"http://127.0.0.1:{http_port}/v1"
-            auth = {"Authorization": f"Bearer {creds.api_key}"}
+    async with (
+        serving(config, [port]) as gateway,
+        Receiver() as receiver,
+        aiohttp.ClientSession() as client,
+    ):
+        creds = create_account(gateway.store, "shop", now=datetime.now(UTC), credits=10)
+        (worker,) = gateway.workers.values()
+        assert worker.sim_id is not None
+        gateway.store.grant_sim(creds.account_id, worker.sim_id)
+        base = f"http://127.0.0.1:{http_port}/v1"
+        auth = {"Authorization": f"Bearer {creds.api_key}"}
 
-            # The customer sets its URLs through /v1 and learns its secret there.
-            r = await client.put(
-                f"{base}/webhooks",
-                json={"reply": receiver.url("/in?k=1"), "status": receiver.url("/dlr")},
-                headers=auth,
-            )
-            assert r.status == 200
-            secret = (await r.json())["secret"]
+        # The customer sets its URLs through /v1 and learns its secret there.
+        r = await client.put(
+            f"{base}/webhooks",
+            json={"reply": receiver.url("/in?k=1"), "status": receiver.url("/dlr")},
+            headers=auth,
+        )
+        assert r.status == 200
+        secret = (await r.json())["secret"]
 
-            r = await client.post(
-                f"{base}/messages",
-                json={"to": MAGIC_DELIVERED, "text": "Your code is 4411"},
-                headers=auth,
-            )
-            assert r.status == 201
-            (message_id,) = (await r.json())["message_ids"]
+        r = await client.post(
+            f"{base}/messages",
+            json={"to": MAGIC_DELIVERED, "text": "Your code is 4411"},
+            headers=auth,
+        )
+        assert r.status == 201
+        (message_id,) = (await r.json())["message_ids"]
 
-            delivered = await _until(
-                receiver, lambda b: b["type"] == "status" and b["data"]["state"] == "delivered"
-            )
-            body = delivered.json()
-            assert delivered.path == "/dlr"
-            assert signature_ok(secret, delivered.headers, delivered.body)
-            assert delivered.headers["X-Smsgw-Event-Id"] == body["id"]
-            data = body["data"]
-            assert (data["message_id"], data["recipient"]) == (message_id, MAGIC_DELIVERED)
-            assert (data["previous_state"], data["tp_status"]) == ("sent", 0)
-            assert data["sender"] == msisdn  # the SIM that sent it
-            assert body["account_id"] == creds.account_id
-            # Every status change of the message came, in order, before the report's.
-            states = [
-                s.json()["data"]["state"]
-                for s in receiver.seen
-                if s.path == "/dlr" and s.json()["data"]["message_id"] == message_id
-            ]
-            assert states == ["sending", "sent", "delivered"]
+        delivered = await _until(
+            receiver, lambda b: b["type"] == "status" and b["data"]["state"] == "delivered"
+        )
+        body = delivered.json()
+        assert delivered.path == "/dlr"
+        assert signature_ok(secret, delivered.headers, delivered.body)
+        assert delivered.headers["X-Smsgw-Event-Id"] == body["id"]
+        data = body["data"]
+        assert (data["message_id"], data["recipient"]) == (message_id, MAGIC_DELIVERED)
+        assert (data["previous_state"], data["tp_status"]) == ("sent", 0)
+        assert data["sender"] == msisdn  # the SIM that sent it
+        assert body["account_id"] == creds.account_id
+        # Every status change of the message came, in order, before the report's.
+        states = [
+            s.json()["data"]["state"]
+            for s in receiver.seen
+            if s.path == "/dlr" and s.json()["data"]["message_id"] == message_id
+        ]
+        assert states == ["sending", "sent", "delivered"]
 
-            # The recipient answers: a reply webhook naming the message it answers.
-            emu.inject_sms(msisdn, "Thanks, got it ✓", sender=MAGIC_DELIVERED)
-            reply = await _until(receiver, lambda b: b["type"] == "reply")
-            assert reply.path == "/in" and reply.query == "k=1"
-            assert signature_ok(secret, reply.headers, reply.body)
-            data = reply.json()["data"]
-            assert (data["from"], data["to"], data["text"]) == (
-                MAGIC_DELIVERED, msisdn, "Thanks, got it ✓",
-            )  # fmt: skip
-            assert data["replied_to_message_id"] == message_id
-            assert data["complete"] is True
+        # The recipient answers: a reply webhook naming the message it answers.
+        emu.inject_sms(msisdn, "Thanks, got it ✓", sender=MAGIC_DELIVERED)
+        reply = await _until(receiver, lambda b: b["type"] == "reply")
+        assert reply.path == "/in" and reply.query == "k=1"
+        assert signature_ok(secret, reply.headers, reply.body)
+        data = reply.json()["data"]
+        assert (data["from"], data["to"], data["text"]) == (
+            MAGIC_DELIVERED, msisdn, "Thanks, got it ✓",
+        )  # fmt: skip
+        assert data["replied_to_message_id"] == message_id
+        assert data["complete"] is True
 
-            r = await client.get(f"{base}/webhooks/events", headers=auth)
-            events = (await r.json())["events"]
-            assert len(events) == 4
-            await _settled(gateway)
-            assert gateway.service.webhook_counts() == {"pending": 0, "delivered": 4, "failed": 0}
-    finally:
-        stop.set()
-        await daemon
+        r = await client.get(f"{base}/webhooks/events", headers=auth)
+        events = (await r.json())["events"]
+        assert len(events) == 4
+        await _settled(gateway)
+        assert gateway.service.webhook_counts() == {"pending": 0, "delivered": 4, "failed": 0}
 
 
 async def _settled(gateway: Gateway) -> None:
