@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
 from gateway.metrics import build_registry
 from gateway.models import ThrottlePolicy
 from modem.emulator import EmulatorPool
+from tests.emulated import serving
 from tests.gateway.watch import StoreWatch
 
 DEADLINE = 45.0
@@ -49,16 +49,8 @@ def total(samples: Samples, name: str, **match: str) -> float:
 
 
 async def _scenario(emu: EmulatorPool, tmp_path: Path) -> tuple[str, str, list[str]]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0)
-    ports = [(i.path, None) for i in emu.info()]
-    daemon = asyncio.create_task(
-        serve(config, stop=stop, ports=ports, on_ready=ready.set_result, frontends=[])
-    )
-    try:
-        gateway = await ready
-        await asyncio.gather(*(w.ready.wait() for w in gateway.workers.values()))
+    async with serving(config, [i.path for i in emu.info()], frontends=[]) as gateway:
         watch = StoreWatch(gateway)
         store, service = gateway.store, gateway.service
         (a, b) = [w.sim_id for w in gateway.workers.values()]
@@ -117,9 +109,6 @@ async def _scenario(emu: EmulatorPool, tmp_path: Path) -> tuple[str, str, list[s
         assert sim_value(new, "smsgw_sim_signal_rssi_dbm", a) < 0  # polled at connect
         assert total(new, "process_resident_memory_bytes") > 10_000_000
         return after, SECRET, [number_a, number_b, "+15005550000", "+15005551021"]
-    finally:
-        stop.set()
-        await daemon
 
 
 def test_counters_move_exactly_as_the_emulator_sends_fails_and_receives(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from gateway.accounts import create_account
 from gateway.config import Config
-from gateway.daemon import Gateway, serve
 from gateway.inbox import Inbox
 from gateway.models import MODEM_TRANSITIONS, ModemState, PartState
 from gateway.operator import LiveModem
@@ -22,6 +21,7 @@ from gateway.worker import ModemWorker
 from modem.at.parsers import Operator, Registration, SignalQuality
 from modem.client import Identity
 from modem.emulator import EmulatorPool
+from tests.emulated import serving
 from tests.gateway.watch import StoreWatch
 
 ICCID = "8944000000000000077"
@@ -129,15 +129,10 @@ def test_distinct_recipients_per_day_continue_across_a_restart(tmp_path: Path) -
 
 
 async def _first_inbound(emu: EmulatorPool, tmp_path: Path) -> tuple[int | None, int, int]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
     config = Config(data_dir=tmp_path, http_host="127.0.0.1", http_port=0)
-    ports = [(i.path, None) for i in emu.info()]
-    daemon = asyncio.create_task(
-        serve(config, stop=stop, ports=ports, on_ready=ready.set_result, frontends=[])
-    )
-    try:
-        gateway = await ready
+    ports = [i.path for i in emu.info()]
+    # Not waiting for the worker: the message is handed over while it still starts up.
+    async with serving(config, ports, frontends=[], modems_ready=False) as gateway:
         store = gateway.store
         await StoreWatch(gateway).until(
             lambda: store.conn.execute("SELECT COUNT(*) FROM inbound").fetchone()[0] == 1
@@ -149,9 +144,6 @@ async def _first_inbound(emu: EmulatorPool, tmp_path: Path) -> tuple[int | None,
         sim = store.sim(worker.sim_id)
         assert sim is not None
         return row[0], worker.sim_id, sim["received_count"]
-    finally:
-        stop.set()
-        await daemon
 
 
 def test_a_message_waiting_on_the_sim_at_start_is_received_on_that_sim(tmp_path: Path) -> None:
