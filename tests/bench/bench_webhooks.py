@@ -17,18 +17,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.accounts import create_account
 from gateway.config import Config, WebhookSettings
-from gateway.daemon import Gateway, serve
 from gateway.models import PartState
 from gateway.outbox import Clock
 from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.webhooks import WebhookWorker
-from tests.bench.bench_gateway import _emulator, _free_port
+from tests.bench.bench_gateway import Window, _emulator, saturate
+from tests.emulated import free_port, serving
 
 WINDOW = float(os.environ.get("SMSGW_WEBHOOK_BENCH_SECONDS", "20"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,58 +114,28 @@ async def _loop_lags(seconds: float, tick: float = 0.01) -> list[float]:
 async def _sending(mode: str) -> dict[str, float]:
     emulator, ports = _emulator(MODEMS)
     data_dir = Path(tempfile.mkdtemp(prefix="smsgw-bench-wh-"))
-    config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=_free_port(), discover=())
-    stop = asyncio.Event()
-    ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+    config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=free_port(), discover=())
     results: dict[str, float] = {}
     with _receiver("good" if mode == "none" else mode) as (url, receiver_stats):
-        daemon = asyncio.create_task(
-            serve(
-                config,
-                stop=stop,
-                ports=[(p, None) for p in ports],
-                on_ready=ready.set_result,
-                frontends=[],
-            )
-        )
         try:
-            gateway = await asyncio.wait_for(ready, 60)
-            await asyncio.wait_for(
-                asyncio.gather(*(w.ready.wait() for w in gateway.workers.values())), 120
-            )
-            store = gateway.store
-            creds = create_account(store, "bench", now=datetime.now(UTC), unlimited=True)
-            if mode != "none":
-                gateway.service.set_webhooks(creds.account_id, {"status": url, "reply": url})
-            backlog = int(MODEMS * (WINDOW + 30))
-            for start in range(0, backlog, 1000):
-                gateway.service.submit(
-                    creds.account_id,
-                    [f"+1777{i:07d}" for i in range(start, min(start + 1000, backlog))],
-                    "Benchmark message",
-                )
-            await asyncio.sleep(3)  # steady state
-            cpu0 = time.process_time()
-            t0 = datetime.now(UTC)
-            lags = await _loop_lags(WINDOW)
-            t1 = datetime.now(UTC)
-            cpu = time.process_time() - cpu0
-            sent = store.conn.execute(
-                "SELECT COUNT(*) FROM parts WHERE sending_at >= ? AND sending_at < ?",
-                (t0.isoformat(timespec="microseconds"), t1.isoformat(timespec="microseconds")),
-            ).fetchone()[0]
-            seconds = (t1 - t0) / timedelta(seconds=1)
-            results["rate_sms_per_s"] = sent / seconds
-            results["rate_vs_target_pct"] = 100 * sent / (seconds * MODEMS)
-            results["cpu_pct_of_one_core"] = 100 * cpu / seconds
-            lags.sort()
-            results["loop_lag_p99_ms"] = 1000 * lags[int(0.99 * (len(lags) - 1))]
-            results["loop_lag_max_ms"] = 1000 * lags[-1]
-            counts = gateway.service.webhook_counts()
-            results.update({f"webhooks_{k}": float(v) for k, v in counts.items()})
+            async with serving(
+                config, ports, frontends=[], ready_timeout=60, modems_timeout=120
+            ) as gateway:
+                store = gateway.store
+                creds = create_account(store, "bench", now=datetime.now(UTC), unlimited=True)
+                if mode != "none":
+                    gateway.service.set_webhooks(creds.account_id, {"status": url, "reply": url})
+                saturate(gateway, creds.account_id, int(MODEMS * (WINDOW + 30)))
+                await asyncio.sleep(3)  # steady state
+                window = Window.start()
+                lags = await _loop_lags(WINDOW)
+                results.update(window.end(store, MODEMS))
+                lags.sort()
+                results["loop_lag_p99_ms"] = 1000 * lags[int(0.99 * (len(lags) - 1))]
+                results["loop_lag_max_ms"] = 1000 * lags[-1]
+                counts = gateway.service.webhook_counts()
+                results.update({f"webhooks_{k}": float(v) for k, v in counts.items()})
         finally:
-            stop.set()
-            await daemon
             emulator.terminate()
             emulator.wait(timeout=10)
     if mode != "none":
