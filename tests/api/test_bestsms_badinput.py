@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import shutil
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import build_app
 from api.bestsms import ACTIONS
 from gateway.service import GatewayService
-from gateway.store import DATABASE_NAME, Store
+from gateway.store import Store
+from tests.api.fuzzing import served_copy
 from tests.api.test_bestsms import NAME, T0, World, build_world, call, error, run
 
 # (action, a parameter that action reads)
@@ -177,56 +175,42 @@ VALUES = st.one_of(
 
 
 def test_fuzz_every_action_never_5xx(world: World, tmp_path: Path) -> None:
-    shutil.copy(world.db, tmp_path / DATABASE_NAME)
-    store = Store.open(tmp_path)
-    loop = asyncio.new_event_loop()
+    with served_copy(world.db, tmp_path, T0) as (loop, client):
+        actions = [*ACTIONS, "", "bogus"]
 
-    async def start() -> TestClient:
-        client = TestClient(TestServer(build_app(GatewayService(store, wall=lambda: T0))))
-        await client.start_server()
-        return client
+        @settings(max_examples=150, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+        @given(
+            method=st.sampled_from(["GET", "POST"]),
+            action=st.sampled_from(actions),
+            good_auth=st.booleans(),
+            pairs=st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=8),
+        )
+        def one(method: str, action: str, good_auth: bool, pairs: list[tuple[str, object]]) -> None:
+            parts = [f"sub_account={NAME}", f"action={action}",
+                     f"sub_account_pass={world.password if good_auth else 'nope'}"]  # fmt: skip
+            for name, value in pairs:
+                raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+                parts.append(f"{name}={quote_from_bytes(raw)}")
+            query = "&".join(parts)
 
-    client = loop.run_until_complete(start())
-    actions = [*ACTIONS, "", "bogus"]
+            async def go() -> tuple[int, str]:
+                if method == "GET":
+                    r = await client.get(f"/api_v1?{query}")
+                else:
+                    r = await client.post(
+                        "/api_v1",
+                        data=query.encode(),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    )
+                return r.status, await r.text()
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-    @given(
-        method=st.sampled_from(["GET", "POST"]),
-        action=st.sampled_from(actions),
-        good_auth=st.booleans(),
-        pairs=st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=8),
-    )
-    def one(method: str, action: str, good_auth: bool, pairs: list[tuple[str, object]]) -> None:
-        parts = [f"sub_account={NAME}", f"action={action}",
-                 f"sub_account_pass={world.password if good_auth else 'nope'}"]  # fmt: skip
-        for name, value in pairs:
-            raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-            parts.append(f"{name}={quote_from_bytes(raw)}")
-        query = "&".join(parts)
+            status, text = loop.run_until_complete(go())
+            assert status == 200, text
+            body = json.loads(text)
+            assert isinstance(body, dict)
+            if "error" in body:
+                assert body["error_code"] in {str(c) for c in range(1, 12)} | set(range(1, 12))
+                assert body["error"]
 
-        async def go() -> tuple[int, str]:
-            if method == "GET":
-                r = await client.get(f"/api_v1?{query}")
-            else:
-                r = await client.post(
-                    "/api_v1",
-                    data=query.encode(),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                )
-            return r.status, await r.text()
-
-        status, text = loop.run_until_complete(go())
-        assert status == 200, text
-        body = json.loads(text)
-        assert isinstance(body, dict)
-        if "error" in body:
-            assert body["error_code"] in {str(c) for c in range(1, 12)} | set(range(1, 12))
-            assert body["error"]
-
-    try:
         one()
-    finally:
-        loop.run_until_complete(client.close())
-        loop.close()
-        store.close()

@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import build_app
 from api.smseveryone import ERRORS, RESOURCES
 from gateway.service import GatewayService
-from gateway.store import DATABASE_NAME, Store
+from gateway.store import Store
+from tests.api.fuzzing import served_copy
 from tests.api.test_smseveryone import CREATE, T0, Api, World, build_world, run
 
 
@@ -152,62 +149,48 @@ SPOILED = st.builds(
 
 
 def test_fuzz_every_resource_never_5xx(world: World, tmp_path: Path) -> None:
-    shutil.copy(world.db, tmp_path / DATABASE_NAME)
-    store = Store.open(tmp_path)
-    loop = asyncio.new_event_loop()
+    with served_copy(world.db, tmp_path, T0) as (loop, client):
+        good = (
+            "Basic "
+            + base64.b64encode(f"jimsbusiness:{world.passwords['jimsbusiness']}".encode()).decode()
+        )
+        names = [*RESOURCES, "DRStatus", "RetrieveUserSettings", "nosuch"]
 
-    async def start() -> TestClient:
-        client = TestClient(TestServer(build_app(GatewayService(store, wall=lambda: T0))))
-        await client.start_server()
-        return client
+        @settings(max_examples=300, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                         HealthCheck.too_slow])  # fmt: skip
+        @given(
+            name=st.sampled_from(names),
+            method=st.sampled_from(["POST", "POST", "POST", "GET"]),
+            auth=st.sampled_from([good, good, good, "", "Basic eDp5", "Basic %%%"]),
+            body=st.one_of(
+                st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=6).map(json.dumps),
+                SPOILED.map(json.dumps),
+                st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+                st.text(max_size=40),
+            ),
+        )
+        def one(name: str, method: str, auth: str, body: str) -> None:
+            sent.append(name)
 
-    client = loop.run_until_complete(start())
-    good = (
-        "Basic "
-        + base64.b64encode(f"jimsbusiness:{world.passwords['jimsbusiness']}".encode()).decode()
-    )
-    names = [*RESOURCES, "DRStatus", "RetrieveUserSettings", "nosuch"]
+            async def go() -> tuple[int, str, str]:
+                response = await client.request(
+                    method, f"/api/{name}", data=body.encode("utf-8", "surrogatepass"),
+                    headers={"Authorization": auth} if auth else {},
+                )  # fmt: skip
+                return response.status, response.content_type, await response.text()
 
-    @settings(max_examples=300, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])  # fmt: skip
-    @given(
-        name=st.sampled_from(names),
-        method=st.sampled_from(["POST", "POST", "POST", "GET"]),
-        auth=st.sampled_from([good, good, good, "", "Basic eDp5", "Basic %%%"]),
-        body=st.one_of(
-            st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=6).map(json.dumps),
-            SPOILED.map(json.dumps),
-            st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-            st.text(max_size=40),
-        ),
-    )
-    def one(name: str, method: str, auth: str, body: str) -> None:
-        sent.append(name)
+            status, content_type, text = loop.run_until_complete(go())
+            assert status < 500, text
+            assert content_type == "application/json"
+            answer = json.loads(text)
+            assert isinstance(answer, dict)
+            if "Code" in answer and answer["Code"] != 0:
+                assert answer["Code"] in ERRORS and set(answer) == {"Message", "Code"}, answer
 
-        async def go() -> tuple[int, str, str]:
-            response = await client.request(
-                method, f"/api/{name}", data=body.encode("utf-8", "surrogatepass"),
-                headers={"Authorization": auth} if auth else {},
-            )  # fmt: skip
-            return response.status, response.content_type, await response.text()
-
-        status, content_type, text = loop.run_until_complete(go())
-        assert status < 500, text
-        assert content_type == "application/json"
-        answer = json.loads(text)
-        assert isinstance(answer, dict)
-        if "Code" in answer and answer["Code"] != 0:
-            assert answer["Code"] in ERRORS and set(answer) == {"Message", "Code"}, answer
-
-    sent: list[str] = []
-    try:
+        sent: list[str] = []
         one()
         assert len(sent) >= 300  # hypothesis really sent that many requests
-    finally:
-        loop.run_until_complete(client.close())
-        loop.close()
-        store.close()
     # whatever was accepted was paid for: the ledger and the balance agree
     check = Store.open(tmp_path)
     try:

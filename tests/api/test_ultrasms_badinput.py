@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import shutil
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import build_app
 from api.ultrasms import CALLS
 from gateway.service import GatewayService
-from gateway.store import DATABASE_NAME, Store
+from gateway.store import Store
+from tests.api.fuzzing import served_copy
 from tests.api.test_bestsms import T0, World, build_world, run
 
 SIM = "447700900001"
@@ -128,58 +126,44 @@ VALUES = st.one_of(
 
 
 def test_fuzz_every_call_never_5xx(world: World, tmp_path: Path) -> None:
-    shutil.copy(world.db, tmp_path / DATABASE_NAME)
-    store = Store.open(tmp_path)
-    loop = asyncio.new_event_loop()
+    with served_copy(world.db, tmp_path, T0) as (loop, client):
+        names = [*CALLS, "generateOTP", "validateOtp", "nosuchcall"]
 
-    async def start() -> TestClient:
-        client = TestClient(TestServer(build_app(GatewayService(store, wall=lambda: T0))))
-        await client.start_server()
-        return client
+        @settings(max_examples=150, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+        @given(
+            method=st.sampled_from(["GET", "POST"]),
+            call=st.sampled_from(names),
+            good_key=st.booleans(),
+            pairs=st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=8),
+        )
+        def one(method: str, call: str, good_key: bool, pairs: list[tuple[str, object]]) -> None:
+            parts = [f"apikey={world.api_key if good_key else 'nope'}"]
+            for name, value in pairs:
+                raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+                parts.append(f"{name}={quote_from_bytes(raw)}")
+            query = "&".join(parts)
 
-    client = loop.run_until_complete(start())
-    names = [*CALLS, "generateOTP", "validateOtp", "nosuchcall"]
+            async def go() -> tuple[int, str]:
+                if method == "GET":
+                    r = await client.get(f"/apis/{call}/?{query}")
+                else:
+                    r = await client.post(
+                        f"/apis/{call}",
+                        data=query.encode(),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    )
+                return r.status, await r.text()
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-    @given(
-        method=st.sampled_from(["GET", "POST"]),
-        call=st.sampled_from(names),
-        good_key=st.booleans(),
-        pairs=st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=8),
-    )
-    def one(method: str, call: str, good_key: bool, pairs: list[tuple[str, object]]) -> None:
-        parts = [f"apikey={world.api_key if good_key else 'nope'}"]
-        for name, value in pairs:
-            raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-            parts.append(f"{name}={quote_from_bytes(raw)}")
-        query = "&".join(parts)
+            status, text = loop.run_until_complete(go())
+            if call == "nosuchcall":
+                assert status == 404
+                return
+            assert status == 200, text
+            answer = json.loads(text)
+            assert isinstance(answer, int | list | dict)
+            if isinstance(answer, int) and answer < 0:
+                assert answer in {-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15,
+                                  -16, -20}  # fmt: skip
 
-        async def go() -> tuple[int, str]:
-            if method == "GET":
-                r = await client.get(f"/apis/{call}/?{query}")
-            else:
-                r = await client.post(
-                    f"/apis/{call}",
-                    data=query.encode(),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                )
-            return r.status, await r.text()
-
-        status, text = loop.run_until_complete(go())
-        if call == "nosuchcall":
-            assert status == 404
-            return
-        assert status == 200, text
-        answer = json.loads(text)
-        assert isinstance(answer, int | list | dict)
-        if isinstance(answer, int) and answer < 0:
-            assert answer in {-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15,
-                              -16, -20}  # fmt: skip
-
-    try:
         one()
-    finally:
-        loop.run_until_complete(client.close())
-        loop.close()
-        store.close()
