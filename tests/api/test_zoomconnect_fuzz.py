@@ -3,21 +3,16 @@ endpoint; no answer is ever a 5xx, and every error is the one JSON error shape."
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import build_app
-from gateway.service import GatewayService
-from gateway.store import DATABASE_NAME, Store
+from tests.api.fuzzing import served_copy
 from tests.api.test_zoomconnect import EMAIL, ENDPOINTS, PREFIXES, T0, World, build_world
 
 FIELDS = [
@@ -89,74 +84,54 @@ def _paths() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("method", "template"), _paths(), ids=str)
 def test_fuzz_never_5xx(world: World, tmp_path: Path, method: str, template: str) -> None:
-    shutil.copy(world.db, tmp_path / DATABASE_NAME)
-    store = Store.open(tmp_path)
-    service = GatewayService(store, wall=lambda: T0)
-    loop = asyncio.new_event_loop()
-    client = TestClient(TestServer(build_app(service)), loop=loop)
-    loop.run_until_complete(client.start_server())
+    with served_copy(world.db, tmp_path, T0) as (loop, client):
 
-    @settings(max_examples=40, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
-    @given(body=bodies, query=queries, ids=st.fixed_dictionaries(
-        {"c": segments, "g": segments, "m": segments, "t": segments}), auth=auths,
-        ctype=st.sampled_from(["application/json", "text/plain",
-                               "application/x-www-form-urlencoded", ""]))  # fmt: skip
-    def check(body: bytes, query: dict[str, str], ids: dict[str, str], auth: str,
-              ctype: str) -> None:  # fmt: skip
-        headers = {"Content-Type": ctype} if ctype else {}
-        params = dict(query)
-        if auth == "headers":
-            headers |= {"email": EMAIL, "token": world.token}
-        elif auth == "url":
-            params |= {"email": EMAIL, "token": world.token}
-        elif auth == "wrong":
-            headers |= {"email": "\u00e9" + EMAIL, "token": "x" * 5000}
-        path = PREFIXES[0] + "/" + template.format(**ids)
+        @settings(max_examples=40, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+        @given(body=bodies, query=queries, ids=st.fixed_dictionaries(
+            {"c": segments, "g": segments, "m": segments, "t": segments}), auth=auths,
+            ctype=st.sampled_from(["application/json", "text/plain",
+                                   "application/x-www-form-urlencoded", ""]))  # fmt: skip
+        def check(body: bytes, query: dict[str, str], ids: dict[str, str], auth: str,
+                  ctype: str) -> None:  # fmt: skip
+            headers = {"Content-Type": ctype} if ctype else {}
+            params = dict(query)
+            if auth == "headers":
+                headers |= {"email": EMAIL, "token": world.token}
+            elif auth == "url":
+                params |= {"email": EMAIL, "token": world.token}
+            elif auth == "wrong":
+                headers |= {"email": "\u00e9" + EMAIL, "token": "x" * 5000}
+            path = PREFIXES[0] + "/" + template.format(**ids)
 
-        async def one() -> tuple[int, str, str]:
-            r = await client.request(method, path, params=params, data=body, headers=headers)
-            return r.status, r.content_type, await r.text()
+            async def one() -> tuple[int, str, str]:
+                r = await client.request(method, path, params=params, data=body, headers=headers)
+                return r.status, r.content_type, await r.text()
 
-        status, content_type, text = loop.run_until_complete(one())
-        assert status < 500, (status, text)
-        if status >= 400:
-            assert content_type == "application/json", text
-            answer: Any = json.loads(text)
-            assert set(answer) == {"status", "code", "message", "developerMessage",
-                                   "moreInfoUrl"}, answer  # fmt: skip
+            status, content_type, text = loop.run_until_complete(one())
+            assert status < 500, (status, text)
+            if status >= 400:
+                assert content_type == "application/json", text
+                answer: Any = json.loads(text)
+                assert set(answer) == {"status", "code", "message", "developerMessage",
+                                       "moreInfoUrl"}, answer  # fmt: skip
 
-    try:
         check()
-    finally:
-        loop.run_until_complete(client.close())
-        loop.close()
-        store.close()
 
 
 def test_fuzz_send_url_token_never_5xx(world: World, tmp_path: Path) -> None:
-    shutil.copy(world.db, tmp_path / DATABASE_NAME)
-    store = Store.open(tmp_path)
-    service = GatewayService(store, wall=lambda: T0)
-    loop = asyncio.new_event_loop()
-    client = TestClient(TestServer(build_app(service)), loop=loop)
-    loop.run_until_complete(client.start_server())
+    with served_copy(world.db, tmp_path, T0) as (loop, client):
 
-    @settings(max_examples=60, deadline=None, derandomize=True)
-    @given(token=segments | st.just(world.send_token), query=queries, body=bodies,
-           method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]))  # fmt: skip
-    def check(token: str, query: dict[str, str], body: bytes, method: str) -> None:
-        async def one() -> int:
-            r = await client.request(method, f"{PREFIXES[1]}/sms/send-url/{token}",
-                                     params=query, data=body)  # fmt: skip
-            await r.read()
-            return r.status
+        @settings(max_examples=60, deadline=None, derandomize=True)
+        @given(token=segments | st.just(world.send_token), query=queries, body=bodies,
+               method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]))  # fmt: skip
+        def check(token: str, query: dict[str, str], body: bytes, method: str) -> None:
+            async def one() -> int:
+                r = await client.request(method, f"{PREFIXES[1]}/sms/send-url/{token}",
+                                         params=query, data=body)  # fmt: skip
+                await r.read()
+                return r.status
 
-        assert loop.run_until_complete(one()) < 500
+            assert loop.run_until_complete(one()) < 500
 
-    try:
         check()
-    finally:
-        loop.run_until_complete(client.close())
-        loop.close()
-        store.close()
