@@ -136,43 +136,35 @@ def render_unit(template: str, executable: str) -> str:
     return template.replace(f"ExecStart={TEMPLATE_EXEC} ", exec_start)
 
 
-def group_members(group_file: Path, group: str) -> set[str] | None:
-    """Members of `group` in an /etc/group file (None: no such group)."""
+def _entry(colon_file: Path, name: str, fields: int) -> list[str] | None:
+    """The fields of `name`'s line (at least `fields` of them) in /etc/group or /etc/passwd."""
     try:
-        lines = group_file.read_text().splitlines()
+        lines = colon_file.read_text().splitlines()
     except FileNotFoundError:
         return None
     for line in lines:
-        fields = line.split(":")
-        if len(fields) >= 4 and fields[0] == group:
-            return {m for m in fields[3].split(",") if m}
+        entry = line.split(":")
+        if len(entry) >= fields and entry[0] == name:
+            return entry
     return None
+
+
+def group_members(group_file: Path, group: str) -> set[str] | None:
+    """Members of `group` in an /etc/group file (None: no such group)."""
+    entry = _entry(group_file, group, 4)
+    return None if entry is None else {m for m in entry[3].split(",") if m}
 
 
 def group_id(group_file: Path, group: str) -> int | None:
     """The id of `group` in an /etc/group file."""
-    try:
-        lines = group_file.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        fields = line.split(":")
-        if len(fields) >= 3 and fields[0] == group:
-            return int(fields[2])
-    return None
+    entry = _entry(group_file, group, 3)
+    return None if entry is None else int(entry[2])
 
 
 def passwd_entry(passwd_file: Path, user: str) -> tuple[int, int] | None:
     """(uid, gid) of `user` in an /etc/passwd file."""
-    try:
-        lines = passwd_file.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        fields = line.split(":")
-        if len(fields) >= 4 and fields[0] == user:
-            return int(fields[2]), int(fields[3])
-    return None
+    entry = _entry(passwd_file, user, 4)
+    return None if entry is None else (int(entry[2]), int(entry[3]))
 
 
 @dataclass
