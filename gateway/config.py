@@ -69,6 +69,10 @@ class Config:
     log_level: str = "INFO"
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <token>"
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # How long the daemon's one thread waits for a lock another process holds (a backup, an
+    # outside writer) before a write is refused as temporarily unavailable (HTTP 503): under
+    # any client's timeout, and short, since the whole daemon waits meanwhile.
+    busy_timeout_ms: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +96,10 @@ def load(path: Path | None = None) -> Config:
             raise ConfigError(f"{path}: {exc}") from exc
     http = _get(table, "http", dict, {})
     metrics = _get(table, "metrics", dict, {})
+    store = _get(table, "store", dict, {})
+    busy_timeout_ms = int(_get(store, "busy_timeout_ms", int, 1000))
+    if not 0 <= busy_timeout_ms <= 60_000:
+        raise ConfigError("store.busy_timeout_ms must be between 0 and 60000")
     modems = []
     for entry in _get(table, "modem", list, []):
         if not isinstance(entry, dict) or not isinstance(entry.get("port"), str):
@@ -115,6 +123,7 @@ def load(path: Path | None = None) -> Config:
         help_reply=_get(table, "help_reply", str, ""),
         log_level=_get(table, "log_level", str, "INFO"),
         metrics_token=_get(metrics, "token", str, ""),
+        busy_timeout_ms=busy_timeout_ms,
     )
 
 

@@ -19,6 +19,8 @@ from gateway.store.base import (
     StaleStateError,
     StatusChange,
     StoreBase,
+    StoreUnavailableError,
+    is_unavailable,
     utc_iso,
 )
 from gateway.store.contacts import ContactStore
@@ -47,7 +49,9 @@ __all__ = [
     "StatusChange",
     "Store",
     "StoreBase",
+    "StoreUnavailableError",
     "WebhookAttempt",
+    "is_unavailable",
     "utc_iso",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -49,6 +50,29 @@ class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
 
 
+class StoreUnavailableError(RuntimeError):
+    """The database cannot take a write now (disk full, I/O error, locked by another process);
+    the transaction was rolled back whole, and the same write may succeed later."""
+
+
+# Primary result codes that say "not now" rather than "wrong": SQLITE_BUSY, SQLITE_LOCKED,
+# SQLITE_IOERR (ENOSPC on the -wal or -shm write), SQLITE_FULL, SQLITE_CANTOPEN (no fd left).
+_UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite (or the OS) refusing for now: worth a retry, not a failure."""
+    if isinstance(exc, StoreUnavailableError):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _UNAVAILABLE_CODES
+        text = str(exc)
+        return "disk is full" in text or "locked" in text or "disk I/O" in text
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE)
+
+
 class StoreBase:
     """Synchronous store; the daemon calls it from a single writer thread."""
 
@@ -62,8 +86,12 @@ class StoreBase:
         self._after_commit: list[Callable[[], None]] = []
 
     @classmethod
-    def open(cls, path: Path | str) -> Self:
-        """Open (creating and migrating) the database at `path`, a file or a data directory."""
+    def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
+        """Open (creating and migrating) the database at `path`, a file or a data directory.
+
+        `busy_timeout_ms` bounds how long a write waits for another process's lock (a backup,
+        an outside writer) before StoreUnavailableError: the daemon's single thread waits in
+        it, so the daemon keeps it well under an HTTP client's timeout."""
         target = Path(path)
         if target.is_dir():
             target = target / DATABASE_NAME
@@ -71,7 +99,7 @@ class StoreBase:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: with WAL, NORMAL may lose the last commits on power loss; an accepted message
         # must survive a power cut once the API has answered.
@@ -98,15 +126,25 @@ class StoreBase:
         if not durable:
             self.conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if is_unavailable(exc):  # another process holds the write lock
+                    raise StoreUnavailableError(str(exc)) from exc
+                raise
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
+                started = time.perf_counter()
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLITE_FULL (and some I/O errors) may already have rolled the transaction
+                # back; a failed COMMIT may not have: either way nothing of it stays.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 self._after_commit.clear()
+                if is_unavailable(exc) and not isinstance(exc, StoreUnavailableError):
+                    raise StoreUnavailableError(str(exc)) from exc
                 raise
-            started = time.perf_counter()
-            self.conn.execute("COMMIT")
         finally:
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
