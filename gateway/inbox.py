@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailableError
 from modem.pdu import Address, Reassembler, SmsDeliver, decode_pdu
 from modem.pdu.fields import anomalies_json
 
@@ -58,6 +59,9 @@ class Inbox:
         self._reassemblers: dict[int | None, Reassembler] = {}
         # (sim, originator, reference, total) -> stored part ids, duplicates included
         self._part_ids: dict[tuple[int | None, str, int, int], list[int]] = {}
+        # Messages reassembled from durable parts whose own commit was refused (disk full, DB
+        # locked): stored on the next receive or housekeeping round, never dropped.
+        self._unstored: list[Callable[[], InboundResult]] = []
 
     def restore(self) -> int:
         """Reload parts stored before a restart; return how many were pending."""
@@ -72,6 +76,7 @@ class Inbox:
 
     def receive(self, sim_id: int | None, pdu_hex: str, *, now: datetime) -> InboundResult:
         """Handle one SMS-DELIVER (hex with SMSC) from a modem: store, reassemble, act."""
+        self.store_pending()
         deliver = decode_pdu(pdu_hex).tpdu
         if not isinstance(deliver, SmsDeliver):
             raise ValueError(f"expected an SMS-DELIVER, got {type(deliver).__name__}")
@@ -110,24 +115,48 @@ class Inbox:
         if message is None:
             return InboundResult()
         part_ids = self._part_ids.pop(key)
-        return self._store_message(
+        store = functools.partial(
+            self._store_message,
             sim_id, originator=message.originator, text=message.text, data=message.data,
             encoding=message.encoding.value, received=len(message.parts),
             total=len(message.parts), scts=message.scts, part_ids=part_ids, now=now,
         )  # fmt: skip
+        try:
+            return store()
+        except StoreUnavailableError:
+            self._unstored.append(store)  # its parts are durable: only the message waits
+            raise
+
+    def store_pending(self) -> int:
+        """Store the messages whose commit was refused earlier; return how many now are."""
+        stored = 0
+        while self._unstored:
+            self._unstored[0]()
+            self._unstored.pop(0)
+            stored += 1
+        if stored:
+            log.info("%d reassembled inbound message(s) stored after the store came back", stored)
+        return stored
 
     def expire(self, now: datetime, max_age: timedelta) -> list[int]:
         """Surface messages still missing parts after max_age; return their inbound ids."""
+        self.store_pending()
         ids: list[int] = []
         for sim_id, reassembler in self._reassemblers.items():
             for msg in reassembler.expire(now, max_age):
                 key = (sim_id, str(msg.originator), msg.reference, msg.total)
                 part_ids = self._part_ids.pop(key, [])
-                result = self._store_message(
+                store = functools.partial(
+                    self._store_message,
                     sim_id, originator=msg.originator, text=msg.text, data=msg.data,
                     encoding=msg.encoding.value, received=len(msg.parts), total=msg.total,
                     scts=msg.parts[0].scts, part_ids=part_ids, now=now,
                 )  # fmt: skip
+                try:
+                    result = store()
+                except StoreUnavailableError:
+                    self._unstored.append(store)
+                    continue
                 assert result.inbound_id is not None
                 ids.append(result.inbound_id)
         return ids

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from gateway.models import PartState
 from gateway.pool import SimPool
-from gateway.store import StaleStateError, Store, utc_iso
+from gateway.store import StaleStateError, Store, StoreUnavailableError, utc_iso
 from gateway.telemetry import Telemetry
 from modem.pdu import Address, SmsSubmit, build_submits
 
@@ -27,6 +27,10 @@ BACKOFF_BASE = timedelta(seconds=2)
 SEND_TIMEOUT = 60.0
 # What a message to be sent is read with; any of it changed during the throttle wait holds it.
 _AS_READ = ("updated_at", "state", "body", "units", "sender", "send_at")
+# A refused commit (disk full, DB locked) of an AT+CMGS outcome is tried again at this pace,
+# doubling up to the cap: the outcome stays in memory until it is durable.
+RECORD_RETRY_FIRST = 0.5
+RECORD_RETRY_CAP = 30.0
 
 
 class OutcomeKind(StrEnum):
@@ -265,39 +269,53 @@ class Outbox:
                 )
             except TimeoutError:
                 outcome = SendOutcome(OutcomeKind.UNKNOWN, error="no answer to AT+CMGS")
-            return self._record(part, outcome, sim_id)
+            return await self._record(part, outcome, sim_id)
         finally:
             self.on_wire.discard(sim_id)
 
-    def _record(self, part: Mapping[str, Any], outcome: SendOutcome, sim_id: int) -> PartState:
+    async def _durably(self, part_id: int, write: Callable[[], PartState]) -> PartState:
+        """Run a part's outcome write until it commits: the modem has answered, so the outcome
+        must not be lost (nor the part failed) because the disk was full for a while."""
+        delay = RECORD_RETRY_FIRST
+        while True:
+            try:
+                return write()
+            except StoreUnavailableError as exc:
+                log.warning("part %d: outcome not recorded yet (%s); retrying", part_id, exc)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_CAP)
+
+    async def _record(
+        self, part: Mapping[str, Any], outcome: SendOutcome, sim_id: int
+    ) -> PartState:
         now = self.clock.wall()
         part_id = part["id"]
         match outcome.kind:
             case OutcomeKind.SENT:
                 self.pool.report_success(sim_id)
-                state = self.store.transition_part(
+                state = await self._durably(part_id, lambda: self.store.transition_part(
                     part_id, PartState.SENDING, PartState.SENT, now=now,
                     fields={"tp_mr": outcome.tp_mr},
-                )  # fmt: skip
+                ))  # fmt: skip
                 if self.on_sent is not None:
                     self.on_sent(part_id)
                 return state
             case OutcomeKind.TEMPORARY if part["attempts"] + 1 < MAX_ATTEMPTS:
                 self.pool.report_error(sim_id, self.clock.monotonic())
                 retry_at = now + BACKOFF_BASE * (2 ** part["attempts"])
-                return self.store.transition_part(
+                return await self._durably(part_id, lambda: self.store.transition_part(
                     part_id, PartState.SENDING, PartState.QUEUED, now=now,
                     fields={"error": outcome.error, "cms_error": outcome.cms_error,
                             "next_attempt_at": utc_iso(retry_at)},
-                )  # fmt: skip
+                ))  # fmt: skip
             case OutcomeKind.TEMPORARY | OutcomeKind.PERMANENT:
                 self.pool.report_error(sim_id, self.clock.monotonic())
-                return self.store.transition_part(
+                return await self._durably(part_id, lambda: self.store.transition_part(
                     part_id, PartState.SENDING, PartState.FAILED, now=now,
                     fields={"error": outcome.error, "cms_error": outcome.cms_error},
-                )  # fmt: skip
+                ))  # fmt: skip
             case OutcomeKind.UNKNOWN:
-                return self.store.transition_part(
+                return await self._durably(part_id, lambda: self.store.transition_part(
                     part_id, PartState.SENDING, PartState.UNCERTAIN, now=now,
                     fields={"error": outcome.error or "AT+CMGS outcome unknown"},
-                )  # fmt: skip
+                ))  # fmt: skip

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.outbox import SEND_TIMEOUT, Outbox, PartSender
 from gateway.recurrence import Recurrence, RepeatUnit, next_occurrence
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailableError
 from modem.pdu import count
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # enough that a SIM that falls ill strands little work.
 QUEUE_DEPTH = 2
 TICK_SECONDS = 0.5
+# A SIM's loop pauses this long after the store refused a write (disk full, DB locked).
+STORE_RETRY_SECONDS = 2.0
 # How long detach() lets a send that is under way finish: longer than the outbox's own bound on
 # one AT+CMGS exchange, so the part ends recorded as sent, failed or uncertain.
 DETACH_GRACE = SEND_TIMEOUT + 5.0
@@ -216,6 +218,12 @@ class Dispatcher:
                     sender_sim=sim_id,
                     keep_going=lambda: sim_id not in self._stopping,
                 )
+            except StoreUnavailableError as exc:
+                # Disk full or DB locked before AT+CMGS: nothing went out, the part is still
+                # queued. Wait a little so a full disk is not retried in a busy loop.
+                log.warning("SIM %d: message %d waits, store unavailable (%s)", sim_id,
+                            message_id, exc)  # fmt: skip
+                await self.outbox.clock.sleep(STORE_RETRY_SECONDS)
             except Exception:
                 # A bug or a bad row must not kill the SIM's loop: log and move on; the message
                 # keeps its durable state and is picked up again.
@@ -231,7 +239,12 @@ class Dispatcher:
         queue slot (so fast SIMs are never starved between ticks)."""
         while not stop.is_set():
             self._wake.clear()
-            self.tick()
+            try:
+                self.tick()
+            except StoreUnavailableError as exc:  # disk full, DB locked: next tick tries again
+                log.warning("dispatcher: store unavailable (%s); retrying next tick", exc)
+            except Exception:
+                log.exception("dispatcher: tick failed; retrying next tick")
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
                 await asyncio.wait(waiters, timeout=TICK_SECONDS, return_when="FIRST_COMPLETED")

@@ -20,7 +20,7 @@ from gateway.outbox import OutcomeKind, SendOutcome, is_temporary_cms
 from gateway.pool import SimPool, policy_of
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailableError
 from gateway.telemetry import Telemetry
 from modem.at.parsers import Registration
 from modem.client import (
@@ -184,6 +184,11 @@ class ModemWorker:
                 self.reports.apply(self.sim_id, item.report, now=now)
             else:
                 return False
+        except StoreUnavailableError as exc:
+            # Disk full or DB locked: the modem keeps its copy (deleted only after a commit) and
+            # the next scan hands it over again.
+            log.warning("%s: inbound not stored yet (%s); kept on the modem", self.port, exc)
+            return False
         except (PduError, ValueError):
             log.exception("%s: inbound message could not be stored; left on the modem", self.port)
             return False
