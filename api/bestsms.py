@@ -35,7 +35,7 @@ from gateway.service import (
     Outgoing,
     UnknownAccountError,
 )
-from gateway.store import MessageQuery
+from gateway.store import MessageQuery, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,9 @@ async def api_v1(service: GatewayService, request: web.Request) -> web.Response:
         return _error(exc, numeric=action == "save_contacts")
     except InsufficientCreditsError:
         return _error(BestSmsError(1, INSUFFICIENT_CREDIT), numeric=action == "save_contacts")
+    except StoreUnavailableError as exc:  # the spec's only server-side failure: 11
+        log.warning("api_v1 %s: store unavailable (%s)", action[:40], exc)
+        return _error(BestSmsError(11), numeric=action == "save_contacts")
     except Exception:
         log.exception("api_v1 %s failed", action[:40])
         return _error(BestSmsError(11), numeric=action == "save_contacts")

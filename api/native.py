@@ -23,12 +23,15 @@ from gateway.service import (
     ServiceError,
     UnknownAccountError,
 )
+from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("service", GatewayService)
 ACCOUNT = web.RequestKey("account_id", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+RETRY_AFTER_SECONDS = 5  # after a 503: the disk or the lock usually frees within seconds
 
 _STATUS = {
     UnknownAccountError: 401,
@@ -61,6 +64,13 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         return _error(400, exc.code, str(exc), rejected=_rejected(exc.rejected))
     except ServiceError as exc:
         return _error(_STATUS.get(type(exc), 400), exc.code, str(exc))
+    except StoreUnavailableError as exc:  # disk full, database locked: nothing was accepted
+        log.warning("%s %s: store unavailable (%s)", request.method, request.path, exc)
+        response = _error(
+            503, "temporarily_unavailable", "the gateway cannot store requests now; try again"
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     except web.HTTPException:
         raise
     except Exception:

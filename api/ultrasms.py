@@ -41,6 +41,7 @@ from gateway.service import (
     Outgoing,
     UnknownAccountError,
 )
+from gateway.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -649,6 +650,9 @@ async def apis(service: GatewayService, request: web.Request) -> web.Response:
             raise ReturnCodeError(invalid.get(exc.name, other)) from None
     except ReturnCodeError as code:
         result = code.value
+    except StoreUnavailableError as exc:  # each call's "Other error." code is its server failure
+        log.warning("/apis/%s: store unavailable (%s)", name, exc)
+        result = other
     except Exception:
         log.exception("/apis/%s failed", name)
         result = other

@@ -1,0 +1,169 @@
+"""Disk full or database locked: every dialect answers its own "try later", loses nothing, and
+takes requests again once the store can write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import build_app
+from gateway.service import GatewayService
+from gateway.store import DATABASE_NAME, Store
+from tests.api.test_bestsms import NAME, T0, World, build_world
+from tests.storefaults import fill_disk
+
+SIM = "447700900001"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one dialect sends, and what it answers when the store refuses."""
+
+    name: str
+    send: Callable[[TestClient, World, str], Awaitable[tuple[int, Any, str]]]
+    accepted: Callable[[int, Any], bool]
+    unavailable: Callable[[int, Any, str], bool]
+
+
+async def _v1(client: TestClient, world: World, text: str) -> tuple[int, Any, str]:
+    r = await client.post(
+        "/v1/messages",
+        json={"to": "+447700900123", "text": text},
+        headers={"Authorization": f"Bearer {world.api_key}"},
+    )
+    return r.status, await r.json(), r.headers.get("Retry-After", "")
+
+
+async def _bestsms(client: TestClient, world: World, text: str) -> tuple[int, Any, str]:
+    r = await client.post("/api_v1", data={
+        "sub_account": NAME, "sub_account_pass": world.password, "action": "send_sms",
+        "message": text, "recipients": "+447700900123"})  # fmt: skip
+    return r.status, json.loads(await r.text()), ""
+
+
+async def _ultrasms(client: TestClient, world: World, text: str) -> tuple[int, Any, str]:
+    r = await client.post("/apis/smsgroup/", data={
+        "apikey": world.api_key, "from": SIM, "to": "My Customers", "message": text})  # fmt: skip
+    return r.status, json.loads(await r.text()), ""
+
+
+DIALECTS = [
+    Dialect(
+        "v1",
+        _v1,
+        lambda status, body: status == 201 and len(body["message_ids"]) == 1,
+        lambda status, body, retry: (
+            status == 503
+            and body["error"]["code"] == "temporarily_unavailable"
+            and bool(body["error"]["message"])
+            and retry == "5"
+        ),
+    ),
+    Dialect(
+        "bestsms",
+        _bestsms,
+        lambda status, body: status == 200 and "error" not in body,
+        # The spec's only server-side failure: 11 "operation failed" (HTTP 200, as every answer)
+        lambda status, body, _: (
+            status == 200 and body == {"error": "operation failed", "error_code": "11"}
+        ),
+    ),
+    Dialect(
+        "ultrasms",
+        _ultrasms,
+        lambda status, body: status == 200 and isinstance(body, int) and body > 0,
+        lambda status, body, _: status == 200 and body == -16,  # smsgroup's "Other error."
+    ),
+]
+
+
+def _run(
+    world: World,
+    tmp_path: Path,
+    scenario: Callable[[TestClient, Store], Awaitable[None]],
+    *,
+    busy_timeout_ms: int = 1000,
+) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(world.db, tmp_path / DATABASE_NAME)
+    store = Store.open(tmp_path, busy_timeout_ms=busy_timeout_ms)
+    service = GatewayService(store, wall=lambda: T0)
+
+    async def main() -> None:
+        # A client that gives up after 3 s: a handler stuck behind the lock would fail here.
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with TestClient(TestServer(build_app(service)), timeout=timeout) as client:
+            await scenario(client, store)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def _messages(store: Store) -> list[tuple[int, str, str]]:
+    rows = store.conn.execute("SELECT id, body, state FROM messages ORDER BY id").fetchall()
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_disk_full_answers_unavailable_keeps_what_was_accepted_and_recovers(
+    world: World, tmp_path: Path, dialect: Dialect
+) -> None:
+    async def scenario(client: TestClient, store: Store) -> None:
+        status, body, _ = await dialect.send(client, world, "before")
+        assert dialect.accepted(status, body), body
+        before = _messages(store)
+        credits = store.account(1)["credits"]
+        disk = fill_disk(store)
+        disk.full = True
+        status, body, retry = await dialect.send(client, world, "while full")
+        assert dialect.unavailable(status, body, retry), (status, body, retry)
+        assert disk.refused >= 1
+        assert _messages(store) == before  # nothing lost, nothing half-accepted
+        assert store.account(1)["credits"] == credits  # nobody charged for a refusal
+        disk.full = False  # space returns
+        status, body, _ = await dialect.send(client, world, "after")
+        assert dialect.accepted(status, body), body
+        assert [b for _, b, _ in _messages(store)].count("after") >= 1
+        assert _messages(store)[: len(before)] == before
+
+    _run(world, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_a_database_locked_by_another_process_is_answered_in_time(
+    world: World, tmp_path: Path, dialect: Dialect
+) -> None:
+    async def scenario(client: TestClient, store: Store) -> None:
+        outside = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+        try:
+            outside.execute("BEGIN IMMEDIATE")  # `sqlite3 smsgw.sqlite3` left in a write
+            status, body, retry = await dialect.send(client, world, "while locked")
+            assert dialect.unavailable(status, body, retry), (status, body, retry)
+            r = await client.get("/v1/health")  # the rest of the gateway still answers
+            assert r.status in (200, 503)
+            assert "status" in await r.json()
+        finally:
+            outside.execute("ROLLBACK")
+            outside.close()
+        status, body, _ = await dialect.send(client, world, "after the lock")
+        assert dialect.accepted(status, body), body
+
+    # The lock is held "30 s": the store gives up after 50 ms, not after the client does.
+    _run(world, tmp_path, scenario, busy_timeout_ms=50)
