@@ -33,6 +33,7 @@ from gateway.service import (
     InvalidRecipientError,
     InvalidRequestError,
     Outgoing,
+    RateLimitedError,
     UnknownAccountError,
 )
 from gateway.store import MessageQuery, StoreUnavailableError
@@ -171,8 +172,15 @@ def _error(exc: BestSmsError, *, numeric: bool = False) -> web.Response:
 async def api_v1(service: GatewayService, request: web.Request) -> web.Response:
     """GET/POST /api_v1: authenticate, dispatch on `action`, render the result or the error."""
     action = ""
+    address = request.remote or ""
     try:
-        params = await read_params(request)
+        service.admit(address)
+        if (request.content_length or 0) > MAX_BODY:
+            raise BestSmsError(8, "request body too large")
+        try:
+            params = await read_params(request)
+        except web.HTTPRequestEntityTooLarge:
+            raise BestSmsError(8, "request body too large") from None
         sub_account = params.get("sub_account")
         if sub_account is None:
             raise BestSmsError(1)
@@ -187,7 +195,10 @@ async def api_v1(service: GatewayService, request: web.Request) -> web.Response:
         except AccountDisabledError:
             raise BestSmsError(5) from None
         except UnknownAccountError:
+            service.auth_failed(address, "sub-account password")
             raise BestSmsError(4) from None
+        service.auth_succeeded(address)
+        service.admit_account(account["id"])
         handler = ACTIONS.get(action)
         if handler is None:
             raise BestSmsError(6)
@@ -198,6 +209,12 @@ async def api_v1(service: GatewayService, request: web.Request) -> web.Response:
         return _error(exc, numeric=action == "save_contacts")
     except InsufficientCreditsError:
         return _error(BestSmsError(1, INSUFFICIENT_CREDIT), numeric=action == "save_contacts")
+    except RateLimitedError as exc:
+        # HTTP 200 like every answer (the PHP samples call anything else a transport failure),
+        # the spec's "operation failed" code, and the wait in the text and in Retry-After.
+        response = _error(BestSmsError(11, str(exc)), numeric=action == "save_contacts")
+        response.headers["Retry-After"] = exc.retry_after_header
+        return response
     except StoreUnavailableError as exc:  # the spec's only server-side failure: 11
         log.warning("api_v1 %s: store unavailable (%s)", action[:40], exc)
         return _error(BestSmsError(11), numeric=action == "save_contacts")

@@ -19,6 +19,7 @@ from gateway.service import (
     InsufficientCreditsError,
     InvalidRecipientError,
     InvalidRequestError,
+    RateLimitedError,
     Rejected,
     ServiceError,
     UnknownAccountError,
@@ -31,6 +32,7 @@ SERVICE = web.AppKey("service", GatewayService)
 ACCOUNT = web.RequestKey("account_id", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+MAX_BODY = 1024 * 1024  # a /v1 request body (a batch of ~20,000 recipients fits)
 RETRY_AFTER_SECONDS = 5  # after a 503: the disk or the lock usually frees within seconds
 
 _STATUS = {
@@ -52,14 +54,31 @@ def _rejected(rejected: Sequence[Rejected]) -> list[dict[str, str]]:
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate by API key (except public paths) and render every error as JSON."""
     service = request.app[SERVICE]
+    address = request.remote or ""
     try:
+        service.admit(address)
+        # Refused before reading: sub-apps share the root app's client_max_size.
+        if (request.content_length or 0) > MAX_BODY:
+            return _error(413, "body_too_large", f"request body over {MAX_BODY} bytes")
         if request.path.rstrip("/") not in ("/v1/health", "/v1/openapi.json"):
             header = request.headers.get("Authorization", "")
             key = (
                 header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
             )
-            request[ACCOUNT] = service.authenticate(key.strip())
+            try:
+                request[ACCOUNT] = service.authenticate(key.strip())
+            except UnknownAccountError:
+                service.auth_failed(address, "API key")
+                raise
+            service.auth_succeeded(address)
+            service.admit_account(request[ACCOUNT])
         return await handler(request)
+    except RateLimitedError as exc:
+        response = _error(429, exc.code, str(exc))
+        response.headers["Retry-After"] = exc.retry_after_header
+        return response
+    except web.HTTPRequestEntityTooLarge:  # a chunked body past the root app's client_max_size
+        return _error(413, "body_too_large", f"request body over {MAX_BODY} bytes")
     except InvalidRecipientError as exc:  # every recipient refused: say which and why
         return _error(400, exc.code, str(exc), rejected=_rejected(exc.rejected))
     except ServiceError as exc:

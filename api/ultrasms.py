@@ -39,6 +39,7 @@ from gateway.service import (
     InsufficientCreditsError,
     InvalidRequestError,
     Outgoing,
+    RateLimitedError,
     UnknownAccountError,
 )
 from gateway.store import StoreUnavailableError
@@ -628,8 +629,16 @@ async def apis(service: GatewayService, request: web.Request) -> web.Response:
     if entry is None:
         raise web.HTTPNotFound(text="-1", content_type="application/json")
     call, invalid, other = entry
-    params = await read_params(request)
+    address = request.remote or ""
+    retry_after = ""
     try:
+        service.admit(address)
+        if (request.content_length or 0) > MAX_BODY:
+            raise ReturnCodeError(other)
+        try:
+            params = await read_params(request)
+        except web.HTTPRequestEntityTooLarge:
+            raise ReturnCodeError(other) from None
         if params is None:
             raise ReturnCodeError(other)
         try:
@@ -643,20 +652,29 @@ async def apis(service: GatewayService, request: web.Request) -> web.Response:
         except AccountDisabledError:
             raise ReturnCodeError(-20) from None
         except UnknownAccountError:
+            service.auth_failed(address, "API key")
             raise ReturnCodeError(-1) from None
+        service.auth_succeeded(address)
+        service.admit_account(account["id"])
         try:
             result = await call(params, account, service)
         except BadParamError as exc:
             raise ReturnCodeError(invalid.get(exc.name, other)) from None
     except ReturnCodeError as code:
         result = code.value
+    except RateLimitedError as exc:  # the call's "Other error." code, the wait in Retry-After
+        result = other
+        retry_after = exc.retry_after_header
     except StoreUnavailableError as exc:  # each call's "Other error." code is its server failure
         log.warning("/apis/%s: store unavailable (%s)", name, exc)
         result = other
     except Exception:
         log.exception("/apis/%s failed", name)
         result = other
-    return web.json_response(result)
+    response = web.json_response(result)
+    if retry_after:
+        response.headers["Retry-After"] = retry_after
+    return response
 
 
 def install(app: web.Application, service: GatewayService) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.ratelimit import LimitSettings
+
 DEFAULT_CONFIG_PATH = Path("/etc/smsgw/smsgw.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/smsgw")
 
@@ -73,6 +75,7 @@ class Config:
     # outside writer) before a write is refused as temporarily unavailable (HTTP 503): under
     # any client's timeout, and short, since the whole daemon waits meanwhile.
     busy_timeout_ms: int = 1000
+    limits: LimitSettings = field(default_factory=LimitSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,7 +127,26 @@ def load(path: Path | None = None) -> Config:
         log_level=_get(table, "log_level", str, "INFO"),
         metrics_token=_get(metrics, "token", str, ""),
         busy_timeout_ms=busy_timeout_ms,
+        limits=_limits(_get(table, "limits", dict, {})),
     )
+
+
+def _limits(table: dict[str, Any]) -> LimitSettings:
+    """The `[limits]` table: rates and backoffs as numbers, bursts and counts as integers."""
+    defaults = LimitSettings()
+    values: dict[str, Any] = {}
+    for name in LimitSettings.__dataclass_fields__:
+        if name in table:
+            default = getattr(defaults, name)
+            kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+            values[name] = type(default)(_get(table, name, kind, default))
+    unknown = sorted(set(table) - set(LimitSettings.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown [limits] key(s): {', '.join(unknown)}")
+    try:
+        return LimitSettings(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _webhooks(table: dict[str, Any]) -> WebhookSettings:

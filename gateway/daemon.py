@@ -20,6 +20,7 @@ from gateway.inbox import Inbox
 from gateway.operator import LiveModem
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
+from gateway.ratelimit import RateLimiter
 from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
@@ -124,6 +125,7 @@ class Gateway:
         dispatcher = Dispatcher(store, outbox)
         service.on_accepted = dispatcher.wake
         # Its own tasks, bounded per host: a slow subscriber never holds up a send.
+        service.limiter = RateLimiter(config.limits, clock.monotonic)
         webhooks = WebhookWorker(store, config.webhooks, clock=clock)
         store.on_webhook_enqueued = webhooks.wake
         gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from gateway.operator import (
 )
 from gateway.otp import IssuedOtp, OtpBook, OtpOutcome
 from gateway.pool import SimPool, policy_of
+from gateway.ratelimit import RateLimiter
 from gateway.recurrence import Recurrence
 from gateway.store import (
     SIM_LIMIT_COLUMNS,
@@ -137,6 +139,21 @@ class InvalidWebhookUrlError(InvalidRequestError):
     """A webhook URL the sender will not call (not http/https, no host, ...)."""
 
     code = "invalid_webhook_url"
+
+
+class RateLimitedError(ServiceError):
+    """Too many requests from this account or address (or too many wrong secrets) for now."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds for an HTTP Retry-After header (at least 1)."""
+        return str(max(1, math.ceil(self.retry_after)))
 
 
 def _webhook_kind(kind: WebhookKind | str) -> WebhookKind:
@@ -263,6 +280,9 @@ class GatewayService:
         # Called after new work is accepted, so the dispatcher starts it without waiting for
         # its next tick (the daemon wires it to Dispatcher.wake).
         self.on_accepted: Callable[[], None] | None = None
+        # The HTTP front-end's rate limits and login backoff (the daemon sets them from
+        # [limits]); None: unlimited (the CLI, tests of other things).
+        self.limiter: RateLimiter | None = None
 
     def _accepted(self) -> None:
         if self.on_accepted is not None:
@@ -503,6 +523,31 @@ class GatewayService:
     def due_messages(self, limit: int) -> list[dict[str, Any]]:
         """Messages whose queued parts may be sent now."""
         return self.store.due_messages(self.wall(), limit)
+
+    # -- rate limits and login backoff (issue 16) ------------------------------------------
+
+    def admit(self, address: str) -> None:
+        """Let a request from `address` in, or raise RateLimitedError (address limit, or the
+        backoff of its wrong secrets)."""
+        if self.limiter is not None and (wait := self.limiter.admit_address(address)) > 0:
+            raise RateLimitedError(f"too many requests; retry in {math.ceil(wait)} s", wait)
+
+    def admit_account(self, account_id: int) -> None:
+        """Let an authenticated request of `account_id` in, or raise RateLimitedError."""
+        if self.limiter is not None and (wait := self.limiter.admit_account(account_id)) > 0:
+            raise RateLimitedError(f"too many requests; retry in {math.ceil(wait)} s", wait)
+
+    def auth_failed(self, address: str, what: str) -> None:
+        """A wrong `what` (password, API key) came from `address`: logged without the secret,
+        and the address slowed down once it keeps trying."""
+        delay = self.limiter.auth_failed(address) if self.limiter is not None else 0.0
+        log.warning("wrong %s from %s%s", what, address or "?",
+                    f"; it waits {delay:.0f} s" if delay else "")  # fmt: skip
+
+    def auth_succeeded(self, address: str) -> None:
+        """A right secret from `address`: its earlier failures are forgiven."""
+        if self.limiter is not None:
+            self.limiter.auth_succeeded(address)
 
     # -- queries for the APIs ---------------------------------------------------------------
 
