@@ -96,6 +96,12 @@ def _encodable_cost(text: str) -> MessageCount:
         raise InvalidRequestError(f"message cannot be encoded: {exc}") from None
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A scrypt hash no password matches, to verify against for unknown sub-account names."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """One recipient that was not accepted, and why."""
@@ -918,7 +924,12 @@ class GatewayService:
     def account_by_credentials(self, sub_account: str, password: str) -> dict[str, Any]:
         """The account for a sub-account name and password (scrypt, cached per process)."""
         account = self.store.account_by_name(sub_account) if sub_account else None
-        if account is None or not self._password_ok(account, password):
+        if account is None:
+            # The same scrypt as for a wrong password: the answer's time does not tell which
+            # sub-account names exist.
+            verify_password(password, _dummy_hash())
+            raise UnknownAccountError("incorrect sub-account name or password")
+        if not self._password_ok(account, password):
             raise UnknownAccountError("incorrect sub-account name or password")
         if not account["api_enabled"]:
             raise AccountDisabledError("API access is disabled for this account")

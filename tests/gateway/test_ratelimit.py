@@ -52,3 +52,34 @@ def test_limits_from_toml(tmp_path) -> None:
     path.write_text("[limits]\nper_minute = 3\n")
     with pytest.raises(ConfigError, match="per_minute"):
         load(path)
+
+
+def test_an_unknown_sub_account_costs_the_same_scrypt_as_a_wrong_password(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    import gateway.service as service_module
+    from gateway.accounts import create_account
+    from gateway.service import GatewayService, UnknownAccountError
+    from gateway.store import Store
+
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    store = Store.open(tmp_path)
+    try:
+        create_account(store, "shop", now=now)
+        service = GatewayService(store, wall=lambda: now)
+        verified: list[str] = []
+        real = service_module.verify_password
+
+        def counting(password: str, encoded: str) -> bool:
+            verified.append(encoded.split("$")[0])
+            return real(password, encoded)
+
+        monkeypatch.setattr(service_module, "verify_password", counting)
+        for name in ("shop", "nobody"):
+            with pytest.raises(UnknownAccountError):
+                service.account_by_credentials(name, "guess")
+        assert verified == ["scrypt", "scrypt"]  # one scrypt each, known name or not
+    finally:
+        store.close()
