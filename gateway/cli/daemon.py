@@ -17,6 +17,7 @@ from gateway.accounts import create_account, reset_credentials
 from gateway.cli.common import config_option, now, open_store
 from gateway.config import Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
+from gateway.ratelimit import LimitSettings
 from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.teams import TeamBook
@@ -70,7 +71,12 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
         raise click.BadParameter("between 1 and 64", param_hint="--modems")
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="smsgw-demo-"))
     # discover=(): the demo drives emulated modems only, never a real stick that is plugged in.
-    config = Config(data_dir=data_dir, http_host="127.0.0.1", http_port=http_port, discover=())
+    # Request rates unlimited: the demo is what `make bench` measures the accept path on (one
+    # client address, one account); wrong secrets still back off.
+    config = Config(
+        data_dir=data_dir, http_host="127.0.0.1", http_port=http_port, discover=(),
+        limits=LimitSettings(account_rate=0, ip_rate=0),
+    )  # fmt: skip
     _setup_logging("INFO")
     kinds = [DEMO_PERSONALITIES[i % len(DEMO_PERSONALITIES)] for i in range(modems)]
     # A fresh dashboard password each run, printed once (like the account's secrets), set
