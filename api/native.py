@@ -173,7 +173,7 @@ async def submit(request: web.Request) -> web.Response:
     if not isinstance(text, str):
         raise InvalidRequestError("'text' must be a string")
     send_at = _send_at(body)
-    result = request.app[SERVICE].submit(
+    result = await request.app[SERVICE].submit_durably(
         request[ACCOUNT],
         recipients,
         text,

@@ -1103,6 +1103,32 @@ class GatewayService:
                                 throttle=throttle, dial_code=dial_code, extra=extra,
                                 unique=unique, per_minute=per_minute, into=into, id_key=id_key,
                                 max_characters=max_characters)  # fmt: skip
+        return await self._join_group(plan)
+
+    async def submit_durably(
+        self,
+        account_id: int,
+        recipients: Sequence[str],
+        text: str,
+        *,
+        sender: str = "",
+        send_at: datetime | None = None,
+        flash: bool = False,
+        status_report: bool = True,
+        rotate: bool = True,
+    ) -> SubmitResult:
+        """submit() for request handlers (/v1): one batch, atomic, in the group commit that
+        several requests share (one fsync), answered once that commit is durable."""
+        items = [Outgoing(r, text, send_at=send_at) for r in recipients]
+        plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
+                                throttle=None, dial_code=None, extra=None,
+                                status_report=status_report, batch_send_at=send_at)  # fmt: skip
+        first = plan.rows.messages[0]  # one text: every row has its parts and encoding
+        result = await self._join_group(plan)
+        return SubmitResult(result.message_ids, result.batch_id, first["parts"],
+                            result.units_charged, first["encoding"], result.rejected)  # fmt: skip
+
+    async def _join_group(self, plan: _BatchPlan) -> BatchResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
         self._group.append((plan, future))
@@ -1154,6 +1180,8 @@ class GatewayService:
         into: int | None = None,
         id_key: str | None = None,
         max_characters: int = MAX_BODY_CHARACTERS,
+        status_report: bool = True,
+        batch_send_at: datetime | None = None,
     ) -> _BatchPlan:
         account = self._account(account_id)
         policy = AccountPolicy.of(account)
@@ -1198,7 +1226,7 @@ class GatewayService:
                     "parts": parts,
                     "sender": sender,
                     "send_at": item.send_at,
-                    "status_report": True,
+                    "status_report": status_report,
                     "flash": flash,
                     "charge": parts,
                     # Shared, not copied: the store serialises one extra per batch, not per row.
@@ -1219,6 +1247,8 @@ class GatewayService:
             "batch_gap": 60.0 / per_minute if per_minute else None,
             "extra": json.dumps(extra or {}),
         }
+        if batch_send_at is not None:  # /v1: one time for the whole batch, shown with it
+            batch["send_at"] = utc_iso(batch_send_at)
         return _BatchPlan(BatchRows(batch, rows, total, into, id_key), total, tuple(rejected))
 
     def query_messages(
