@@ -41,10 +41,11 @@ from gateway.service import (
     InsufficientCreditsError,
     InvalidRequestError,
     Outgoing,
+    RateLimitedError,
     ServiceError,
     UnknownAccountError,
 )
-from gateway.store import MailboxQuery
+from gateway.store import MailboxQuery, StoreUnavailableError
 from gateway.teams import (
     EmailTakenError,
     NewUser,
@@ -101,6 +102,8 @@ class ErrorCode:
     FORBIDDEN = 12
     METHOD_NOT_ALLOWED = 13
     BODY_TOO_LARGE = 14
+    TOO_MANY_REQUESTS = 15  # with Retry-After: a rate limit, or the backoff of wrong tokens
+    UNAVAILABLE = 16  # with Retry-After: the store cannot write now (disk full, locked)
     INTERNAL = 99
 
 
@@ -111,19 +114,24 @@ _REASONS = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
     500: "INTERNAL_SERVER_ERROR",
+    503: "SERVICE_UNAVAILABLE",
 }
 
 
 class ZoomError(Exception):
     """An error answered as the dialect's JSON error body."""
 
-    def __init__(self, status: int, code: int, message: str, developer: str = "") -> None:
+    def __init__(
+        self, status: int, code: int, message: str, developer: str = "", retry_after: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.developer = developer or message
+        self.retry_after = retry_after
 
 
 def bad(code: int, message: str, developer: str = "") -> ZoomError:
@@ -1265,7 +1273,9 @@ def _credentials(request: web.Request, query: Query) -> tuple[str, str]:
     return (query.text("email", 320) or "").strip(), (query.text("token", 200) or "").strip()
 
 
-def _authenticate(service: GatewayService, email: str, token: str) -> dict[str, Any]:
+def _authenticate(
+    service: GatewayService, email: str, token: str, address: str = ""
+) -> dict[str, Any]:
     if not email or not token:
         raise ZoomError(
             401, ErrorCode.UNAUTHORIZED, "authentication required",
@@ -1277,6 +1287,7 @@ def _authenticate(service: GatewayService, email: str, token: str) -> dict[str, 
     except AccountDisabledError:
         raise ZoomError(403, ErrorCode.ACCOUNT_DISABLED, "API access is disabled") from None
     except UnknownAccountError:
+        service.auth_failed(address, "REST token")
         raise ZoomError(401, ErrorCode.UNAUTHORIZED, "incorrect email address or token") from None
 
 
@@ -1308,7 +1319,9 @@ _FORM = "application/x-www-form-urlencoded"
 
 async def dispatch(service: GatewayService, request: web.Request) -> web.Response:
     """Every request under the prefixes: route, authenticate, read, run, answer."""
+    address = request.remote or ""
     try:
+        service.admit(address)
         handler, path = resolve(request.match_info["tail"], request.method)
         pairs = decode_pairs(request.rel_url.raw_query_string.encode("latin-1", "replace"))
         raw = await _read_body(request)
@@ -1325,12 +1338,23 @@ async def dispatch(service: GatewayService, request: web.Request) -> web.Respons
             except AccountDisabledError:
                 raise ZoomError(403, ErrorCode.ACCOUNT_DISABLED, "API access is disabled") from None
             except UnknownAccountError:
+                service.auth_failed(address, "URL-sending token")
                 raise ZoomError(401, ErrorCode.UNAUTHORIZED, "unknown URL-sending token") from None
         else:
-            account = _authenticate(service, *_credentials(request, query))
+            account = _authenticate(service, *_credentials(request, query), address)
+        service.auth_succeeded(address)
+        service.admit_account(account["id"])
         return await handler(Call(service, account, path, query, body, request.method))
     except ZoomError as exc:
         return _error(exc, request)
+    except RateLimitedError as exc:
+        limited = ZoomError(429, ErrorCode.TOO_MANY_REQUESTS, str(exc),
+                            retry_after=exc.retry_after_header)  # fmt: skip
+        return _error(limited, request)
+    except StoreUnavailableError as exc:  # disk full, database locked: nothing was accepted
+        unavailable = ZoomError(503, ErrorCode.UNAVAILABLE, "temporarily unavailable; try again",
+                                str(exc), retry_after="5")  # fmt: skip
+        return _error(unavailable, request)
     except InvalidNumberError as exc:
         return _error(bad(ErrorCode.INVALID_NUMBER, "Invalid mobile number", str(exc)), request)
     except (NotFoundError, MailboxError, NotInTeamError) as exc:
@@ -1360,8 +1384,10 @@ def _error(exc: ZoomError, request: web.Request) -> web.Response:
     else:
         log.info("zoomconnect %s %s: %d %s", request.method, request.path, exc.status,
                  exc.message)  # fmt: skip
-    headers = {"WWW-Authenticate": 'Basic realm="SMS Messenger"'} if exc.status == 401 else None
-    return _json(error_body(exc), exc.status, headers)
+    headers = {"WWW-Authenticate": 'Basic realm="SMS Messenger"'} if exc.status == 401 else {}
+    if exc.retry_after:
+        headers["Retry-After"] = exc.retry_after
+    return _json(error_body(exc), exc.status, headers or None)
 
 
 # -- webhooks (pure formatters; the engine sends what they return) ----------------------------

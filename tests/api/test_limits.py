@@ -16,10 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import build_app
+from gateway.accounts import secret_digest
 from gateway.ratelimit import LimitSettings, RateLimiter
 from gateway.service import GatewayService
 from gateway.store import DATABASE_NAME, Store
 from tests.api.test_bestsms import NAME, T0, World, build_world
+from tests.api.test_store_unavailable import ZOOM_EMAIL, ZOOM_TOKEN
 
 WRONG = "wrong-secret-0123456789"
 
@@ -56,6 +58,13 @@ async def _ultrasms(client: TestClient, world: World, secret: str) -> tuple[int,
     return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
 
 
+async def _zoom(client: TestClient, world: World, secret: str) -> tuple[int, Any, str]:
+    r = await client.get(
+        "/app/api/rest/v1/account/balance", headers={"email": ZOOM_EMAIL, "token": secret}
+    )
+    return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
+
+
 DIALECTS = [
     Dialect(
         "v1", _v1,
@@ -75,11 +84,17 @@ DIALECTS = [
         lambda s, b: s == 200 and b == -2,  # getcreditbalance's "Other error."
         lambda s, b: s == 200 and b == -1,
     ),
+    Dialect(
+        "zoomconnect", _zoom,
+        lambda s, b: s == 200 and "creditBalance" in b,
+        lambda s, b: (s, b["status"], b["code"]) == (429, "TOO_MANY_REQUESTS", 15),
+        lambda s, b: (s, b["code"]) == (401, 10),
+    ),
 ]  # fmt: skip
 
 
 def _secret(world: World, dialect: Dialect) -> str:
-    return world.password if dialect.name == "bestsms" else world.api_key
+    return {"bestsms": world.password, "zoomconnect": ZOOM_TOKEN}.get(dialect.name, world.api_key)
 
 
 def _run(
@@ -90,6 +105,7 @@ def _run(
 ) -> None:
     shutil.copy(world.db, tmp_path / DATABASE_NAME)
     store = Store.open(tmp_path)
+    store.conn.execute("UPDATE accounts SET token = ? WHERE id = 1", (secret_digest(ZOOM_TOKEN),))
     service = GatewayService(store, wall=lambda: T0)
     now = [0.0]
     service.limiter = RateLimiter(settings, lambda: now[0])
@@ -175,8 +191,11 @@ def test_wrong_secrets_back_off_the_address_and_are_logged_without_the_secret(
 def test_a_body_over_the_limit_is_refused_in_the_dialect_shape(
     world: World, tmp_path: Path, dialect: Dialect
 ) -> None:
-    path = {"v1": "/v1/messages", "bestsms": "/api_v1", "ultrasms": "/apis/smsgroup/"}
+    path = {"v1": "/v1/messages", "bestsms": "/api_v1", "ultrasms": "/apis/smsgroup/",
+            "zoomconnect": "/app/api/rest/v1/sms/send-bulk"}  # fmt: skip
     too_big = b"x" * (1024 * 1024 + 1)
+    if dialect.name == "zoomconnect":
+        too_big = b"x" * (16 * 1024 * 1024 + 1)  # its own limit, for 10,000-message send-bulk
 
     async def scenario(client: TestClient, now: list[float]) -> None:
         r = await client.post(
@@ -188,6 +207,8 @@ def test_a_body_over_the_limit_is_refused_in_the_dialect_shape(
         body = json.loads(await r.text())
         if dialect.name == "v1":
             assert (r.status, body["error"]["code"]) == (413, "body_too_large")
+        elif dialect.name == "zoomconnect":
+            assert (r.status, body["code"]) == (413, 14)
         elif dialect.name == "bestsms":
             assert (r.status, body) == (200, {"error": "request body too large", "error_code": "8"})
         else:

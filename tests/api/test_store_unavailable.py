@@ -17,11 +17,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import build_app
+from gateway.accounts import secret_digest
 from gateway.service import GatewayService
 from gateway.store import DATABASE_NAME, Store
 from tests.api.test_bestsms import NAME, T0, World, build_world
 from tests.storefaults import fill_disk
 
+ZOOM_EMAIL, ZOOM_TOKEN = "example@gmail.com", "zoom-token-of-b"  # the world's main account
 SIM = "447700900001"
 
 
@@ -62,6 +64,15 @@ async def _ultrasms(client: TestClient, world: World, text: str) -> tuple[int, A
     return r.status, json.loads(await r.text()), ""
 
 
+async def _zoom(client: TestClient, world: World, text: str) -> tuple[int, Any, str]:
+    r = await client.post(
+        "/app/api/rest/v1/sms/send",
+        json={"recipientNumber": "+447700900123", "message": text},
+        headers={"email": ZOOM_EMAIL, "token": ZOOM_TOKEN},
+    )
+    return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
+
+
 DIALECTS = [
     Dialect(
         "v1",
@@ -89,6 +100,17 @@ DIALECTS = [
         lambda status, body: status == 200 and isinstance(body, int) and body > 0,
         lambda status, body, _: status == 200 and body == -16,  # smsgroup's "Other error."
     ),
+    Dialect(
+        "zoomconnect",
+        _zoom,
+        lambda status, body: status == 200 and body["error"] is None,
+        # The spec names no server failure: its error shape, with 503 and our code 16
+        lambda status, body, retry: (
+            status == 503
+            and (body["status"], body["code"]) == ("SERVICE_UNAVAILABLE", 16)
+            and retry == "5"
+        ),
+    ),
 ]
 
 
@@ -102,6 +124,7 @@ def _run(
     tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(world.db, tmp_path / DATABASE_NAME)
     store = Store.open(tmp_path, busy_timeout_ms=busy_timeout_ms)
+    store.conn.execute("UPDATE accounts SET token = ? WHERE id = 1", (secret_digest(ZOOM_TOKEN),))
     service = GatewayService(store, wall=lambda: T0)
 
     async def main() -> None:
