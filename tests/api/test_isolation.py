@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from api import bestsms, native, ultrasms
+from api import bestsms, native, ultrasms, zoomconnect
 from api.app import build_app
+from gateway.accounts import secret_digest
 from gateway.service import GatewayService, Outgoing
 from gateway.store import DATABASE_NAME, Store
 from tests.api.test_bestsms import T0, World, build_world
@@ -41,6 +42,17 @@ class Ids:
     event: str
     otp: str
     contact: int
+    group: int
+    inbound: int
+    b: int = B
+
+    @property
+    def zoom_out(self) -> str:
+        return zoomconnect.message_ref("out", self.message)
+
+    @property
+    def zoom_in(self) -> str:
+        return zoomconnect.message_ref("in", self.inbound)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,60 @@ def _ultra(name: str, **params: str) -> Callable[..., Any]:
     return lambda ids: ("POST", f"/apis/{name}/", {"data": {
         k: v.format(ids=ids) for k, v in params.items()}})  # fmt: skip
 
+
+def _zoom(method: str, path: str, body: dict[str, Any] | None = None) -> Callable[..., Any]:
+    return lambda ids: (method, "/app/api/rest/v1/" + path.format(ids=ids),
+                        {"json": body} if body else {})  # fmt: skip
+
+
+ZOOM_CASES = [
+    ("GET", "account/balance", None),
+    ("GET", "account/statistics", None),
+    ("POST", "account/transfer", {"numberOfCreditsToTransfer": 1,
+                                  "transferFromEmailAddress": "example@gmail.com",
+                                  "transferToEmailAddress": "a@example.com"}),
+    ("GET", "account/user", None),
+    ("PUT", "account/user", {"emailAddress": "new@example.com", "firstName": "N"}),
+    ("GET", "account/user/{ids.b}", None),
+    ("POST", "account/user/{ids.b}", {"firstName": "hijacked", "creditBalance": 0}),
+    ("GET", "sms/send", None),
+    ("POST", "sms/send", {"recipientNumber": "+2348094309926", "message": "A"}),
+    ("GET", "sms/send-bulk", None),
+    ("POST", "sms/send-bulk", {"sendSmsRequests": [{"recipientNumber": "+2348094309926",
+                                                    "message": "A"}]}),
+    ("GET", "sms/send-url-parameters", None),
+    ("GET", "sms/send-url/{{token}}", None),
+    ("GET", "contacts/all", None),
+    ("POST", "contacts/create", {"firstName": "A", "contactNumber": "+2348094309926"}),
+    ("GET", "contacts/{ids.contact}", None),
+    ("POST", "contacts/{ids.contact}", {"firstName": "hijacked"}),
+    ("DELETE", "contacts/{ids.contact}", None),
+    ("POST", "contacts/{ids.contact}/addFromGroup/{ids.group}", None),
+    ("POST", "contacts/{ids.contact}/addToGroup/{ids.group}", None),
+    ("GET", "groups/all", None),
+    ("POST", "groups/create", {"name": "My Customers"}),
+    ("GET", "groups/{ids.group}", None),
+    ("POST", "groups/{ids.group}", {"name": "hijacked"}),
+    ("DELETE", "groups/{ids.group}", None),
+    ("POST", "groups/{ids.group}/addContact/{ids.contact}", None),
+    ("POST", "groups/{ids.group}/removeContact/{ids.contact}", None),
+    ("GET", "messages/all", None),
+    ("POST", "messages/analyse/full", {"message": "hi"}),
+    ("POST", "messages/analyse/message-credit-cost", {"message": "hi"}),
+    ("POST", "messages/analyse/message-encoding", {"message": "hi"}),
+    ("POST", "messages/analyse/message-length", {"message": "hi"}),
+    ("POST", "messages/analyse/number-of-messages", {"message": "hi"}),
+    ("POST", "messages/analyse/message-length-within-max-allowed", {"message": "hi"}),
+    ("GET", "messages/{ids.zoom_out}", None),
+    ("GET", "messages/{ids.zoom_in}", None),
+    ("DELETE", "messages/{ids.zoom_out}", None),
+    ("DELETE", "messages/{ids.zoom_in}", None),
+    ("POST", "messages/{ids.zoom_in}/markRead", None),
+    ("POST", "messages/{ids.zoom_in}/markUnread", None),
+    ("GET", "templates/all", None),
+    ("GET", "templates/1", None),
+    ("DELETE", "templates/1", None),
+]  # fmt: skip
 
 CASES = [
     Case("v1", "POST /messages", _v1("POST", "/messages", {"to": "+2348094309926", "text": "A"})),
@@ -116,6 +182,7 @@ CASES = [
                                                apptdate="01-12-2026 10:00", status="Confirmed")),
     Case("ultrasms", "generateotp", _ultra("generateotp")),
     Case("ultrasms", "validateotp", _ultra("validateotp", otp="{ids.otp}")),
+    *(Case("zoomconnect", f"{m} {p}", _zoom(m, p, b)) for m, p, b in ZOOM_CASES),
 ]  # fmt: skip
 
 
@@ -154,7 +221,14 @@ def _b_data(store: Store, service: GatewayService) -> Ids:
     contact = store.conn.execute(
         "SELECT id FROM contacts WHERE account_id = ? AND first_name = 'Pearl'", (B,)
     ).fetchone()[0]
-    return Ids(now.message_ids[0], now.batch_id, later.batch_id, event, otp.code, int(contact))
+    group = store.conn.execute(
+        "SELECT id FROM contact_groups WHERE account_id = ? AND name = 'My Customers'", (B,)
+    ).fetchone()[0]
+    inbound = store.conn.execute("SELECT id FROM inbound WHERE account_id = ?", (B,)).fetchone()[0]
+    store.conn.execute("UPDATE accounts SET email = 'a@example.com', token = ? WHERE id = 3",
+                       (secret_digest("zoom-token-of-a"),))  # fmt: skip
+    return Ids(now.message_ids[0], now.batch_id, later.batch_id, event, otp.code, int(contact),
+               int(group), int(inbound))  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.dialect}:{c.route}")
@@ -169,12 +243,13 @@ def test_account_a_cannot_touch_account_b(world: World, tmp_path: Path, case: Ca
         "v1": {"headers": {"Authorization": f"Bearer {world.poor_key}"}},
         "bestsms": {"sub_account": A_NAME, "sub_account_pass": world.poor_password},
         "ultrasms": {"apikey": world.poor_key},
+        "zoomconnect": {"headers": {"email": "a@example.com", "token": "zoom-token-of-a"}},
     }[case.dialect]
 
     async def main() -> str:
         async with TestClient(TestServer(build_app(service))) as client:
             method, path, kwargs = case.request(ids)
-            if case.dialect == "v1":
+            if case.dialect in ("v1", "zoomconnect"):
                 kwargs = {**kwargs, **auth}
             else:
                 kwargs = {"data": {**kwargs["data"], **auth}}
@@ -202,6 +277,15 @@ def test_every_v1_route_has_an_isolation_case() -> None:
     covered = {c.route for c in CASES if c.dialect == "v1"}
     normalised = {r.replace("{action:pause|resume}", "{action}") for r in routes}
     assert normalised == covered
+
+
+def test_every_zoomconnect_route_has_an_isolation_case() -> None:
+    covered = {c.route.split(" ", 1)[1].replace("{ids.zoom_out}", "{messageId}")
+               .replace("{ids.zoom_in}", "{messageId}").replace("{ids.contact}", "{contactId}")
+               .replace("{ids.group}", "{groupId}").replace("{ids.b}", "{userId}")
+               .replace("{{token}}", "{token}").replace("templates/1", "templates/{templateId}")
+               for c in CASES if c.dialect == "zoomconnect"}  # fmt: skip
+    assert {path for _, path, _ in zoomconnect.ROUTES} == covered
 
 
 def test_every_bestsms_action_and_ultrasms_call_has_an_isolation_case() -> None:
