@@ -281,7 +281,8 @@ class Outbox:
             try:
                 return write()
             except StoreUnavailableError as exc:
-                log.warning("part %d: outcome not recorded yet (%s); retrying", part_id, exc)
+                level = logging.WARNING if delay == RECORD_RETRY_FIRST else logging.DEBUG
+                log.log(level, "part %d: outcome not recorded yet (%s); retrying", part_id, exc)
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_CAP)
 

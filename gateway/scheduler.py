@@ -88,6 +88,7 @@ class Dispatcher:
         self._stopping: set[int] = set()
         # batch id -> the SIM a batch without rotation keeps to (most recently used last)
         self._pins: dict[int, int] = {}
+        self._store_down = False  # the last tick or send found the store refusing writes
 
     def attach(self, sim_id: int, sender: PartSender) -> None:
         """A SIM's modem is ready: start its send loop."""
@@ -159,6 +160,15 @@ class Dispatcher:
         while len(self._pins) > MAX_PINS:
             del self._pins[next(iter(self._pins))]
 
+    def _store_unavailable(self, exc: Exception) -> None:
+        """Log the first refusal of an outage at WARNING, the rest at DEBUG: a full disk must
+        not fill the journal (often on the same card) twice a second."""
+        if not self._store_down:
+            self._store_down = True
+            log.warning("dispatcher: store unavailable (%s); sending waits until it writes", exc)
+        else:
+            log.debug("dispatcher: store still unavailable (%s)", exc)
+
     def wake(self) -> None:
         """New work was accepted: assign it now rather than at the next tick."""
         self._wake.set()
@@ -221,8 +231,7 @@ class Dispatcher:
             except StoreUnavailableError as exc:
                 # Disk full or DB locked before AT+CMGS: nothing went out, the part is still
                 # queued. Wait a little so a full disk is not retried in a busy loop.
-                log.warning("SIM %d: message %d waits, store unavailable (%s)", sim_id,
-                            message_id, exc)  # fmt: skip
+                self._store_unavailable(exc)
                 await self.outbox.clock.sleep(STORE_RETRY_SECONDS)
             except Exception:
                 # A bug or a bad row must not kill the SIM's loop: log and move on; the message
@@ -241,8 +250,11 @@ class Dispatcher:
             self._wake.clear()
             try:
                 self.tick()
+                if self._store_down:
+                    self._store_down = False
+                    log.warning("dispatcher: the store writes again; sending resumes")
             except StoreUnavailableError as exc:  # disk full, DB locked: next tick tries again
-                log.warning("dispatcher: store unavailable (%s); retrying next tick", exc)
+                self._store_unavailable(exc)
             except Exception:
                 log.exception("dispatcher: tick failed; retrying next tick")
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]

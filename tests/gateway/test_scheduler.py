@@ -362,3 +362,39 @@ def test_a_message_from_a_revoked_sim_waits(tmp_path: Path) -> None:
         loop.close()
         store.close()
     assert (log, state) == ([], "queued")  # neither sent from the revoked SIM nor from another
+
+
+def test_a_full_disk_pauses_sending_and_it_resumes_with_nothing_lost_or_sent_twice(
+    tmp_path: Path,
+) -> None:
+    from tests.storefaults import fill_disk
+
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 2, interval=1.0)
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        service.submit(account, [f"+1555{i:07d}" for i in range(40)], "Sale today only")
+        disk = fill_disk(store)
+        disk.full = True  # before the first part goes out: every commit refused for 60 s
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        await asyncio.sleep(60)
+        refused = disk.refused
+        assert refused > 0 and log == []  # nothing sent while nothing can be recorded
+        disk.full = False  # space returns
+        while store.count_by_state("messages").get("sent", 0) < 40 and loop.time() < 600:
+            await asyncio.sleep(1)
+        stop.set()
+        await runner  # the dispatcher lived through it
+        await dispatcher.close()
+        assert store.count_by_state("parts") == {"sent": 40}
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert sorted(r for _, _, r in log) == [f"+1555{i:07d}" for i in range(40)]  # once each
