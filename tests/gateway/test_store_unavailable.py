@@ -167,3 +167,44 @@ def test_the_daemon_busy_timeout_comes_from_the_toml_file(tmp_path: Path) -> Non
     path.write_text("[store]\nbusy_timeout_ms = -1\n")
     with pytest.raises(ConfigError, match="busy_timeout_ms"):
         load(path)
+
+
+def test_an_inbound_sms_stays_on_the_modem_while_the_store_refuses(tmp_path: Path) -> None:
+    from gateway.reports import ReportMatcher
+    from gateway.scheduler import Dispatcher
+    from gateway.worker import ModemWorker
+    from modem.client import InboundSms
+    from modem.pdu import decode_pdu
+    from tests.gateway.test_worker import StubClient
+
+    store = Store.open(tmp_path)
+    (pdu,) = _delivers("are you open today?")
+    deliver = decode_pdu(pdu).tpdu
+    item = InboundSms(deliver, None, "SM", 3, pdu, T0)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = SimPool()
+        outbox = Outbox(store, pool, {}, VirtualClock().clock())
+        dispatcher = Dispatcher(store, outbox)
+        worker = ModemWorker(
+            "/dev/null", store=store, pool=pool, dispatcher=dispatcher, inbox=Inbox(store),
+            reports=ReportMatcher(store), wall=lambda: T0,
+        )  # fmt: skip
+        try:
+            await worker._bind(StubClient())  # type: ignore[arg-type]
+            disk = fill_disk(store)
+            disk.full = True
+            kept = await worker._on_inbound(item)  # False: the driver must not delete it
+            disk.full = False
+            stored = await worker._on_inbound(item)  # the next scan hands it over again
+            return kept, stored
+        finally:
+            await dispatcher.close()
+
+    try:
+        kept, stored = asyncio.run(scenario())
+        assert (kept, stored) == (False, True)
+        bodies = [r[0] for r in store.conn.execute("SELECT body FROM inbound")]
+        assert bodies == ["are you open today?"]
+    finally:
+        store.close()
