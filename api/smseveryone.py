@@ -42,11 +42,13 @@ from gateway.service import (
     InvalidRequestError,
     LongTextNotAllowedError,
     Outgoing,
+    RateLimitedError,
     TextTooLongError,
     TopUpNotAllowedError,
     UnicodeNotAllowedError,
     UnknownAccountError,
 )
+from gateway.store import StoreUnavailableError
 from gateway.webhooks import WebhookEvent, WebhookKind, WebhookRequest, register_format
 
 log = logging.getLogger(__name__)
@@ -93,19 +95,22 @@ ERRORS: dict[int, tuple[str, int]] = {
     -129: ("Not allowed to add credits", 200),
     -130: ("Invalid amount of credits to add", 200),
     -202: ("Insufficient credits available to start campaign", 200),
+    -429: ("Too many requests", 429),  # with Retry-After: a rate limit or wrong-password backoff
     -500: ("Internal error", 500),
+    -503: ("Service temporarily unavailable; try again", 503),  # with Retry-After: disk full
 }
 
 
 class ApiError(Exception):
     """An answer {"Message", "Code"} with the code's HTTP status."""
 
-    def __init__(self, code: int, message: str | None = None) -> None:
+    def __init__(self, code: int, message: str | None = None, retry_after: str = "") -> None:
         text, status = ERRORS[code]
         super().__init__(message or text)
         self.code = code
         self.message = message or text
         self.status = status
+        self.retry_after = retry_after
 
 
 def _invalid(field: str) -> ApiError:
@@ -273,7 +278,9 @@ class Caller:
         return naive.replace(tzinfo=zone)
 
 
-def authenticate(request: web.Request, service: GatewayService) -> dict[str, Any]:
+def authenticate(
+    request: web.Request, service: GatewayService, address: str = ""
+) -> dict[str, Any]:
     """The account named by the Basic credentials; ApiError -100/-101/-102."""
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "basic" or not token.strip():
@@ -290,6 +297,7 @@ def authenticate(request: web.Request, service: GatewayService) -> dict[str, Any
     except AccountDisabledError:
         raise ApiError(-102) from None
     except UnknownAccountError:
+        service.auth_failed(address, "sub-account password")
         raise ApiError(-101) from None
 
 
@@ -891,19 +899,26 @@ def _answer(body: Mapping[str, Any], status: int = 200) -> web.Response:
 
 
 def _error(exc: ApiError) -> web.Response:
-    return _answer({"Message": exc.message, "Code": exc.code}, exc.status)
+    response = _answer({"Message": exc.message, "Code": exc.code}, exc.status)
+    if exc.retry_after:
+        response.headers["Retry-After"] = exc.retry_after
+    return response
 
 
 async def api(service: GatewayService, request: web.Request) -> web.Response:
     """POST /api/<resource>: authenticate, read the JSON body, answer the resource's JSON."""
     name = request.match_info.get("name", "").strip("/").lower()
+    address = request.remote or ""
     try:
+        service.admit(address)
         resource = RESOURCES.get(name)
         if resource is None:
             raise ApiError(-105)
         if request.method != "POST":
             raise ApiError(-106)
-        account = authenticate(request, service)
+        account = authenticate(request, service, address)
+        service.auth_succeeded(address)
+        service.admit_account(account["id"])
         caller = Caller(account, service)
         # RetrieveUserSettings needs no body: whatever is sent is not read.
         fields = Fields({}) if name == "retrieveusersettings" else await read_fields(request)
@@ -912,6 +927,11 @@ async def api(service: GatewayService, request: web.Request) -> web.Response:
         # The code and the text only: they name fields, never numbers or message bodies.
         log.info("/api/%s: %s (%d)", name[:40], exc.message, exc.code)
         return _error(exc)
+    except RateLimitedError as exc:
+        return _error(ApiError(-429, str(exc), retry_after=exc.retry_after_header))
+    except StoreUnavailableError as exc:  # disk full, database locked: nothing was accepted
+        log.warning("/api/%s: store unavailable (%s)", name[:40], exc)
+        return _error(ApiError(-503, retry_after="5"))
     except Exception:
         log.exception("/api/%s failed", name[:40])
         return _error(ApiError(-500))

@@ -13,18 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import encode_basic_auth
 from aiohttp.test_utils import TestClient, TestServer
 
-from api import bestsms, native, ultrasms, zoomconnect
+from api import bestsms, native, smseveryone, ultrasms, zoomconnect
 from api.app import build_app
 from gateway.accounts import secret_digest
+from gateway.models import PartState as S
 from gateway.service import GatewayService, Outgoing
 from gateway.store import DATABASE_NAME, Store
 from tests.api.test_bestsms import T0, World, build_world
 
 B = 1  # the world's main sub-account holds the data; A is its "003_poor" sub-account
 A_NAME = "003_poor"
-SECRETS = ("B-secret-body", "B-secret-reply", "Pearl", "b-hook")
+# What must never show in an answer to A: B's texts, a contact's name, B's webhook URL, and the
+# number B's delivered message went to (drstatus, messages, reports).
+SECRETS = ("B-secret-body", "B-secret-reply", "Pearl", "b-hook", "2348086689567")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +84,33 @@ def _zoom(method: str, path: str, body: dict[str, Any] | None = None) -> Callabl
     return lambda ids: (method, "/app/api/rest/v1/" + path.format(ids=ids),
                         {"json": body} if body else {})  # fmt: skip
 
+
+def _sme(resource: str, body: Callable[[Ids], dict[str, Any]]) -> Callable[..., Any]:
+    return lambda ids: ("POST", f"/api/{resource}", {"json": body(ids)})
+
+
+SME_CASES = [
+    ("campaign:create", "campaign",
+     lambda i: {"Action": "Create", "Message": "A", "Destinations": ["2348094309926"]}),
+    ("campaign:delete", "campaign",
+     lambda i: {"Action": "Delete", "CampaignId": i.scheduled_batch}),
+    ("campaign:modify", "campaign",
+     lambda i: {"Action": "Modify", "CampaignId": i.scheduled_batch, "Message": "hijacked"}),
+    ("campaign:pause", "campaign", lambda i: {"Action": "Pause", "CampaignId": i.scheduled_batch}),
+    ("campaign:unpause", "campaign", lambda i: {"Action": "Unpause", "CampaignId": i.batch}),
+    ("campaign:status", "campaign", lambda i: {"Action": "Status", "CampaignId": i.batch}),
+    ("drstatus", "drstatus", lambda i: {"CampaignId": i.batch}),
+    ("replies", "replies", lambda i: {"Days": 30}),
+    ("retrieveusersettings", "RetrieveUserSettings", lambda i: {}),
+    ("optouts:list", "optouts", lambda i: {"Action": "List"}),
+    ("optouts:delete", "optouts", lambda i: {"Action": "Delete", "Originator": ["447700900555"]}),
+    ("crm:list", "crm", lambda i: {"Action": "List"}),
+    ("crm:details", "crm", lambda i: {"Action": "Details", "CrmId": i.group}),
+    ("crm:append", "crm",
+     lambda i: {"Action": "Append", "CrmId": i.group, "Destinations": ["2348011111111"]}),
+    ("crm:delete", "crm", lambda i: {"Action": "Delete", "CrmId": i.group}),
+    ("credits", "credits", lambda i: {"Action": "Add", "Credits": 5}),
+]  # fmt: skip
 
 ZOOM_CASES = [
     ("GET", "account/balance", None),
@@ -183,6 +214,7 @@ CASES = [
     Case("ultrasms", "generateotp", _ultra("generateotp")),
     Case("ultrasms", "validateotp", _ultra("validateotp", otp="{ids.otp}")),
     *(Case("zoomconnect", f"{m} {p}", _zoom(m, p, b)) for m, p, b in ZOOM_CASES),
+    *(Case("smseveryone", route, _sme(resource, body)) for route, resource, body in SME_CASES),
 ]  # fmt: skip
 
 
@@ -206,6 +238,12 @@ def _b_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 def _b_data(store: Store, service: GatewayService) -> Ids:
     """B sends a batch (now) and one for later, gets a reply, a webhook event and an OTP."""
     now = service.submit_batch(B, [Outgoing("+2348086689567", "B-secret-body")])
+    # Delivered, with a status report: reports and receipts of B exist to be asked for.
+    for part in store.parts(now.message_ids[0]):
+        store.transition_part(part["id"], S.QUEUED, S.SENDING, now=T0, fields={"sim_id": 1})
+        store.transition_part(part["id"], S.SENDING, S.SENT, now=T0, fields={"tp_mr": 7})
+        store.transition_part(part["id"], S.SENT, S.DELIVERED, now=T0 + timedelta(seconds=5),
+                              fields={"report_status": 0})  # fmt: skip
     later = service.submit_batch(
         B, [Outgoing("+2348094309926", "B-secret-body", send_at=T0 + timedelta(days=3))]
     )
@@ -244,12 +282,15 @@ def test_account_a_cannot_touch_account_b(world: World, tmp_path: Path, case: Ca
         "bestsms": {"sub_account": A_NAME, "sub_account_pass": world.poor_password},
         "ultrasms": {"apikey": world.poor_key},
         "zoomconnect": {"headers": {"email": "a@example.com", "token": "zoom-token-of-a"}},
+        "smseveryone": {
+            "headers": {"Authorization": encode_basic_auth(A_NAME, world.poor_password)}
+        },
     }[case.dialect]
 
     async def main() -> str:
         async with TestClient(TestServer(build_app(service))) as client:
             method, path, kwargs = case.request(ids)
-            if case.dialect in ("v1", "zoomconnect"):
+            if case.dialect in ("v1", "zoomconnect", "smseveryone"):
                 kwargs = {**kwargs, **auth}
             else:
                 kwargs = {"data": {**kwargs["data"], **auth}}
@@ -286,6 +327,15 @@ def test_every_zoomconnect_route_has_an_isolation_case() -> None:
                .replace("{{token}}", "{token}").replace("templates/1", "templates/{templateId}")
                for c in CASES if c.dialect == "zoomconnect"}  # fmt: skip
     assert {path for _, path, _ in zoomconnect.ROUTES} == covered
+
+
+def test_every_smseveryone_resource_and_action_has_an_isolation_case() -> None:
+    covered = {c.route for c in CASES if c.dialect == "smseveryone"}
+    expected = {f"campaign:{a}" for a in smseveryone._CAMPAIGN_ACTIONS}
+    expected |= set(smseveryone.RESOURCES) - {"campaign", "optouts", "crm"}
+    expected |= {"optouts:list", "optouts:delete", "crm:list", "crm:details", "crm:append",
+                 "crm:delete"}  # fmt: skip
+    assert covered == expected
 
 
 def test_every_bestsms_action_and_ultrasms_call_has_an_isolation_case() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -65,6 +66,14 @@ async def _zoom(client: TestClient, world: World, secret: str) -> tuple[int, Any
     return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
 
 
+async def _everyone(client: TestClient, world: World, secret: str) -> tuple[int, Any, str]:
+    r = await client.post(
+        "/api/RetrieveUserSettings",
+        headers={"Authorization": aiohttp.encode_basic_auth(NAME, secret)},
+    )
+    return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
+
+
 DIALECTS = [
     Dialect(
         "v1", _v1,
@@ -90,11 +99,18 @@ DIALECTS = [
         lambda s, b: (s, b["status"], b["code"]) == (429, "TOO_MANY_REQUESTS", 15),
         lambda s, b: (s, b["code"]) == (401, 10),
     ),
+    Dialect(
+        "smseveryone", _everyone,
+        lambda s, b: (s == 200 and "Code" not in b) or b.get("Code") == 0,
+        lambda s, b: (s, b["Code"]) == (429, -429),
+        lambda s, b: (s, b["Code"]) == (401, -101),
+    ),
 ]  # fmt: skip
 
 
 def _secret(world: World, dialect: Dialect) -> str:
-    return {"bestsms": world.password, "zoomconnect": ZOOM_TOKEN}.get(dialect.name, world.api_key)
+    secrets = {"bestsms": world.password, "smseveryone": world.password, "zoomconnect": ZOOM_TOKEN}
+    return secrets.get(dialect.name, world.api_key)
 
 
 def _run(
@@ -192,23 +208,32 @@ def test_a_body_over_the_limit_is_refused_in_the_dialect_shape(
     world: World, tmp_path: Path, dialect: Dialect
 ) -> None:
     path = {"v1": "/v1/messages", "bestsms": "/api_v1", "ultrasms": "/apis/smsgroup/",
-            "zoomconnect": "/app/api/rest/v1/sms/send-bulk"}  # fmt: skip
+            "zoomconnect": "/app/api/rest/v1/sms/send-bulk",
+            "smseveryone": "/api/campaign"}  # fmt: skip
     too_big = b"x" * (1024 * 1024 + 1)
     if dialect.name == "zoomconnect":
         too_big = b"x" * (16 * 1024 * 1024 + 1)  # its own limit, for 10,000-message send-bulk
+    if dialect.name == "smseveryone":
+        too_big = b"x" * (8 * 1024 * 1024 + 1)  # its own limit, for 500,000 destinations
+
+    authorization = f"Bearer {world.api_key}"
+    if dialect.name == "smseveryone":
+        authorization = aiohttp.encode_basic_auth(NAME, world.password)
 
     async def scenario(client: TestClient, now: list[float]) -> None:
         r = await client.post(
             path[dialect.name],
             data=too_big,
             headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Authorization": f"Bearer {world.api_key}"},
+                     "Authorization": authorization},
         )  # fmt: skip
         body = json.loads(await r.text())
         if dialect.name == "v1":
             assert (r.status, body["error"]["code"]) == (413, "body_too_large")
         elif dialect.name == "zoomconnect":
             assert (r.status, body["code"]) == (413, 14)
+        elif dialect.name == "smseveryone":
+            assert (r.status, body["Code"]) == (413, -104)
         elif dialect.name == "bestsms":
             assert (r.status, body) == (200, {"error": "request body too large", "error_code": "8"})
         else:

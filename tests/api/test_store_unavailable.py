@@ -73,6 +73,15 @@ async def _zoom(client: TestClient, world: World, text: str) -> tuple[int, Any, 
     return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
 
 
+async def _everyone(client: TestClient, world: World, text: str) -> tuple[int, Any, str]:
+    r = await client.post(
+        "/api/campaign",
+        json={"Action": "Create", "Message": text, "Destinations": ["447700900123"]},
+        headers={"Authorization": aiohttp.encode_basic_auth(NAME, world.password)},
+    )
+    return r.status, json.loads(await r.text()), r.headers.get("Retry-After", "")
+
+
 DIALECTS = [
     Dialect(
         "v1",
