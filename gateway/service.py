@@ -1185,9 +1185,10 @@ class GatewayService:
     ) -> _BatchPlan:
         account = self._account(account_id)
         policy = AccountPolicy.of(account)
-        dial = self.dial_code(account) if dial_code is None else dial_code
+        own_dial = self.dial_code(account)  # asked once: without its own, a query of SIMs
+        dial = own_dial if dial_code is None else dial_code
         sender = self._own_sender(account, sender, dial)
-        home = "+" + self.dial_code(account).strip().lstrip("+")
+        home = "+" + own_dial.strip().lstrip("+")
         if into is not None:
             open_batch = self._own_batch(account_id, into)
             if open_batch["state"] not in ("active", "paused") or open_batch["template"]:
