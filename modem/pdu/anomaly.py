@@ -24,6 +24,11 @@ class AnomalyCode(StrEnum):
     # An escape followed by a septet the extension table leaves undefined: the character of the
     # main table is shown instead (TS 23.038 6.2.1.1).
     UNDEFINED_EXTENSION = "undefined-extension"
+    # UCS-2 user data holding a UTF-16 surrogate without its pair (and not torn at a
+    # concatenation boundary): the unit is shown as U+FFFD, as python-gammu does.
+    UCS2_LONE_SURROGATE = "ucs2-lone-surrogate"
+    # Whole octets after the user data that TP-UDL counts: ignored, as TP-UDL says.
+    DATA_BEYOND_UDL = "data-beyond-udl"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from modem.pdu.gsm7 import decode_septets as _decode_septets
 from modem.pdu.gsm7 import undefined_escape_pattern as _undefined_escape_pattern
 from modem.pdu.gsm7 import undefined_escapes as _undefined_escapes
 from modem.pdu.gsm7 import unpack_septets as _unpack_septets
-from modem.pdu.ucs2 import decode_ucs2, encode_ucs2
+from modem.pdu.ucs2 import decode_ucs2, encode_ucs2, lone_surrogates
 from modem.pdu.udh import UserDataHeader
 
 __all__ = [
@@ -262,7 +262,9 @@ def _encode_user_data(user_data: UserData, dcs: DataCodingScheme) -> bytes:
     return bytes((udl,)) + head + body
 
 
-def _ucs2_part_text(payload: bytes, header: UserDataHeader | None, octet: int) -> str:
+def _ucs2_part_text(
+    payload: bytes, header: UserDataHeader | None, octet: int, notes: list[Anomaly] | None
+) -> str:
     """Decode UCS-2, tolerating a surrogate pair torn at a concatenation boundary."""
     start, end = 0, len(payload)
     concat = header.concatenation if header is not None else None
@@ -271,7 +273,17 @@ def _ucs2_part_text(payload: bytes, header: UserDataHeader | None, octet: int) -
             start = 2
         if concat.sequence < concat.total and end - start >= 2 and 0xD8 <= payload[end - 2] <= 0xDB:
             end -= 2
-    return decode_ucs2(payload[start:end], octet + start)
+    units = payload[start:end]
+    if notes is None:
+        return decode_ucs2(units, octet + start)
+    for at in lone_surrogates(units):
+        note(
+            notes,
+            AnomalyCode.UCS2_LONE_SURROGATE,
+            f"UCS-2 lone surrogate {units[at]:02X}{units[at + 1]:02X} (shown as U+FFFD)",
+            octet + start + at,
+        )
+    return units.decode("utf-16-be", "replace")
 
 
 # Per raw TP-DCS octet: a shared DataCodingScheme and how its user data is laid out.
@@ -303,6 +315,36 @@ def _check_dcs(raw: int, pos: int, notes: list[Anomaly] | None) -> None:
         )
 
 
+def _udl_mismatch(
+    pos: int, udl: int, needed: int, avail: int, *, septets: bool, notes: list[Anomaly] | None
+) -> tuple[int, int, bool]:
+    """TP-UDL that does not match the octets present: (udl, octets to read, truncated)."""
+    limit, unit = (MAX_SEPTETS, "septets") if septets else (MAX_USER_DATA_OCTETS, "octets")
+    if needed > MAX_USER_DATA_OCTETS and (
+        notes is None or needed <= avail or avail > MAX_USER_DATA_OCTETS
+    ):
+        # More than an SMS holds and as much is there (or strict): no reading of it is safe.
+        raise PduError(f"TP-UDL {udl} exceeds {limit} {unit}", pos)
+    if needed > avail:
+        # Also a TP-UDL beyond any SMS (0xFF from a modem that never filled it in) over no more
+        # than an SMS holds: python-gsmmodem and python-gammu read what is there, and so do we.
+        beyond = f" (more than {limit} {unit})" if needed > MAX_USER_DATA_OCTETS else ""
+        note(
+            notes,
+            AnomalyCode.USER_DATA_SHORT,
+            f"TP-UDL {udl}{beyond} needs {needed} octets of user data but {avail} are present",
+            pos,
+        )
+        return (avail * 8 // 7 if septets else udl), avail, True
+    note(
+        notes,
+        AnomalyCode.DATA_BEYOND_UDL,
+        f"{avail - needed} octet(s) after the {needed} of user data TP-UDL {udl} counts (ignored)",
+        pos + 1 + needed,
+    )
+    return udl, needed, False
+
+
 def _decode_user_data(
     data: bytes, pos: int, udhi: int, dcs: DataCodingScheme, notes: list[Anomaly] | None
 ) -> UserData:
@@ -313,26 +355,14 @@ def _decode_user_data(
     avail = len(data) - start
     layout = _LAYOUT[dcs.raw]
     septets = layout == _SEPTETS
-    if septets:
-        if udl > MAX_SEPTETS:
-            raise PduError(f"TP-UDL {udl} exceeds {MAX_SEPTETS} septets", pos)
-        needed = (udl * 7 + 7) // 8
-    else:
-        if udl > MAX_USER_DATA_OCTETS:
-            raise PduError(f"TP-UDL {udl} exceeds {MAX_USER_DATA_OCTETS} octets", pos)
-        needed = udl
+    needed = (udl * 7 + 7) // 8 if septets else udl
     truncated = False
-    if needed > avail:
-        note(
-            notes,
-            AnomalyCode.USER_DATA_SHORT,
-            f"TP-UDL {udl} needs {needed} octets of user data but {avail} are present",
-            pos,
+    # One test for the usual case: TP-UDL covers exactly the octets present and at most 140
+    # (more than 160 septets always needs more than 140 octets).
+    if needed != avail or needed > MAX_USER_DATA_OCTETS:
+        udl, needed, truncated = _udl_mismatch(
+            pos, udl, needed, avail, septets=septets, notes=notes
         )
-        truncated = True
-        needed = avail
-        if septets:
-            udl = avail * 8 // 7
     body = data[start : start + needed]
     header: UserDataHeader | None = None
     head_len = 0
@@ -386,9 +416,9 @@ def _decode_user_data(
         try:
             text = payload.decode("utf-16-be")
         except UnicodeDecodeError:
-            # Odd length or a lone surrogate: the slow path tolerates a pair torn at a part
-            # boundary and raises PduError for anything else.
-            text = _ucs2_part_text(payload, header, start + head_len)
+            # A lone surrogate: the slow path tolerates a pair torn at a part boundary; any
+            # other raises PduError (strict) or shows as U+FFFD, noted (lenient).
+            text = _ucs2_part_text(payload, header, start + head_len, notes)
         return _make_user_data(text, None, header, truncated, payload)
     return _make_user_data(None, payload, header, truncated, payload)
 
@@ -757,8 +787,9 @@ def decode_tpdu(data: bytes | str, offset: int = 0, *, strict: bool = False) -> 
 def decode_pdu(data: bytes | str, smsc_included: bool = True, *, strict: bool = False) -> Pdu:
     """Decode a +CMGR/+CMGL/+CMT PDU (SMSC field first unless smsc_included=False).
 
-    Repairable deviations (an address length counting the F filler, user data shorter than
-    TP-UDL, reserved DCS, odd-length UCS-2, undefined extension characters) are decoded and
+    Repairable deviations (an address length counting the F filler, user data shorter or
+    longer than TP-UDL, reserved DCS, odd-length UCS-2 or a lone surrogate, undefined extension
+    characters) are decoded and
     listed in the TPDU's `anomalies`, octets counted from the start of `data`; with strict=True
     they raise PduError like PDUs that cannot be decoded at all.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modem.pdu.errors import PduError
 
-__all__ = ["decode_ucs2", "encode_ucs2", "utf16_units"]
+__all__ = ["decode_ucs2", "encode_ucs2", "lone_surrogates", "utf16_units"]
 
 
 def encode_ucs2(text: str) -> bytes:
@@ -24,6 +24,21 @@ def decode_ucs2(data: bytes, octet: int | None = None) -> str:
     except UnicodeDecodeError as exc:
         where = None if octet is None else octet + exc.start
         raise PduError("UCS-2 user data holds a lone surrogate", where) from None
+
+
+def lone_surrogates(data: bytes) -> list[int]:
+    """Offsets of the UTF-16BE units in data that are surrogates without their pair."""
+    out: list[int] = []
+    i, end = 0, len(data) - 1
+    while i < end:
+        unit = data[i]
+        if 0xD8 <= unit <= 0xDB and i + 2 < end and 0xDC <= data[i + 2] <= 0xDF:
+            i += 4  # a whole pair
+            continue
+        if 0xD8 <= unit <= 0xDF:
+            out.append(i)
+        i += 2
+    return out
 
 
 def utf16_units(ch: str) -> int:

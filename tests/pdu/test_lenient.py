@@ -116,8 +116,9 @@ def test_reserved_dcs_is_read_as_gsm7() -> None:
 
 def test_odd_length_ucs2_drops_the_last_octet() -> None:
     # mm-pdu2 ("тест", UCS-2): TP-UDL at octet 30, user data 31-38; UDL 7 leaves half a character.
+    # The eighth octet goes too: left there, it would be data beyond TP-UDL as well.
     good = VECTORS["mm-pdu2"]["pdu"]
-    bad = _with_octet(good, 30, 0x07)
+    bad = _with_octet(good, 30, 0x07)[:-2]
     tpdu = decode_pdu(bad).tpdu
     assert isinstance(tpdu, SmsDeliver) and tpdu.user_data.text == "тес"
     assert tpdu.anomalies == (
@@ -173,3 +174,127 @@ def test_encoding_stays_strict_and_writes_the_repaired_pdu_well_formed() -> None
     again = encode_pdu(pdu.tpdu, pdu.smsc)
     assert again.hex == MM_PDU1
     assert decode_pdu(again.hex, strict=True).tpdu.anomalies == ()
+
+
+# --- a lone surrogate, TP-UDL beyond any SMS, octets beyond TP-UDL -----------------------------
+
+# mm-pdu2 ("тест", UCS-2): user data at octets 31-38, one UTF-16 unit per character.
+MM_PDU2 = VECTORS["mm-pdu2"]["pdu"]
+
+
+def _with_octets(hex_pdu: str, octet: int, values: str) -> str:
+    raw = bytearray.fromhex(hex_pdu)
+    raw[octet : octet + len(values) // 2] = bytes.fromhex(values)
+    return raw.hex().upper()
+
+
+def test_lone_surrogate_is_shown_as_fffd_like_gammu() -> None:
+    bad = _with_octets(MM_PDU2, 33, "D83D")  # "е" becomes a high surrogate with no low one
+    assert gammu.DecodePDU(bytes.fromhex(bad))["Text"] == "т\ufffdст"
+    # python-gsmmodem hands back the lone surrogate itself: a str no UTF-8 store can hold.
+    assert decodeSmsPdu(bad)["text"] == "т\ud83dст"
+    tpdu = decode_pdu(bad).tpdu
+    assert isinstance(tpdu, SmsDeliver) and tpdu.user_data.text == "т\ufffdст"
+    assert tpdu.anomalies == (
+        Anomaly(
+            AnomalyCode.UCS2_LONE_SURROGATE,
+            33,
+            "UCS-2 lone surrogate D83D (shown as U+FFFD) at octet 33",
+        ),
+    )
+    assert tpdu.user_data.text.encode("utf-8")  # storable
+    with pytest.raises(PduError, match="lone surrogate") as info:
+        decode_pdu(bad, strict=True)
+    assert info.value.octet == 33
+
+
+def test_each_lone_surrogate_is_listed_and_a_real_pair_is_not() -> None:
+    # Low surrogate first, then a whole pair (😀), then a high surrogate at the very end.
+    bad = _with_octets(MM_PDU2, 30, "08" + "DC00" + "D83DDE00" + "D801")
+    assert gammu.DecodePDU(bytes.fromhex(bad))["Text"] == "\ufffd😀\ufffd"
+    tpdu = decode_pdu(bad).tpdu
+    assert isinstance(tpdu, SmsDeliver) and tpdu.user_data.text == "\ufffd😀\ufffd"
+    assert [(a.code, a.octet) for a in tpdu.anomalies] == [
+        (AnomalyCode.UCS2_LONE_SURROGATE, 31),
+        (AnomalyCode.UCS2_LONE_SURROGATE, 37),
+    ]
+
+
+def test_udl_beyond_any_sms_over_little_data_is_read_as_short() -> None:
+    # 0xFF septets announced (more than 160), mm-pdu1's 93 octets present. python-gsmmodem reads
+    # them (it ignores TP-UDL; its table shows "§" as "`"); python-gammu refuses the PDU. A
+    # refusal loses a message on receive, so we read it, as for any short user data.
+    bad = _with_octet(MM_PDU1, 26, 0xFF)
+    assert decodeSmsPdu(bad)["text"] == TEXT1.replace("§", "`")
+    with pytest.raises(gammu.ERR_CORRUPTED):
+        gammu.DecodePDU(bytes.fromhex(bad))
+    tpdu = decode_pdu(bad).tpdu
+    assert isinstance(tpdu, SmsDeliver)
+    assert tpdu.user_data.text == TEXT1 and tpdu.user_data.truncated
+    assert tpdu.anomalies == (
+        Anomaly(
+            AnomalyCode.USER_DATA_SHORT,
+            26,
+            "TP-UDL 255 (more than 160 septets) needs 224 octets of user data but 93 are"
+            " present at octet 26",
+        ),
+    )
+    with pytest.raises(PduError, match="TP-UDL 255 exceeds 160 septets") as info:
+        decode_pdu(bad, strict=True)
+    assert info.value.octet == 26
+
+
+def test_udl_beyond_any_sms_in_octets_is_read_as_short_too() -> None:
+    bad = _with_octet(MM_PDU2, 30, 0xFF)  # 255 octets of UCS-2 announced, 8 present
+    tpdu = decode_pdu(bad).tpdu
+    assert isinstance(tpdu, SmsDeliver) and tpdu.user_data.text == "тест"
+    assert [(a.code, a.octet) for a in tpdu.anomalies] == [(AnomalyCode.USER_DATA_SHORT, 30)]
+    with pytest.raises(PduError, match="exceeds 140 octets"):
+        decode_pdu(bad, strict=True)
+
+
+def test_udl_beyond_any_sms_over_that_much_data_stays_an_error() -> None:
+    # 161 septets need 141 octets, and 141 are there: more than an SMS holds, however read.
+    bad = MM_PDU1[: 2 * 26] + "A1" + "00" * 141
+    with pytest.raises(PduError, match="TP-UDL 161 exceeds 160 septets"):
+        decode_pdu(bad)
+    bad = MM_PDU1[: 2 * 26] + "FF" + "00" * 141  # short of 224 octets, but over 140 present
+    with pytest.raises(PduError, match="TP-UDL 255 exceeds 160 septets"):
+        decode_pdu(bad)
+
+
+def test_octets_beyond_udl_are_ignored_and_listed() -> None:
+    bad = MM_PDU1 + "00FF41"
+    # python-gammu honours TP-UDL as we do (its Text then runs on past a NUL into whatever its
+    # buffer held, different on each run); python-gsmmodem reads the three octets as text.
+    assert gammu.DecodePDU(bytes.fromhex(bad))["Text"].split("\x00")[0] == TEXT1
+    assert decodeSmsPdu(bad)["text"].startswith(TEXT1.replace("§", "`") + "@")
+    tpdu = decode_pdu(bad).tpdu
+    assert isinstance(tpdu, SmsDeliver)
+    assert tpdu.user_data.text == TEXT1 and not tpdu.user_data.truncated
+    assert tpdu.anomalies == (
+        Anomaly(
+            AnomalyCode.DATA_BEYOND_UDL,
+            120,  # TP-UDL at 26, 93 octets of user data at 27-119: the first ignored octet
+            "3 octet(s) after the 93 of user data TP-UDL 106 counts (ignored) at octet 120",
+        ),
+    )
+    assert decode_pdu(bad) == decode_pdu(MM_PDU1)
+    with pytest.raises(PduError, match="3 octet") as info:
+        decode_pdu(bad, strict=True)
+    assert info.value.octet == 120
+
+
+def test_octets_beyond_udl_in_ucs2_and_in_a_status_report() -> None:
+    tpdu = decode_pdu(MM_PDU2 + "0041").tpdu
+    assert isinstance(tpdu, SmsDeliver) and tpdu.user_data.text == "тест"
+    assert [(a.code, a.octet) for a in tpdu.anomalies] == [(AnomalyCode.DATA_BEYOND_UDL, 39)]
+    # A status report whose TP-PI announces user data: its TP-UDL is checked the same way.
+    good = VECTORS["mm-status-report"]["pdu"]
+    report = decode_pdu(good).tpdu
+    assert isinstance(report, SmsStatusReport)
+    with_ud = good + "04" + "02" + pack_septets(b"\x41\x42").hex().upper() + "FF"
+    report = decode_pdu(with_ud).tpdu
+    assert isinstance(report, SmsStatusReport) and report.user_data is not None
+    assert report.user_data.text == "AB"
+    assert [a.code for a in report.anomalies] == [AnomalyCode.DATA_BEYOND_UDL]

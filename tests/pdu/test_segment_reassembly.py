@@ -207,8 +207,8 @@ def test_surrogate_pair_torn_across_ucs2_parts_survives_the_join() -> None:
     assert message.encoding is Alphabet.UCS2
 
 
-def test_lone_surrogate_in_a_single_message_is_rejected() -> None:
-    from modem.pdu import PduError
+def test_lone_surrogate_in_a_single_message_is_shown_as_fffd_or_rejected_when_strict() -> None:
+    from modem.pdu import AnomalyCode, PduError
 
     tpdu = (
         bytes((0x04,))
@@ -217,8 +217,13 @@ def test_lone_surrogate_in_a_single_message_is_rejected() -> None:
         + bytes.fromhex("62301221000000")
         + bytes.fromhex("02D83D")
     )
-    with pytest.raises(PduError, match="lone surrogate"):
-        decode_tpdu(tpdu)
+    # Not a part of a concatenated message, so no torn pair: the high surrogate has no partner.
+    with pytest.raises(PduError, match="lone surrogate") as info:
+        decode_tpdu(tpdu, strict=True)
+    assert info.value.octet == 19
+    deliver = decode_tpdu(tpdu)
+    assert isinstance(deliver, SmsDeliver) and deliver.user_data.text == "\ufffd"
+    assert [(a.code, a.octet) for a in deliver.anomalies] == [(AnomalyCode.UCS2_LONE_SURROGATE, 19)]
 
 
 def test_key_is_originator_reference_and_total() -> None:

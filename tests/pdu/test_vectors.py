@@ -194,6 +194,39 @@ def test_truncated_ucs2_is_decoded_with_its_anomalies_and_refused_when_strict() 
     ]
 
 
+# Valid vectors that still carry something lenient decoding notes: gammu's real PDUs 14 (a
+# submit whose DCS says GSM 7-bit over UCS-2 octets, 18 octets for 18 septets) and 39 (30 octets
+# of padding after 53 septets), both with octets TP-UDL does not count; and the truncated UCS-2.
+NOTED_VALID: dict[str, list[str]] = {
+    "gammu-at-sms-14": ["data-beyond-udl"],
+    "gammu-at-sms-39": ["data-beyond-udl"],
+    "smspdudecoder-truncated-ucs2": ["user-data-short", "ucs2-odd-length"],
+}
+
+
+def test_well_formed_vectors_carry_no_anomalies() -> None:
+    for vector in VALID:
+        pdu = decode_pdu(vector["pdu"], vector["smsc_included"])
+        codes = [str(a.code) for a in pdu.tpdu.anomalies]
+        assert codes == NOTED_VALID.get(vector["id"], []), vector["id"]
+
+
+def test_octets_beyond_tp_udl_of_a_real_pdu_are_ignored_like_gammu_does() -> None:
+    (vector,) = [v for v in PDUS if v["id"] == "gammu-at-sms-39"]
+    pdu = decode_pdu(vector["pdu"])
+    assert isinstance(pdu.tpdu, SmsDeliver)
+    assert pdu.tpdu.user_data.text == vector["expected"]["text"]
+    assert pdu.tpdu.anomalies == (
+        Anomaly(
+            AnomalyCode.DATA_BEYOND_UDL,
+            70,  # TP-UDL at 22, 47 octets of user data at 23-69
+            "30 octet(s) after the 47 of user data TP-UDL 53 counts (ignored) at octet 70",
+        ),
+    )
+    with pytest.raises(PduError, match="30 octet"):
+        decode_pdu(vector["pdu"], strict=True)
+
+
 @pytest.mark.parametrize("vector", VALID, ids=[v["id"] for v in VALID])
 def test_vector_reencodes(vector: dict[str, Any]) -> None:
     pdu = decode_pdu(vector["pdu"], vector["smsc_included"])
