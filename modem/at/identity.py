@@ -44,6 +44,9 @@ class IdentityValue:
     raw: str
     valid: bool
     kind: IdentityKind
+    # The Luhn check where the form ends in a check digit (15-digit IMEI, 19/20-digit ICCID),
+    # else None. For an ICCID it never affects `valid`: E.118 cards that fail it are in use.
+    check_digit: bool | None = None
 
     def __str__(self) -> str:
         return self.value
@@ -101,23 +104,38 @@ def _need(lines: Sequence[str], what: str) -> list[str]:
     return texts
 
 
+# An IMEI, IMEI without check digit or IMEISV inside other text, not glued to more digits:
+# "IMEI: 356938035643809 OK-ish", "356936001568843,NL2A62Z0N5" (ModemManager's GSN tests).
+_IMEI_RUN = re.compile(r"(?<![0-9])[0-9]{14,16}(?![0-9])")
+
+
+def _serial(digits: str, raw: str) -> IdentityValue:
+    if len(digits) == 15:
+        ok = luhn_valid(digits)
+        return IdentityValue(digits, raw, ok, IdentityKind.IMEI, ok)
+    if len(digits) == 14:
+        return IdentityValue(digits, raw, True, IdentityKind.IMEI_WITHOUT_CHECK)
+    if len(digits) == 16:
+        return IdentityValue(digits, raw, True, IdentityKind.IMEISV)
+    # ofono-phonesim answers "1234567890": a serial number, not an IMEI.
+    return IdentityValue(digits, raw, False, IdentityKind.OTHER)
+
+
 def parse_imei_value(lines: Sequence[str]) -> IdentityValue:
     """AT+CGSN / AT+GSN: the serial number as given, marked a valid IMEI, IMEISV or not."""
     texts = _need(lines, "serial number")
     raw = _raw(lines)
     for text in texts:
         digits = _digits(text)
-        if digits is None:
-            continue
-        if len(digits) == 15:
-            return IdentityValue(digits, raw, luhn_valid(digits), IdentityKind.IMEI)
-        if len(digits) == 14:
-            return IdentityValue(digits, raw, True, IdentityKind.IMEI_WITHOUT_CHECK)
-        if len(digits) == 16:
-            return IdentityValue(digits, raw, True, IdentityKind.IMEISV)
-        # ofono-phonesim answers "1234567890": a serial number, not an IMEI.
-        return IdentityValue(digits, raw, False, IdentityKind.OTHER)
-    # No digits-only answer (nRF93M1 gives a manufacturer serial such as "2623CKLQ0009707").
+        if digits is not None:
+            return _serial(digits, raw)
+    # No digits-only answer: an IMEI-shaped run inside the text is the serial number, judged
+    # as if it had come alone (`raw` still shows what surrounded it).
+    for text in texts:
+        match = _IMEI_RUN.search(text)
+        if match is not None:
+            return _serial(match.group(), raw)
+    # Nothing like an IMEI (nRF93M1 gives a manufacturer serial such as "2623CKLQ0009707").
     return IdentityValue(" ".join(texts[0].split()), raw, False, IdentityKind.OTHER)
 
 
@@ -139,22 +157,41 @@ def parse_imsi_value(lines: Sequence[str]) -> IdentityValue:
 
 
 _ICCID = re.compile(r"[0-9A-F]{18,20}")
+# An ICCID token inside other text ("+CCID: 8944… (SIM)", "+CCID: 1,8944…"): decimal digits,
+# perhaps F-padded, not glued to other hex digits or letters. Hex letters other than the F
+# padding are left to the whole-token form above, so no word of the text is read as digits.
+_ICCID_RUN = re.compile(r"(?<![0-9A-Z])[0-9]{15,20}F*(?![0-9A-Z])")
+
+
+def _iccid(token: str, raw: str) -> IdentityValue:
+    # The value binds the SIM: for a given token it must never change between releases, so the
+    # normalisation below (Huawei nibble swap, trailing F dropped) stays as it is.
+    value = token
+    if value.startswith("98"):
+        # Huawei ^ICCID reports the EF-ICCID bytes nibble-swapped (ICCIDs begin "89").
+        value = "".join(value[i + 1] + value[i] for i in range(0, len(value) - 1, 2))
+    value = value.rstrip("F")
+    valid = value.isdigit()
+    # E.118: 19 digits with a Luhn check digit; a 20-digit serial may take its place. Either
+    # way a failing check is only marked: cards that fail it are in use and must still bind.
+    check = luhn_valid(value) if valid and len(value) in (19, 20) else None
+    return IdentityValue(value, raw, valid, IdentityKind.ICCID, check)
 
 
 def parse_iccid_value(lines: Sequence[str]) -> IdentityValue:
-    """`+CCID`, `^ICCID`, `+QCCID`, `+ICCID` or bare ICCID answers."""
-    # The value binds the SIM: for a given answer it must never change between releases, so the
-    # normalisation below (upper case, Huawei nibble swap, trailing F dropped) stays as it is.
+    """`+CCID`, `^ICCID`, `+QCCID`, `+ICCID` or bare ICCID answers (or one inside other text)."""
     texts = _need(lines, "ICCID")
     raw = _raw(lines)
     for text in texts:
         value = text.upper()
         if _ICCID.fullmatch(value):
-            if value.startswith("98"):
-                # Huawei ^ICCID reports the EF-ICCID bytes nibble-swapped (ICCIDs begin "89").
-                value = "".join(value[i + 1] + value[i] for i in range(0, len(value) - 1, 2))
-            value = value.rstrip("F")
-            return IdentityValue(value, raw, value.isdigit(), IdentityKind.ICCID)
+            return _iccid(value, raw)
+    # No answer that is only the token: one inside the text gets the value it would have had
+    # alone. Answers of the form above never reach here, so their values (keys) stay put.
+    for text in texts:
+        for match in _ICCID_RUN.finditer(text.upper()):
+            if _ICCID.fullmatch(match.group()):
+                return _iccid(match.group(), raw)
     return IdentityValue(" ".join(texts[0].split()), raw, False, IdentityKind.OTHER)
 
 
