@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from modem.errors import AtParseError
 
-from .params import is_quoted, line_prefix, split_top, strip_prefix, unquote
+from .params import decode_ucs2_hex, is_quoted, line_prefix, split_top, strip_prefix, unquote
 
 __all__ = [
     "IdentityKind",
@@ -20,6 +20,7 @@ __all__ = [
     "parse_imsi_value",
     "parse_own_number_value",
     "parse_revision_value",
+    "subscriber_number",
 ]
 
 
@@ -217,12 +218,23 @@ def parse_revision_value(lines: Sequence[str]) -> IdentityValue:
 _MSISDN = re.compile(r"\+?[0-9]{3,20}")
 
 
+def subscriber_number(field: str) -> str:
+    """A +CNUM <number> field unquoted, decoded when it is UCS2 hex of a number (CSCS="UCS2")."""
+    number = unquote(field)
+    # u-blox LARA with CSCS="UCS2" sends the number as UCS2 hex, as it does +CSCA's (QUIRKS 22):
+    # "002B0034…" is "+4…". Decoded only when that gives a number, as parse_csca does.
+    decoded = decode_ucs2_hex(number) if len(number) >= 8 else None
+    if decoded is not None and _MSISDN.fullmatch(decoded):
+        return decoded
+    return number
+
+
 def parse_own_number_value(lines: Sequence[str]) -> IdentityValue:
     """AT+CNUM: the first subscriber number the SIM knows, marked valid when it is digits."""
     for line in lines:
         if line_prefix(line) == "+CNUM":
             fields = split_top(strip_prefix(line))
-            number = unquote(fields[1]) if len(fields) > 1 else ""
+            number = subscriber_number(fields[1]) if len(fields) > 1 else ""
             if number:
                 valid = _MSISDN.fullmatch(number) is not None
                 kind = IdentityKind.MSISDN if valid else IdentityKind.OTHER

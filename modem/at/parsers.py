@@ -10,7 +10,13 @@ from enum import IntEnum
 from modem.errors import AtParseError
 from modem.pdu.gsm7 import decode_septets, unpack_septets
 
-from .identity import parse_iccid_value, parse_imei_value, parse_imsi_value, text_parts
+from .identity import (
+    parse_iccid_value,
+    parse_imei_value,
+    parse_imsi_value,
+    subscriber_number,
+    text_parts,
+)
 from .params import (
     decode_ucs2_hex,
     is_hex,
@@ -521,8 +527,9 @@ def parse_cnum(lines: Sequence[str]) -> tuple[str, ...]:
     for line in lines:
         if line_prefix(line) == "+CNUM":
             fields = split_top(strip_prefix(line))
-            if len(fields) > 1 and unquote(fields[1]):
-                out.append(unquote(fields[1]))
+            number = subscriber_number(fields[1]) if len(fields) > 1 else ""
+            if number:
+                out.append(number)
     return tuple(out)
 
 

@@ -27,7 +27,7 @@ from modem.at.identity import (
     parse_own_number_value,
     parse_revision_value,
 )
-from modem.at.parsers import parse_cimi, parse_iccid, parse_imei
+from modem.at.parsers import parse_cimi, parse_cnum, parse_iccid, parse_imei
 from modem.errors import AtParseError
 
 K = IdentityKind
@@ -286,3 +286,21 @@ def test_every_iccid_answer_elsewhere_in_tests_at_is_in_the_regression_table() -
             for match in pattern.finditer(path.read_text(encoding="utf-8")):
                 seen.add(match.group(1) or match.group(2))
     assert seen and seen <= known, sorted(seen - known)
+
+
+# --- +CNUM in UCS2 hex -----------------------------------------------------------------------
+
+
+def test_own_number_in_ucs2_hex_is_decoded() -> None:
+    # QUIRKS.md 22: with CSCS="UCS2" (u-blox LARA) numbers come as UCS2 hex, as +CSCA's do.
+    number = "+447700900123".encode("utf-16-be").hex().upper()
+    line = f'+CNUM: "","{number}",145'
+    assert parse_own_number_value([line]) == IdentityValue("+447700900123", line, True, K.MSISDN)
+    assert parse_cnum([line, '+CNUM: "Fax","0034003400370037",129']) == ("+447700900123", "4477")
+
+
+@pytest.mark.parametrize("number", ["12345678", "+12345678", "447700900123", "00447700900123"])
+def test_own_number_that_only_looks_like_hex_is_kept(number: str) -> None:
+    # "12345678" is valid hex of two UCS2 characters that are no digits: kept as the digits.
+    answer = parse_own_number_value([f'+CNUM: "","{number}",129'])
+    assert (answer.value, answer.valid) == (number, True)
