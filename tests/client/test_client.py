@@ -238,6 +238,27 @@ async def test_identity_keeps_what_the_modem_said(answer: str, imei: str, valid:
     assert ident.own_number == "+358501234567"
 
 
+async def test_identity_reads_digits_inside_text_and_ucs2_numbers() -> None:
+    # Text around the IMEI and ICCID, and +CNUM in UCS2 hex as u-blox LARA sends with
+    # CSCS="UCS2" (QUIRKS 22): each value is the identity itself, the raw answer is kept.
+    ucs2 = "+447700900123".encode("utf-16-be").hex().upper()
+    modem = FakeModem()
+    modem.on(r"\+CGSN", lines("IMEI: 356938035643809 OK-ish", "OK"))
+    modem.on(r"\+CIMI", lines("246813579", "OK"))
+    modem.on(r"\+CCID", lines("+CCID: 8944100030123456788 (SIM)", "OK"))
+    modem.on(r"\+CNUM", lines(f'+CNUM: "","{ucs2}",145', "OK"))
+    async with client_for(modem) as client:
+        ident = await client.identity()
+    assert ident.imei == "356938035643809" and ident.imei_valid
+    assert (
+        ident.details.imei is not None and ident.details.imei.raw == "IMEI: 356938035643809 OK-ish"
+    )
+    assert ident.iccid == "8944100030123456788"
+    assert ident.details.iccid is not None and ident.details.iccid.valid
+    assert ident.details.iccid.check_digit is False  # marked, and the SIM still binds by it
+    assert ident.own_number == "+447700900123"
+
+
 async def test_identity_is_none_only_when_the_modem_refuses() -> None:
     modem = FakeModem()
     modem.on(r"\+CGSN", ERROR)
