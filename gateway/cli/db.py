@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from gateway.cli.common import data_dir_option, open_store
 from gateway.store import Store
-from gateway.store.migrations import MIGRATIONS, current_version
+from gateway.store.migrations import MIGRATIONS
 
 
 @click.group("db")
@@ -24,7 +24,7 @@ def db_group() -> None:
 def db_migrate(data_dir: Path) -> None:
     """Bring the schema up to date (the daemon does this at start too)."""
     with open_store(data_dir) as store:
-        version = current_version(store.conn)
+        version = store.schema_version()
     click.echo(f"schema version {version} of {len(MIGRATIONS)}")
 
 

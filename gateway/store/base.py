@@ -1,23 +1,65 @@
-"""The connection every part of the store shares: WAL, one writer, explicit transactions."""
+"""The connection every part of the store shares: one writer, explicit transactions.
+
+Two engines: SQLite (the embedded default: a file in the data directory, WAL) and PostgreSQL
+(fleet mode, `postgresql://…`). The mixins write SQLite-flavoured SQL against `Connection`;
+`gateway.store.postgres` translates it for PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import errno
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import sqlite_utils
 
-from gateway.store.migrations import migrate
+from gateway.store.migrations import current_version, migrate, migrate_pg
+from gateway.store.postgres import WRITER_LOCK, PgConnection
 
 DATABASE_NAME = "smsgw.sqlite3"
 BUSY_TIMEOUT_MS = 5000
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_SCHEME = "sqlite://"
+
+
+class Cursor(Protocol):
+    """What the store reads back from a statement (sqlite3.Cursor or PgCursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the store runs statements on (sqlite3.Connection or PgConnection)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+def is_postgres_url(target: Path | str) -> bool:
+    """Whether `target` names a PostgreSQL database rather than an SQLite file or directory."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def sqlite_path(target: Path | str) -> Path:
+    """The SQLite file `target` names: `sqlite:///abs/path`, a file, or a data directory."""
+    text = str(target)
+    if isinstance(target, str) and text.startswith(SQLITE_SCHEME):
+        text = text[len(SQLITE_SCHEME) :]
+    path = Path(text)
+    return path / DATABASE_NAME if path.is_dir() else path
 
 
 def utc_iso(moment: datetime) -> str:
@@ -76,9 +118,12 @@ def is_unavailable(exc: BaseException) -> bool:
 class StoreBase:
     """Synchronous store; the daemon calls it from a single writer thread."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+    def __init__(self, conn: sqlite3.Connection | PgConnection) -> None:
+        self.conn: Connection = conn
+        self._sqlite = conn if isinstance(conn, sqlite3.Connection) else None
+        self._pg = conn if isinstance(conn, PgConnection) else None
+        self.dialect = "sqlite" if self._sqlite is not None else "postgresql"
+        self.db = sqlite_utils.Database(self._sqlite) if self._sqlite is not None else None
         # Told how long each COMMIT took (the fsync: /metrics shows it); None: not measured.
         self.on_commit: Callable[[float], None] | None = None
         # Run once the current transaction has committed (never after a rollback): in-process
@@ -87,14 +132,21 @@ class StoreBase:
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
-        """Open (creating and migrating) the database at `path`, a file or a data directory.
+        """Open (creating and migrating) the database `path` names: a `postgresql://…` URL, a
+        `sqlite:///…` URL, an SQLite file or a data directory (holding smsgw.sqlite3).
 
-        `busy_timeout_ms` bounds how long a write waits for another process's lock (a backup,
-        an outside writer) before StoreUnavailableError: the daemon's single thread waits in
-        it, so the daemon keeps it well under an HTTP client's timeout."""
-        target = Path(path)
-        if target.is_dir():
-            target = target / DATABASE_NAME
+        `busy_timeout_ms` bounds how long an SQLite write waits for another process's lock (a
+        backup, an outside writer) before StoreUnavailableError: the daemon's single thread
+        waits in it, so the daemon keeps it well under an HTTP client's timeout."""
+        if is_postgres_url(path):
+            pg = PgConnection(str(path))
+            try:
+                migrate_pg(pg)
+            except BaseException:
+                pg.close()
+                raise
+            return cls(pg)
+        target = sqlite_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
@@ -117,37 +169,55 @@ class StoreBase:
         self.conn.close()
 
     @contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """Run a block in one IMMEDIATE transaction; committed (durable) when the block exits.
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+        """Run a block in one write transaction; committed (durable) when the block exits.
+
+        SQLite: BEGIN IMMEDIATE takes the database's one write lock up front. PostgreSQL: the
+        same discipline fleet-wide, a transaction-scoped advisory lock taken first, so every
+        read-check-write block of the mixins (credits, compare-and-set states) stays as
+        serialised as it is on SQLite.
 
         `durable=False` skips the fsync for bookkeeping whose loss in a power cut only repeats
         work (the webhook sender's attempt records): WAL keeps it consistent, and the next
-        durable commit's fsync makes it durable too."""
-        if not durable:
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if is_unavailable(exc):  # another process holds the write lock
-                    raise StoreUnavailableError(str(exc)) from exc
-                raise
+        durable commit's fsync makes it durable too (PostgreSQL: synchronous_commit off for
+        this one transaction, the same promise)."""
+        if self._pg is not None:
+            local = "" if durable else "; SET LOCAL synchronous_commit = off"
+            self._pg.script(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK}){local}")
             try:
                 yield self.conn
                 started = time.perf_counter()
                 self.conn.execute("COMMIT")
-            except BaseException as exc:
-                # SQLITE_FULL (and some I/O errors) may already have rolled the transaction
-                # back; a failed COMMIT may not have: either way nothing of it stays.
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+            except BaseException:
+                self._rollback()
                 self._after_commit.clear()
-                if is_unavailable(exc) and not isinstance(exc, StoreUnavailableError):
-                    raise StoreUnavailableError(str(exc)) from exc
                 raise
-        finally:
+        else:
             if not durable:
-                self.conn.execute("PRAGMA synchronous = FULL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if is_unavailable(exc):  # another process holds the write lock
+                        raise StoreUnavailableError(str(exc)) from exc
+                    raise
+                try:
+                    yield self.conn
+                    started = time.perf_counter()
+                    self.conn.execute("COMMIT")
+                except BaseException as exc:
+                    # SQLITE_FULL (and some I/O errors) may already have rolled the transaction
+                    # back; a failed COMMIT may not have: either way nothing of it stays.
+                    if self._sqlite is not None and self._sqlite.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    self._after_commit.clear()
+                    if is_unavailable(exc) and not isinstance(exc, StoreUnavailableError):
+                        raise StoreUnavailableError(str(exc)) from exc
+                    raise
+            finally:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous = FULL")
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
         if self._after_commit:
@@ -169,9 +239,24 @@ class StoreBase:
     def _inbound_stored(self, inbound_id: int) -> None:
         """An inbound message (reassembled, or surfaced incomplete) was stored."""
 
+    def schema_version(self) -> int:
+        """The schema version the database records."""
+        if self._pg is not None:
+            return current_version(self._pg)
+        assert self._sqlite is not None
+        return current_version(self._sqlite)
+
+    def _rollback(self) -> None:
+        if self._pg is not None and self._pg.raw.closed:
+            return  # a lost server connection rolled back on its own
+        self.conn.execute("ROLLBACK")
+
     def integrity_check(self) -> list[str]:
-        """Return SQLite's integrity_check problems (empty when the file is sound)."""
-        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        """Return SQLite's integrity_check problems (empty when the file is sound); PostgreSQL
+        keeps its own files sound (checksums, WAL), so nothing to report there."""
+        if self._sqlite is None:
+            return []
+        rows = self._sqlite.execute("PRAGMA integrity_check").fetchall()
         problems = [str(r[0]) for r in rows]
         return [] if problems == ["ok"] else problems
 
@@ -187,9 +272,11 @@ class StoreBase:
     def backup(self, destination: Path, progress: Callable[[int, int], None] | None = None) -> None:
         """Copy the live database to `destination` with SQLite's online backup (consistent even
         while the daemon writes)."""
+        if self._sqlite is None:
+            raise RuntimeError("backup copies an SQLite database; use pg_dump for PostgreSQL")
         target = sqlite3.connect(destination)
         try:
-            self.conn.backup(
+            self._sqlite.backup(
                 target,
                 pages=256,
                 progress=(lambda _status, remaining, total: progress(total - remaining, total))
@@ -208,6 +295,13 @@ class StoreBase:
 
     def table_names(self) -> Sequence[str]:
         """Names of the tables in the schema."""
+        if self.db is None:
+            rows = self.conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name != 'smsgw_schema'"
+                " ORDER BY table_name"
+            ).fetchall()
+            return [str(r[0]) for r in rows]
         return self.db.table_names()
 
     @staticmethod

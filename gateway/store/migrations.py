@@ -1,9 +1,13 @@
-"""Versioned schema migrations, applied in order and recorded in PRAGMA user_version."""
+"""Versioned schema migrations, applied in order and recorded in PRAGMA user_version (SQLite)
+or the smsgw_schema table (PostgreSQL, applied once across a fleet under an advisory lock)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from gateway.store.dialect import pg_ddl, pg_order
+from gateway.store.postgres import MIGRATION_LOCK, PgConnection
 
 # Each entry is one schema version; never edit a released one, append a new one.
 # Times are UTC ISO-8601 strings (sortable); counters are integers; JSON in TEXT columns.
@@ -371,10 +375,53 @@ MIGRATIONS: Sequence[str] = (
 )
 
 
-def current_version(conn: sqlite3.Connection) -> int:
+# PostgreSQL DDL of a migration whose SQLite DDL `pg_ddl` does not translate (by version).
+PG_MIGRATIONS: Mapping[int, str] = {}
+
+_PG_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS smsgw_schema (version BIGINT NOT NULL)"
+
+
+def current_version(conn: sqlite3.Connection | PgConnection) -> int:
     """Return the schema version recorded in the database."""
+    if isinstance(conn, PgConnection):
+        if conn.raw.execute("SELECT to_regclass('smsgw_schema')").fetchone()[0] is None:  # type: ignore[index]
+            return 0
+        row = conn.raw.execute("SELECT MAX(version) FROM smsgw_schema").fetchone()
+        return int(row[0] or 0) if row is not None else 0
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0])
+
+
+def pg_statements(number: int, script: str) -> list[str]:
+    """The PostgreSQL statements of migration `number` (1-based) whose SQLite DDL is `script`."""
+    if number in PG_MIGRATIONS:
+        return _statements(PG_MIGRATIONS[number])
+    return [pg_ddl(statement) for statement in pg_order(_statements(script))]
+
+
+def migrate_pg(conn: PgConnection, migrations: Sequence[str] = MIGRATIONS) -> list[int]:
+    """Apply every pending migration to a PostgreSQL database, each in its own transaction,
+    holding an advisory lock so that boxes starting together apply each one once."""
+    conn.raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        conn.raw.execute(_PG_VERSION_TABLE)
+        version = current_version(conn)
+        if version > len(migrations):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this smsgw ({len(migrations)})"
+            )
+        applied: list[int] = []
+        for number, script in enumerate(migrations[version:], start=version + 1):
+            with conn.raw.transaction():
+                for statement in pg_statements(number, script):
+                    conn.raw.execute(statement.encode())
+                conn.raw.execute("DELETE FROM smsgw_schema")
+                conn.raw.execute("INSERT INTO smsgw_schema (version) VALUES (%s)", (number,))
+            applied.append(number)
+        return applied
+    finally:
+        conn.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        conn.refresh_schema()
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> list[int]:
