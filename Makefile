@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 # unit and the udev rules with their own tools. php-cli and php-curl run the BestSMSGateway
 # spec's PHP cURL samples against `smsgw demo`; curl runs the UltraSMS/SMSit example URLs.
 # chromium + chromium-driver: the dashboard's browser tests (selenium); prometheus: promtool
-# checks the /metrics exposition.
-APT_PACKAGES ?= systemd udev php-cli php-curl curl chromium chromium-driver prometheus
+# checks the /metrics exposition. postgresql: the store suite runs on both backends, against a
+# throwaway cluster (initdb/pg_ctl in a temporary directory; Debian's own service stays down).
+APT_PACKAGES ?= systemd udev php-cli php-curl curl chromium chromium-driver prometheus postgresql
 
 .PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean screenshots
 

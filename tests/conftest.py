@@ -3,6 +3,9 @@
 * `async def` tests run on a fresh event loop each, with a hard time limit (no plugin needed).
 * Every test fails if it leaves asyncio tasks, live timers, open file descriptors (ports, PTYs,
   sockets, files) or threads behind. Mark a test `allow_leaks` to opt out (say why).
+* `postgres` is a throwaway PostgreSQL cluster for the session (tests/postgres.py); `pg_url` a
+  fresh database on it; `store_url` is parametrised over both store backends (an SQLite data
+  directory, a PostgreSQL database), so a store test written once runs on both.
 * The runner's own SMSGW_* settings (an operator's SMSGW_DATA_DIR, hardware-test ports) are
   hidden from every test and the subprocesses it starts; a test that needs one sets it.
 """
@@ -14,9 +17,12 @@ import inspect
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.postgres import Cluster
 
 ASYNC_TEST_TIMEOUT = 60.0
 _FD_DIR = "/proc/self/fd"
@@ -36,6 +42,38 @@ def _open_fds() -> dict[int, str]:
         except OSError:
             continue  # the fd listdir itself used, already closed
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A PostgreSQL server for the whole session, started on first use."""
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Cluster) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped after the test."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres: Cluster) -> Iterator[str]:
+    """What `Store.open` takes, once per backend: a data directory, then a PostgreSQL URL.
+
+    Asks for `postgres` even on SQLite so the session's server (its admin connection) is up
+    before the leak check counts this test's descriptors."""
+    if request.param == "sqlite":
+        yield str(tmp_path)
+        return
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
 
 
 @pytest.fixture(autouse=True)
