@@ -19,10 +19,11 @@ from typing import Any, Protocol, Self
 
 import sqlite_utils
 
-from gateway.store.migrations import current_version, migrate, migrate_pg
+from gateway.config import DATABASE_FILE
+from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
 from gateway.store.postgres import WRITER_LOCK, PgConnection
 
-DATABASE_NAME = "smsgw.sqlite3"
+DATABASE_NAME = DATABASE_FILE
 BUSY_TIMEOUT_MS = 5000
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite://"
@@ -250,6 +251,38 @@ class StoreBase:
         if self._pg is not None and self._pg.raw.closed:
             return  # a lost server connection rolled back on its own
         self.conn.execute("ROLLBACK")
+
+    def copy_to(self, target: StoreBase, *, batch: int = 1000) -> dict[str, int]:
+        """Copy every row of this database into `target` (another engine, say), keeping ids,
+        in one transaction of the target; return the rows copied per table.
+
+        `target` must be at the same schema version and hold no rows yet (a fresh database)."""
+        if target.schema_version() != self.schema_version():
+            raise ValueError(
+                f"schema versions differ ({self.schema_version()} here,"
+                f" {target.schema_version()} there): migrate both first"
+            )
+        tables = [t for t in table_order() if t in set(self.table_names())]
+        for table in tables:
+            if target.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                raise ValueError(f"the target already holds rows ({table}); copy into a new one")
+        copied: dict[str, int] = {}
+        with target.transaction():
+            for table in tables:
+                rows = self.conn.execute(f"SELECT * FROM {table}").fetchall()
+                copied[table] = len(rows)
+                if not rows:
+                    continue
+                columns = list(rows[0].keys())
+                insert = (
+                    f"INSERT INTO {table} ({', '.join(columns)})"
+                    f" VALUES ({', '.join('?' * len(columns))})"
+                )
+                for start in range(0, len(rows), batch):
+                    target.conn.executemany(insert, [tuple(r) for r in rows[start : start + batch]])
+            if target._pg is not None:
+                target._pg.reset_identities()
+        return copied
 
     def integrity_check(self) -> list[str]:
         """Return SQLite's integrity_check problems (empty when the file is sound); PostgreSQL

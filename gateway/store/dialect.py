@@ -7,9 +7,10 @@ query; what differs between the two engines is rewritten here, once per distinct
 * `INSERT OR IGNORE` becomes `INSERT … ON CONFLICT DO NOTHING`; `INSERT OR REPLACE` becomes an
   upsert on the table's primary key (the only unique key of the tables that use it);
 * an INSERT into a table with an `id` column gets `RETURNING id` (the cursor's lastrowid);
-* `x IS ?` / `x IS NOT ?` become `IS [NOT] DISTINCT FROM` (SQLite's IS compares any values);
-* `LIKE` becomes `ILIKE` (SQLite's LIKE ignores ASCII case), `group_concat` `string_agg`, and
-  `json_extract(doc, '$.key')` `(doc::jsonb ->> 'key')`.
+* `x IS ?` / `x IS NOT ?` become `IS [NOT] DISTINCT FROM` (SQLite's IS compares any values),
+  and `? IS NULL` casts its parameter to text (PostgreSQL must know a parameter's type);
+* `INDEXED BY` hints are dropped; `LIKE` becomes `ILIKE` (SQLite's LIKE ignores ASCII case),
+  `group_concat` `string_agg`, and `json_extract(doc, '$.key')` `(doc::jsonb ->> 'key')`.
 
 Migrations are SQLite DDL too; `pg_ddl` maps their column types (INTEGER is 64-bit in SQLite:
 BIGINT; REAL is a double: DOUBLE PRECISION; INTEGER PRIMARY KEY: an identity column).
@@ -27,11 +28,13 @@ _INSERT = re.compile(
     re.IGNORECASE,
 )
 _OR_VERB = re.compile(r"^(\s*INSERT)\s+OR\s+(?:IGNORE|REPLACE)\b", re.IGNORECASE)
+_PARAM_IS_NULL = re.compile(r"(?<![\w)])\?(\s+IS\s+(?:NOT\s+)?NULL\b)", re.IGNORECASE)
 _IS_PARAM = re.compile(r"\bIS\s+(NOT\s+)?\?", re.IGNORECASE)
 _LIKE = re.compile(r"(?<![\w.])LIKE\b", re.IGNORECASE)
 _GROUP_CONCAT = re.compile(r"\bgroup_concat\s*\(", re.IGNORECASE)
 _JSON_EXTRACT = re.compile(r"\bjson_extract\s*\(\s*([\w.]+)\s*,\s*$", re.IGNORECASE)
 _JSON_PATH = re.compile(r"^'\$\.(\w+)'$")
+_INDEXED = re.compile(r"\s+(?:INDEXED\s+BY\s+\w+|NOT\s+INDEXED)\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _ON_CONFLICT = re.compile(r"\bON\s+CONFLICT\b", re.IGNORECASE)
 
@@ -70,9 +73,12 @@ def _segments(sql: str) -> list[tuple[bool, str]]:
 
 
 def _rewrite_code(code: str) -> str:
+    # `? IS NULL` gives the server no type to parse the parameter as: say text (any value casts).
+    code = _PARAM_IS_NULL.sub(r"CAST(? AS TEXT)\1", code)
     code = _IS_PARAM.sub(lambda m: f"IS {'' if m.group(1) else 'NOT '}DISTINCT FROM ?", code)
     code = _LIKE.sub("ILIKE", code)
     code = _GROUP_CONCAT.sub("string_agg(", code)
+    code = _INDEXED.sub("", code)  # SQLite's planner hint; PostgreSQL plans for itself
     return code.replace("%", "%%").replace("?", "%s")
 
 
@@ -134,7 +140,7 @@ _INTEGER = re.compile(r"\bINTEGER\b", re.IGNORECASE)
 _REAL = re.compile(r"\bREAL\b", re.IGNORECASE)
 
 
-_CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
+CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
 _REFERENCES = re.compile(r"\bREFERENCES\s+(\w+)", re.IGNORECASE)
 _ON_TABLE = re.compile(r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\b.*?\bON\s+(\w+)", re.I | re.S)
 
@@ -144,11 +150,11 @@ def pg_order(statements: Sequence[str]) -> list[str]:
     reference one created later in the script; PostgreSQL needs it to exist first. Otherwise
     the written order is kept."""
     created = {
-        m.group(1).lower(): i for i, s in enumerate(statements) if (m := _CREATE_TABLE.match(s))
+        m.group(1).lower(): i for i, s in enumerate(statements) if (m := CREATE_TABLE.match(s))
     }
 
     def needs(statement: str) -> set[str]:
-        table = _CREATE_TABLE.match(statement)
+        table = CREATE_TABLE.match(statement)
         own = table.group(1).lower() if table else None
         wanted = {t.lower() for t in _REFERENCES.findall(statement)}
         index = _ON_TABLE.match(statement)
@@ -165,7 +171,7 @@ def pg_order(statements: Sequence[str]) -> list[str]:
             raise ValueError("migration tables reference each other in a cycle")
         statement = pending.pop(k)
         out.append(statement)
-        if table := _CREATE_TABLE.match(statement):
+        if table := CREATE_TABLE.match(statement):
             done.add(table.group(1).lower())
     return out
 

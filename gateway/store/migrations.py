@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from gateway.store.dialect import pg_ddl, pg_order
+from gateway.store.dialect import CREATE_TABLE, pg_ddl, pg_order
 from gateway.store.postgres import MIGRATION_LOCK, PgConnection
 
 # Each entry is one schema version; never edit a released one, append a new one.
@@ -390,6 +390,12 @@ def current_version(conn: sqlite3.Connection | PgConnection) -> int:
         return int(row[0] or 0) if row is not None else 0
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0])
+
+
+def table_order(migrations: Sequence[str] = MIGRATIONS) -> list[str]:
+    """Every table the migrations create, each after the tables it references."""
+    statements = [s for script in migrations for s in _statements(script)]
+    return [m.group(1).lower() for s in pg_order(statements) if (m := CREATE_TABLE.match(s))]
 
 
 def pg_statements(number: int, script: str) -> list[str]:

@@ -146,6 +146,19 @@ class PgConnection:
             self.primary_keys.setdefault(str(table), []).append(str(column))
         self._cache.clear()
 
+    def reset_identities(self) -> None:
+        """Move every identity column's sequence past the largest id (after rows were copied
+        in with their ids), so the next insert does not collide."""
+        rows = self.raw.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+        ).fetchall()
+        for table, column in rows:
+            self.raw.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), MAX({column}))"
+                f" FROM {table} HAVING MAX({column}) IS NOT NULL".encode()
+            )
+
     def _translate(self, sql: str) -> Translated:
         translated = self._cache.get(sql)
         if translated is None:

@@ -52,6 +52,10 @@ def test_sqlite_only_operators_and_functions() -> None:
     assert pg("SELECT group_concat(p.error, '; ') FROM p WHERE x NOT LIKE ? ESCAPE '\\'") == (
         "SELECT string_agg(p.error, '; ') FROM p WHERE x NOT ILIKE %s ESCAPE '\\'"
     )
+    assert pg("UPDATE b SET s = CASE WHEN ? IS NULL THEN 'done' ELSE s END") == (
+        "UPDATE b SET s = CASE WHEN CAST(%s AS TEXT) IS NULL THEN 'done' ELSE s END"
+    )
+    assert pg("SELECT a FROM t INDEXED BY t_due WHERE b = ?") == "SELECT a FROM t WHERE b = %s"
     assert pg("SELECT COALESCE(json_extract(m.extra, '$.sender_id'), '') = ?") == (
         "SELECT COALESCE((m.extra::jsonb ->> 'sender_id'), '') = %s"
     )
