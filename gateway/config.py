@@ -12,6 +12,8 @@ from gateway.ratelimit import LimitSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/smsgw/smsgw.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/smsgw")
+DATABASE_FILE = "smsgw.sqlite3"  # gateway.store.DATABASE_NAME (config stays below the store)
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,8 @@ class Config:
     """Everything `smsgw serve` needs to know."""
 
     data_dir: Path = DEFAULT_DATA_DIR
+    # "" = the SQLite file in data_dir; "postgresql://…" = fleet mode (several boxes, one store).
+    database_url: str = ""
     http_host: str = "0.0.0.0"  # an appliance serves its LAN
     http_port: int = 8080
     modems: tuple[ModemConfig, ...] = ()
@@ -78,6 +82,11 @@ class Config:
     limits: LimitSettings = field(default_factory=LimitSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def store_url(self) -> str:
+        """What the store opens: database_url, else sqlite:///<data_dir>/smsgw.sqlite3."""
+        return self.database_url or f"sqlite://{self.data_dir.absolute() / DATABASE_FILE}"
+
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = table.get(key, default)
@@ -87,7 +96,8 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default
 
 
 def load(path: Path | None = None) -> Config:
-    """Read the config file (missing file: defaults); SMSGW_DATA_DIR overrides data_dir."""
+    """Read the config file (missing file: defaults); SMSGW_DATA_DIR overrides data_dir and
+    SMSGW_DATABASE_URL database_url."""
     table: dict[str, Any] = {}
     if path is not None:
         try:

@@ -39,8 +39,9 @@ config_option = click.option(
 
 @contextmanager
 def open_store(data_dir: Path) -> Iterator[Store]:
-    """The store in `data_dir`, closed when the block ends."""
-    store = Store.open(data_dir)
+    """The store in `data_dir` (or the one SMSGW_DATABASE_URL names, as the daemon would),
+    closed when the block ends."""
+    store = Store.open(os.environ.get("SMSGW_DATABASE_URL") or data_dir)
     try:
         yield store
     finally:

@@ -1,16 +1,20 @@
-"""`smsgw db`: schema version and online backups of the database file."""
+"""`smsgw db`: schema version, online backups of the database file, and moving a box's
+database into a fleet's PostgreSQL (`db copy`)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.progress import Progress
 
 from gateway.cli.common import data_dir_option, open_store
+from gateway.config import DATABASE_SCHEMES
 from gateway.store import Store
+from gateway.store.base import sqlite_path
 from gateway.store.migrations import MIGRATIONS
 
 
@@ -19,13 +23,52 @@ def db_group() -> None:
     """The database file."""
 
 
+database_url_option = click.option(
+    "--database-url",
+    envvar="SMSGW_DATABASE_URL",
+    help="postgresql://… or sqlite:///path (default: the SQLite file in --data-dir).",
+)
+
+
 @db_group.command("migrate")
 @data_dir_option
-def db_migrate(data_dir: Path) -> None:
-    """Bring the schema up to date (the daemon does this at start too)."""
-    with open_store(data_dir) as store:
-        version = store.schema_version()
+@database_url_option
+def db_migrate(data_dir: Path, database_url: str | None) -> None:
+    """Bring the schema up to date (the daemon does this at start too; on PostgreSQL the
+    boxes of a fleet apply each migration once, whoever comes first)."""
+    store = Store.open(database_url) if database_url else None
+    with open_store(data_dir) if store is None else _closing(store) as opened:
+        version = opened.schema_version()
     click.echo(f"schema version {version} of {len(MIGRATIONS)}")
+
+
+@contextmanager
+def _closing(store: Store) -> Iterator[Store]:
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@db_group.command("copy")
+@click.argument("source")
+@click.argument("target")
+def db_copy(source: str, target: str) -> None:
+    """Copy every row of SOURCE into TARGET, a new database (both migrated first), in one
+    transaction: `smsgw db copy sqlite:///var/lib/smsgw/smsgw.sqlite3 postgresql://…` moves a
+    box into a fleet. Stop the daemon first: rows it writes meanwhile would not follow."""
+    for url in (source, target):
+        if not url.startswith(DATABASE_SCHEMES):
+            raise click.ClickException(f"{url!r}: give sqlite:///path or postgresql://…")
+    if source.startswith("sqlite://") and not sqlite_path(source).exists():
+        raise click.ClickException(f"no database at {sqlite_path(source)}")
+    with _closing(Store.open(source)) as src, _closing(Store.open(target)) as dst:
+        try:
+            copied = src.copy_to(dst)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    total = sum(copied.values())
+    click.echo(f"copied {total} rows in {sum(1 for n in copied.values() if n)} tables")
 
 
 @db_group.command("backup")
