@@ -87,6 +87,7 @@ class Cluster:
         """A new database (migrated to the current schema, or empty); its URL."""
         name = f"test_{next(self._names)}"
         if migrated and not self._template_ready:
+            self.admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
             self.admin.execute(f"CREATE DATABASE {TEMPLATE}")
             Store.open(self.url(TEMPLATE)).close()
             self._template_ready = True

@@ -174,7 +174,7 @@ class InboundStore(StoreBase):
             self.conn.execute(
                 "INSERT INTO read_markers (account_id, reader, inbound_id, updated_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (account_id, reader) DO UPDATE SET"
-                " inbound_id = MAX(inbound_id, excluded.inbound_id),"
+                " inbound_id = MAX(read_markers.inbound_id, excluded.inbound_id),"
                 " updated_at = excluded.updated_at",
                 (account_id, reader, inbound_id, utc_iso(now)),
             )

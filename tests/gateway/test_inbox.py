@@ -29,8 +29,8 @@ def _delivers(text: str, *, reference: int = 7, ref16: bool = False) -> list[str
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    store = Store.open(tmp_path)
+def env(store_url: str):
+    store = Store.open(store_url)
     account = create_account(store, "acct", now=T0).account_id
     sim = store.bind_sim(iccid="8944000000000000001", imsi=None, msisdn="+447700900001", now=T0)
     store.grant_sim(account, sim)

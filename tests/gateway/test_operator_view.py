@@ -32,8 +32,8 @@ class Mono:
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    store = Store.open(tmp_path)
+def env(store_url: str):
+    store = Store.open(store_url)
     account = create_account(store, "shop", now=T0, credits=100).account_id
     sim = store.bind_sim(iccid=ICCID, imsi=None, msisdn="+447700900011", now=T0)
     pool = SimPool()
@@ -203,11 +203,13 @@ def test_a_number_is_normalised_unique_and_reaches_the_pool(env) -> None:
 
 
 def test_limits_set_from_the_cli_reach_a_running_daemon_at_its_next_housekeeping(
-    env, tmp_path: Path
+    env, tmp_path: Path, store_url: str
 ) -> None:
     _, service, pool, *_ = env
     sim = env[5]
-    result = CliRunner().invoke(
+    # On PostgreSQL the CLI finds the daemon's database as the daemon would: the URL.
+    fleet = {"SMSGW_DATABASE_URL": store_url} if store_url.startswith("postgresql") else {}
+    result = CliRunner(env=fleet).invoke(
         main, ["sims", "set-limits", ICCID, "--interval", "9", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output

@@ -56,8 +56,8 @@ class FakeModem:
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    store = Store.open(tmp_path)
+def env(store_url: str):
+    store = Store.open(store_url)
     account = create_account(store, "acct", now=T0, credits=100)
     sim = store.bind_sim(iccid="89440000000000000001", imsi=None, msisdn="+447700900001", now=T0)
     pool = SimPool()

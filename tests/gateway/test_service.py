@@ -1,7 +1,6 @@
 """GatewayService.submit: validation, dedup, credits, scheduling and cancellation."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    store = Store.open(tmp_path)
+def env(store_url: str):
+    store = Store.open(store_url)
     now = [T0]
     account = create_account(store, "shop", now=T0, credits=10, default_dial_code="44")
     yield store, GatewayService(store, wall=lambda: now[0]), account.account_id, now

@@ -55,6 +55,15 @@ def test_sqlite_only_operators_and_functions() -> None:
     assert pg("UPDATE b SET s = CASE WHEN ? IS NULL THEN 'done' ELSE s END") == (
         "UPDATE b SET s = CASE WHEN CAST(%s AS TEXT) IS NULL THEN 'done' ELSE s END"
     )
+    assert pg("SELECT * FROM accounts WHERE email = ? COLLATE NOCASE") == (
+        "SELECT * FROM accounts WHERE lower(email) = lower(%s)"
+    )
+    assert pg_ddl("CREATE INDEX e ON accounts(email COLLATE NOCASE)") == (
+        "CREATE INDEX e ON accounts(lower(email))"
+    )
+    assert pg("SELECT MAX(a, MIN(b, 2)), MAX(c), MIN((d))") == (
+        "SELECT GREATEST(a, LEAST(b, 2)), MAX(c), MIN((d))"
+    )
     assert pg("SELECT a FROM t INDEXED BY t_due WHERE b = ?") == "SELECT a FROM t WHERE b = %s"
     assert pg("SELECT COALESCE(json_extract(m.extra, '$.sender_id'), '') = ?") == (
         "SELECT COALESCE((m.extra::jsonb ->> 'sender_id'), '') = %s"

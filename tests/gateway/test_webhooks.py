@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiohttp import web
 
@@ -41,8 +42,8 @@ FAST = WebhookSettings(timeout=2.0, connect_timeout=1.0, backoff_first=5, backof
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path)
+def store(store_url: str) -> Iterator[Store]:
+    s = Store.open(store_url)
     yield s
     s.close()
 
@@ -126,13 +127,23 @@ def test_a_rolled_back_change_leaves_no_event(store: Store) -> None:
     service.set_webhook(account, "status", "http://127.0.0.1:9/x")
     mid = _message(store, account)
     (part,) = store.parts(mid)
-    store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON webhook_events BEGIN"
-                       " SELECT RAISE(ABORT, 'disk full'); END")  # fmt: skip
-    with pytest.raises(sqlite3.IntegrityError):
+    if store.dialect == "sqlite":
+        store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON webhook_events BEGIN"
+                           " SELECT RAISE(ABORT, 'disk full'); END")  # fmt: skip
+        failure: type[Exception] = sqlite3.IntegrityError
+    else:
+        store.conn.execute("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                           " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$")  # fmt: skip
+        store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON webhook_events"
+                           " FOR EACH ROW EXECUTE FUNCTION boom()")  # fmt: skip
+        failure = psycopg.errors.RaiseException
+    with pytest.raises(failure, match="disk full"):
         store.transition_part(part["id"], S.QUEUED, S.SENDING, now=T0)
     # Same transaction: the part did not move either.
     assert store.parts(mid)[0]["state"] == "queued"
-    store.conn.execute("DROP TRIGGER boom")
+    store.conn.execute(
+        "DROP TRIGGER boom" + ("" if store.dialect == "sqlite" else " ON webhook_events")
+    )
     store.transition_part(part["id"], S.QUEUED, S.SENDING, now=T0)
     assert len(_events(store)) == 1
 
@@ -548,10 +559,15 @@ def test_attempt_records_skip_the_fsync_and_the_next_commit_is_full_again(store:
     service.set_webhook(account, "status", "http://127.0.0.1:9/x")
     _advance(store, _message(store, account), S.SENDING)
     (row,) = store.list_webhook_events()
-    seen: list[int] = []
-    store.conn.set_trace_callback(lambda sql: seen.append(sql.startswith("PRAGMA synchronous")))
-    store.record_webhook_attempts([WebhookAttempt(row["id"], WebhookState.DELIVERED, T0)])
-    store.conn.set_trace_callback(None)
-    assert sum(seen) == 2  # NORMAL for this transaction, FULL again after it
-    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    if store.dialect == "sqlite":
+        seen: list[int] = []
+        store.conn.set_trace_callback(lambda sql: seen.append(sql.startswith("PRAGMA synchronous")))
+        store.record_webhook_attempts([WebhookAttempt(row["id"], WebhookState.DELIVERED, T0)])
+        store.conn.set_trace_callback(None)
+        assert sum(seen) == 2  # NORMAL for this transaction, FULL again after it
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        # SET LOCAL: off for the attempts' transaction only, on again for the next commit
+        store.record_webhook_attempts([WebhookAttempt(row["id"], WebhookState.DELIVERED, T0)])
+        assert store.conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
     assert store.list_webhook_events()[0]["state"] == "delivered"

@@ -1,0 +1,71 @@
+"""`smsgw db migrate` on PostgreSQL and `smsgw db copy` moving a box's SQLite file into it."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gateway.accounts import create_account
+from gateway.cli import main
+from gateway.store import Store
+from gateway.store.migrations import MIGRATIONS
+from tests.postgres import Cluster
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def test_db_migrate_brings_an_empty_postgresql_database_up_to_date(postgres: Cluster) -> None:
+    url = postgres.create_database(migrated=False)
+    try:
+        result = CliRunner().invoke(main, ["db", "migrate", "--database-url", url])
+        assert result.exit_code == 0, result.output
+        assert result.output == f"schema version {len(MIGRATIONS)} of {len(MIGRATIONS)}\n"
+        again = CliRunner().invoke(main, ["db", "migrate"], env={"SMSGW_DATABASE_URL": url})
+        assert again.output == result.output  # applied once: nothing the second time
+    finally:
+        postgres.drop_database(url)
+
+
+def test_db_copy_moves_every_row_and_the_fleet_continues_the_ids(
+    tmp_path: Path, pg_url: str
+) -> None:
+    box = Store.open(tmp_path)
+    account = create_account(box, "shop", now=NOW, credits=10).account_id
+    sim = box.bind_sim(iccid="8944000000000000001", imsi=None, msisdn="+447700900001", now=NOW)
+    sent = box.accept_message(
+        account_id=account, recipient="+15005550000", body="hello", encoding="gsm7", parts=2,
+        charge=2, now=NOW,
+    )  # fmt: skip
+    box.close()
+    source = f"sqlite://{tmp_path / 'smsgw.sqlite3'}"
+    result = CliRunner().invoke(main, ["db", "copy", source, pg_url])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("copied ")
+    fleet = Store.open(pg_url)
+    try:
+        assert fleet.account(account)["credits"] == 8  # type: ignore[index]
+        assert fleet.sim(sim)["msisdn"] == "+447700900001"  # type: ignore[index]
+        assert [p["state"] for p in fleet.parts(sent.message_id)] == ["queued", "queued"]
+        assert fleet.message(sent.message_id)["body"] == "hello"  # type: ignore[index]
+        # ids were kept, and the identity sequences moved past them
+        more = fleet.accept_message(
+            account_id=account, recipient="+1", body="x", encoding="gsm7", parts=1, now=NOW
+        )
+        assert more.message_id == sent.message_id + 1
+        assert more.part_ids[0] == sent.part_ids[-1] + 1
+    finally:
+        fleet.close()
+    # a second copy into the now used database is refused, not doubled
+    twice = CliRunner().invoke(main, ["db", "copy", source, pg_url])
+    assert twice.exit_code != 0
+    assert "already holds rows" in twice.output
+
+
+def test_db_copy_refuses_what_is_not_a_database_url(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["db", "copy", str(tmp_path), "mysql://x"])
+    assert result.exit_code != 0
+    assert "sqlite:///path or postgresql://" in result.output
+    missing = CliRunner().invoke(
+        main, ["db", "copy", f"sqlite://{tmp_path}/none.db", "sqlite:///x"]
+    )
+    assert "no database at" in missing.output
