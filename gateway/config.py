@@ -82,11 +82,6 @@ class Config:
     limits: LimitSettings = field(default_factory=LimitSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def store_url(self) -> str:
-        """What the store opens: database_url, else sqlite:///<data_dir>/smsgw.sqlite3."""
-        return self.database_url or f"sqlite://{self.data_dir.absolute() / DATABASE_FILE}"
-
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = table.get(key, default)

@@ -93,7 +93,9 @@ class Gateway:
         if clock is None:
             clock = Clock(asyncio.get_running_loop().time, wall, asyncio.sleep)
         wall = clock.wall
-        store = Store.open(config.store_url, busy_timeout_ms=config.busy_timeout_ms)
+        store = Store.open(
+            config.database_url or config.data_dir, busy_timeout_ms=config.busy_timeout_ms
+        )
         uncertain = store.recover_after_crash(now=wall())
         if uncertain:
             log.warning(
