@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # chromium + chromium-driver: the dashboard's browser tests (selenium); prometheus: promtool
 # checks the /metrics exposition. postgresql: the store suite runs on both backends, against a
 # throwaway cluster (initdb/pg_ctl in a temporary directory; Debian's own service stays down).
-APT_PACKAGES ?= systemd udev php-cli php-curl curl chromium chromium-driver prometheus postgresql
+APT_PACKAGES ?= systemd udev php-cli php-curl curl chromium chromium-driver prometheus postgresql wrk
 
 .PHONY: demo test test-slow bench lint typecheck importlint unit venv apt clean screenshots
 
