@@ -120,7 +120,11 @@ def load(path: Path | None = None) -> Config:
     data_dir = Path(
         os.environ.get("SMSGW_DATA_DIR") or _get(table, "data_dir", str, str(DEFAULT_DATA_DIR))
     )
+    database_url = os.environ.get("SMSGW_DATABASE_URL") or _get(table, "database_url", str, "")
+    if database_url and not database_url.startswith(DATABASE_SCHEMES):
+        raise ConfigError(f"database_url must start with one of {', '.join(DATABASE_SCHEMES)}")
     return Config(
+        database_url=database_url,
         webhooks=_webhooks(_get(table, "webhooks", dict, {})),
         data_dir=data_dir,
         http_host=_get(http, "host", str, "0.0.0.0"),

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gateway.accounts import create_account
@@ -69,3 +70,30 @@ def test_db_copy_refuses_what_is_not_a_database_url(tmp_path: Path) -> None:
         main, ["db", "copy", f"sqlite://{tmp_path}/none.db", "sqlite:///x"]
     )
     assert "no database at" in missing.output
+
+
+def test_database_url_in_smsgw_toml_puts_the_daemons_store_in_postgresql(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from gateway.config import ConfigError, load
+    from gateway.daemon import Gateway
+
+    toml = tmp_path / "smsgw.toml"
+    toml.write_text(f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "{pg_url}"\n')
+    config = load(toml)
+    assert config.database_url == pg_url
+
+    async def build() -> str:
+        gateway = Gateway.build(config)
+        try:
+            return gateway.store.dialect
+        finally:
+            gateway.store.close()
+
+    assert asyncio.run(build()) == "postgresql"
+    assert not (tmp_path / "data").exists()  # no SQLite file made on the side
+    monkeypatch.setenv("SMSGW_DATABASE_URL", "mysql://nope")  # the environment wins, checked
+    with pytest.raises(ConfigError, match="database_url must start with"):
+        load(toml)
