@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api import bestsms, dashboard, native, smseveryone, ultrasms, zoomconnect
+from api.connections import start_site
 from api.dashboard.auth import LoginGuard
 from gateway.config import Config
 from gateway.metrics import WebhookCounts, build_registry
@@ -68,14 +69,12 @@ async def start(service: GatewayService, config: Config) -> Callable[[], Awaitab
     app = build_app(
         service, metrics_token=config.metrics_token, webhook_counts=service.webhook_counts
     )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
-    await site.start()
+    runner = await start_site(app, config.http, config.http_host, config.http_port)
     log.info(
-        "HTTP API on %s:%d (dashboard at /, metrics at /metrics)",
+        "HTTP API on %s:%d (dashboard at /, metrics at /metrics), at most %d connections",
         config.http_host,
         config.http_port,
+        runner.max_connections,
     )
     if not service.has_admin_password():
         log.warning("no dashboard admin password is set: run `smsgw admin set-password`")

@@ -60,6 +60,25 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """How the HTTP front-end treats connections (`[http]` in the TOML file); times in seconds."""
+
+    # A connection with no complete request head this long after it opened or was last
+    # answered is closed: idle keep-alive and slowloris heads alike.
+    idle_timeout: float = 15.0
+    body_timeout: float = 30.0  # from the request head to the last byte of its body
+    max_connections: int = 1024  # open at once (lowered to fit the open-file limit)
+    max_line_size: int = 8190  # request line and each header
+    backlog: int = 512  # accept queue the kernel keeps for a burst of connects
+
+    def __post_init__(self) -> None:
+        if not (self.idle_timeout > 0 and self.body_timeout > 0):
+            raise ConfigError("http.idle_timeout and http.body_timeout must be positive")
+        if min(self.max_connections, self.backlog) < 1 or self.max_line_size < 256:
+            raise ConfigError("http.max_connections/backlog must be >= 1, max_line_size >= 256")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything `smsgw serve` needs to know."""
 
@@ -73,6 +92,7 @@ class Config:
     throttle_interval: float = 1.0
     help_reply: str = ""
     log_level: str = "INFO"
+    http: HttpSettings = field(default_factory=HttpSettings)
     metrics_token: str = ""  # when set, GET /metrics needs "Authorization: Bearer <token>"
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # How long the daemon's one thread waits for a lock another process holds (a backup, an
@@ -129,6 +149,7 @@ def load(path: Path | None = None) -> Config:
         data_dir=data_dir,
         http_host=_get(http, "host", str, "0.0.0.0"),
         http_port=int(_get(http, "port", int, 8080)),
+        http=_http(http),
         modems=tuple(modems),
         discover=tuple(_get(table, "discover", list, ["/dev/smsgw", "/dev/serial/by-id"])),
         throttle_interval=interval,
@@ -176,3 +197,18 @@ def _webhooks(table: dict[str, Any]) -> WebhookSettings:
     if unknown:
         raise ConfigError(f"unknown [webhooks] key(s): {', '.join(unknown)}")
     return WebhookSettings(**values)
+
+
+def _http(table: dict[str, Any]) -> HttpSettings:
+    """The connection keys of `[http]` (host and port are read by load)."""
+    defaults = HttpSettings()
+    values: dict[str, Any] = {}
+    for name in HttpSettings.__dataclass_fields__:
+        if name in table:
+            default = getattr(defaults, name)
+            kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+            values[name] = type(default)(_get(table, name, kind, default))
+    unknown = sorted(set(table) - set(HttpSettings.__dataclass_fields__) - {"host", "port"})
+    if unknown:
+        raise ConfigError(f"unknown [http] key(s): {', '.join(unknown)}")
+    return HttpSettings(**values)
