@@ -4,7 +4,10 @@ other clients."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import math
 import resource
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,9 +43,47 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def accept_backlog(settings: HttpSettings, fd_limit: int) -> int:
+    """The listen backlog, small enough for the open-file limit: asyncio accepts up to this
+    many connections in one go before any is closed to stay under the cap."""
+    return max(16, min(settings.backlog, fd_limit // 8))
+
+
 def connection_cap(settings: HttpSettings, fd_limit: int) -> int:
-    """The configured cap, lowered to leave FD_RESERVE descriptors for the rest of the daemon."""
-    return max(1, min(settings.max_connections, fd_limit - FD_RESERVE))
+    """The configured cap, lowered so that the cap, one accept burst and FD_RESERVE descriptors
+    for the rest of the daemon fit under the open-file limit."""
+    room = fd_limit - FD_RESERVE - accept_backlog(settings, fd_limit)
+    return max(1, min(settings.max_connections, room))
+
+
+class AcceptErrors:
+    """A loop exception handler that turns asyncio's "socket.accept() out of system resource"
+    (EMFILE: it retries a second later, once per connection waiting) into one warning a
+    minute; everything else goes to the previous handler."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.previous = loop.get_exception_handler()
+        self.count = 0
+        self._last = -math.inf
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            self.count += 1
+            now = loop.time()
+            if now - self._last >= 60.0:
+                self._last = now
+                log.warning(
+                    "out of file descriptors: new HTTP connections wait (%d refusal(s)): %s",
+                    self.count,
+                    exc.strerror,
+                )
+            return
+        if self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 class GuardedServer(web.Server):
@@ -127,9 +168,12 @@ class GuardedServer(web.Server):
                 self.max_connections,
                 self.shed,
             )
-        # Not right away: the newest handler's start() task is not running yet, and aiohttp
-        # expects it to run before the connection is lost.
-        self._loop.call_soon(victim.force_close)
+        if victim is newest:
+            # Not right away: its start() task is not running yet, and aiohttp expects it to
+            # run before the connection is lost.
+            self._loop.call_soon(victim.force_close)
+        else:  # at once, so an accept burst gives descriptors back as it goes
+            victim.force_close()
 
 
 def _peer(protocol: RequestHandler) -> str:
@@ -151,6 +195,7 @@ class GuardedRunner(web.AppRunner):
         )
         self.settings = settings
         self.max_connections = connection_cap(settings, fd_limit)
+        self.backlog = accept_backlog(settings, fd_limit)
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs startup and freezes the app
@@ -177,8 +222,10 @@ async def start_site(
     app: web.Application, settings: HttpSettings, host: str, port: int
 ) -> GuardedRunner:
     """Serve `app` on host:port behind the guard; returns the runner (cleanup() stops it)."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors(loop))
     runner = GuardedRunner(app, settings, fd_limit=raise_fd_limit())
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=settings.backlog)
+    site = web.TCPSite(runner, host, port, backlog=runner.backlog)
     await site.start()
     return runner
