@@ -18,8 +18,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from api.connections import FD_RESERVE, accept_backlog, connection_cap
 from gateway.accounts import create_account
-from gateway.config import Config, HttpSettings
+from gateway.config import Config, ConfigError, HttpSettings, load
 from gateway.daemon import Gateway
 from modem.emulator import MAGIC_DELIVERED, EmulatorPool
 from tests.emulated import free_port, serving
@@ -270,3 +271,24 @@ def test_at_the_connection_cap_idle_connections_make_room_for_new_clients(
     assert still_open <= 50  # the server kept no more than its cap
     assert len(sent) == 2
     assert len(latencies) == 7
+
+
+def test_http_settings_from_toml_and_fitted_to_the_open_file_limit(tmp_path: Path) -> None:
+    path = tmp_path / "smsgw.toml"
+    path.write_text("[http]\nport = 9000\nidle_timeout = 5\nmax_connections = 4000\n")
+    config = load(path)
+    assert (config.http_port, config.http.idle_timeout, config.http.max_connections) == (
+        9000,
+        5.0,
+        4000,
+    )
+    assert connection_cap(config.http, fd_limit=100_000) == 4000
+    # Under systemd's 1024: the cap, one accept burst and the daemon's own files fit.
+    cap = connection_cap(config.http, fd_limit=1024)
+    assert cap + accept_backlog(config.http, 1024) + FD_RESERVE <= 1024
+    path.write_text("[http]\nidle_timeout = 0\n")
+    with pytest.raises(ConfigError, match="idle_timeout"):
+        load(path)
+    path.write_text("[http]\nheader_timeout = 3\n")
+    with pytest.raises(ConfigError, match="header_timeout"):
+        load(path)
