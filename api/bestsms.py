@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
 
-from api.forms import decode_pairs
+from api.forms import FieldError, FieldProblem, FormFields, decode_pairs
 from gateway.contacts import ContactError, ContactInput
 from gateway.numbers import InvalidNumberError, normalize
 from gateway.recurrence import resolve_local
@@ -103,33 +103,28 @@ class BestSmsError(Exception):
         self.text = detail or ERRORS[code]
 
 
-class Params:
+class Params(FormFields):
     """Query and form fields together; a name given twice with different values is confusing
     (9), an undecodable or over-long value incorrect (8)."""
 
     def __init__(self, pairs: list[tuple[str, str | None]]) -> None:
-        self._values: dict[str, list[str | None]] = {}
-        for name, value in pairs:
-            self._values.setdefault(name, []).append(value)
+        super().__init__(pairs, fold_case=False)
 
     def get(self, name: str) -> str | None:
         """The value of `name` stripped of surrounding blanks; None when absent or blank."""
-        values = self._values.get(name)
-        if not values:
+        try:
+            raw = self.raw(name)
+        except FieldError as exc:
+            code = 9 if exc.problem is FieldProblem.REPEATED else 8
+            text = "was given more than once" if code == 9 else "is not valid UTF-8"
+            raise BestSmsError(code, f"{name} {text}") from None
+        if raw is None:
             return None
-        if any(v is None for v in values):
-            raise BestSmsError(8, f"{name} is not valid UTF-8")
-        if len(set(values)) > 1:
-            raise BestSmsError(9, f"{name} was given more than once")
-        value = (values[0] or "").strip()
+        value = raw.strip()
         limit = MAX_BIG_VALUE if name in BIG_VALUES else MAX_VALUE
         if len(value) > limit:
             raise BestSmsError(8, f"{name} is too long")
         return value or None
-
-    def names(self) -> set[str]:
-        """Every parameter name present."""
-        return set(self._values)
 
 
 async def read_params(request: web.Request) -> Params:

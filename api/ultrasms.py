@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
 
-from api.forms import decode_pairs
+from api.forms import FieldError, FormFields, decode_pairs
 from gateway.contacts import (
     AlreadySubscribedError,
     AppointmentStatus,
@@ -78,22 +78,18 @@ class BadParamError(Exception):
         self.name = name
 
 
-class Params:
+class Params(FormFields):
     """Query and form fields together."""
-
-    def __init__(self, pairs: list[tuple[str, str | None]]) -> None:
-        self._values: dict[str, list[str | None]] = {}
-        for name, value in pairs:
-            self._values.setdefault(name.lower(), []).append(value)
 
     def get(self, name: str, limit: int = MAX_VALUE) -> str | None:
         """Stripped value of `name` (case-insensitive); None when absent or blank."""
-        values = self._values.get(name.lower())
-        if not values:
+        try:
+            raw = self.raw(name)
+        except FieldError:
+            raise BadParamError(name) from None
+        if raw is None:
             return None
-        if any(v is None for v in values) or len(set(values)) > 1:
-            raise BadParamError(name)
-        value = (values[0] or "").strip()
+        value = raw.strip()
         if len(value) > limit:
             raise BadParamError(name)
         return value or None

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from api.forms import decode_pairs
+from api.forms import FieldError, FieldProblem, FormFields, decode_pairs
 from gateway.contacts import ContactError
 from gateway.directory import NameTakenError, NotFoundError
 from gateway.mailbox import MailboxError
@@ -198,24 +198,20 @@ class Body:
         return _integer(self._values.get(name.lower()), name)
 
 
-class Query:
+class Query(FormFields):
     """URL (and form) parameters, case-insensitive; repeats must agree."""
-
-    def __init__(self, pairs: list[tuple[str, str | None]]) -> None:
-        self._values: dict[str, list[str | None]] = {}
-        for name, value in pairs:
-            self._values.setdefault(name.lower(), []).append(value)
 
     def text(self, name: str, limit: int = MAX_VALUE) -> str | None:
         """A parameter's value; None when absent or blank."""
-        values = self._values.get(name.lower())
-        if not values:
+        try:
+            value = self.raw(name)
+        except FieldError as exc:
+            text = "is given twice with different values"
+            if exc.problem is FieldProblem.NOT_UTF8:
+                text = "is not valid UTF-8"
+            raise bad(ErrorCode.INVALID_REQUEST, f"{name} {text}") from None
+        if value is None:
             return None
-        if any(v is None for v in values):
-            raise bad(ErrorCode.INVALID_REQUEST, f"{name} is not valid UTF-8")
-        if len(set(values)) > 1:
-            raise bad(ErrorCode.INVALID_REQUEST, f"{name} is given twice with different values")
-        value = values[0] or ""
         if len(value) > limit:
             raise bad(ErrorCode.INVALID_REQUEST, f"{name} is longer than {limit} characters")
         return value if value.strip() else None
