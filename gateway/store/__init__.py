@@ -16,6 +16,7 @@ from gateway.store.accounts import AccountStore
 from gateway.store.base import (
     BUSY_TIMEOUT_MS,
     DATABASE_NAME,
+    DuplicateError,
     StaleStateError,
     StatusChange,
     StoreBase,
@@ -41,6 +42,7 @@ __all__ = [
     "SIM_LIMIT_COLUMNS",
     "AcceptedMessage",
     "BatchRows",
+    "DuplicateError",
     "InboxSearch",
     "MailboxQuery",
     "MessageQuery",

@@ -6,18 +6,24 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gateway.store.base import StoreBase, utc_iso
+from gateway.store.base import DuplicateError, StoreBase, is_unique_violation, utc_iso
 
 
 class AccountStore(StoreBase):
     """Sub-accounts, their credentials, the credits ledger and one-time passwords."""
 
     def insert_account(self, fields: Mapping[str, Any], *, now: datetime) -> int:
-        """Insert an account row and return its id."""
+        """Insert an account row and return its id; DuplicateError when its name (or a key) is
+        taken, which a check before the insert cannot rule out with several writers (fleet)."""
         row = dict(fields)
         row["created_at"] = utc_iso(now)
-        with self.transaction():
-            return self._insert("accounts", row)
+        try:
+            with self.transaction():
+                return self._insert("accounts", row)
+        except Exception as exc:
+            if is_unique_violation(exc):
+                raise DuplicateError(f"account {row.get('sub_account')!r} exists") from exc
+            raise
 
     def account(self, account_id: int) -> dict[str, Any] | None:
         """Return one account row as a dict."""

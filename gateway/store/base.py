@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+import psycopg
 import sqlite_utils
 
 from gateway.config import DATABASE_FILE
@@ -91,6 +92,17 @@ class StatusChange:
 
 class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
+
+
+class DuplicateError(ValueError):
+    """An insert broke a UNIQUE constraint (a name or key that is taken), on either engine."""
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's or PostgreSQL's UNIQUE (or primary key) violation."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
+    return isinstance(exc, psycopg.errors.UniqueViolation)
 
 
 class StoreUnavailableError(RuntimeError):

@@ -2,7 +2,6 @@
 country of the box's SIMs (from their numbers or IMSIs), known at creation or at the send."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -50,8 +49,8 @@ def test_a_dial_code_given_must_be_a_country_code() -> None:
             check_dial_code(bad)
 
 
-def test_a_new_account_is_unlimited_and_takes_the_sims_country(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_a_new_account_is_unlimited_and_takes_the_sims_country(store_url: str) -> None:
+    store = Store.open(store_url)
     try:
         store.bind_sim(iccid="8944000000000000001", imsi="234150000000001", now=T0)
         fresh = create_account(store, "fresh", now=T0)
@@ -74,9 +73,9 @@ def test_a_new_account_is_unlimited_and_takes_the_sims_country(tmp_path: Path) -
 
 
 def test_without_a_known_country_a_national_number_is_refused_until_a_sim_tells_it(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    store = Store.open(tmp_path)
+    store = Store.open(store_url)
     try:
         account = create_account(store, "early", now=T0)  # a fresh box: no SIM seen yet
         assert account.default_dial_code == ""
@@ -98,8 +97,8 @@ def test_without_a_known_country_a_national_number_is_refused_until_a_sim_tells_
         store.close()
 
 
-def test_the_send_time_country_is_that_of_the_accounts_own_sims(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_the_send_time_country_is_that_of_the_accounts_own_sims(store_url: str) -> None:
+    store = Store.open(store_url)
     try:
         store.bind_sim(iccid="8944000000000000001", imsi=None, msisdn="+447700900001", now=T0)
         store.bind_sim(iccid="8944000000000000002", imsi=None, msisdn="+447700900002", now=T0)
@@ -118,8 +117,8 @@ def test_the_send_time_country_is_that_of_the_accounts_own_sims(tmp_path: Path) 
         store.close()
 
 
-def test_from_must_be_a_sim_the_account_may_send_from(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_from_must_be_a_sim_the_account_may_send_from(store_url: str) -> None:
+    store = Store.open(store_url)
     try:
         store.bind_sim(iccid="8944000000000000001", imsi=None, msisdn="+447700900001", now=T0)
         other = store.bind_sim(iccid="8944000000000000002", imsi=None, msisdn="+447700900002",

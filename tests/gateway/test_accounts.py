@@ -1,12 +1,11 @@
 """Accounts: credentials are random, hashed at rest and verifiable."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from gateway.accounts import create_account, hash_password, verify_password
-from gateway.store import Store
+from gateway.store import DuplicateError, Store
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -21,8 +20,8 @@ def test_password_hash_roundtrip() -> None:
     assert not verify_password("s3cret", "garbage")
 
 
-def test_create_account_stores_only_the_hash(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_create_account_stores_only_the_hash(store_url: str) -> None:
+    store = Store.open(store_url)
     try:
         a = create_account(store, "shop", now=NOW, email="ops@example.com", credits=50)
         b = create_account(store, "school", now=NOW)
@@ -33,7 +32,7 @@ def test_create_account_stores_only_the_hash(tmp_path: Path) -> None:
         assert row["credits"] == 50
         assert row["password_hash"] != a.password
         assert verify_password(a.password, row["password_hash"])
-        with pytest.raises(Exception, match="UNIQUE"):
+        with pytest.raises(DuplicateError, match="'shop' exists"):
             create_account(store, "shop", now=NOW)
     finally:
         store.close()

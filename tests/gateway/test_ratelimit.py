@@ -55,7 +55,7 @@ def test_limits_from_toml(tmp_path) -> None:
 
 
 def test_an_unknown_sub_account_costs_the_same_scrypt_as_a_wrong_password(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datetime import UTC, datetime
 
@@ -65,7 +65,7 @@ def test_an_unknown_sub_account_costs_the_same_scrypt_as_a_wrong_password(
     from gateway.store import Store
 
     now = datetime(2026, 11, 22, tzinfo=UTC)
-    store = Store.open(tmp_path)
+    store = Store.open(store_url)
     try:
         create_account(store, "shop", now=now)
         service = GatewayService(store, wall=lambda: now)

@@ -91,13 +91,13 @@ def test_keywords(body: str, keyword: Keyword | None) -> None:
     assert classify(body) is keyword
 
 
-def test_report_matcher_settles_the_right_part(tmp_path) -> None:
+def test_report_matcher_settles_the_right_part(store_url: str) -> None:
     from gateway.accounts import create_account
     from gateway.reports import ReportMatcher
     from gateway.store import Store
     from modem.pdu import Address, SmsStatusReport
 
-    store = Store.open(tmp_path)
+    store = Store.open(store_url)
     try:
         acct = create_account(store, "a", now=T0).account_id
         sim1 = store.bind_sim(iccid="1", imsi=None, now=T0)
@@ -157,13 +157,13 @@ def test_report_matcher_settles_the_right_part(tmp_path) -> None:
         store.close()
 
 
-def test_report_that_overtakes_the_cmgs_answer_is_reconciled(tmp_path) -> None:
+def test_report_that_overtakes_the_cmgs_answer_is_reconciled(store_url: str) -> None:
     from gateway.accounts import create_account
     from gateway.reports import ReportMatcher
     from gateway.store import Store
     from modem.pdu import Address, SmsStatusReport
 
-    store = Store.open(tmp_path)
+    store = Store.open(store_url)
     try:
         acct = create_account(store, "a", now=T0).account_id
         sim = store.bind_sim(iccid="1", imsi=None, now=T0)
