@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.contacts import ContactInput
 from gateway.models import WebhookKind
-from gateway.numbers import mask
+from gateway.numbers import mask, mask_iccid
 from gateway.service import (
     GatewayService,
     InsufficientCreditsError,
@@ -282,7 +282,7 @@ async def sims(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /v1/health (no authentication, so SIM numbers are masked): 200 when ready, else 503."""
+    """GET /v1/health (no authentication: numbers and ICCIDs masked): 200 when ready, else 503."""
     report = request.app[SERVICE].health()
     body = {
         "status": "ready" if report.ready else "not_ready",
@@ -295,7 +295,7 @@ async def health(request: web.Request) -> web.Response:
                 "port": m.port,
                 "state": str(m.state),
                 "registration": m.registration,
-                "iccid": m.iccid,
+                "iccid": mask_iccid(m.iccid) if m.iccid else None,
                 "number": mask(m.number) if m.number else None,
                 "signal_dbm": m.signal_dbm,
                 "model": m.model,

@@ -159,3 +159,10 @@ def _mask(raw: str) -> str:
 def mask(number: str) -> str:
     """A number as it may appear in INFO logs."""
     return _mask(number)
+
+
+def mask_iccid(iccid: str) -> str:
+    """An ICCID as an unauthenticated page may show it: the last five digits (four and the Luhn
+    check digit) tell the SIMs of one box apart, the rest would identify the card to a stranger
+    (a SIM-swap request quotes the full ICCID)."""
+    return "*" * max(len(iccid) - 5, 0) + iccid[-5:]

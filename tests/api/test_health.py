@@ -67,14 +67,15 @@ async def _held_off(tmp_path: Path, emu: EmulatorPool, word: str) -> None:
             assert set(modems) == {good.path, held.path}
             assert modems[held.path]["state"] == "registering"
             assert modems[held.path]["registration"] == word
-            assert modems[held.path]["iccid"] == held.iccid
             assert modems[good.path]["state"] == "ready"
             assert modems[good.path]["registration"] == "home"
             assert modems[good.path]["signal_dbm"] is not None
-            # Unauthenticated: the SIMs' numbers are masked, their last digits kept.
+            # Unauthenticated: the SIMs' numbers and ICCIDs are masked, their last digits kept.
             for info in (good, held):
                 assert info.msisdn not in text
                 assert modems[info.path]["number"].endswith(info.msisdn[-3:])
+                assert info.iccid not in text
+                assert modems[info.path]["iccid"] == "*" * (len(info.iccid) - 5) + info.iccid[-5:]
 
             emu.clear_fault(1, "deregister")  # the network lets it in
             await asyncio.wait_for(gateway.all_ready(), 10)
