@@ -90,6 +90,12 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+    except web.HTTPMethodNotAllowed as exc:  # aiohttp's own answer would be text/plain
+        response = _error(405, "method_not_allowed", f"{request.method} is not allowed here")
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
+    except web.HTTPNotFound:
+        return _error(404, "not_found", f"no such resource: {request.path}")
     except web.HTTPException:
         raise
     except Exception:

@@ -79,6 +79,15 @@ def test_errors_are_json_with_the_right_status(tmp_path: Path) -> None:
         assert (await r.json())["error"]["code"] == "insufficient_credits"
         r = await client.get("/v1/messages/999", headers=headers)
         assert r.status == 404
+        # Unknown paths, bad ids and wrong methods answer in the API's own JSON, not aiohttp's text.
+        for path in ("/v1/messages/None", "/v1/nope"):
+            r = await client.get(path, headers=headers)
+            assert (r.status, r.content_type) == (404, "application/json")
+            assert (await r.json())["error"]["code"] == "not_found"
+        r = await client.put("/v1/messages", json={}, headers=headers)
+        assert (r.status, r.content_type) == (405, "application/json")
+        assert (await r.json())["error"]["code"] == "method_not_allowed"
+        assert "POST" in r.headers["Allow"]
         r = await client.get("/v1/messages", params={"state": "bogus"}, headers=headers)
         assert r.status == 400
         r = await client.post(
