@@ -26,6 +26,10 @@ from gateway.store.postgres import WRITER_LOCK, PgConnection
 
 DATABASE_NAME = DATABASE_FILE
 BUSY_TIMEOUT_MS = 5000
+# Once a write was refused for another process's lock, later writes only glance at the lock
+# (SQLite's busy handler retries within this) until one gets it: the daemon's one thread then
+# waits the full busy timeout once per lock episode, not once per write.
+CONTENDED_BUSY_MS = 20
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite://"
 
@@ -113,6 +117,14 @@ class StoreUnavailableError(RuntimeError):
 # Primary result codes that say "not now" rather than "wrong": SQLITE_BUSY, SQLITE_LOCKED,
 # SQLITE_IOERR (ENOSPC on the -wal or -shm write), SQLITE_FULL, SQLITE_CANTOPEN (no fd left).
 _UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
+_LOCK_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: another connection holds it
+
+
+def _is_lock(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _LOCK_CODES
+    return "locked" in str(exc)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -131,7 +143,9 @@ def is_unavailable(exc: BaseException) -> bool:
 class StoreBase:
     """Synchronous store; the daemon calls it from a single writer thread."""
 
-    def __init__(self, conn: sqlite3.Connection | PgConnection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection | PgConnection, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
         self.conn: Connection = conn
         self._sqlite = conn if isinstance(conn, sqlite3.Connection) else None
         self._pg = conn if isinstance(conn, PgConnection) else None
@@ -142,6 +156,11 @@ class StoreBase:
         # Run once the current transaction has committed (never after a rollback): in-process
         # listeners learn about durable rows without polling (the webhook sender's wake-up).
         self._after_commit: list[Callable[[], None]] = []
+        self.busy_timeout_ms = busy_timeout_ms
+        # Another process held the write lock at our last attempt (see CONTENDED_BUSY_MS).
+        self.contended = False
+        self.lock_refusals = 0  # writes refused for another process's lock
+        self.lock_waits = 0  # of those, the ones that waited the full busy timeout
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
@@ -150,7 +169,8 @@ class StoreBase:
 
         `busy_timeout_ms` bounds how long an SQLite write waits for another process's lock (a
         backup, an outside writer) before StoreUnavailableError: the daemon's single thread
-        waits in it, so the daemon keeps it well under an HTTP client's timeout."""
+        waits in it, so the daemon keeps it well under an HTTP client's timeout; it waits that
+        long once per lock episode (later writes glance, see CONTENDED_BUSY_MS)."""
         if is_postgres_url(path):
             pg = PgConnection(str(path))
             try:
@@ -175,7 +195,7 @@ class StoreBase:
         except BaseException:
             conn.close()
             raise
-        return cls(conn)
+        return cls(conn, busy_timeout_ms=busy_timeout_ms)
 
     def close(self) -> None:
         """Close the connection."""
@@ -212,9 +232,13 @@ class StoreBase:
                 try:
                     self.conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
-                    if is_unavailable(exc):  # another process holds the write lock
+                    if _is_lock(exc):  # another process holds the write lock
+                        self._lock_refused()
+                    if is_unavailable(exc):
                         raise StoreUnavailableError(str(exc)) from exc
                     raise
+                if self.contended:
+                    self._lock_regained()
                 try:
                     yield self.conn
                     started = time.perf_counter()
@@ -237,6 +261,35 @@ class StoreBase:
             callbacks, self._after_commit = self._after_commit, []
             for callback in callbacks:
                 callback()
+
+    def write_locked(self) -> bool:
+        """Whether another process holds the write lock, so writes are refused now (SQLite).
+
+        Only asks SQLite (a glance: BEGIN IMMEDIATE, then ROLLBACK) while the last write was
+        refused for a lock, so health checks see the lock go even when nothing else writes."""
+        if self._sqlite is None or not self.contended or self._sqlite.in_transaction:
+            return self.contended
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_lock(exc):
+                return True
+            raise
+        self.conn.execute("ROLLBACK")
+        self._lock_regained()
+        return False
+
+    def _lock_refused(self) -> None:
+        self.lock_refusals += 1
+        if not self.contended:
+            self.lock_waits += 1
+            self.contended = True
+            glance = min(CONTENDED_BUSY_MS, self.busy_timeout_ms)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(glance)}")
+
+    def _lock_regained(self) -> None:
+        self.contended = False
+        self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the current transaction commits (once, however often asked)."""
@@ -315,19 +368,29 @@ class StoreBase:
         return int(cursor.lastrowid or 0)
 
     def backup(self, destination: Path, progress: Callable[[int, int], None] | None = None) -> None:
-        """Copy the live database to `destination` with SQLite's online backup (consistent even
-        while the daemon writes)."""
+        """Copy the live database to `destination` with SQLite's online backup: the database as
+        it was when the backup began, while the daemon goes on writing.
+
+        The copy runs inside one read transaction, a WAL snapshot: the daemon's writes neither
+        wait for it (WAL readers never block the writer) nor restart it. Without the snapshot
+        each backup step that sees another connection's commit starts over from page 1, and a
+        large backup on a busy box would never finish."""
         if self._sqlite is None:
             raise RuntimeError("backup copies an SQLite database; use pg_dump for PostgreSQL")
         target = sqlite3.connect(destination)
         try:
-            self._sqlite.backup(
-                target,
-                pages=256,
-                progress=(lambda _status, remaining, total: progress(total - remaining, total))
-                if progress is not None
-                else None,
-            )
+            self._sqlite.execute("BEGIN")
+            try:
+                self._sqlite.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()  # snapshot
+                self._sqlite.backup(
+                    target,
+                    pages=256,
+                    progress=(lambda _status, remaining, total: progress(total - remaining, total))
+                    if progress is not None
+                    else None,
+                )
+            finally:
+                self._sqlite.execute("ROLLBACK")  # read only: nothing to keep
         finally:
             target.close()
 

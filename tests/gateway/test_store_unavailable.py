@@ -13,6 +13,7 @@ from gateway.models import PartState, ThrottlePolicy
 from gateway.outbox import Outbox
 from gateway.pool import SimPool
 from gateway.store import DATABASE_NAME, Store, StoreUnavailableError
+from gateway.store.base import CONTENDED_BUSY_MS
 from tests.gateway.test_inbox import _delivers
 from tests.gateway.test_outbox import FakeModem, VirtualClock
 from tests.storefaults import fill_disk
@@ -62,6 +63,105 @@ def test_a_lock_held_by_another_process_is_refused_after_the_busy_timeout(tmp_pa
     finally:
         outside.close()
         store.close()
+
+
+def _busy_timeout(store: Store) -> int:
+    return int(store.conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
+
+def test_a_lock_episode_waits_the_busy_timeout_once_then_refuses_at_a_glance(
+    tmp_path: Path,
+) -> None:
+    # The daemon's writes run on its one thread: each refused write waiting the full busy
+    # timeout would stall everything for as long as the lock is held.
+    store = Store.open(tmp_path, busy_timeout_ms=200)
+    outside = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+    try:
+        account = create_account(store, "acct", now=T0, credits=10).account_id
+        assert not store.write_locked()
+        outside.execute("BEGIN IMMEDIATE")  # an outside writer holding on
+        for _ in range(5):
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                store.add_credits(account, 5, "top-up", now=T0)
+        assert (store.lock_refusals, store.lock_waits) == (5, 1)  # one full wait, four glances
+        assert _busy_timeout(store) == CONTENDED_BUSY_MS
+        assert store.write_locked()  # what /v1/health and /metrics say meanwhile
+        outside.execute("ROLLBACK")
+        assert not store.write_locked()  # seen going even though nothing else wrote
+        assert _busy_timeout(store) == 200  # a write waits the full timeout again
+        store.add_credits(account, 5, "top-up", now=T0)
+        assert store.account(account)["credits"] == 15
+        outside.execute("BEGIN IMMEDIATE")  # the next episode waits once again
+        with pytest.raises(StoreUnavailableError):
+            store.add_credits(account, 5, "top-up", now=T0)
+        outside.execute("ROLLBACK")
+        assert (store.lock_refusals, store.lock_waits) == (6, 2)
+        fill_disk(store).full = True  # a full disk is no lock: writes keep their timeout
+        with pytest.raises(StoreUnavailableError, match="full"):
+            store.add_credits(account, 5, "top-up", now=T0)
+        assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 200
+        assert store.lock_refusals == 6
+    finally:
+        outside.close()
+        store.close()
+
+
+def test_an_outside_long_read_never_blocks_a_write(tmp_path: Path) -> None:
+    # busy_timeout 0: a write that met any lock would be refused at once.
+    store = Store.open(tmp_path, busy_timeout_ms=0)
+    reader = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+    try:
+        account = create_account(store, "acct", now=T0, credits=10).account_id
+        reader.execute("BEGIN")  # `sqlite3 smsgw.sqlite3` in a long SELECT, a report script
+        seen = reader.execute("SELECT credits FROM accounts WHERE id = ?", (account,)).fetchone()
+        for _ in range(50):
+            store.add_credits(account, 1, "top-up", now=T0)
+        assert store.account(account)["credits"] == 60
+        assert store.lock_refusals == 0
+        # The reader still sees its snapshot (WAL): the writes went around it, not through it.
+        again = reader.execute("SELECT credits FROM accounts WHERE id = ?", (account,)).fetchone()
+        assert seen == again == (10,)
+        reader.execute("ROLLBACK")
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_a_backup_neither_blocks_writes_nor_starts_over_when_they_come(tmp_path: Path) -> None:
+    daemon = Store.open(tmp_path, busy_timeout_ms=0)  # any wait on the backup: refused at once
+    try:
+        account = create_account(daemon, "acct", now=T0, credits=10).account_id
+        with daemon.transaction() as conn:  # ~12 MB: a dozen backup steps of 256 pages
+            conn.execute("CREATE TABLE ballast (x BLOB)")
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
+                " INSERT INTO ballast SELECT randomblob(4000) FROM n"
+            )
+        cli = Store.open(tmp_path)  # `smsgw db backup` opens its own connection
+        steps: list[tuple[int, int]] = []
+
+        def progress(done: int, total: int) -> None:
+            steps.append((done, total))
+            if len(steps) <= 100:  # the daemon commits between every two steps
+                daemon.add_credits(account, 1, "top-up", now=T0)
+
+        try:
+            cli.backup(tmp_path / "backup.sqlite3", progress)
+        finally:
+            cli.close()
+        done = [d for d, _ in steps]
+        assert len(steps) > 10
+        assert done == sorted(set(done))  # always forward: never started over
+        assert daemon.lock_refusals == 0  # no write waited for the backup
+        assert daemon.account(account)["credits"] == 10 + len(steps)
+        copy = Store.open(tmp_path / "backup.sqlite3")
+        try:
+            assert copy.integrity_check() == []
+            assert copy.account(account)["credits"] == 10  # the database as the backup began
+        finally:
+            copy.close()
+    finally:
+        daemon.close()
 
 
 def test_an_at_cmgs_outcome_is_kept_until_its_commit_succeeds(tmp_path: Path) -> None:
