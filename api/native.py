@@ -293,7 +293,9 @@ async def health(request: web.Request) -> web.Response:
     body = {
         "status": "ready" if report.ready else "not_ready",
         "problems": list(report.problems),
-        "database": "ok" if report.database_ok else "corrupt",
+        "database": "unavailable"
+        if report.database_error
+        else ("ok" if report.database_ok else "corrupt"),
         "modems_ready": report.modems_ready,
         "modems_expected": len(report.modems),
         "modems": [
@@ -883,8 +885,9 @@ OPENAPI: dict[str, Any] = {
                     "200": {"description": "ready (status: ready)"},
                     "503": {
                         "description": "not ready (status: not_ready): a modem still "
-                        "connecting or unregistered, no modem at all, or the database corrupt; "
-                        "`problems` says which"
+                        "connecting or unregistered, no modem at all, or the database corrupt "
+                        "or unavailable (`database`: unavailable while it refuses reads, or "
+                        "another process holds its write lock); `problems` says which"
                     },
                 },
             }

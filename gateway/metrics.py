@@ -23,6 +23,7 @@ from gateway.numbers import mask
 from gateway.operator import SimStatus
 from gateway.pool import SimAvailability
 from gateway.service import GatewayService
+from gateway.store import is_unavailable
 
 WebhookCounts = Callable[[], Mapping[str, int]]
 
@@ -64,9 +65,38 @@ class GatewayCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        """One consistent read of the service per scrape."""
-        yield from self._sims()
-        yield from self._modems()
+        """One consistent read of the service per scrape; while the store refuses reads, only
+        what needs no store (smsgw_store_up 0, the build, the histograms, the process)."""
+        try:
+            read = [*self._sims(), *self._modems(), *self._queue(), *self._webhooks()]
+            locked = self.service.store.write_locked()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            read, locked = [], False
+        up = GaugeMetricFamily(
+            "smsgw_store_up", "1 while the database answers reads; 0 while it refuses them."
+        )
+        up.add_metric([], 1 if read else 0)
+        yield up
+        write_locked = GaugeMetricFamily(
+            "smsgw_store_write_locked",
+            "1 while another process holds the database's write lock (writes refused, 503).",
+        )
+        write_locked.add_metric([], 1 if locked else 0)
+        yield write_locked
+        refusals = CounterMetricFamily(
+            "smsgw_store_lock_refusals",
+            "Writes refused because another process held the database's write lock.",
+        )
+        refusals.add_metric([], self.service.store.lock_refusals)
+        yield refusals
+        yield from read
+        build = InfoMetricFamily("smsgw_build", "The running smsgw.")
+        build.add_metric([], {"version": _version()})
+        yield build
+
+    def _queue(self) -> Iterable[Metric]:
         queue = GaugeMetricFamily(
             "smsgw_queue_messages",
             "Messages without a verdict yet, by state.",
@@ -75,6 +105,8 @@ class GatewayCollector(Collector):
         for state, n in self.service.queue_depth().items():
             queue.add_metric([state], n)
         yield queue
+
+    def _webhooks(self) -> Iterable[Metric]:
         if self.webhook_counts is not None:
             counts = self.webhook_counts()
             hooks = GaugeMetricFamily(
@@ -91,9 +123,6 @@ class GatewayCollector(Collector):
                 )
                 delivered.add_metric([], counts["delivered"])
                 yield delivered
-        build = InfoMetricFamily("smsgw_build", "The running smsgw.")
-        build.add_metric([], {"version": _version()})
-        yield build
 
     def _sims(self) -> Iterable[Metric]:
         sims = self.service.sim_statuses()

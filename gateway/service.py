@@ -53,6 +53,7 @@ from gateway.store import (
     MessageQuery,
     MessageSearch,
     Store,
+    is_unavailable,
     utc_iso,
 )
 from gateway.store.webhooks import new_event_id
@@ -594,13 +595,24 @@ class GatewayService:
 
     def health(self) -> HealthReport:
         """Readiness: database sound and every expected modem registered; SIMs and counts."""
-        sims = self.store.list_sims()
+        modems = tuple(self.live_modems() if self.live_modems is not None else ())
+        try:
+            sims = self.store.list_sims()
+            database_ok = not self.store.integrity_check()
+            messages = self.counts()
+            locked = self.store.write_locked()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The database refuses reads (I/O error, no file descriptor left): say so.
+            return HealthReport(False, modems, 0, 0, {}, database_error=str(exc))
         return HealthReport(
-            database_ok=not self.store.integrity_check(),
-            modems=tuple(self.live_modems() if self.live_modems is not None else ()),
+            database_ok=database_ok,
+            modems=modems,
             sims_present=sum(1 for s in sims if s["state"] == "present"),
             sims_total=len(sims),
-            messages=self.counts(),
+            messages=messages,
+            database_error="locked by another process: writes refused" if locked else "",
         )
 
     # -- the operator's view (dashboard, /metrics, smsgw top) ---------------------------------
@@ -1449,11 +1461,17 @@ class HealthReport:
     sims_present: int
     sims_total: int
     messages: dict[str, int]
+    # Why the database cannot be used now (refused reads, or writes refused for another
+    # process's lock); "" when it can.
+    database_error: str = ""
 
     @property
     def problems(self) -> tuple[str, ...]:
         """Why the gateway is not ready, one line per reason (empty: ready)."""
-        out = [] if self.database_ok else ["database corrupt"]
+        if self.database_error:
+            out = [f"database unavailable: {self.database_error}"]
+        else:
+            out = [] if self.database_ok else ["database corrupt"]
         if not self.modems:
             out.append("no modem configured or discovered")
         for m in self.modems:

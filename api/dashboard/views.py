@@ -19,7 +19,7 @@ from api.dashboard import auth
 from api.dashboard.charts import throughput_svg
 from gateway.models import TERMINAL_STATES, PartState
 from gateway.service import GatewayService, ServiceError
-from gateway.store import InboxSearch, MessageSearch
+from gateway.store import InboxSearch, MessageSearch, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ NOTICES = {
     "sent": "Message accepted.",
 }
 CSRF_REFUSED = "The form's CSRF token is missing or wrong: reload the page and try again."
+STORE_DOWN = (
+    "The gateway's database cannot be used right now (disk full, an I/O error, or locked by"
+    " another process such as a backup): nothing was changed. Try again in a few seconds."
+)
+RETRY_AFTER_SECONDS = 5
 LIMIT_FIELDS = (
     ("throttle_interval", "Seconds between SMS", "interval"),
     ("cap_per_minute", "Per minute", "per_minute"),
@@ -121,6 +126,28 @@ class Dashboard:
             return None
         return session
 
+    def store_guarded(self, handler: Handler) -> Handler:
+        """Wrap a handler: a store that refuses (disk full, locked, I/O error) answers a 503
+        page saying so, not a traceback."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning(
+                    "dashboard: %s %s: store unavailable (%s)", request.method, request.path, exc
+                )
+                response = self._render(
+                    request, "error.html", {"error": STORE_DOWN, "title": "Unavailable"},
+                    status=503,
+                )  # fmt: skip
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                return response
+
+        return wrapped
+
     def page(self, handler: Handler) -> Handler:
         """Wrap a handler: a valid session is needed (else the login page, or 401 for the
         live-refresh script); a POST must carry the session's CSRF token."""
@@ -145,7 +172,7 @@ class Dashboard:
                                         status=403)  # fmt: skip
             return await handler(request)
 
-        return wrapped
+        return self.store_guarded(wrapped)
 
     def _render(
         self, request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
@@ -484,8 +511,8 @@ def install(
     app.router.add_post("/sims/{id}", page(dashboard.update_sim))
     app.router.add_get("/accounts", page(dashboard.accounts))
     app.router.add_post("/accounts/{id}/credits", page(dashboard.add_credits))
-    app.router.add_get("/login", dashboard.login_form)
-    app.router.add_post("/login", dashboard.login)
+    app.router.add_get("/login", dashboard.store_guarded(dashboard.login_form))
+    app.router.add_post("/login", dashboard.store_guarded(dashboard.login))
     app.router.add_post("/logout", page(dashboard.logout))
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return dashboard

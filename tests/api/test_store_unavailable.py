@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -21,7 +23,7 @@ from gateway.accounts import secret_digest
 from gateway.service import GatewayService
 from gateway.store import DATABASE_NAME, Store
 from tests.api.test_bestsms import NAME, T0, World, build_world
-from tests.storefaults import fill_disk
+from tests.storefaults import fill_disk, refuse_statements
 
 ZOOM_EMAIL, ZOOM_TOKEN = "example@gmail.com", "zoom-token-of-b"  # the world's main account
 SIM = "447700900001"
@@ -199,3 +201,119 @@ def test_a_database_locked_by_another_process_is_answered_in_time(
 
     # The lock is held "30 s": the store gives up after 50 ms, not after the client does.
     _run(world, tmp_path, scenario, busy_timeout_ms=50)
+
+
+ADMIN_PASSWORD = "correct horse battery"
+PAGES = ["/", "/fragments/overview", "/messages", "/inbox", "/sims", "/accounts"]
+
+
+async def _log_in(client: TestClient, world: World) -> tuple[str, list[str]]:
+    """Log the client in to the dashboard; return a form's CSRF token and the pages to see (one
+    message's page among them)."""
+    status, body, _ = await _v1(client, world, "before")
+    assert status == 201, body
+    pages = [*PAGES, f"/messages/{body['message_ids'][0]}"]
+    form = await (await client.get("/login")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert token is not None
+    r = await client.post(
+        "/login", data={"csrf": token.group(1), "password": ADMIN_PASSWORD, "next": "/messages"}
+    )
+    assert r.status == 200, await r.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+    assert csrf is not None
+    return csrf.group(1), pages
+
+
+async def _store_down_page(r: aiohttp.ClientResponse) -> bool:
+    said = "cannot be used right now" in await r.text()
+    return r.status == 503 and said and r.headers.get("Retry-After") == "5"
+
+
+async def _health(client: TestClient) -> tuple[int, dict[str, Any]]:
+    r = await client.get("/v1/health")
+    return r.status, await r.json()
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match is not None, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("code", [10, 14], ids=["io-error", "no-fd"])
+def test_the_dashboard_metrics_and_health_say_the_store_is_down_not_a_traceback(
+    world: World, tmp_path: Path, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(client: TestClient, store: Store) -> None:
+        GatewayService(store, wall=lambda: T0).set_admin_password(ADMIN_PASSWORD)
+        csrf, pages = await _log_in(client, world)
+        fault = refuse_statements(store, code)
+        fault.down = True  # the SD card fails reads, or no descriptor is left
+        for path in pages:
+            r = await client.get(path)
+            assert await _store_down_page(r), path
+        sent = {"csrf": csrf, "account": "1", "to": "+447700900123", "text": "hi"}
+        credits = {"csrf": csrf, "delta": "5"}
+        for path, data in [("/messages", sent), ("/accounts/1/credits", credits)]:
+            r = await client.post(path, data=data)
+            assert await _store_down_page(r), path
+        r = await client.get("/login")  # even the login form (it asks whether a password is set)
+        assert await _store_down_page(r)
+        r = await client.get("/metrics")
+        metrics = await r.text()
+        assert r.status == 200
+        assert _metric(metrics, "smsgw_store_up") == 0
+        assert "process_open_fds" in metrics  # what needs no store is still there
+        assert "smsgw_queue_messages" not in metrics
+        status, health = await _health(client)
+        assert status == 503 and health["status"] == "not_ready"
+        assert health["database"] == "unavailable"
+        assert health["problems"][0].startswith("database unavailable: ")
+        assert fault.refused > 0
+        fault.down = False
+        for path in pages:
+            r = await client.get(path)
+            assert r.status == 200, path
+        metrics = await (await client.get("/metrics")).text()
+        assert _metric(metrics, "smsgw_store_up") == 1
+        assert "smsgw_queue_messages" in metrics
+        assert (await _health(client))[1]["database"] == "ok"
+
+    _run(world, tmp_path, scenario)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_while_another_process_holds_the_write_lock_pages_read_and_writes_say_try_later(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(client: TestClient, store: Store) -> None:
+        GatewayService(store, wall=lambda: T0).set_admin_password(ADMIN_PASSWORD)
+        csrf, pages = await _log_in(client, world)
+        outside = sqlite3.connect(tmp_path / DATABASE_NAME, isolation_level=None)
+        try:
+            outside.execute("BEGIN IMMEDIATE")  # a script left in a write, for "30 s"
+            for path in pages:  # reads go on in WAL mode
+                assert (await client.get(path)).status == 200, path
+            data = {"csrf": csrf, "account": "1", "to": "+447700900123", "text": "while locked"}
+            r = await client.post("/messages", data=data)
+            assert await _store_down_page(r)
+            metrics = await (await client.get("/metrics")).text()
+            assert _metric(metrics, "smsgw_store_write_locked") == 1
+            assert _metric(metrics, "smsgw_store_lock_refusals_total") >= 1
+            status, health = await _health(client)
+            assert status == 503 and health["database"] == "unavailable"
+            assert "locked by another process" in health["problems"][0]
+        finally:
+            outside.execute("ROLLBACK")
+            outside.close()
+        assert (await _health(client))[1]["database"] == "ok"  # seen going, nothing else wrote
+        metrics = await (await client.get("/metrics")).text()
+        assert _metric(metrics, "smsgw_store_write_locked") == 0
+        r = await client.post("/messages", data=data, allow_redirects=False)
+        assert r.status == 303  # accepted once the lock is gone
+        assert [b for _, b, _ in _messages(store)].count("while locked") == 1
+
+    _run(world, tmp_path, scenario, busy_timeout_ms=50)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
