@@ -67,15 +67,23 @@ class HttpSettings:
     # answered is closed: idle keep-alive and slowloris heads alike.
     idle_timeout: float = 15.0
     body_timeout: float = 30.0  # from the request head to the last byte of its body
+    # A client that takes none of its response this long (it sends requests and never reads)
+    # is cut off: its buffered response and its connection slot are freed.
+    write_timeout: float = 30.0
     max_connections: int = 1024  # open at once (lowered to fit the open-file limit)
+    # Open at once from one address (IPv6: one /64), so one client cannot hold every slot;
+    # behind a reverse proxy every client is the proxy: raise it to max_connections there.
+    max_connections_per_ip: int = 128
     max_line_size: int = 8190  # request line and each header
     backlog: int = 512  # accept queue the kernel keeps for a burst of connects
 
     def __post_init__(self) -> None:
-        if not (self.idle_timeout > 0 and self.body_timeout > 0):
-            raise ConfigError("http.idle_timeout and http.body_timeout must be positive")
-        if min(self.max_connections, self.backlog) < 1 or self.max_line_size < 256:
-            raise ConfigError("http.max_connections/backlog must be >= 1, max_line_size >= 256")
+        if not (self.idle_timeout > 0 and self.body_timeout > 0 and self.write_timeout > 0):
+            raise ConfigError("http.idle_timeout, body_timeout and write_timeout must be positive")
+        if min(self.max_connections, self.max_connections_per_ip, self.backlog) < 1:
+            raise ConfigError("http.max_connections, max_connections_per_ip, backlog must be >= 1")
+        if self.max_line_size < 256:
+            raise ConfigError("http.max_line_size must be >= 256")
 
 
 @dataclass(frozen=True, slots=True)
