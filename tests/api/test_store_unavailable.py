@@ -122,6 +122,14 @@ DIALECTS = [
             and retry == "5"
         ),
     ),
+    Dialect(
+        "smseveryone",
+        _everyone,
+        lambda status, body: status == 200 and body["Code"] == 0 and body["Messages"] == 1,
+        lambda status, body, retry: (
+            status == 503 and body["Code"] == -503 and bool(body["Message"]) and retry == "5"
+        ),
+    ),
 ]
 
 
