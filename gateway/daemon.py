@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 FRONTEND_GROUP = "smsgw.frontends"
 INCOMPLETE_INBOUND_AFTER = timedelta(hours=1)
 HOUSEKEEPING_SECONDS = 30.0
+# The database file's integrity_check runs in a thread at start and then this often (it reads
+# the whole file); health reports its last result.
+INTEGRITY_EVERY = 3600.0
+INTEGRITY_TIMEOUT = 1800.0
 STICKY_MEMORY = timedelta(days=30)  # how long a recipient keeps "their" long code
 
 
@@ -80,6 +84,8 @@ class Gateway:
     running: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=dict)
     # Set whenever a worker is added or removed or changes state (see all_ready).
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the last integrity check of the database file found (empty: sound, or not run yet).
+    integrity: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -132,6 +138,7 @@ class Gateway:
         store.on_webhook_enqueued = webhooks.wake
         gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)
         service.live_modems = gateway.live_modems
+        service.integrity_problems = lambda: gateway.integrity
         return gateway
 
     def live_modems(self) -> list[LiveModem]:
@@ -219,6 +226,30 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=HOUSEKEEPING_SECONDS)
 
+    async def check_integrity(self) -> list[str]:
+        """Run the database file's integrity_check in a thread (its own read-only connection:
+        the loop and the writer go on) and keep the result for health; return it."""
+        try:
+            problems = await asyncio.wait_for(
+                asyncio.to_thread(self.store.check_offline), INTEGRITY_TIMEOUT
+            )
+        except Exception:
+            log.exception("database integrity check could not run; keeping the last result")
+            return self.integrity
+        if problems and not self.integrity:
+            log.error("database integrity check failed: %s", "; ".join(problems[:3]))
+        elif self.integrity and not problems:
+            log.warning("database integrity check passes again")
+        self.integrity = problems
+        return problems
+
+    async def integrity_watch(self, stop: asyncio.Event) -> None:
+        """Check the database file at start and every INTEGRITY_EVERY seconds."""
+        while not stop.is_set():
+            await self.check_integrity()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=INTEGRITY_EVERY)
+
     async def watchdog(self, stop: asyncio.Event) -> None:
         """Ping systemd's watchdog (and refresh STATUS=) from the event loop every WatchdogSec/4.
 
@@ -258,6 +289,7 @@ async def serve(
         tasks.append(asyncio.create_task(gateway.webhooks.run(stop), name="webhooks"))
         tasks.append(asyncio.create_task(gateway.housekeeping(stop), name="housekeeping"))
         tasks.append(asyncio.create_task(gateway.watchdog(stop), name="watchdog"))
+        tasks.append(asyncio.create_task(gateway.integrity_watch(stop), name="integrity"))
         if config.discover:
             discovery = Discovery.for_gateway(gateway, config.discover, fixed=[p for p, _ in fixed])
             tasks.append(asyncio.create_task(discovery.run(stop), name="discovery"))

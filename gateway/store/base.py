@@ -157,6 +157,7 @@ class StoreBase:
         # listeners learn about durable rows without polling (the webhook sender's wake-up).
         self._after_commit: list[Callable[[], None]] = []
         self.busy_timeout_ms = busy_timeout_ms
+        self.path: Path | None = None  # the SQLite file (None: PostgreSQL, or not opened by path)
         # Another process held the write lock at our last attempt (see CONTENDED_BUSY_MS).
         self.contended = False
         self.lock_refusals = 0  # writes refused for another process's lock
@@ -195,7 +196,9 @@ class StoreBase:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, busy_timeout_ms=busy_timeout_ms)
+        store = cls(conn, busy_timeout_ms=busy_timeout_ms)
+        store.path = target
+        return store
 
     def close(self) -> None:
         """Close the connection."""
@@ -357,6 +360,11 @@ class StoreBase:
         rows = self._sqlite.execute("PRAGMA integrity_check").fetchall()
         problems = [str(r[0]) for r in rows]
         return [] if problems == ["ok"] else problems
+
+    def check_offline(self) -> list[str]:
+        """integrity_check of this store's SQLite file on a read-only connection of its own, so
+        a thread may run it while the daemon writes (PostgreSQL: nothing to check)."""
+        return [] if self.path is None else self.check_file(self.path)
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> int:
         """INSERT one row given as a column -> value mapping (inside the caller's transaction

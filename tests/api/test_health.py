@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,3 +164,36 @@ def test_every_modem_ready_is_ready_and_each_one_not_ready_says_why(tmp_path: Pa
             assert report.problems == (why,)
         finally:
             store.close()
+
+
+def test_the_daemon_checks_integrity_in_a_thread_and_health_reports_the_last_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        gateway = Gateway.build(Config(data_dir=tmp_path, discover=()))
+        try:
+            # Health never reads the whole file on the loop (seconds on a big database).
+            monkeypatch.setattr(
+                gateway.store, "integrity_check", lambda: pytest.fail("checked on the loop")
+            )
+            async with TestClient(TestServer(build_app(gateway.service))) as http:
+                assert await gateway.check_integrity() == []  # the real file, from a thread
+                _, body, _ = await _health(http)
+                assert body["database"] == "ok"
+                loop_thread = threading.get_ident()
+                seen: list[int] = []
+
+                def corrupt() -> list[str]:
+                    seen.append(threading.get_ident())
+                    return ["row 7 missing from index parts_state"]
+
+                monkeypatch.setattr(gateway.store, "check_offline", corrupt)
+                assert await gateway.check_integrity() == ["row 7 missing from index parts_state"]
+                assert seen and seen[0] != loop_thread
+                status, body, _ = await _health(http)
+                assert (status, body["database"]) == (503, "corrupt")
+                assert "database corrupt" in body["problems"]
+        finally:
+            gateway.store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
