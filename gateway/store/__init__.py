@@ -7,7 +7,8 @@ opt-outs, appointments), `settings` (box-wide values), `webhooks` (subscriptions
 the webhook outbox), `groups` (contacts and groups by id, memberships), `teams` (sub-accounts,
 sending tokens, transfers), `templates` and `mailbox` (both directions as one list, read/deleted
 flags, statistics) each add the queries for what they store; `operator` holds the read-only
-queries of the operator's view across every account.
+queries of the operator's view across every account; `fleet` the SIM leases and message claims
+that let several boxes share one PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.store.base import (
     utc_iso,
 )
 from gateway.store.contacts import ContactStore
+from gateway.store.fleet import FleetStore, LeaseGrant, LeaseHolder
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
 from gateway.store.mailbox import MailboxQuery, MailboxStore
@@ -44,6 +46,8 @@ __all__ = [
     "BatchRows",
     "DuplicateError",
     "InboxSearch",
+    "LeaseGrant",
+    "LeaseHolder",
     "MailboxQuery",
     "MessageQuery",
     "MessageSearch",
@@ -59,6 +63,7 @@ __all__ = [
 
 
 class Store(
+    FleetStore,
     MessageStore,
     InboundStore,
     SimStore,

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from gateway.config import DATABASE_FILE
 from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
-from gateway.store.postgres import WRITER_LOCK, PgConnection
+from gateway.store.postgres import WORK_CHANNEL, WRITER_LOCK, PgConnection
 
 DATABASE_NAME = DATABASE_FILE
 BUSY_TIMEOUT_MS = 5000
@@ -162,6 +162,9 @@ class StoreBase:
         self.contended = False
         self.lock_refusals = 0  # writes refused for another process's lock
         self.lock_waits = 0  # of those, the ones that waited the full busy timeout
+        # The current transaction queued work another box may take (PostgreSQL: NOTIFY at its
+        # COMMIT, so every daemon's listener wakes its dispatcher; SQLite has no other box).
+        self._work_queued = False
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
@@ -205,25 +208,30 @@ class StoreBase:
         self.conn.close()
 
     @contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True, exclusive: bool = True) -> Iterator[Connection]:
         """Run a block in one write transaction; committed (durable) when the block exits.
 
         SQLite: BEGIN IMMEDIATE takes the database's one write lock up front. PostgreSQL: the
         same discipline fleet-wide, a transaction-scoped advisory lock taken first, so every
         read-check-write block of the mixins (credits, compare-and-set states) stays as
-        serialised as it is on SQLite.
+        serialised as it is on SQLite. `exclusive=False` (PostgreSQL) skips that lock for a
+        block whose row locks are guard enough (claiming work with SKIP LOCKED, renewing a
+        lease): boxes then do not queue behind each other's writes for it.
 
         `durable=False` skips the fsync for bookkeeping whose loss in a power cut only repeats
         work (the webhook sender's attempt records): WAL keeps it consistent, and the next
         durable commit's fsync makes it durable too (PostgreSQL: synchronous_commit off for
         this one transaction, the same promise)."""
+        self._work_queued = False
         if self._pg is not None:
+            lock = f"; SELECT pg_advisory_xact_lock({WRITER_LOCK})" if exclusive else ""
             local = "" if durable else "; SET LOCAL synchronous_commit = off"
-            self._pg.script(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK}){local}")
+            self._pg.script(f"BEGIN{lock}{local}")
             try:
                 yield self.conn
                 started = time.perf_counter()
-                self.conn.execute("COMMIT")
+                # Delivered to the listeners at COMMIT, and only if it commits.
+                self._pg.script(f"NOTIFY {WORK_CHANNEL}; COMMIT" if self._work_queued else "COMMIT")
             except BaseException:
                 self._rollback()
                 self._after_commit.clear()
@@ -293,6 +301,11 @@ class StoreBase:
     def _lock_regained(self) -> None:
         self.contended = False
         self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+
+    def _queued_work(self) -> None:
+        """The current transaction queued work any box may send (accepted, due, requeued or
+        released): on PostgreSQL every daemon is told at its COMMIT."""
+        self._work_queued = True
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the current transaction commits (once, however often asked)."""

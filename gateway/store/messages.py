@@ -135,6 +135,8 @@ class MessageStore(StoreBase):
                 (message_id, seq, state.value),
             )
             part_ids.append(int(part.lastrowid or 0))
+        if state is PartState.QUEUED:
+            self._queued_work()
         if charge:
             self.conn.execute(
                 "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
@@ -229,6 +231,8 @@ class MessageStore(StoreBase):
                 )
             )  # fmt: skip
             part_rows.extend((message_id, seq, state) for seq in range(1, parts + 1))
+            if state == queued:
+                self._queued_work()
             charge = int(m.get("charge", 0))
             if charge:
                 charges[m["account_id"]] = charges.get(m["account_id"], 0) + charge
@@ -389,8 +393,11 @@ class MessageStore(StoreBase):
             stamp_done=False,
         )  # fmt: skip
 
-    def _sending_to_uncertain(self, sim_id: int | None, reason: str, now: datetime) -> list[int]:
-        """Turn SENDING parts (of one SIM, or all) into UNCERTAIN; return their ids."""
+    def _sending_to_uncertain(
+        self, sim_id: int | None, reason: str, now: datetime, *, within: bool = False
+    ) -> list[int]:
+        """Turn SENDING parts (of one SIM, or all) into UNCERTAIN; return their ids (`within`:
+        inside the caller's transaction)."""
         if sim_id is None:
             select: tuple[str, tuple[Any, ...]] = (
                 "SELECT id FROM parts WHERE state = ?",
@@ -402,8 +409,9 @@ class MessageStore(StoreBase):
                 (PartState.SENDING.value, sim_id),
             )
         return self._move_parts(
-            select, PartState.SENDING, PartState.UNCERTAIN, reason, now, stamp_done=True
-        )
+            select, PartState.SENDING, PartState.UNCERTAIN, reason, now, stamp_done=True,
+            within=within,
+        )  # fmt: skip
 
     def _move_parts(
         self,
@@ -414,20 +422,27 @@ class MessageStore(StoreBase):
         now: datetime,
         *,
         stamp_done: bool,
+        within: bool = False,
     ) -> list[int]:
-        """Move every part the query selects (all in `source`) to `target` in one transaction,
-        rolling their messages up; return the part ids."""
+        """Move every part the query selects (all in `source`) to `target` in one transaction
+        (`within`: the caller's), rolling their messages up; return the part ids."""
+        if not within:
+            with self.transaction():
+                return self._move_parts(
+                    select, source, target, reason, now, stamp_done=stamp_done, within=True
+                )
         stamp = utc_iso(now)
         check_transition(source, target)
         done_column = ", done_at = ?" if stamp_done else ""
-        with self.transaction():
-            ids = [int(r[0]) for r in self.conn.execute(*select)]
-            for part_id in ids:
-                self.conn.execute(
-                    f"UPDATE parts SET state = ?, error = ?{done_column} WHERE id = ?",
-                    (target.value, reason, *((stamp,) if stamp_done else ()), part_id),
-                )
-                self._rollup_message_of(part_id, stamp, part_state=target)
+        ids = [int(r[0]) for r in self.conn.execute(*select)]
+        for part_id in ids:
+            self.conn.execute(
+                f"UPDATE parts SET state = ?, error = ?{done_column} WHERE id = ?",
+                (target.value, reason, *((stamp,) if stamp_done else ()), part_id),
+            )
+            self._rollup_message_of(part_id, stamp, part_state=target)
+        if ids and target is PartState.QUEUED:
+            self._queued_work()
         return ids
 
     def cancel_message(self, message_id: int, *, now: datetime) -> int:
@@ -572,6 +587,7 @@ class MessageStore(StoreBase):
                     f"UPDATE messages SET state = 'queued', updated_at = ? WHERE id IN ({select})",
                     (stamp, stamp),
                 )
+                self._queued_work()
             for message_id, account_id in due:
                 self._message_status_changed(
                     StatusChange(
@@ -607,6 +623,8 @@ class MessageStore(StoreBase):
             raise ValueError(f"unknown batch state {state!r}")
         with self.transaction():
             self.conn.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
+            if state == "active":
+                self._queued_work()  # a resumed batch's queued messages are work again
 
     def set_batch_throttle(self, batch_id: int, seconds: float) -> None:
         """Pace a batch's sends at one per `seconds` per SIM."""
@@ -616,7 +634,14 @@ class MessageStore(StoreBase):
             )
 
     def batch_sim(self, batch_id: int) -> int | None:
-        """The SIM that most recently started sending a part of this batch, if any did."""
+        """The SIM a batch without rotation keeps to: the one its claims recorded, else (a
+        batch started before they did) the SIM that most recently started sending a part of
+        it, if any did."""
+        pinned = self.conn.execute(
+            "SELECT pin_sim FROM batches WHERE id = ?", (batch_id,)
+        ).fetchone()
+        if pinned is not None and pinned[0] is not None:
+            return int(pinned[0])
         row = self.conn.execute(
             "SELECT p.sim_id FROM messages m JOIN parts p ON p.message_id = m.id"
             " WHERE m.batch_id = ? AND p.sim_id IS NOT NULL AND p.sending_at IS NOT NULL"
@@ -705,6 +730,8 @@ class MessageStore(StoreBase):
                         "UPDATE messages SET sender = ?, updated_at = ? WHERE id = ?",
                         (sender, stamp, message_id),
                     )
+                if due and state is PartState.QUEUED:
+                    self._queued_work()
                 if target is not state:
                     self._message_status_changed(
                         StatusChange(

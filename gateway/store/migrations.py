@@ -372,6 +372,25 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX batches_account_state ON batches(account_id, state);
     CREATE INDEX inbound_account_id ON inbound(account_id, id);
     """,
+    # 10: fleet mode (several boxes on one PostgreSQL). A SIM is leased to one daemon at a time
+    # (its box and a token of that process, `incarnation`) until expires_at, renewed by it; a
+    # queued message is claimed for one SIM by the daemon holding that SIM's lease (claim_sim,
+    # claim_owner = that incarnation), and a claim whose owner no longer holds the lease is
+    # stale; a batch sent without rotation records the SIM it keeps to (pin_sim).
+    """
+    CREATE TABLE sim_leases (
+        sim_id INTEGER NOT NULL REFERENCES sims(id) ON DELETE CASCADE,
+        box_id TEXT NOT NULL,
+        incarnation TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (sim_id)
+    );
+    ALTER TABLE messages ADD COLUMN claim_sim INTEGER;
+    ALTER TABLE messages ADD COLUMN claim_owner TEXT;
+    ALTER TABLE batches ADD COLUMN pin_sim INTEGER;
+    """,
 )
 
 

@@ -22,6 +22,8 @@ from gateway.store.dialect import Translated, translate
 # (the fleet-wide analogue of SQLite's BEGIN IMMEDIATE: one writer at a time).
 MIGRATION_LOCK = 0x736D7367_00000001
 WRITER_LOCK = 0x736D7367_00000002
+# NOTIFY channel of queued work: every daemon LISTENs on it and wakes its dispatcher.
+WORK_CHANNEL = "smsgw_work"
 
 
 class PgRow:
