@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/smsgw/smsgw.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/smsgw")
 DATABASE_FILE = "smsgw.sqlite3"  # gateway.store.DATABASE_NAME (config stays below the store)
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+DEFAULT_LEASE_TTL = 15.0  # seconds a SIM lease lasts unrenewed (gateway.leases)
 
 
 class ConfigError(ValueError):
@@ -93,6 +95,11 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     # "" = the SQLite file in data_dir; "postgresql://…" = fleet mode (several boxes, one store).
     database_url: str = ""
+    # Fleet mode: this box's name in the SIM leases (unique per box; "" = the hostname), and
+    # how long a lease lasts unrenewed (renewed every third of it; a dead box's SIMs are free
+    # for another box that long after its last renewal).
+    box_id: str = ""
+    lease_ttl: float = DEFAULT_LEASE_TTL
     http_host: str = "0.0.0.0"  # an appliance serves its LAN
     http_port: int = 8080
     modems: tuple[ModemConfig, ...] = ()
@@ -109,6 +116,10 @@ class Config:
     busy_timeout_ms: int = 1000
     limits: LimitSettings = field(default_factory=LimitSettings)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def fleet_box_id(self) -> str:
+        """The box id leases are held under: `box_id`, else this machine's hostname."""
+        return self.box_id or socket.gethostname()
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -151,8 +162,16 @@ def load(path: Path | None = None) -> Config:
     database_url = os.environ.get("SMSGW_DATABASE_URL") or _get(table, "database_url", str, "")
     if database_url and not database_url.startswith(DATABASE_SCHEMES):
         raise ConfigError(f"database_url must start with one of {', '.join(DATABASE_SCHEMES)}")
+    box_id = (os.environ.get("SMSGW_BOX_ID") or _get(table, "box_id", str, "")).strip()
+    if len(box_id) > 64 or not all(c.isalnum() or c in "-_.:" for c in box_id):
+        raise ConfigError("box_id is up to 64 letters, digits and - _ . :")
+    lease_ttl = float(_get(table, "lease_ttl", (int, float), DEFAULT_LEASE_TTL))
+    if not 3 <= lease_ttl <= 600:
+        raise ConfigError("lease_ttl must be between 3 and 600 seconds")
     return Config(
         database_url=database_url,
+        box_id=box_id,
+        lease_ttl=lease_ttl,
         webhooks=_webhooks(_get(table, "webhooks", dict, {})),
         data_dir=data_dir,
         http_host=_get(http, "host", str, "0.0.0.0"),

@@ -17,6 +17,7 @@ from gateway.appliance import sdnotify
 from gateway.appliance.discovery import Discovery
 from gateway.config import Config
 from gateway.inbox import Inbox
+from gateway.leases import LeaseSettings, SimLeases
 from gateway.operator import LiveModem
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
@@ -25,6 +26,7 @@ from gateway.reports import ReportMatcher
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
+from gateway.store.listen import WorkListener
 from gateway.telemetry import Telemetry
 from gateway.webhooks import WebhookWorker
 from gateway.worker import ModemWorker
@@ -86,6 +88,8 @@ class Gateway:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     # What the last integrity check of the database file found (empty: sound, or not run yet).
     integrity: list[str] = field(default_factory=list)
+    # Fleet mode (PostgreSQL): LISTENs for work queued by any box and wakes the dispatcher.
+    listener: WorkListener | None = None
 
     @classmethod
     def build(
@@ -93,8 +97,13 @@ class Gateway:
     ) -> Gateway:
         """Open the store, recover from a crash and wire the components together.
 
-        `clock` (default: the loop's time, `wall` and asyncio.sleep) paces every SIM and stamps
-        the store; tests pass a virtual one, and its wall then replaces `wall`.
+        `clock` (default: the loop's time, `wall` and asyncio.sleep) paces every SIM, stamps
+        the store and times the SIM leases; tests pass a virtual one, and its wall then
+        replaces `wall`.
+
+        On PostgreSQL (fleet mode) other boxes may be sending right now: recovery is scoped to
+        the SIMs no box holds a live lease on (and, as each of this box's SIMs is attached, to
+        that SIM when its lease is taken over), never every `sending` part of the fleet.
         """
         if clock is None:
             clock = Clock(asyncio.get_running_loop().time, wall, asyncio.sleep)
@@ -102,7 +111,11 @@ class Gateway:
         store = Store.open(
             config.database_url or config.data_dir, busy_timeout_ms=config.busy_timeout_ms
         )
-        uncertain = store.recover_after_crash(now=wall())
+        fleet = store.dialect == "postgresql"
+        if fleet:
+            uncertain = store.recover_unleased_sending(now=wall())
+        else:
+            uncertain = store.recover_after_crash(now=wall())
         if uncertain:
             log.warning(
                 "%d part(s) were on the wire at the last crash: now uncertain", len(uncertain)
@@ -130,13 +143,20 @@ class Gateway:
         service = GatewayService(
             store, wall=wall, pool=pool, telemetry=telemetry, monotonic=clock.monotonic
         )
-        dispatcher = Dispatcher(store, outbox)
+        leases = None
+        if fleet:
+            settings = LeaseSettings(config.fleet_box_id(), config.lease_ttl)
+            leases = SimLeases(store, settings, wall)
+            log.info("fleet mode: box %s, SIM leases of %g s", settings.box_id, settings.ttl)
+        dispatcher = Dispatcher(store, outbox, leases=leases)
         service.on_accepted = dispatcher.wake
         # Its own tasks, bounded per host: a slow subscriber never holds up a send.
         service.limiter = RateLimiter(config.limits, clock.monotonic)
         webhooks = WebhookWorker(store, config.webhooks, clock=clock)
         store.on_webhook_enqueued = webhooks.wake
         gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)
+        if fleet:
+            gateway.listener = WorkListener(config.database_url, dispatcher.wake)
         service.live_modems = gateway.live_modems
         service.integrity_problems = lambda: gateway.integrity
         return gateway
@@ -286,6 +306,10 @@ async def serve(
         for port, pin in fixed:
             gateway.start_worker(port, pin=pin)
         tasks.append(asyncio.create_task(gateway.dispatcher.run(stop), name="dispatcher"))
+        if gateway.dispatcher.leases is not None:
+            tasks.append(asyncio.create_task(gateway.dispatcher.keep_leases(stop), name="leases"))
+        if gateway.listener is not None:
+            tasks.append(asyncio.create_task(gateway.listener.run(stop), name="work listener"))
         tasks.append(asyncio.create_task(gateway.webhooks.run(stop), name="webhooks"))
         tasks.append(asyncio.create_task(gateway.housekeeping(stop), name="housekeeping"))
         tasks.append(asyncio.create_task(gateway.watchdog(stop), name="watchdog"))

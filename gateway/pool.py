@@ -260,6 +260,16 @@ class SimPool:
         self._last_pick[sim_id] = now
         self._sticky[(account_id, recipient)] = sim_id
 
+    def restore_sends(
+        self, sim_id: int, sends: Iterable[tuple[float, str | None]], *, replace: bool = False
+    ) -> None:
+        """Rebuild a SIM's pacing from persisted (monotonic send time, recipient) pairs;
+        `replace` forgets the sends the pool remembered first (they are among `sends`)."""
+        sim = self._sims[sim_id]
+        if replace:
+            sim.throttle = Throttle(sim.throttle.policy)
+        sim.throttle.restore(sends)
+
     def restore_sticky(self, routes: Mapping[tuple[int, str], int]) -> None:
         """Load persisted sticky routes (account, recipient) -> SIM."""
         self._sticky.update(routes)

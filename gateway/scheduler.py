@@ -1,4 +1,9 @@
-"""The dispatcher: hands due messages to per-SIM send loops, spreading batches across SIMs."""
+"""The dispatcher: claims due messages for per-SIM send loops, spreading batches across SIMs.
+
+Claiming goes through the store (Store.claim_messages), so several daemons on one PostgreSQL
+store share one queue: each claims only what its own SIMs can send, never a message another
+box has claimed. In fleet mode the dispatcher also holds this box's SIM leases (gateway.leases).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.outbox import SEND_TIMEOUT, Outbox, PartSender
+from gateway.leases import SimLeases
+from gateway.models import PartState
+from gateway.outbox import SEND_TIMEOUT, Clock, Outbox, PartSender
+from gateway.pool import SimPool
 from gateway.recurrence import Recurrence, RepeatUnit, next_occurrence
 from gateway.store import Store, StoreUnavailableError
 from modem.pdu import count
@@ -29,6 +38,28 @@ STORE_RETRY_SECONDS = 2.0
 DETACH_GRACE = SEND_TIMEOUT + 5.0
 # Batches whose SIM is remembered in memory; an older one is looked up in the store again.
 MAX_PINS = 4096
+
+
+def restore_throttle(
+    store: Store,
+    pool: SimPool,
+    clock: Clock,
+    sim_id: int,
+    *,
+    replace: bool = False,
+    now: datetime | None = None,
+) -> None:
+    """Rebuild a SIM's pace, caps and the day's distinct recipients from the sends the store
+    has of it (the last day before `now`, by default the clock's), on `clock`'s monotonic time
+    (the one its throttle is checked against). `replace` forgets what the pool remembered
+    first: the SIM sent from another box meanwhile."""
+    now = clock.wall() if now is None else now
+    now_mono = clock.monotonic()
+    sends = [
+        (now_mono - (now - sent).total_seconds(), recipient)
+        for sent, recipient in store.recent_sends(sim_id, now - timedelta(days=1))
+    ]
+    pool.restore_sends(sim_id, sends, replace=replace)
 
 
 def run_due_series(store: Store, now: datetime) -> list[int]:
@@ -76,10 +107,19 @@ def run_due_series(store: Store, now: datetime) -> list[int]:
 class Dispatcher:
     """Assigns each due message to a SIM and runs one send loop per attached SIM."""
 
-    def __init__(self, store: Store, outbox: Outbox) -> None:
+    def __init__(self, store: Store, outbox: Outbox, *, leases: SimLeases | None = None) -> None:
         self.store = store
         self.outbox = outbox
         self.pool = outbox.pool
+        # Fleet mode: a SIM's loop runs only while this daemon holds its lease.
+        self.leases = leases
+        # Whose claims this dispatcher makes: the leases' holder (fleet mode); without leases
+        # (one box) a token of its own, and a claim protects nothing but costs nothing either.
+        self.owner = leases.holder.incarnation if leases is not None else secrets.token_hex(8)
+        # Every SIM a worker attached and did not detach, with its sender (leased or waiting).
+        self._bound: dict[int, PartSender] = {}
+        # SIMs whose lease was lost, while their loop stops.
+        self._losing: dict[int, asyncio.Task[None]] = {}
         self._queues: dict[int, asyncio.Queue[int]] = {}
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._inflight: set[int] = set()
@@ -90,8 +130,25 @@ class Dispatcher:
         self._pins: dict[int, int] = {}
         self._store_down = False  # the last tick or send found the store refusing writes
 
-    def attach(self, sim_id: int, sender: PartSender) -> None:
-        """A SIM's modem is ready: start its send loop."""
+    def attach(self, sim_id: int, sender: PartSender) -> bool:
+        """A SIM's modem is ready: start its send loop; True once it runs.
+
+        In fleet mode only once this daemon holds the SIM's lease: while another box holds it
+        the SIM waits here, and the lease is asked for again at every renewal. Taken from
+        another box, the SIM's throttle history is rebuilt from the store first (it sent from
+        there meanwhile)."""
+        self._bound[sim_id] = sender
+        if self.leases is not None and sim_id not in self._loops:
+            grant = self.leases.acquire(sim_id)
+            if not grant.acquired:
+                self.pool.set_present(sim_id, False)
+                log.warning(
+                    "SIM %d: leased to box %s until %s; it waits for that lease",
+                    sim_id, grant.holder.box_id, grant.expires_at.isoformat(timespec="seconds"),
+                )  # fmt: skip
+                return False
+            if grant.moved:
+                restore_throttle(self.store, self.pool, self.outbox.clock, sim_id, replace=True)
         self.outbox.senders[sim_id] = sender
         self.pool.set_present(sim_id, True)
         if sim_id not in self._loops:
@@ -99,12 +156,25 @@ class Dispatcher:
             self._loops[sim_id] = asyncio.create_task(
                 self._send_loop(sim_id), name=f"send-loop-sim{sim_id}"
             )
+            self._wake.set()  # room for work: claim some now, not at the next tick
+        return True
 
     async def detach(self, sim_id: int, *, grace: float = DETACH_GRACE) -> None:
         """A SIM's modem is gone or the daemon stops: no new work goes to it; a message whose
         AT+CMGS is under way may finish (bounded by `grace`, longer than the outbox's own send
-        timeout) so its part is recorded, not left `sending`; then the loop is stopped and the
-        messages still waiting in its queue go back to the dispatcher."""
+        timeout) so its part is recorded, not left `sending`; then the loop is stopped, the
+        messages still waiting in its queue go back (their claims released) and, in fleet
+        mode, the SIM's lease is released for another box to take at once."""
+        self._bound.pop(sim_id, None)
+        await self._stop(sim_id, grace)
+        if self.leases is not None:
+            try:
+                self.leases.release(sim_id)
+            except Exception as exc:  # it runs out on its own after ttl
+                log.warning("SIM %d: lease not released (%s)", sim_id, exc)
+
+    async def _stop(self, sim_id: int, grace: float = DETACH_GRACE) -> None:
+        """Stop a SIM's loop (see detach) and give back the claims of its queue."""
         self.pool.set_present(sim_id, False)
         task = self._loops.pop(sim_id, None)
         queue = self._queues.pop(sim_id, None)
@@ -118,15 +188,80 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._stopping.discard(sim_id)
+        returned = []
         while queue is not None and not queue.empty():
-            self._inflight.discard(queue.get_nowait())
+            message_id = queue.get_nowait()
+            self._inflight.discard(message_id)
+            returned.append(message_id)
+        self._release_claims(returned)
         self._backlog.pop(sim_id, None)
         self.outbox.senders.pop(sim_id, None)
 
+    def _release_claims(self, message_ids: list[int]) -> None:
+        if not message_ids:
+            return
+        try:
+            self.store.release_claims(message_ids, owner=self.owner)
+        except Exception as exc:
+            # Still ours: this dispatcher takes them up again itself; should it die first,
+            # they are stale with its lease and any box takes them.
+            log.warning("claims of %d message(s) not released (%s)", len(message_ids), exc)
+
     async def close(self) -> None:
         """Stop every send loop."""
+        for task in list(self._losing.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for sim_id in list(self._loops):
             await self.detach(sim_id)
+
+    def renew_leases(self) -> None:
+        """Fleet mode, every ttl/3: renew this daemon's leases (a SIM whose lease is lost stops
+        sending here at once, its queue given back), ask again for the SIMs bound here whose
+        lease another box held, and make `sending` parts of SIMs that nobody holds a live
+        lease on `uncertain` (their box died mid-send; requeued for accounts that opted in)."""
+        if self.leases is None:
+            return
+        for sim_id in sorted(self.leases.renew()):
+            log.warning("SIM %d: its lease was lost; it stops sending from this box", sim_id)
+            self._losing[sim_id] = asyncio.create_task(self._lose(sim_id), name=f"lose-sim{sim_id}")
+        for sim_id, sender in list(self._bound.items()):
+            if sim_id not in self._loops and sim_id not in self._losing:
+                self.attach(sim_id, sender)
+        now = self.outbox.clock.wall()
+        uncertain = self.store.recover_unleased_sending(now=now)
+        if uncertain:
+            log.warning("%d part(s) were on the wire on SIMs no box holds: now uncertain",
+                        len(uncertain))  # fmt: skip
+            self.store.requeue_uncertain(now=now)
+
+    async def _lose(self, sim_id: int) -> None:
+        try:
+            await self._stop(sim_id)
+        finally:
+            self._losing.pop(sim_id, None)
+
+    async def keep_leases(self, stop: asyncio.Event) -> None:
+        """Run renew_leases every ttl/3 of the outbox's clock until `stop` is set."""
+        if self.leases is None:
+            return
+        while not stop.is_set():
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self.outbox.clock.sleep(self.leases.period)),
+            ]
+            try:
+                # The period itself bounds this wait (on the outbox's clock, maybe virtual).
+                await asyncio.wait(waiters, return_when="FIRST_COMPLETED")
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if stop.is_set():
+                break
+            try:
+                self.renew_leases()
+            except Exception:
+                log.exception("leases: renewal round failed; trying again next round")
 
     def _allowed_sims(self, account_id: int, granted: list[int] | None = None) -> list[int]:
         """Attached SIMs the account may use: those granted to it, or every one if none is."""
@@ -134,19 +269,26 @@ class Dispatcher:
             granted = self.store.sims_of_account(account_id)
         return [s for s in (granted or list(self._loops)) if s in self._loops]
 
-    def _batch_sim(self, message: dict[str, Any], granted: list[int], now: float) -> list[int]:
+    def _batch_sim(
+        self,
+        message: dict[str, Any],
+        granted: list[int],
+        now: float,
+        backlog: Counter[int] | None = None,
+    ) -> list[int]:
         """The one SIM a batch sent without rotation keeps to: the one it already started on
-        (remembered, or found in the store after a restart) while the account may still use
-        it, waiting for it while it is away; else the allowed SIM with the most headroom now."""
+        (recorded on the batch by its claims, remembered, or found in the store after a
+        restart) while the account may still use it, waiting for it while it is away; else
+        the allowed SIM with the most headroom now."""
         batch_id: int | None = message["batch_id"]
-        pinned = None
-        if batch_id is not None:
+        pinned = message.get("batch_pin")
+        if pinned is None and batch_id is not None:
             pinned = self._pins.get(batch_id) or self.store.batch_sim(batch_id)
         if pinned is not None and (not granted or pinned in granted):
             self._pin(batch_id, pinned)
             return [pinned]
         allowed = self._allowed_sims(message["account_id"], granted)
-        choice = self.pool.roomiest(allowed, now, self._backlog)
+        choice = self.pool.roomiest(allowed, now, self._backlog if backlog is None else backlog)
         if choice is None:
             return []
         self._pin(batch_id, choice)
@@ -174,48 +316,79 @@ class Dispatcher:
         self._wake.set()
 
     def tick(self) -> int:
-        """Promote scheduled messages that are due and assign queued ones; return how many."""
+        """Promote scheduled messages that are due and claim queued ones for this daemon's
+        SIMs; return how many were claimed."""
         now_wall = self.outbox.clock.wall()
         now = self.outbox.clock.monotonic()
         self.store.promote_due(now_wall)
         run_due_series(self.store, now_wall)
-        capacity = sum(max(QUEUE_DEPTH - q.qsize(), 0) for q in self._queues.values())
+        room = {
+            sim_id: QUEUE_DEPTH - queue.qsize()
+            for sim_id, queue in self._queues.items()
+            if queue.qsize() < QUEUE_DEPTH
+        }
+        capacity = sum(room.values())
         if capacity == 0:
             return 0
-        assigned = 0
-        for message in self.store.due_messages(now_wall, capacity + len(self._inflight)):
-            if message["id"] in self._inflight:
-                continue
-            sender = self.pool.by_number(message["sender"]) if message["sender"] else None
-            granted = self.store.sims_of_account(message["account_id"])
-            if sender is not None and granted and sender.sim_id not in granted:
-                continue  # its SIM was revoked from the account: it waits (README: Accounts)
-            rotate = message.get("batch_rotate") is None or bool(message["batch_rotate"])
-            if rotate:
-                allowed = self._allowed_sims(message["account_id"], granted)
-            else:
-                allowed = self._batch_sim(message, granted, now)
-            route = self.pool.route(
-                account_id=message["account_id"],
-                allowed=allowed,
-                recipient=message["recipient"],
-                now=now,
-                sender_sim=sender.sim_id if sender is not None else None,
-                rotate=rotate,
-                backlog=self._backlog,
-            )
-            if route.sim_id is None or route.sim_id not in self._queues:
-                continue  # stays queued; a SIM may come back or recover
-            queue = self._queues[route.sim_id]
-            if queue.qsize() >= QUEUE_DEPTH:
-                continue
-            queue.put_nowait(message["id"])
+        # Decided while the candidates are locked, applied once the claims commit.
+        backlog = Counter(self._backlog)
+        grants: dict[int, list[int]] = {}
+        taken = 0
+
+        def choose(message: dict[str, Any]) -> int | None:
+            nonlocal taken
+            if message["id"] in self._inflight or taken >= capacity:
+                return None
+            sim_id = self._route(message, now, backlog, grants)
+            if sim_id is None or room.get(sim_id, 0) <= 0:
+                return None  # stays queued; a SIM may come back or recover
+            room[sim_id] -= 1
+            backlog[sim_id] += message["units"]
+            taken += 1
+            return sim_id
+
+        claimed = self.store.claim_messages(
+            now_wall, sims=sorted(self._queues), owner=self.owner,
+            limit=capacity + len(self._inflight), choose=choose,
+        )  # fmt: skip
+        for message, sim_id in claimed:
+            self._queues[sim_id].put_nowait(message["id"])
             self._inflight.add(message["id"])
-            self._backlog[route.sim_id] += message["units"]
-            assigned += 1
-            if assigned >= capacity:
-                break
-        return assigned
+            self._backlog[sim_id] += message["units"]
+        return len(claimed)
+
+    def _route(
+        self,
+        message: dict[str, Any],
+        now: float,
+        backlog: Counter[int],
+        grants: dict[int, list[int]],
+    ) -> int | None:
+        """The SIM of this daemon that should send `message` now, or None (it waits)."""
+        account_id = message["account_id"]
+        granted = grants.get(account_id)
+        if granted is None:
+            granted = grants[account_id] = self.store.sims_of_account(account_id)
+        # A fixed sender is the SIM with that number in the store, wherever it is (this box's
+        # pool knows only its own SIMs): the claim read only those of this box.
+        sender_sim: int | None = message.get("sender_sim")
+        if sender_sim is not None and granted and sender_sim not in granted:
+            return None  # its SIM was revoked from the account: it waits (README: Accounts)
+        rotate = message.get("batch_rotate") is None or bool(message["batch_rotate"])
+        if rotate:
+            allowed = self._allowed_sims(account_id, granted)
+        else:
+            allowed = self._batch_sim(message, granted, now, backlog)
+        route = self.pool.route(
+            account_id=account_id,
+            allowed=allowed,
+            recipient=message["recipient"],
+            now=now,
+            sender_sim=sender_sim,
+            rotate=rotate,
+            backlog=backlog,
+        )
+        return route.sim_id if route.sim_id in self._queues else None
 
     async def _send_loop(self, sim_id: int) -> None:
         queue = self._queues[sim_id]
@@ -239,8 +412,13 @@ class Dispatcher:
                 log.exception("SIM %d: sending message %d failed", sim_id, message_id)
             finally:
                 self._inflight.discard(message_id)
-                units = self.store.message(message_id)
-                self._backlog[sim_id] -= units["units"] if units else 0
+                current = self.store.message(message_id)
+                self._backlog[sim_id] -= current["units"] if current else 0
+                if current is not None and current["state"] == PartState.QUEUED.value:
+                    # Not finished here (held, retried later, its SIM stopping): any SIM of
+                    # any box may take it now. A message that went out keeps its claim: it
+                    # is no longer queued, so nobody reads it as work again.
+                    self._release_claims([message_id])
                 self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:

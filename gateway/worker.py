@@ -9,7 +9,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from gateway.inbox import Inbox
@@ -19,7 +19,7 @@ from gateway.operator import LiveModem
 from gateway.outbox import OutcomeKind, SendOutcome, is_temporary_cms
 from gateway.pool import SimPool, policy_of
 from gateway.reports import ReportMatcher
-from gateway.scheduler import Dispatcher
+from gateway.scheduler import Dispatcher, restore_throttle
 from gateway.store import Store, StoreUnavailableError
 from gateway.telemetry import Telemetry
 from modem.at.parsers import Registration
@@ -266,11 +266,7 @@ class ModemWorker:
             # First sight of this SIM since the daemon started: its pace, caps and the day's
             # distinct recipients continue from what it sent before the restart, not from zero.
             # The outbox's clock, the one the throttle is checked against (a test's virtual one).
-            now_mono = self.dispatcher.outbox.clock.monotonic()
-            pooled.throttle.restore(
-                (now_mono - (now - sent).total_seconds(), recipient)
-                for sent, recipient in self.store.recent_sends(sim_id, now - timedelta(days=1))
-            )
+            restore_throttle(self.store, self.pool, self.dispatcher.outbox.clock, sim_id, now=now)
         self.sim_id = sim_id
         self.iccid = identity.iccid
         self.number = row.get("msisdn") or None

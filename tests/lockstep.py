@@ -38,11 +38,15 @@ class LockstepClock:
         self._manual = emu.clock
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
-        self._busy: Callable[[], bool] = lambda: False
+        self._holds: list[Callable[[], bool]] = []
 
     def hold_while(self, busy: Callable[[], bool]) -> None:
-        """Never move while `busy()` (e.g. a part is on the wire: `bool(outbox.on_wire)`)."""
-        self._busy = busy
+        """Never move while `busy()` (e.g. a part is on the wire: `bool(outbox.on_wire)`);
+        with several (two daemons on one clock), while any of them is busy."""
+        self._holds.append(busy)
+
+    def _busy(self) -> bool:
+        return any(busy() for busy in self._holds)
 
     def monotonic(self) -> float:
         """Virtual seconds; the same number the network stamps submits with."""

@@ -1,0 +1,237 @@
+"""Fleet mode end to end (issue 15, must-show 2): two daemons, each with its own emulated modems,
+on one PostgreSQL store. Messages submitted alternately to both boxes' HTTP APIs all go out
+exactly once (the emulated network is the judge), each through a SIM of the box that claimed
+it; a rotating batch spreads over both boxes' SIMs; a message accepted on one box is sent by
+the other, woken by LISTEN/NOTIFY alone; a SIM moved from one box to the other carries its
+queue and its throttle with it.
+
+Real PTYs, real HTTP sockets, a real PostgreSQL; the two daemons and the emulated network share
+one virtual clock (tests/lockstep.py), so every SIM's throttle is judged exactly and costs no
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway import scheduler
+from gateway.accounts import create_account
+from gateway.config import Config
+from gateway.daemon import Gateway
+from gateway.models import ThrottlePolicy
+from gateway.ratelimit import LimitSettings
+from gateway.store import Store
+from gateway.store.listen import WorkListener
+from modem.emulator import EmulatorPool
+from tests.emulated import free_port, serving
+from tests.lockstep import LockstepClock
+from tests.postgres import Cluster
+
+THROTTLE = ThrottlePolicy().interval  # 1 s per SIM, the default
+DEADLINE = 120.0  # seconds of wall time for a whole scenario; fails instead of hanging
+UNLIMITED = LimitSettings(account_rate=0, ip_rate=0)  # one test client sends it all
+LONG = "A two-part text, so that a message torn across boxes would show. " * 3  # 2 GSM-7 parts
+
+
+def _config(tmp_path: Path, pg_url: str, box: str, *, http: bool = True) -> Config:
+    return Config(
+        data_dir=tmp_path / box, database_url=pg_url, box_id=box, http_host="127.0.0.1",
+        http_port=free_port() if http else 0, discover=(), limits=UNLIMITED,
+    )  # fmt: skip
+
+
+def _count_sent(gateways: list[Gateway]) -> tuple[Callable[[], int], asyncio.Event, list[int]]:
+    """Count parts recorded sent on every box; `target[0]` sets the event when reached."""
+    reached = asyncio.Event()
+    target = [0]
+    sent = [0]
+    for gateway in gateways:
+        reconcile = gateway.outbox.on_sent
+
+        def on_sent(part_id: int, reconcile: Callable[[int], object] | None = reconcile) -> None:
+            if reconcile is not None:
+                reconcile(part_id)
+            sent[0] += 1
+            if sent[0] >= target[0]:
+                reached.set()
+
+        gateway.outbox.on_sent = on_sent
+    return lambda: sent[0], reached, target
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """What the network saw and what the store says about who claimed what."""
+
+    submits: list[tuple[str, str, float]]  # (sender SIM number, destination, virtual time)
+    boxes: dict[str, set[str]]  # box -> its SIMs' numbers
+    claimed_by: dict[str, str]  # destination -> box whose claim sent it
+    parts: dict[str, int]  # destination -> parts its message has
+    fixed: dict[str, str]  # destination -> the SIM number it was sent "from"
+    batch: set[str]  # destinations of the rotating batch
+
+
+async def _fleet(
+    emu: EmulatorPool, clock: LockstepClock, tmp_path: Path, pg_url: str, messages: int
+) -> FleetRun:
+    ports = [i.path for i in emu.info()]
+    numbers = [i.msisdn for i in emu.info()]
+    a_config = _config(tmp_path, pg_url, "box-a")
+    b_config = _config(tmp_path, pg_url, "box-b")
+    async with (
+        serving(a_config, ports[:2], lockstep=clock) as a,
+        serving(b_config, ports[2:], lockstep=clock) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        creds = create_account(a.store, "fleet", now=clock.wall(), unlimited=True)
+        auth = {"Authorization": f"Bearer {creds.api_key}"}
+        bases = [f"http://127.0.0.1:{c.http_port}/v1/messages" for c in (a_config, b_config)]
+        sent, reached, target = _count_sent([a, b])
+        # Every 10th message has two parts; every 10th (others) is sent "from" a SIM of box
+        # B, submitted to either box (box A's own pool does not know that number).
+        parts = {f"+1555{i:07d}": 2 if i % 10 == 0 else 1 for i in range(messages)}
+        fixed = {f"+1555{i:07d}": numbers[3] for i in range(5, messages, 10)}
+        target[0] = sum(parts.values())
+        gate = asyncio.Semaphore(8)
+
+        async def submit(i: int) -> None:
+            to = f"+1555{i:07d}"
+            body: dict[str, Any] = {"to": to, "text": LONG if parts[to] == 2 else f"hello {i}"}
+            if to in fixed:
+                body["from"] = fixed[to]
+            # Alternately to box A and box B.
+            async with gate, http.post(bases[i % 2], json=body, headers=auth) as r:
+                assert r.status == 201, await r.text()
+
+        await asyncio.gather(*(submit(i) for i in range(messages)))
+        await reached.wait()  # bounded by DEADLINE around the scenario
+        # One rotating batch, through box A alone: it goes out over both boxes' SIMs.
+        batch = [f"+1666{i:07d}" for i in range(40)]
+        target[0] += len(batch)
+        reached.clear()
+        async with http.post(bases[0], json={"to": batch, "text": "sale"}, headers=auth) as r:
+            assert r.status == 201, await r.text()
+        await reached.wait()
+        assert sent() == target[0]
+        owners = {a.dispatcher.owner: "box-a", b.dispatcher.owner: "box-b"}
+        rows = a.store.conn.execute(
+            "SELECT recipient, claim_owner FROM messages WHERE account_id = ?", (creds.account_id,)
+        ).fetchall()
+        claimed_by = {str(r[0]): owners[str(r[1])] for r in rows}
+    submits = [(o.sender, o.destination, o.time) for o in emu.outside()]
+    boxes = {"box-a": set(numbers[:2]), "box-b": set(numbers[2:])}
+    return FleetRun(submits, boxes, claimed_by, parts, fixed, set(batch))
+
+
+def _judge(run: FleetRun, messages: int) -> None:
+    senders: dict[str, set[str]] = defaultdict(set)
+    for sender, dest, _ in run.submits:
+        senders[dest].add(sender)
+    destinations = Counter(dest for _, dest, _ in run.submits)
+    assert len(destinations) == messages + len(run.batch)
+    # Every message out exactly once: each part once, all parts from one SIM (never torn).
+    assert destinations == Counter({**run.parts, **dict.fromkeys(run.batch, 1)})
+    assert {dest for dest, sims in senders.items() if len(sims) > 1} == set()
+    sim_box = {number: box for box, sims in run.boxes.items() for number in sims}
+    for sender, dest, _ in run.submits:
+        assert sim_box[sender] == run.claimed_by[dest]  # through a SIM of the box that claimed it
+    # A fixed sender went out from that very SIM, whichever box took the request.
+    assert {dest: senders[dest] for dest in run.fixed} == {
+        dest: {number} for dest, number in run.fixed.items()
+    }
+    per_box = Counter(sim_box[sender] for sender, _, _ in run.submits)
+    assert min(per_box.values()) >= messages // 4  # both boxes did a fair share
+    # The batch, accepted on box A, went out over all four SIMs, two of them box B's.
+    batch_senders = Counter(sender for sender, dest, _ in run.submits if dest in run.batch)
+    assert set(batch_senders) == set(sim_box)
+    assert max(batch_senders.values()) - min(batch_senders.values()) <= 2
+    # Each SIM at its throttle, on the network's own clock, wherever its box is.
+    times: dict[str, list[float]] = defaultdict(list)
+    for sender, _, at in run.submits:
+        times[sender].append(at)
+    for sender, stamps in times.items():
+        gaps = [b - a for a, b in itertools.pairwise(sorted(stamps))]
+        assert min(gaps) >= THROTTLE, (sender, min(gaps))
+
+
+def _run_fleet(tmp_path: Path, pg_url: str, messages: int) -> None:
+    with EmulatorPool(["generic"] * 4, seed=15, report_delay=0.0) as emu:
+        clock = LockstepClock(emu)
+        run = clock.run(
+            asyncio.wait_for(_fleet(emu, clock, tmp_path, pg_url, messages), DEADLINE * 4)
+        )
+    _judge(run, messages)
+
+
+def test_two_boxes_send_2000_messages_exactly_once_each_from_its_own_sims(
+    tmp_path: Path, pg_url: str
+) -> None:
+    _run_fleet(tmp_path, pg_url, 2000)
+
+
+async def test_a_message_accepted_on_one_box_is_sent_by_the_other_woken_by_notify(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Box A has no modems; box B's dispatcher polls once an hour: only the notification of
+    A's commit can have woken B in time."""
+    monkeypatch.setattr(scheduler, "TICK_SECONDS", 3600.0)
+    with EmulatorPool(1, seed=16, report_delay=0.0) as emu:
+        a_config = _config(tmp_path, pg_url, "box-a")
+        b_config = _config(tmp_path, pg_url, "box-b", http=False)
+        async with (
+            serving(a_config, []) as a,
+            serving(b_config, [emu.info()[0].path], frontends=[]) as b,
+            aiohttp.ClientSession() as http,
+        ):
+            _, reached, target = _count_sent([b])
+            target[0] = 1
+            creds = create_account(a.store, "shop", now=datetime.now(UTC), unlimited=True)
+            async with http.post(
+                f"http://127.0.0.1:{a_config.http_port}/v1/messages",
+                json={"to": "+15550000001", "text": "from A, sent by B"},
+                headers={"Authorization": f"Bearer {creds.api_key}"},
+            ) as r:
+                assert r.status == 201, await r.text()
+            await asyncio.wait_for(reached.wait(), 30)
+        assert [(o.sender, o.destination) for o in emu.outside()] == [
+            (emu.info()[0].msisdn, "+15550000001")
+        ]
+
+
+async def test_the_work_listener_reconnects_after_losing_the_server(
+    pg_url: str, postgres: Cluster
+) -> None:
+    woken: asyncio.Queue[None] = asyncio.Queue()
+    listener = WorkListener(pg_url, lambda: woken.put_nowait(None), backoff_first=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    store = Store.open(pg_url)
+    try:
+        await asyncio.wait_for(woken.get(), 10)  # connected: it looks once
+        first = listener.backend_pid
+        assert first is not None
+        postgres.admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        await asyncio.wait_for(woken.get(), 10)  # back again, and it looks once more
+        assert listener.backend_pid not in (None, first)
+        account = create_account(store, "shop", now=datetime.now(UTC), unlimited=True)
+        store.accept_message(
+            account_id=account.account_id, recipient="+1555", body="x", encoding="gsm7",
+            parts=1, now=datetime.now(UTC),
+        )  # fmt: skip
+        await asyncio.wait_for(woken.get(), 10)  # the new connection hears the commit
+    finally:
+        stop.set()
+        await task
+        store.close()
+
+
