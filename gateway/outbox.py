@@ -78,11 +78,19 @@ class PartSender(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    """Injected time: monotonic seconds for pacing, wall time for the store, and a sleep."""
+    """Injected time: monotonic seconds for pacing, wall time for the store, and a sleep.
+
+    `timer` (default: `sleep`) is the sleep of periodic bookkeeping such as renewing SIM
+    leases: the same clock, but a test's virtual one may refuse to move time for it alone."""
 
     monotonic: Callable[[], float]
     wall: Callable[[], datetime]
     sleep: Callable[[float], Awaitable[None]]
+    timer: Callable[[float], Awaitable[None]] | None = None
+
+    def timer_sleep(self, delay: float) -> Awaitable[None]:
+        """Wait `delay` seconds with `timer`, else `sleep`."""
+        return (self.timer or self.sleep)(delay)
 
 
 class Outbox:

@@ -248,7 +248,7 @@ class Dispatcher:
         while not stop.is_set():
             waiters = [
                 asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(self.outbox.clock.sleep(self.leases.period)),
+                asyncio.ensure_future(self.outbox.clock.timer_sleep(self.leases.period)),
             ]
             try:
                 # The period itself bounds this wait (on the outbox's clock, maybe virtual).

@@ -9,6 +9,8 @@ however loaded the machine, and a run lasts as long as its I/O, not as long as i
 Real timers (I/O timeouts, the dispatcher's tick, radio polls) stay on the loop's own clock.
 So work that waits only on the store's clock (a retry's backoff, a scheduled send) becomes due
 only while some throttle keeps virtual time moving; with none waiting, time stands still.
+Bookkeeping timers (the gateway's `Clock.timer`: SIM lease renewals) never move time by
+themselves, but time never jumps past one either: a lease is renewed at its virtual moment.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class LockstepClock:
             raise TypeError("LockstepClock needs EmulatorPool(clock='manual')")
         self._emu = emu
         self._manual = emu.clock
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        # (deadline, order, future, whether it may make time move)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None], bool]] = []
         self._seq = itertools.count()
         self._holds: list[Callable[[], bool]] = []
 
@@ -56,25 +59,31 @@ class LockstepClock:
         """Virtual wall time (the network's SCTS and the store agree)."""
         return datetime.fromtimestamp(self._manual.now(), UTC)
 
-    async def sleep(self, delay: float) -> None:
-        """Wait until virtual time has moved `delay` seconds on."""
+    async def sleep(self, delay: float, *, moves: bool = True) -> None:
+        """Wait until virtual time has moved `delay` seconds on (`moves=False`: a timer that
+        is no reason for time to move, woken when something else moves it that far)."""
         if delay <= 0:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._manual.now() + delay, next(self._seq), future))
+        deadline = self._manual.now() + delay
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), future, moves))
         await future
+
+    async def timer(self, delay: float) -> None:
+        """A bookkeeping timer: sleep(delay, moves=False)."""
+        await self.sleep(delay, moves=False)
 
     def clock(self) -> Clock:
         """The gateway's injected clock."""
-        return Clock(self.monotonic, self.wall, self.sleep)
+        return Clock(self.monotonic, self.wall, self.sleep, self.timer)
 
     def on_idle(self) -> bool:
         """The gateway's loop is about to block: jump to the next wake-up if nothing can still
         happen at this virtual time; True when sleepers were woken."""
         while self._sleepers and self._sleepers[0][2].done():  # cancelled (shutdown)
             heapq.heappop(self._sleepers)
-        if not self._sleepers or self._busy():
+        if self._busy() or not any(moves and not f.done() for _, _, f, moves in self._sleepers):
             return False
         deadline = self._sleepers[0][0]
         now = self._manual.now()
@@ -84,7 +93,7 @@ class LockstepClock:
             self._emu.advance(deadline - now)
         now = self._manual.now()
         while self._sleepers and self._sleepers[0][0] <= now:
-            _, _, future = heapq.heappop(self._sleepers)
+            _, _, future, _ = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
         return True

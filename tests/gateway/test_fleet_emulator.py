@@ -235,3 +235,55 @@ async def test_the_work_listener_reconnects_after_losing_the_server(
         store.close()
 
 
+CAP_PER_DAY = 8
+
+
+async def _moving(emu: EmulatorPool, clock: LockstepClock, tmp_path: Path, pg_url: str) -> None:
+    """SIM X starts on box A; A lets it go (its modem unplugged there: a clean detach) and box
+    B takes it over; B lets it go and A takes it back, its own memory of X's sends out of date.
+    X may send CAP_PER_DAY a day: what each box sent from it counts on the other."""
+    (info,) = emu.info()
+    port = info.path
+    a_config = _config(tmp_path, pg_url, "box-a", http=False)
+    b_config = _config(tmp_path, pg_url, "box-b", http=False)
+    async with (
+        serving(a_config, [port], frontends=[], lockstep=clock) as a,
+        serving(b_config, [], frontends=[], lockstep=clock) as b,
+    ):
+        (worker,) = a.workers.values()
+        assert worker.sim_id is not None
+        a.service.set_sim_limits(worker.sim_id, {"cap_per_day": CAP_PER_DAY})
+        account = create_account(a.store, "moving", now=clock.wall(), unlimited=True)
+        numbers = [f"+1777{i:07d}" for i in range(CAP_PER_DAY + 4)]
+        # Sent "from" X: its queue, that no other SIM may take.
+        a.service.submit(account.account_id, numbers, "moving", sender=info.msisdn)
+        sent, reached, target = _count_sent([a, b])
+        for box, until in ((a, 3), (b, 6), (a, CAP_PER_DAY)):
+            if box is b or until == CAP_PER_DAY:
+                box.start_worker(port)
+            target[0] = until
+            reached.clear()
+            await reached.wait()  # bounded by DEADLINE around the scenario
+            if until != CAP_PER_DAY:
+                await box.remove_worker(port)  # lets the SIM go: its lease and its claims
+                assert a.store.live_leases(clock.wall()) == {}
+        # The day's cap is spent: a minute more (virtual) sends nothing, the queue waits.
+        await clock.sleep(60)
+        assert sent() == CAP_PER_DAY
+        assert a.store.count_by_state("messages") == {"delivered": CAP_PER_DAY, "queued": 4}
+
+
+def test_a_sim_moved_between_boxes_keeps_its_queue_and_its_throttle(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with EmulatorPool(1, seed=17, report_delay=0.0) as emu:
+        clock = LockstepClock(emu)
+        clock.run(asyncio.wait_for(_moving(emu, clock, tmp_path, pg_url), DEADLINE))
+        (info,) = emu.info()
+        submits = [(o.sender, o.destination, o.time) for o in emu.outside()]
+    # Its queue went out from X alone, each message once, at its pace (1 ms: stored
+    # microseconds), and no more than its day allows, however often it moved.
+    assert len({dest for _, dest, _ in submits}) == len(submits) == CAP_PER_DAY
+    assert {sender for sender, _, _ in submits} == {info.msisdn}
+    times = sorted(at for _, _, at in submits)
+    assert min(b - a for a, b in itertools.pairwise(times)) >= THROTTLE - 1e-3
