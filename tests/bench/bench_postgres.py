@@ -9,7 +9,10 @@ tests/postgres.py), the daemon itself (`serving`) on emulated modems in a child 
    gateway's own `smsgw_accept_to_first_at_seconds` observation (message created_at to the
    durable `sending` mark that immediately precedes AT+CMGS), recorded unbucketed;
 2. /v1/messages accepted req/s, p50 and p99 with wrk at 32 connections (every request a durable
-   accept: answered after its COMMIT), while the workers keep sending from the queue.
+   accept: answered after its COMMIT), while the workers keep sending from the queue;
+3. PostgreSQL only, fleet mode: accept on box A (no modems) -> first AT+CMGS on box B (the
+   modems), two daemons on one database, B woken by LISTEN/NOTIFY (its polling tick is 0.5 s):
+   one POST at a time, the latency from A's created_at to B's durable `sending` mark.
 
 Environment: SMSGW_BENCH_ROUNDS (default 2 per backend), SMSGW_BENCH_SECONDS (wrk duration,
 default 10), SMSGW_BENCH_PINGS (latency samples per round, default 40).
@@ -24,7 +27,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,6 +121,7 @@ class Round:
     backend: str
     accept: Wrk
     first_at_ms: list[float]  # accept -> first AT+CMGS, one per ping
+    cross_box_ms: list[float] = field(default_factory=list)  # accepted on A, sent by B
 
 
 def _record_first_attempts(telemetry: Telemetry) -> tuple[list[float], asyncio.Event]:
@@ -151,17 +155,8 @@ async def run_round(backend: str, database_url: str, pings: int, seconds: float)
         async with serving(config, ports, ready_timeout=60, modems_timeout=120) as gateway:
             creds = create_account(gateway.store, "bench", now=datetime.now(UTC), unlimited=True)
             samples, seen = _record_first_attempts(gateway.service.telemetry)
-            headers = {"Authorization": f"Bearer {creds.api_key}"}
             async with aiohttp.ClientSession() as session:
-                for i in range(pings):
-                    seen.clear()
-                    body = {"to": f"+1666{i:07d}", "text": "ping"}
-                    async with session.post(base + "/v1/messages", json=body, headers=headers) as r:
-                        assert r.status == 201, await r.text()
-                    await asyncio.wait_for(seen.wait(), 10)
-                    # Idle SIMs only: let the throttle (1 s per SIM) of every SIM pass, so the
-                    # number is the gateway's latency, not the pacing it is told to keep.
-                    await asyncio.sleep(1.05 / MODEMS)
+                await _ping(session, base, creds.api_key, pings, seen)
             first_at = list(samples)
             accept = await wrk(base, creds.api_key, seconds)
             # A rate of refusals is no accept rate: say so rather than print it.
@@ -171,6 +166,48 @@ async def run_round(backend: str, database_url: str, pings: int, seconds: float)
         emulator.wait(timeout=10)
         shutil.rmtree(data_dir, ignore_errors=True)
     return Round(backend, accept, first_at)
+
+
+async def _ping(
+    session: aiohttp.ClientSession, base: str, api_key: str, pings: int, seen: asyncio.Event
+) -> None:
+    """POST one message at a time and wait for its first AT+CMGS, on idle SIMs."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    for i in range(pings):
+        seen.clear()
+        body = {"to": f"+1666{i:07d}", "text": "ping"}
+        async with session.post(base + "/v1/messages", json=body, headers=headers) as r:
+            assert r.status == 201, await r.text()
+        await asyncio.wait_for(seen.wait(), 10)
+        # Idle SIMs only: let the throttle (1 s per SIM) of every SIM pass, so the number is
+        # the gateway's latency, not the pacing it is told to keep.
+        await asyncio.sleep(1.05 / MODEMS)
+
+
+async def run_cross_box(database_url: str, pings: int) -> list[float]:
+    """Accept on box A (HTTP, no modems), first AT+CMGS on box B (the modems, no HTTP): two
+    daemons on one PostgreSQL database, in this process; return the latencies in ms."""
+    emulator, ports = _emulator(MODEMS)
+    data_dir = Path(tempfile.mkdtemp(prefix="smsgw-bench-fleet-"))
+    port = free_port()
+    a = Config(data_dir=data_dir / "a", database_url=database_url, box_id="bench-a",
+               http_host="127.0.0.1", http_port=port, discover=())  # fmt: skip
+    b = Config(data_dir=data_dir / "b", database_url=database_url, box_id="bench-b",
+               http_host="127.0.0.1", http_port=0, discover=())  # fmt: skip
+    try:
+        async with (
+            serving(a, [], ready_timeout=60) as box_a,
+            serving(b, ports, frontends=[], ready_timeout=60, modems_timeout=120) as box_b,
+            aiohttp.ClientSession() as session,
+        ):
+            creds = create_account(box_a.store, "bench", now=datetime.now(UTC), unlimited=True)
+            samples, seen = _record_first_attempts(box_b.service.telemetry)
+            await _ping(session, f"http://127.0.0.1:{port}", creds.api_key, pings, seen)
+            return list(samples)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _settings(url: str) -> str:
@@ -200,6 +237,11 @@ def _summary(rounds: list[Round]) -> None:
               f"{sum(r.accept.non_2xx + r.accept.socket_errors for r in mine):6}   "
               f"{percentile(latencies, 50):6.2f} / {percentile(latencies, 99):6.2f} "
               f"({len(latencies)})", flush=True)  # fmt: skip
+    cross = [s for r in rounds for s in r.cross_box_ms]
+    if cross:
+        print(f"fleet: accepted on box A -> first AT+CMGS on box B (PostgreSQL, LISTEN/NOTIFY): "
+              f"p50 {percentile(cross, 50):.2f} / p99 {percentile(cross, 99):.2f} ms "
+              f"({len(cross)}; target < 50 ms)", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -222,10 +264,18 @@ def main() -> None:
             for backend in BACKENDS:
                 url = cluster.create_database() if backend == "postgresql" else ""
                 try:
-                    rounds.append(asyncio.run(run_round(backend, url, PINGS, SECONDS)))
+                    result = asyncio.run(run_round(backend, url, PINGS, SECONDS))
                 finally:
                     if url:
                         cluster.drop_database(url)
+                if backend == "postgresql":
+                    url = cluster.create_database()
+                    try:
+                        cross = asyncio.run(run_cross_box(url, PINGS))
+                    finally:
+                        cluster.drop_database(url)
+                    result = Round(result.backend, result.accept, result.first_at_ms, cross)
+                rounds.append(result)
         _summary(rounds)
     finally:
         cluster.stop()

@@ -49,3 +49,9 @@ def test_one_short_round_accepts_and_times_every_ping(backend: str, pg_url: str)
     assert len(result.first_at_ms) == 2 and all(ms >= 0 for ms in result.first_at_ms)
     assert result.accept.requests > 0 and result.accept.rate > 0
     assert result.accept.non_2xx == result.accept.socket_errors == 0
+
+
+def test_one_short_cross_box_round_times_every_ping(pg_url: str) -> None:
+    """Accepted on one daemon, sent by the other: every ping's first AT+CMGS is observed."""
+    samples = asyncio.run(bench_postgres.run_cross_box(pg_url, pings=3))
+    assert len(samples) == 3 and all(ms >= 0 for ms in samples)

@@ -1,4 +1,5 @@
-"""`smsgw db migrate` on PostgreSQL and `smsgw db copy` moving a box's SQLite file into it."""
+"""`smsgw db migrate` on PostgreSQL, `smsgw db copy` moving a box's SQLite file into it, and a
+fleet box's settings and start-up (box_id, lease_ttl; recovery scoped to SIMs no box holds)."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,3 +98,65 @@ def test_database_url_in_smsgw_toml_puts_the_daemons_store_in_postgresql(
     monkeypatch.setenv("SMSGW_DATABASE_URL", "mysql://nope")  # the environment wins, checked
     with pytest.raises(ConfigError, match="database_url must start with"):
         load(toml)
+
+
+def test_box_id_and_lease_ttl_in_smsgw_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from gateway.config import ConfigError, load
+
+    toml = tmp_path / "smsgw.toml"
+    toml.write_text('box_id = "rack2-pi3"\nlease_ttl = 30\n')
+    config = load(toml)
+    assert (config.fleet_box_id(), config.lease_ttl) == ("rack2-pi3", 30.0)
+    monkeypatch.setenv("SMSGW_BOX_ID", "from-env")
+    assert load(toml).fleet_box_id() == "from-env"
+    monkeypatch.delenv("SMSGW_BOX_ID")
+    toml.write_text("")
+    assert (load(toml).fleet_box_id(), load(toml).lease_ttl) == (socket.gethostname(), 15.0)
+    for bad in ('box_id = "two words"', "lease_ttl = 1", "lease_ttl = 3600"):
+        toml.write_text(bad + "\n")
+        with pytest.raises(ConfigError):
+            load(toml)
+
+
+def test_a_box_starting_on_postgresql_leaves_the_other_boxes_parts_on_the_wire(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """SQLite's start-up recovery (every `sending` part uncertain) would wreck what the other
+    live boxes have on the wire: on PostgreSQL only the parts of SIMs no box holds are."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from gateway.accounts import create_account
+    from gateway.config import Config
+    from gateway.daemon import Gateway
+    from gateway.models import PartState
+    from gateway.store import LeaseHolder, Store
+
+    now = datetime.now(UTC)
+    store = Store.open(pg_url)
+    account = create_account(store, "shop", now=now, unlimited=True).account_id
+    live = store.bind_sim(iccid="8944000000000000001", imsi=None, now=now)
+    dead = store.bind_sim(iccid="8944000000000000002", imsi=None, now=now)
+    store.acquire_lease(live, LeaseHolder("box-a", "a1"), ttl=600, now=now)
+    parts = []
+    for sim in (live, dead):
+        message = store.accept_message(account_id=account, recipient="+15550001", body="x",
+                                       encoding="gsm7", parts=1, now=now)  # fmt: skip
+        (part,) = message.part_ids
+        store.transition_part(part, PartState.QUEUED, PartState.SENDING, now=now,
+                              fields={"sim_id": sim})  # fmt: skip
+        parts.append(part)
+
+    async def start() -> None:
+        config = Config(data_dir=tmp_path / "b", database_url=pg_url, box_id="box-b", discover=())
+        Gateway.build(config).store.close()
+
+    asyncio.run(start())
+    states = [store.conn.execute("SELECT state FROM parts WHERE id = ?", (p,)).fetchone()[0]
+              for p in parts]  # fmt: skip
+    store.close()
+    assert states == ["sending", "uncertain"]  # box A's in-flight part is left to box A
