@@ -301,13 +301,15 @@ async def serve(
     gateway = Gateway.build(config, clock=clock)
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
+    # Leases are renewed until the last worker has let its SIM go: a shutdown waiting for an
+    # AT+CMGS answer must not let another box judge that part meanwhile.
+    leases_stop = asyncio.Event()
+    leases = asyncio.create_task(gateway.dispatcher.keep_leases(leases_stop), name="leases")
     try:
         fixed = [*((m.port, m.pin) for m in config.modems), *ports]
         for port, pin in fixed:
             gateway.start_worker(port, pin=pin)
         tasks.append(asyncio.create_task(gateway.dispatcher.run(stop), name="dispatcher"))
-        if gateway.dispatcher.leases is not None:
-            tasks.append(asyncio.create_task(gateway.dispatcher.keep_leases(stop), name="leases"))
         if gateway.listener is not None:
             tasks.append(asyncio.create_task(gateway.listener.run(stop), name="work listener"))
         tasks.append(asyncio.create_task(gateway.webhooks.run(stop), name="webhooks"))
@@ -335,6 +337,8 @@ async def serve(
         # Workers finish the AT command in flight (AT+CMGS is shielded) before closing.
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.stop_workers()
+        leases_stop.set()
+        await asyncio.gather(leases, return_exceptions=True)
         await gateway.dispatcher.close()
         gateway.store.close()
 

@@ -139,7 +139,12 @@ class Dispatcher:
         there meanwhile)."""
         self._bound[sim_id] = sender
         if self.leases is not None and sim_id not in self._loops:
-            grant = self.leases.acquire(sim_id)
+            try:
+                grant = self.leases.acquire(sim_id)
+            except Exception as exc:  # the store unreachable: asked for again next renewal
+                self.pool.set_present(sim_id, False)
+                log.warning("SIM %d: lease not acquired (%s); it waits", sim_id, exc)
+                return False
             if not grant.acquired:
                 self.pool.set_present(sim_id, False)
                 log.warning(
