@@ -1375,7 +1375,9 @@ async def dispatch(service: GatewayService, request: web.Request) -> web.Respons
 
 
 def _error(exc: ZoomError, request: web.Request) -> web.Response:
-    if exc.status >= 500:
+    if exc.status == 503:  # the store refused for now (disk full, locked): expected, retried
+        log.warning("zoomconnect %s %s: %s", request.method, request.path, exc.message)
+    elif exc.status >= 500:
         log.error("zoomconnect %s %s: %s", request.method, request.path, exc.message)
     else:
         log.info("zoomconnect %s %s: %d %s", request.method, request.path, exc.status,
