@@ -17,9 +17,20 @@ from gateway.cli.sims import modems_command, sims_group
 from gateway.cli.templates import templates_group
 from gateway.cli.top import top_command
 from gateway.cli.webhooks import webhooks_group
+from gateway.store import StoreOpenError
 
 
-@click.group()
+class _Main(click.Group):
+    """The `smsgw` group: a database that cannot be opened is one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except StoreOpenError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="smsgw")
 def main() -> None:
     """SMS gateway appliance for USB GSM modem pools."""

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from gateway.config import DATABASE_FILE
 from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
-from gateway.store.postgres import WORK_CHANNEL, WRITER_LOCK, PgConnection
+from gateway.store.postgres import WORK_CHANNEL, WRITER_LOCK, PgConnection, PgEncodingError
 
 DATABASE_NAME = DATABASE_FILE
 BUSY_TIMEOUT_MS = 5000
@@ -96,6 +96,11 @@ class StatusChange:
 
 class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
+
+
+class StoreOpenError(RuntimeError):
+    """The database cannot be opened: a server that does not answer or refuses us, a database
+    that is not UTF8, a schema newer than this smsgw. Nothing was written."""
 
 
 class DuplicateError(ValueError):
@@ -176,7 +181,13 @@ class StoreBase:
         waits in it, so the daemon keeps it well under an HTTP client's timeout; it waits that
         long once per lock episode (later writes glance, see CONTENDED_BUSY_MS)."""
         if is_postgres_url(path):
-            pg = PgConnection(str(path))
+            try:
+                pg = PgConnection(str(path))
+            except PgEncodingError as exc:
+                raise StoreOpenError(str(exc)) from exc
+            except psycopg.OperationalError as exc:  # no server, wrong password, no database
+                reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+                raise StoreOpenError(f"cannot connect to PostgreSQL: {reason}") from exc
             try:
                 migrate_pg(pg)
             except BaseException:

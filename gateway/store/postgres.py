@@ -26,6 +26,10 @@ WRITER_LOCK = 0x736D7367_00000002
 WORK_CHANNEL = "smsgw_work"
 
 
+class PgEncodingError(ValueError):
+    """The PostgreSQL database is not UTF8, so text would not read back as it was written."""
+
+
 class PgRow:
     """One result row: `row[0]`, `row["name"]`, `dict(row)`, unpacking — like sqlite3.Row."""
 
@@ -122,6 +126,18 @@ class PgConnection:
         self.raw: psycopg.Connection[PgRow] = psycopg.connect(
             url, autocommit=True, row_factory=_row_factory
         )
+        encoding = self.raw.execute("SHOW server_encoding").fetchone()
+        if encoding is None or str(encoding[0]).upper() not in ("UTF8", "UTF-8"):
+            # SQL_ASCII (initdb's default under the C locale) stores bytes unchecked, and psycopg
+            # then returns every text column as bytes: nothing would read back as written.
+            found = encoding[0] if encoding is not None else "unknown"
+            if isinstance(found, bytes):
+                found = found.decode("ascii", "replace")
+            self.raw.close()
+            raise PgEncodingError(
+                f"the database's encoding is {found!r}; smsgw needs UTF8: CREATE DATABASE smsgw"
+                " ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            )
         # Durable at COMMIT whatever the server's default: an accepted message must survive.
         self.raw.execute("SET synchronous_commit = on")
         self._cache: dict[str, Translated] = {}

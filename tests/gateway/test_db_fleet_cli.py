@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from gateway.accounts import create_account
 from gateway.cli import main
-from gateway.store import Store
+from gateway.store import Store, StoreOpenError
 from gateway.store.migrations import MIGRATIONS
 from tests.postgres import Cluster
 
@@ -160,3 +160,32 @@ def test_a_box_starting_on_postgresql_leaves_the_other_boxes_parts_on_the_wire(
               for p in parts]  # fmt: skip
     store.close()
     assert states == ["sending", "uncertain"]  # box A's in-flight part is left to box A
+
+
+def test_a_database_that_is_not_utf8_is_refused_with_how_to_make_one(postgres: Cluster) -> None:
+    # initdb under the C locale makes SQL_ASCII databases; psycopg then reads text as bytes and
+    # every id lookup by table name failed (a fresh SIM was bound as SIM 0).
+    postgres.admin.execute(
+        "CREATE DATABASE ascii_db ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+        " TEMPLATE template0"
+    )
+    url = postgres.url("ascii_db")
+    try:
+        with pytest.raises(StoreOpenError, match="'SQL_ASCII'; smsgw needs UTF8: CREATE DATABASE"):
+            Store.open(url)
+        result = CliRunner().invoke(main, ["db", "migrate", "--database-url", url])
+        assert result.exit_code == 1
+        assert "Error: the database's encoding is 'SQL_ASCII'" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        postgres.drop_database(url)
+
+
+def test_a_server_that_does_not_answer_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSGW_DATABASE_URL", f"postgresql://smsgw@/smsgw?host={tmp_path}")
+    result = CliRunner().invoke(main, ["accounts", "list", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot connect to PostgreSQL: ")
+    assert "Is the server running" in result.output and "\n" not in result.output.strip()
