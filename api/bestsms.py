@@ -484,8 +484,11 @@ def _numbers(raw: str | None) -> list[str]:
 def _groups(
     params: Params, name: str, account: dict[str, Any], service: GatewayService
 ) -> list[int]:
+    raw = params.get(name)
+    if raw is None:
+        return []
     ids = []
-    for group in [g.strip() for g in (params.get(name) or "").split(",") if g.strip()]:
+    for group in [g.strip() for g in raw.split(",") if g.strip()]:
         group_id = service.contacts.group_id(account["id"], group)
         if group_id is None:
             raise BestSmsError(8, f"{name}: no contact group named {group[:40]}")
@@ -515,7 +518,17 @@ async def send_sms(
     dial = params.get("default_dial_code")
     if dial is not None and not _DIAL_CODE.match(dial):
         raise BestSmsError(8, "default_dial_code must be a dial code such as 234")
-    dial_code = (dial or service.dial_code(account)).lstrip("+")
+    given_dial = dial.lstrip("+") if dial else None
+    own_dial: list[str] = []
+
+    def dial_code() -> str:
+        # The account's own costs a query of its SIMs when it has none: asked only if needed.
+        if given_dial is not None:
+            return given_dial
+        if not own_dial:
+            own_dial.append(service.dial_code(account).lstrip("+"))
+        return own_dial[0]
+
     zone = _offset_zone(params, account, service)
     send_at_raw = params.get("send_at")
     send_at = _send_at(send_at_raw, zone, now) if send_at_raw else None
@@ -535,7 +548,7 @@ async def send_sms(
 
     def number(raw: str) -> str | None:
         try:
-            return _normalize(raw, dial_code)
+            return _normalize(raw, dial_code())
         except InvalidNumberError:
             return None
 
@@ -581,7 +594,7 @@ async def send_sms(
     try:
         result = await service.submit_batch_durably(
             account["id"], items, sender=sender, flash=bool(flash), rotate=rotate,
-            dial_code=dial_code,
+            dial_code=given_dial, account=account,
         )  # fmt: skip
     except InvalidRecipientError as exc:
         # Spec: the answer's `total` is "the total number of recipient numbers that are
@@ -600,7 +613,7 @@ async def send_sms(
         service.contacts.save(
             account["id"],
             [ContactInput(i.recipient, group=save_as) for i in items],
-            dial_code=dial_code,
+            dial_code=dial_code(),
         )
     created = result.created_at.isoformat()
     return {

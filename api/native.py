@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("service", GatewayService)
 ACCOUNT = web.RequestKey("account_id", int)
+# The account row the request was authenticated with (a send plans with it, not a second read).
+ACCOUNT_ROW = web.RequestKey("account", dict[str, Any])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY = 1024 * 1024  # a /v1 request body (a batch of ~20,000 recipients fits)
@@ -66,10 +68,12 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
                 header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
             )
             try:
-                request[ACCOUNT] = service.authenticate(key.strip())
+                account = service.authenticate_account(key.strip())
             except UnknownAccountError:
                 service.auth_failed(address, "API key")
                 raise
+            request[ACCOUNT] = int(account["id"])
+            request[ACCOUNT_ROW] = account
             service.auth_succeeded(address)
             service.admit_account(request[ACCOUNT])
         return await handler(request)
@@ -188,6 +192,7 @@ async def submit(request: web.Request) -> web.Response:
         flash=bool(body.get("flash", False)),
         status_report=bool(body.get("status_report", True)),
         rotate=bool(body.get("rotate", True)),
+        account=request[ACCOUNT_ROW],
     )
     return web.json_response(
         {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import json
 import logging
@@ -298,9 +297,11 @@ class GatewayService:
         if self.on_accepted is not None:
             self.on_accepted()
 
-    def _account(self, account_id: int) -> dict[str, Any]:
-        account = self.store.account(account_id)
-        if account is None or not account["api_enabled"]:
+    def _account(self, account_id: int, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The active account `account_id`: `row` when the caller has just read it (to
+        authenticate the same request: one read per request), else from the store."""
+        account = dict(row) if row is not None else self.store.account(account_id)
+        if account is None or account["id"] != account_id or not account["api_enabled"]:
             raise UnknownAccountError(f"no active account {account_id}")
         return account
 
@@ -563,10 +564,15 @@ class GatewayService:
 
     def authenticate(self, api_key: str) -> int:
         """Return the account id for an API key, or raise UnknownAccountError."""
+        return int(self.authenticate_account(api_key)["id"])
+
+    def authenticate_account(self, api_key: str) -> dict[str, Any]:
+        """The active account an API key belongs to, as read now (a request passes it on to
+        submit instead of reading it twice), or UnknownAccountError."""
         account = self._account_for_key(api_key)
         if account is None or not account["api_enabled"]:
             raise UnknownAccountError("unknown or disabled API key")
-        return int(account["id"])
+        return account
 
     def list_messages(
         self,
@@ -960,7 +966,7 @@ class GatewayService:
     def _password_ok(self, account: dict[str, Any], password: str) -> bool:
         # scrypt costs ~50 ms by design; a keyed digest of a password already verified against
         # the current hash lets repeat requests through in microseconds (still constant-time).
-        probe = hmac.new(_CACHE_KEY, password.encode(), hashlib.sha256).digest()
+        probe = hmac.digest(_CACHE_KEY, password.encode(), "sha256")
         key = (int(account["id"]), str(account["password_hash"]))
         cached = _VERIFIED.get(key)
         if cached is not None:
@@ -1112,19 +1118,21 @@ class GatewayService:
         into: int | None = None,
         id_key: str | None = None,
         max_characters: int = MAX_BODY_CHARACTERS,
+        account: Mapping[str, Any] | None = None,
     ) -> BatchResult:
         """submit_batch for request handlers: batches accepted in the same moment share one
         transaction (one fsync), and each caller resumes only once that commit is durable.
 
         unique=False keeps every item (several texts to one number); `per_minute` paces the
-        whole batch, across every SIM, on top of each SIM's own limits.
+        whole batch, across every SIM, on top of each SIM's own limits; `account` is the row
+        the request was just authenticated with (it is not read again).
         """
         if per_minute is not None and not 1 <= per_minute <= 6000:
             raise InvalidRequestError("a batch rate is 1-6000 messages per minute")
         plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
                                 throttle=throttle, dial_code=dial_code, extra=extra,
                                 unique=unique, per_minute=per_minute, into=into, id_key=id_key,
-                                max_characters=max_characters)  # fmt: skip
+                                max_characters=max_characters, account=account)  # fmt: skip
         return await self._join_group(plan)
 
     async def submit_durably(
@@ -1138,13 +1146,16 @@ class GatewayService:
         flash: bool = False,
         status_report: bool = True,
         rotate: bool = True,
+        account: Mapping[str, Any] | None = None,
     ) -> SubmitResult:
         """submit() for request handlers (/v1): one batch, atomic, in the group commit that
-        several requests share (one fsync), answered once that commit is durable."""
+        several requests share (one fsync), answered once that commit is durable; `account`
+        is the row the request was just authenticated with (it is not read again)."""
         items = [Outgoing(r, text, send_at=send_at) for r in recipients]
         plan = self._plan_batch(account_id, items, sender=sender, flash=flash, rotate=rotate,
                                 throttle=None, dial_code=None, extra=None,
-                                status_report=status_report, batch_send_at=send_at)  # fmt: skip
+                                status_report=status_report, batch_send_at=send_at,
+                                account=account)  # fmt: skip
         first = plan.rows.messages[0]  # one text: every row has its parts and encoding
         result = await self._join_group(plan)
         return SubmitResult(result.message_ids, result.batch_id, first["parts"],
@@ -1204,13 +1215,17 @@ class GatewayService:
         max_characters: int = MAX_BODY_CHARACTERS,
         status_report: bool = True,
         batch_send_at: datetime | None = None,
+        account: Mapping[str, Any] | None = None,
     ) -> _BatchPlan:
-        account = self._account(account_id)
+        account = self._account(account_id, account)
         policy = AccountPolicy.of(account)
-        own_dial = self.dial_code(account)  # asked once: without its own, a query of SIMs
-        dial = own_dial if dial_code is None else dial_code
-        sender = self._own_sender(account, sender, dial)
-        home = "+" + own_dial.strip().lstrip("+")
+        # The account's dial code costs a query of its SIMs when it has none of its own: asked
+        # only when a number turns out national, a sender is given or home is checked.
+        own = _Lazy(lambda: self.dial_code(account))
+        dial = own if dial_code is None else _Lazy.known_as(dial_code)
+        if sender:
+            sender = self._own_sender(account, sender, dial())
+        home = None if policy.allow_international else "+" + own().strip().lstrip("+")
         if into is not None:
             open_batch = self._own_batch(account_id, into)
             if open_batch["state"] not in ("active", "paused") or open_batch["template"]:
@@ -1225,17 +1240,26 @@ class GatewayService:
             if cost is None:
                 cost = costs[item.text] = _text_cost(item.text, policy, max_characters)
             try:
-                number = _normalize(item.recipient, dial)
+                number = _normalize(item.recipient, dial.value)
+            except NoDialCodeError as exc:
+                if dial.known:
+                    rejected.append(Rejected(item.recipient, str(exc), True))
+                    continue
+                try:  # national: now the dial code is worth its query
+                    number = _normalize(item.recipient, dial())
+                except InvalidNumberError as again:
+                    rejected.append(
+                        Rejected(item.recipient, str(again), isinstance(again, NoDialCodeError))
+                    )
+                    continue
             except InvalidNumberError as exc:
-                rejected.append(
-                    Rejected(item.recipient, str(exc), isinstance(exc, NoDialCodeError))
-                )
+                rejected.append(Rejected(item.recipient, str(exc)))
                 continue
             if unique:
                 if number in seen:
                     continue
                 seen.add(number)
-            if not policy.allow_international and not _is_home(number, home):
+            if home is not None and not _is_home(number, home):
                 rejected.append(Rejected(item.recipient, "international sending is not enabled"))
                 continue
             parts, encoding = cost
@@ -1529,6 +1553,30 @@ class _BatchPlan:
 
 
 _NO_EXTRA: dict[str, Any] = {}
+
+
+class _Lazy:
+    """A string worked out on first call (a dial code that may cost a query); `value` is ""
+    until then."""
+
+    __slots__ = ("_make", "known", "value")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self.known = False
+        self.value = ""
+
+    @classmethod
+    def known_as(cls, value: str) -> _Lazy:
+        """One whose value is given."""
+        lazy = cls(lambda: value)
+        lazy.known, lazy.value = True, value
+        return lazy
+
+    def __call__(self) -> str:
+        if not self.known:
+            self.value, self.known = self._make(), True
+        return self.value
 
 
 def _text_cost(text: str, policy: AccountPolicy, max_characters: int) -> tuple[int, str]:
