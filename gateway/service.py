@@ -51,6 +51,7 @@ from gateway.store import (
     InboxSearch,
     MessageQuery,
     MessageSearch,
+    Staged,
     Store,
     is_unavailable,
     utc_iso,
@@ -283,6 +284,10 @@ class GatewayService:
         self.directory = Directory(store, wall=wall)
         self.mailbox = Mailbox(store, wall=wall)
         self._group: list[tuple[_BatchPlan, asyncio.Future[BatchResult]]] = []
+        # The group commit runs in the store's accept thread, on its own connection, when the
+        # store can open one (else inline, on the loop); one group at a time.
+        self.commit_in_thread = True
+        self._committing = False
         # Called after new work is accepted, so the dispatcher starts it without waiting for
         # its next tick (the daemon wires it to Dispatcher.wake).
         self.on_accepted: Callable[[], None] | None = None
@@ -1165,10 +1170,16 @@ class GatewayService:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
         self._group.append((plan, future))
-        if len(self._group) == 1:
+        if len(self._group) == 1 and not self.committing:
             # Two turns of the loop: handlers already woken by this turn's I/O join the group.
+            # While a group is committing, the next one gathers until that commit returns.
             loop.call_soon(loop.call_soon, self._commit_group)
         return await future
+
+    @property
+    def committing(self) -> bool:
+        """Whether a group commit is running in its thread right now."""
+        return self._committing
 
     def _refused(self, plan: _BatchPlan) -> ServiceError:
         """Why accept_batches skipped a planned batch."""
@@ -1179,17 +1190,69 @@ class GatewayService:
         return InsufficientCreditsError(f"{plan.units} credits needed")
 
     def _commit_group(self) -> None:
+        if self._committing or not self._group:
+            return  # a running commit starts the next group itself when it returns
         group, self._group = self._group, []
         now = self.wall()
+        committer = self.store.accept_thread() if self.commit_in_thread else None
         try:
-            results = self.store.accept_batches([plan.rows for plan, _ in group], now=now)
+            # The inserts run here, on the loop (Python work: a thread would only fight over
+            # the GIL for it), on the store's accept connection when it has one.
+            staged = self.store.stage_batches([plan.rows for plan, _ in group], now=now)
+            if committer is None:
+                results = staged.commit()
         except Exception as exc:
+            self._settle(group, now, exc)
+            return
+        if committer is None:
+            self._settle(group, now, results)
+            return
+        # The COMMIT, its fsync (and a WAL checkpoint now and then), runs in the accept
+        # thread without the GIL: the loop goes on reading, authenticating and planning the
+        # next requests, which gather into the next group. Nobody of this group is answered
+        # before its COMMIT has returned.
+        try:
+            done = asyncio.get_running_loop().run_in_executor(committer, staged.commit)
+        except RuntimeError as exc:  # the store is closing: nobody is left to commit it
+            staged.abort()
+            self._settle(group, now, exc)
+            return
+        self._committing = True
+        done.add_done_callback(functools.partial(self._group_committed, group, now, staged))
+
+    def _group_committed(
+        self,
+        group: list[tuple[_BatchPlan, asyncio.Future[BatchResult]]],
+        now: datetime,
+        staged: Staged[list[tuple[int, list[int]] | None]],
+        done: asyncio.Future[list[tuple[int, list[int]] | None]],
+    ) -> None:
+        self._committing = False
+        if done.cancelled():  # never ran (shutting down): nothing of it was committed
+            staged.abort()
+            for _, future in group:
+                future.cancel()
+        elif (exc := done.exception()) is not None:
+            self._settle(group, now, exc)
+        else:
+            self._settle(group, now, done.result())
+        if self._group:  # they gathered while this one committed: they have waited already
+            self._commit_group()
+
+    def _settle(
+        self,
+        group: list[tuple[_BatchPlan, asyncio.Future[BatchResult]]],
+        now: datetime,
+        outcome: Sequence[tuple[int, list[int]] | None] | BaseException,
+    ) -> None:
+        """Answer every request of a committed group (or tell each why it failed)."""
+        if isinstance(outcome, BaseException):
             for _, future in group:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(outcome)
             return
         self._accepted()
-        for (plan, future), accepted in zip(group, results, strict=True):
+        for (plan, future), accepted in zip(group, outcome, strict=True):
             if future.done():
                 continue  # the caller went away; what it asked for is accepted all the same
             if accepted is None:

@@ -1,4 +1,4 @@
-"""Store faults for tests: a connection whose COMMITs fail as on a full disk, on demand."""
+"""Store faults for tests: connections whose COMMITs fail as on a full disk, on demand."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def full_disk_error() -> sqlite3.OperationalError:
 
 class FullDisk:
     """Wraps a store's connection: while `full`, every COMMIT fails with SQLITE_FULL (the WAL
-    write of the commit is where ENOSPC hits); the transaction stays open for our ROLLBACK."""
+    write of the commit is where ENOSPC hits); the transaction stays open for our ROLLBACK.
+    Other connections of the same store write to the same disk through `also`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -26,12 +27,35 @@ class FullDisk:
         self.allow = 0  # commits still let through while full (to fail a later one)
         self.refused = 0
 
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if self.full and sql.strip().upper() == "COMMIT" and self.allow > 0:
+    def commit(self) -> None:
+        """A COMMIT is about to be written (on any connection): refuse it while full."""
+        if self.full and self.allow > 0:
             self.allow -= 1
-        elif self.full and sql.strip().upper() == "COMMIT":
+        elif self.full:
             self.refused += 1
             raise full_disk_error()
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.strip().upper() == "COMMIT":
+            self.commit()
+        return self._conn.execute(sql, *args)
+
+    def also(self, conn: sqlite3.Connection) -> _SameDisk:
+        """Another connection writing to this disk."""
+        return _SameDisk(conn, self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _SameDisk:
+    def __init__(self, conn: sqlite3.Connection, disk: FullDisk) -> None:
+        self._conn = conn
+        self._disk = disk
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.strip().upper() == "COMMIT":
+            self._disk.commit()
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -39,11 +63,17 @@ class FullDisk:
 
 
 def fill_disk(store: StoreBase) -> FullDisk:
-    """Put a FullDisk between `store` and its connection (disk still free) and return it."""
+    """Put a FullDisk (disk still free) between `store` and its connections, the accept
+    connection included (opened now: the group commit's thread writes to the same disk);
+    return it."""
     if isinstance(store.conn, FullDisk):
         return store.conn
-    fault = FullDisk(store.conn)
+    fault = FullDisk(store.conn)  # type: ignore[arg-type]
     store.conn = fault  # type: ignore[assignment]
+    if store.open_accept_connection():
+        accept = store._accept
+        assert accept is not None
+        accept.conn = fault.also(accept.conn)  # type: ignore[arg-type, assignment]
     return fault
 
 
@@ -82,8 +112,34 @@ class Refusing:
         return getattr(self._conn, name)
 
 
+class _SameRefusal:
+    def __init__(self, conn: sqlite3.Connection, fault: Refusing) -> None:
+        self._conn = conn
+        self._fault = fault
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self._fault.down:
+            self._fault.refused += 1
+            raise read_error(self._fault.code)
+        return self._conn.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self._fault.down:
+            self._fault.refused += 1
+            raise read_error(self._fault.code)
+        return self._conn.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 def refuse_statements(store: StoreBase, code: int = 10) -> Refusing:
-    """Put a Refusing between `store` and its connection (still answering) and return it."""
+    """Put a Refusing between `store` and its connections (still answering), the accept
+    connection included, and return it."""
     fault = Refusing(store.conn, code)  # type: ignore[arg-type]
     store.conn = fault  # type: ignore[assignment]
+    if store.open_accept_connection():
+        accept = store._accept
+        assert accept is not None
+        accept.conn = _SameRefusal(accept.conn, fault)  # type: ignore[arg-type, assignment]
     return fault

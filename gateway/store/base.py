@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import psycopg
 import sqlite_utils
@@ -25,7 +27,9 @@ from gateway.store.migrations import current_version, migrate, migrate_pg, table
 from gateway.store.postgres import WORK_CHANNEL, WRITER_LOCK, PgConnection, PgEncodingError
 
 DATABASE_NAME = DATABASE_FILE
+T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
+WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
 # Once a write was refused for another process's lock, later writes only glance at the lock
 # (SQLite's busy handler retries within this) until one gets it: the daemon's one thread then
 # waits the full busy timeout once per lock episode, not once per write.
@@ -68,6 +72,20 @@ def sqlite_path(target: Path | str) -> Path:
     return path / DATABASE_NAME if path.is_dir() else path
 
 
+def _connect_sqlite(target: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection to the SQLite file `target` as the store uses it (WAL, synchronous FULL)."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: with WAL, NORMAL may lose the last commits on power loss; an accepted message
+    # must survive a power cut once the API has answered.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
 def utc_iso(moment: datetime) -> str:
     """Format an aware datetime as a sortable UTC ISO-8601 string."""
     if moment.tzinfo is None:
@@ -92,6 +110,39 @@ class StatusChange:
     part_state: str | None
     tp_status: int | None
     stamp: str
+
+
+class Staged(Generic[T]):
+    """A write transaction whose statements ran and whose COMMIT is still to come: commit()
+    (from any thread, once) makes it durable and returns what the work returned, or rolls it
+    back and raises as the transaction would have (StoreUnavailableError for a full disk)."""
+
+    def __init__(self, store: StoreBase, value: T) -> None:
+        self._store = store
+        self._value = value
+        self._then: Callable[[], None] | None = None
+
+    def then(self, release: Callable[[], None]) -> Staged[T]:
+        """Also call `release` once committed or rolled back (a lock held for the store)."""
+        self._then = release
+        return self
+
+    def commit(self) -> T:
+        """COMMIT (the fsync) and return the work's result."""
+        try:
+            self._store._finish(True)
+        finally:
+            if self._then is not None:
+                self._then()
+        return self._value
+
+    def abort(self) -> None:
+        """ROLLBACK instead (nobody is left to commit it, say)."""
+        try:
+            self._store._abort(True)
+        finally:
+            if self._then is not None:
+                self._then()
 
 
 class StaleStateError(RuntimeError):
@@ -170,6 +221,12 @@ class StoreBase:
         # The current transaction queued work another box may take (PostgreSQL: NOTIFY at its
         # COMMIT, so every daemon's listener wakes its dispatcher; SQLite has no other box).
         self._work_queued = False
+        # The PostgreSQL URL open() was given (to open it again; SQLite: `path`), and the second
+        # connection that accept_batches runs on once open_accept_connection() made it.
+        self._url: str | None = None
+        self._accept: StoreBase | None = None
+        self._accept_lock = threading.Lock()
+        self._accept_thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
@@ -193,18 +250,12 @@ class StoreBase:
             except BaseException:
                 pg.close()
                 raise
-            return cls(pg)
+            store = cls(pg, busy_timeout_ms=busy_timeout_ms)
+            store._url = str(path)
+            return store
         target = sqlite_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so durability points are explicit.
-        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: with WAL, NORMAL may lose the last commits on power loss; an accepted message
-        # must survive a power cut once the API has answered.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn = _connect_sqlite(target, busy_timeout_ms)
         try:
             migrate(conn)
         except BaseException:
@@ -214,8 +265,53 @@ class StoreBase:
         store.path = target
         return store
 
+    def accept_thread(self) -> Executor | None:
+        """The thread to call accept_batches from (opening the accept connection and the
+        thread on first use; both closed with this store), or None when this store cannot
+        open a second connection: then accept_batches runs where it is called."""
+        if self._accept_thread is None and self.open_accept_connection():
+            self._accept_thread = ThreadPoolExecutor(1, thread_name_prefix="smsgw-accept")
+        return self._accept_thread
+
+    def open_accept_connection(self) -> bool:
+        """Give accept_batches a connection of its own to the same database (once; closed
+        with this store), so that the group commit can run it in a thread, its COMMIT's fsync
+        included, while this connection goes on serving the event loop: WAL readers never wait
+        for that writer, and writers take turns on the database's one write lock as before.
+        False when there is no second connection to open (a store made from a bare one)."""
+        if self._accept is not None:
+            return True
+        if self._url is not None:
+            pg = PgConnection(self._url)
+            pg.refresh_schema()  # migrated by open() already
+            accept = type(self)(pg, busy_timeout_ms=self.busy_timeout_ms)
+        elif self.path is not None and self._sqlite is not None:
+            accept = type(self)(
+                _connect_sqlite(self.path, self.busy_timeout_ms),
+                busy_timeout_ms=self.busy_timeout_ms,
+            )
+            accept.path = self.path
+            # The WAL is checkpointed by the connection whose COMMIT finds it past the limit:
+            # let that be the accept connection's thread (it commits the most), not the loop.
+            # Past ten times the limit the loop's connection still checkpoints (no API traffic
+            # for long, and the sending goes on).
+            self._sqlite.execute(f"PRAGMA wal_autocheckpoint = {10 * WAL_AUTOCHECKPOINT}")
+        else:
+            return False
+        # /metrics times its COMMITs like this connection's.
+        accept.on_commit = lambda seconds: self.on_commit(seconds) if self.on_commit else None
+        self._accept = accept
+        return True
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the accept connection and its thread, if open)."""
+        if self._accept_thread is not None:
+            self._accept_thread.shutdown(wait=True)  # a group commit in flight ends first
+            self._accept_thread = None
+        if self._accept is not None:
+            with self._accept_lock:
+                self._accept.close()
+                self._accept = None
         self.conn.close()
 
     @contextmanager
@@ -233,56 +329,98 @@ class StoreBase:
         work (the webhook sender's attempt records): WAL keeps it consistent, and the next
         durable commit's fsync makes it durable too (PostgreSQL: synchronous_commit off for
         this one transaction, the same promise)."""
+        self._begin(durable, exclusive)
+        try:
+            yield self.conn
+        except BaseException as exc:
+            self._abort(durable)
+            if (unavailable := self._unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
+        self._finish(durable)
+
+    def staged(self, work: Callable[[], T]) -> Staged[T]:
+        """Run `work` in a write transaction (as `transaction()` would) and leave its COMMIT to
+        the returned Staged: committed in another thread, say, while this one goes on. Until
+        then the transaction holds the write lock and this connection is its alone."""
+        self._begin(True, True)
+        try:
+            value = work()
+        except BaseException as exc:
+            self._abort(True)
+            if (unavailable := self._unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
+        return Staged(self, value)
+
+    def _begin(self, durable: bool, exclusive: bool) -> None:
         self._work_queued = False
         if self._pg is not None:
             lock = f"; SELECT pg_advisory_xact_lock({WRITER_LOCK})" if exclusive else ""
             local = "" if durable else "; SET LOCAL synchronous_commit = off"
             self._pg.script(f"BEGIN{lock}{local}")
-            try:
-                yield self.conn
-                started = time.perf_counter()
+            return
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
+            if isinstance(exc, sqlite3.OperationalError):
+                if _is_lock(exc):  # another process holds the write lock
+                    self._lock_refused()
+                if is_unavailable(exc):
+                    raise StoreUnavailableError(str(exc)) from exc
+            raise
+        if self.contended:
+            self._lock_regained()
+
+    def _finish(self, durable: bool) -> None:
+        """COMMIT the open transaction, then tell on_commit and the after-commit callbacks."""
+        started = time.perf_counter()
+        try:
+            if self._pg is not None:
                 # Delivered to the listeners at COMMIT, and only if it commits.
                 self._pg.script(f"NOTIFY {WORK_CHANNEL}; COMMIT" if self._work_queued else "COMMIT")
-            except BaseException:
-                self._rollback()
-                self._after_commit.clear()
-                raise
-        else:
-            if not durable:
-                self.conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                try:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if _is_lock(exc):  # another process holds the write lock
-                        self._lock_refused()
-                    if is_unavailable(exc):
-                        raise StoreUnavailableError(str(exc)) from exc
-                    raise
-                if self.contended:
-                    self._lock_regained()
-                try:
-                    yield self.conn
-                    started = time.perf_counter()
-                    self.conn.execute("COMMIT")
-                except BaseException as exc:
-                    # SQLITE_FULL (and some I/O errors) may already have rolled the transaction
-                    # back; a failed COMMIT may not have: either way nothing of it stays.
-                    if self._sqlite is not None and self._sqlite.in_transaction:
-                        self.conn.execute("ROLLBACK")
-                    self._after_commit.clear()
-                    if is_unavailable(exc) and not isinstance(exc, StoreUnavailableError):
-                        raise StoreUnavailableError(str(exc)) from exc
-                    raise
-            finally:
-                if not durable:
-                    self.conn.execute("PRAGMA synchronous = FULL")
+            else:
+                self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._abort(durable)
+            if (unavailable := self._unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
+        if not durable and self._pg is None:
+            self.conn.execute("PRAGMA synchronous = FULL")
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
         if self._after_commit:
             callbacks, self._after_commit = self._after_commit, []
             for callback in callbacks:
                 callback()
+
+    def _abort(self, durable: bool) -> None:
+        """Roll the open transaction back (after an exception in it or in its COMMIT)."""
+        if self._pg is not None:
+            self._rollback()
+            self._after_commit.clear()
+            return
+        try:
+            # SQLITE_FULL (and some I/O errors) may already have rolled the transaction back;
+            # a failed COMMIT may not have: either way nothing of it stays.
+            if self._sqlite is not None and self._sqlite.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self._after_commit.clear()
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError | None:
+        """What a failed SQLite transaction raises instead of `exc` (a full disk, a lock held
+        by another process), or None to raise `exc` itself."""
+        if self._pg is None and is_unavailable(exc) and not isinstance(exc, StoreUnavailableError):
+            return StoreUnavailableError(str(exc))
+        return None
 
     def write_locked(self) -> bool:
         """Whether another process holds the write lock, so writes are refused now (SQLite).

@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from gateway.models import PartState, check_transition, rollup
-from gateway.store.base import StaleStateError, StatusChange, StoreBase, escape_like, utc_iso
+from gateway.store.base import (
+    Staged,
+    StaleStateError,
+    StatusChange,
+    StoreBase,
+    escape_like,
+    utc_iso,
+)
 
 # A part in one of these states has not reached the network; giving up on it refunds its credit.
 _NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
@@ -156,107 +163,175 @@ class MessageStore(StoreBase):
         for many requests); a batch whose account lacks `units` credits, or whose existing
         batch (`into`) is gone or finished, is skipped (None).
 
-        Messages go in with executemany and ids assigned here (the write lock is held), so a
-        campaign of 100,000 messages is a few statements, not 400,000.
+        The whole group goes in with a few executemany statements and ids assigned here (the
+        write lock is held): a campaign of 100,000 messages, or a group commit of 32 requests,
+        is a handful of statements, not one per row.
         """
+        return self.stage_batches(batches, now=now).commit()
+
+    def stage_batches(
+        self, batches: Sequence[BatchRows], *, now: datetime
+    ) -> Staged[list[tuple[int, list[int]] | None]]:
+        """accept_batches up to its COMMIT, which the returned Staged does (in the group
+        commit's thread, say). Once open_accept_connection() has run, this runs on that
+        connection, held until that COMMIT is done: this connection stays free meanwhile."""
+        accept = self._accept
+        if accept is None:
+            return self.staged(lambda: self._accept_rows(batches, now))
+        assert isinstance(accept, MessageStore)
+        self._accept_lock.acquire()
+        try:
+            staged = accept.staged(lambda: accept._accept_rows(batches, now))
+        except BaseException:
+            self._accept_lock.release()
+            raise
+        return staged.then(self._accept_lock.release)
+
+    def _accept_rows(
+        self, batches: Sequence[BatchRows], now: datetime
+    ) -> list[tuple[int, list[int]] | None]:
         results: list[tuple[int, list[int]] | None] = []
         stamp = utc_iso(now)
-        with self.transaction():
-            for rows in batches:
-                account_id = rows.batch["account_id"]
+        # What each account can still spend in this transaction (None: unlimited); an account
+        # that does not exist is missing from it.
+        balance: dict[int, int | None] = {}
+        taken: list[tuple[int | None, BatchRows, int]] = []  # (existing batch, rows, index)
+        for rows in batches:
+            account_id = rows.batch["account_id"]
+            if account_id not in balance:
                 account = self.conn.execute(
                     "SELECT credits, unlimited FROM accounts WHERE id = ?", (account_id,)
                 ).fetchone()
-                if account is None or (
-                    not account["unlimited"] and account["credits"] < rows.units
-                ):
+                if account is not None:
+                    balance[account_id] = None if account[1] else int(account[0])
+            left = balance.get(account_id, -1)
+            if account_id not in balance or (left is not None and left < rows.units):
+                results.append(None)
+                continue
+            if rows.into is not None:
+                found = self.conn.execute(
+                    "SELECT 1 FROM batches WHERE id = ? AND account_id = ?"
+                    " AND state IN ('active', 'paused')",
+                    (rows.into, account_id),
+                ).fetchone()
+                if found is None:
                     results.append(None)
                     continue
-                if rows.into is None:
-                    batch_id = self._insert("batches", {**rows.batch, "created_at": stamp})
-                else:
-                    found = self.conn.execute(
-                        "SELECT 1 FROM batches WHERE id = ? AND account_id = ?"
-                        " AND state IN ('active', 'paused')",
-                        (rows.into, account_id),
-                    ).fetchone()
-                    if found is None:
-                        results.append(None)
-                        continue
-                    batch_id = rows.into
-                ids = self._insert_messages(batch_id, rows.messages, rows.id_key, now, stamp)
-                results.append((batch_id, ids))
+            if left is not None:
+                balance[account_id] = left - sum(int(m.get("charge", 0)) for m in rows.messages)
+            taken.append((rows.into, rows, len(results)))
+            results.append(None)  # filled in below
+        if taken:
+            ids = self._insert_groups(taken, now, stamp)
+            for (_, _, index), accepted in zip(taken, ids, strict=True):
+                results[index] = accepted
         return results
 
-    def _insert_messages(
-        self,
-        batch_id: int,
-        messages: Sequence[Mapping[str, Any]],
-        id_key: str | None,
-        now: datetime,
-        stamp: str,
-    ) -> list[int]:
-        """Insert a batch's messages, parts, charges and ledger rows (inside the caller's
-        transaction); return the message ids in order."""
-        first = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+    def _reserve_ids(self, table: str, count: int) -> int:
+        """The first of `count` consecutive new ids of `table`, for rows inserted with their
+        ids (inside the caller's write transaction, so no other writer takes ids meanwhile)."""
+        if self._pg is not None:
+            # Past the identity sequence, which later inserts without an id draw from.
+            sequence = f"pg_get_serial_sequence('{table}', 'id')"
+            got = self._pg.raw.execute(f"SELECT nextval({sequence})".encode()).fetchone()
+            assert got is not None  # nextval always answers one row
+            first = int(got[0])
+            if count > 1:
+                self._pg.raw.execute(f"SELECT setval({sequence}, {first + count - 1})".encode())
+            return first
+        row = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
+        return int(row[0]) + 1
+
+    def _insert_groups(
+        self, taken: Sequence[tuple[int | None, BatchRows, int]], now: datetime, stamp: str
+    ) -> list[tuple[int, list[int]]]:
+        """Insert new batch rows, then every batch's messages, parts, charges and ledger rows
+        (inside the caller's transaction); return (batch id, message ids) per batch."""
+        new = [rows.batch for into, rows, _ in taken if into is None]
+        next_batch = self._reserve_ids("batches", len(new)) if new else 0
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        batch_ids: list[int] = []
+        for into, rows, _ in taken:
+            if into is not None:
+                batch_ids.append(into)
+                continue
+            batch_ids.append(next_batch)
+            row = {k: v for k, v in rows.batch.items() if k != "created_at"}  # now, always
+            by_columns.setdefault(tuple(row), []).append((next_batch, *row.values(), stamp))
+            next_batch += 1
+        for columns, values in by_columns.items():
+            names = ", ".join(("id", *columns, "created_at"))
+            self.conn.executemany(
+                f"INSERT INTO batches ({names}) VALUES ({', '.join('?' * (len(columns) + 2))})",
+                values,
+            )
+        count = sum(len(rows.messages) for _, rows, _ in taken)
+        message_id = self._reserve_ids("messages", count) if count else 0
         # Messages of a campaign share one extra dict: serialise it once, not 100,000 times.
-        encoded: dict[int, str] = {}
         message_rows: list[tuple[Any, ...]] = []
         part_rows: list[tuple[Any, ...]] = []
         ledger_rows: list[tuple[Any, ...]] = []
         charges: dict[int, int] = {}
         times: dict[datetime, str] = {}  # and they share one send time
         scheduled, queued = PartState.ACCEPTED.value, PartState.QUEUED.value
-        for offset, m in enumerate(messages, start=1):
-            message_id = first + offset
-            parts = int(m["parts"])
-            if parts < 1:
-                raise ValueError("a message has at least one part")
-            send_at = m.get("send_at")
-            state = scheduled if send_at is not None and send_at > now else queued
-            extra = m.get("extra") or {}
-            text = encoded.get(id(extra))
-            if text is None:
-                base = dict(extra)
-                if id_key is not None:
-                    base[id_key] = batch_id
-                text = encoded[id(extra)] = json.dumps(base)
-            message_rows.append(
-                (
-                    message_id, m["account_id"], batch_id, m.get("sender", ""), m["recipient"],
-                    m["body"], m["encoding"], int(bool(m.get("flash", False))),
-                    int(bool(m.get("status_report", True))), parts, state,
-                    None if send_at is None else times.get(send_at) or times.setdefault(
-                        send_at, utc_iso(send_at)), text, stamp, stamp,
-                )
-            )  # fmt: skip
-            part_rows.extend((message_id, seq, state) for seq in range(1, parts + 1))
-            if state == queued:
-                self._queued_work()
-            charge = int(m.get("charge", 0))
-            if charge:
-                charges[m["account_id"]] = charges.get(m["account_id"], 0) + charge
-                ledger_rows.append((m["account_id"], -charge, "send", message_id, stamp))
-        self.conn.executemany(
-            "INSERT INTO messages (id, account_id, batch_id, sender, recipient, body, encoding,"
-            " flash, status_report, units, state, send_at, extra, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            message_rows,
-        )
-        self.conn.executemany(
-            "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)", part_rows
-        )
+        out: list[tuple[int, list[int]]] = []
+        for batch_id, (_, rows, _) in zip(batch_ids, taken, strict=True):
+            encoded: dict[int, str] = {}
+            first = message_id
+            for m in rows.messages:
+                parts = int(m["parts"])
+                if parts < 1:
+                    raise ValueError("a message has at least one part")
+                send_at = m.get("send_at")
+                state = scheduled if send_at is not None and send_at > now else queued
+                extra = m.get("extra") or {}
+                text = encoded.get(id(extra))
+                if text is None:
+                    base = dict(extra)
+                    if rows.id_key is not None:
+                        base[rows.id_key] = batch_id
+                    text = encoded[id(extra)] = json.dumps(base)
+                message_rows.append(
+                    (
+                        message_id, m["account_id"], batch_id, m.get("sender", ""),
+                        m["recipient"], m["body"], m["encoding"],
+                        int(bool(m.get("flash", False))), int(bool(m.get("status_report", True))),
+                        parts, state,
+                        None if send_at is None else times.get(send_at) or times.setdefault(
+                            send_at, utc_iso(send_at)), text, stamp, stamp,
+                    )
+                )  # fmt: skip
+                part_rows.extend((message_id, seq, state) for seq in range(1, parts + 1))
+                if state == queued:
+                    self._queued_work()
+                charge = int(m.get("charge", 0))
+                if charge:
+                    charges[m["account_id"]] = charges.get(m["account_id"], 0) + charge
+                    ledger_rows.append((m["account_id"], -charge, "send", message_id, stamp))
+                message_id += 1
+            out.append((batch_id, list(range(first, message_id))))
+        if message_rows:
+            self.conn.executemany(
+                "INSERT INTO messages (id, account_id, batch_id, sender, recipient, body,"
+                " encoding, flash, status_report, units, state, send_at, extra, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                message_rows,
+            )
+            self.conn.executemany(
+                "INSERT INTO parts (message_id, seq, state) VALUES (?, ?, ?)", part_rows
+            )
         for account_id, total in charges.items():
             self.conn.execute(
                 "UPDATE accounts SET credits = credits - ? WHERE id = ? AND unlimited = 0",
                 (total, account_id),
             )
-        self.conn.executemany(
-            "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            ledger_rows,
-        )
-        return [row[0] for row in message_rows]
+        if ledger_rows:
+            self.conn.executemany(
+                "INSERT INTO credits_ledger (account_id, delta, reason, message_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                ledger_rows,
+            )
+        return out
 
     def message(self, message_id: int) -> dict[str, Any] | None:
         """Return one message row as a dict."""

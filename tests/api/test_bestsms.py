@@ -656,13 +656,13 @@ def test_concurrent_sends_share_a_commit_and_never_overspend(world: World, tmp_p
     async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
         store.conn.execute("UPDATE accounts SET credits = 5 WHERE id = 1")
         groups: list[int] = []
-        real = store.accept_batches
+        real = store.stage_batches
 
         def spy(batches: Any, *, now: datetime) -> Any:
             groups.append(len(batches))
             return real(batches, now=now)
 
-        store.accept_batches = spy  # type: ignore[method-assign]
+        store.stage_batches = spy  # type: ignore[method-assign]
         answers = await asyncio.gather(*(
             call(client, "POST", auth(world, "send_sms", message=f"hi {i}",
                                       recipients=f"+1202555{i:04d}"))
@@ -679,12 +679,38 @@ def test_concurrent_sends_share_a_commit_and_never_overspend(world: World, tmp_p
     run(world, tmp_path, scenario)
 
 
+def test_concurrent_sends_are_each_answered_with_their_own_batch(
+    world: World, tmp_path: Path
+) -> None:
+    async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
+        groups: list[int] = []
+        real = store.stage_batches
+
+        def spy(batches: Any, *, now: datetime) -> Any:
+            groups.append(len(batches))
+            return real(batches, now=now)
+
+        store.stage_batches = spy  # type: ignore[method-assign]
+        numbers = [f"+1202555{i:04d}" for i in range(8)]
+        answers = await asyncio.gather(*(
+            call(client, "POST", auth(world, "send_sms", message="hi", recipients=number))
+            for number in numbers
+        ))  # fmt: skip
+        tokens = [body["batch_id"] for _, body in answers]
+        assert len(set(tokens)) == 8 and len(groups) < 8
+        for token, number in zip(tokens, numbers, strict=True):
+            batch = int(token.split("_")[1])
+            assert [m["recipient"] for m in store.list_messages(1, batch_id=batch)] == [number]
+
+    run(world, tmp_path, scenario)
+
+
 def test_operation_failed_when_the_store_fails(world: World, tmp_path: Path) -> None:
     async def scenario(client: TestClient, store: Store, service: GatewayService) -> None:
         def broken(batches: Any, *, now: datetime) -> Any:
             raise sqlite3.OperationalError("disk I/O error")
 
-        store.accept_batches = broken  # type: ignore[method-assign]
+        store.stage_batches = broken  # type: ignore[method-assign]
         for method in METHODS:
             got = await call(client, method, auth(world, "send_sms", message="hi",
                                                   recipients="08086689567"))  # fmt: skip

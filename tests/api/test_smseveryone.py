@@ -799,7 +799,7 @@ def test_an_internal_failure_is_the_dialects_500(world: World, tmp_path: Path) -
         def broken(*_: Any, **__: Any) -> Any:
             raise sqlite3.OperationalError("disk I/O error")
 
-        store.accept_batches = broken  # type: ignore[method-assign]
+        store.stage_batches = broken  # type: ignore[method-assign]
         status, got = await api.call("/api/campaign", CREATE)
         assert (status, got) == (500, {"Message": "Internal error", "Code": -500})
         assert store.account(1)["credits"] == 1000

@@ -152,13 +152,13 @@ def test_unpausing_a_campaign_whose_time_passed_sends_it_at_once(
 def test_concurrent_campaigns_share_a_commit(world: World, tmp_path: Path) -> None:
     async def scenario(api: Api, store: Store, service: GatewayService) -> None:
         batches: list[int] = []
-        real = store.accept_batches
+        real = store.stage_batches
 
         def spy(groups: object, *, now: datetime) -> object:
             batches.append(len(groups))  # type: ignore[arg-type]
             return real(groups, now=now)  # type: ignore[arg-type]
 
-        store.accept_batches = spy  # type: ignore[method-assign]
+        store.stage_batches = spy  # type: ignore[method-assign]
         answers = await asyncio.gather(*(
             api.ok("/api/campaign", {"Message": f"hi {i}", "Destinations": [NUMBERS[i]],
                                      "Action": "create"})

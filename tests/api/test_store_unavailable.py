@@ -325,3 +325,33 @@ def test_while_another_process_holds_the_write_lock_pages_read_and_writes_say_tr
 
     _run(world, tmp_path, scenario, busy_timeout_ms=50)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_a_refused_group_commit_answers_each_request_in_its_dialect(
+    world: World, tmp_path: Path, dialect: Dialect
+) -> None:
+    """Requests that arrive together share one COMMIT (in the accept thread); when the disk
+    refuses it, every one of them gets the dialect's "try later", and then they go through."""
+
+    async def scenario(client: TestClient, store: Store) -> None:
+        status, body, _ = await dialect.send(client, world, "before")
+        assert dialect.accepted(status, body), body
+        before = _messages(store)
+        credits = store.account(1)["credits"]
+        disk = fill_disk(store)
+        disk.full = True
+        answers = await asyncio.gather(
+            *(dialect.send(client, world, f"full {i}") for i in range(6))
+        )
+        assert all(dialect.unavailable(*a) for a in answers), answers
+        assert 1 <= disk.refused < 6  # several requests per refused COMMIT
+        assert _messages(store) == before
+        assert store.account(1)["credits"] == credits
+        disk.full = False
+        answers = await asyncio.gather(*(dialect.send(client, world, f"ok {i}") for i in range(6)))
+        assert all(dialect.accepted(s, b) for s, b, _ in answers), answers
+        bodies = [b for _, b, _ in _messages(store)]
+        assert {b for b in bodies if b.startswith("ok ")} == {f"ok {i}" for i in range(6)}
+
+    _run(world, tmp_path, scenario)

@@ -1,5 +1,7 @@
 """GatewayService.submit: validation, dedup, credits, scheduling and cancellation."""
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +14,8 @@ from gateway.service import (
     InvalidRequestError,
     UnknownAccountError,
 )
-from gateway.store import Store
+from gateway.store import Store, StoreUnavailableError
+from tests.storefaults import fill_disk
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -325,3 +328,101 @@ def test_bulk_promote_cancel_and_reschedule_tell_the_webhook_outbox(env) -> None
         (first, "queued", "accepted"), (second, "queued", "accepted"),
         (first, "accepted", "cancelled"), (second, "accepted", "cancelled"),
     ]  # fmt: skip
+
+
+# -- the group commit: off the loop, answered after it, refused as one ----------------------
+
+
+class _HeldCommit:
+    """The accept connection, its COMMITs held until released (as a slow fsync would)."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.commits: list[str] = []  # the thread each COMMIT ran in
+
+    def _hold(self, sql: str) -> None:
+        if sql.endswith("COMMIT"):
+            self.commits.append(threading.current_thread().name)
+            self.entered.set()
+            if not self.release.wait(timeout=5):  # on the loop this would block it: fail
+                raise TimeoutError("the COMMIT was never released")
+
+    def execute(self, sql: str, *args: object) -> object:
+        self._hold(sql)
+        return self._conn.execute(sql, *args)  # type: ignore[attr-defined]
+
+    def script(self, sql: str) -> None:  # PostgreSQL's COMMIT (with a NOTIFY before it)
+        self._hold(sql)
+        self._conn.script(sql)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_the_group_commit_runs_off_the_loop_and_answers_only_after_it(env, store_url) -> None:
+    store, service, account, _ = env
+    assert store.open_accept_connection()
+    accept = store._accept
+    held = _HeldCommit(accept.conn)
+    accept.conn = held
+    if accept._pg is not None:
+        accept._pg = held
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first = [asyncio.ensure_future(service.submit_durably(account, [f"+44770090000{i}"], "a"))
+                 for i in range(2)]  # fmt: skip
+        assert await loop.run_in_executor(None, held.entered.wait, 5)
+        # COMMIT is under way in its thread: nobody is answered, nothing is durable yet ...
+        assert not any(f.done() for f in first)
+        outside = Store.open(store_url)
+        try:
+            assert outside.count_by_state("messages") == {}
+        finally:
+            outside.close()
+        # ... and the loop goes on: reads on the store, a request planned for the next group
+        assert service.credit_balance(account) == 10
+        later = asyncio.ensure_future(service.submit_durably(account, ["+447700900009"], "b"))
+        await asyncio.sleep(0)
+        assert not later.done() and len(held.commits) == 1
+        held.release.set()
+        results = await asyncio.gather(*first, later)
+        assert len({r.message_ids[0] for r in results}) == 3
+        assert len({r.batch_id for r in results}) == 3  # one batch per request
+
+    asyncio.run(main())
+    assert held.commits == ["smsgw-accept_0"] * 2  # two groups: the first two, then the third
+    assert store.count_by_state("messages") == {"queued": 3}
+    assert _credits(store, account) == 7
+
+
+def test_a_refused_group_commit_fails_every_request_of_it_and_keeps_the_earlier(
+    tmp_path,
+) -> None:
+    store = Store.open(tmp_path)
+    try:
+        account = create_account(store, "shop", now=T0, credits=10).account_id
+        service = GatewayService(store, wall=lambda: T0)
+
+        async def send(n: int, text: str) -> list[object]:
+            return await asyncio.gather(
+                *(service.submit_durably(account, [f"+1202555000{i}"], text) for i in range(n)),
+                return_exceptions=True,
+            )
+
+        (before,) = asyncio.run(send(1, "before"))
+        disk = fill_disk(store)
+        disk.full = True
+        refused = asyncio.run(send(4, "while full"))
+        assert all(isinstance(r, StoreUnavailableError) for r in refused), refused
+        assert disk.refused == 1  # the four shared one COMMIT
+        assert store.list_messages(account) == [store.message(before.message_ids[0])]
+        assert _credits(store, account) == 9
+        disk.full = False
+        accepted = asyncio.run(send(4, "after"))
+        assert len({r.message_ids[0] for r in accepted}) == 4  # type: ignore[attr-defined]
+        assert _credits(store, account) == 5
+    finally:
+        store.close()

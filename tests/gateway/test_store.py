@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.models import PartState, TransitionError
-from gateway.store import StaleStateError, Store
+from gateway.store import BatchRows, StaleStateError, Store
 from gateway.store.migrations import MIGRATIONS, current_version
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -280,3 +280,84 @@ def test_accept_batches_in_bulk_into_an_open_batch_with_its_id_in_extra(store: S
     assert store.accept_batches([BatchRows(batch, rows("+15550005"), 6)], now=NOW) == [None]
     assert store.batch_recipients(batch_id) == {"+15550001", "+15550002", "+15550003"}
     assert store.promote_due(NOW + timedelta(hours=2)) == 0  # cancelled batches stay put
+
+
+def _batch_rows(account: int, *numbers: str, charge: int = 1) -> BatchRows:
+    rows = [
+        {"account_id": account, "recipient": n, "body": "hi", "encoding": "gsm7", "parts": 1,
+         "charge": charge}
+        for n in numbers
+    ]  # fmt: skip
+    batch = {"account_id": account, "sender": "", "rotate": 1, "extra": "{}"}
+    return BatchRows(batch, rows, charge * len(numbers))
+
+
+def test_a_group_of_batches_is_one_transaction_spending_exactly_what_is_there(
+    store: Store,
+) -> None:
+    account = _account(store, credits=3)
+    group = [_batch_rows(account, "+15550011", "+15550012"), _batch_rows(account, "+15550021"),
+             _batch_rows(account, "+15550031"), _batch_rows(9999, "+15550041")]  # fmt: skip
+    results = store.accept_batches(group, now=NOW)
+    # 2 + 1 credits: the third batch finds none left in the same transaction, the fourth
+    # belongs to no account
+    assert results[2:] == [None, None]
+    (b1, ids1), (b2, ids2) = results[0], results[1]  # type: ignore[misc]
+    assert b1 != b2 and ids1 == [ids1[0], ids1[0] + 1] and ids2 == [ids1[0] + 2]
+    assert store.account(account)["credits"] == 0
+    assert [m["recipient"] for m in store.list_messages(account, limit=10)] == [
+        "+15550021", "+15550012", "+15550011",
+    ]  # fmt: skip
+
+
+def test_rows_given_their_ids_leave_room_for_rows_that_take_one(store: Store) -> None:
+    """A group commit numbers its batches and messages itself; later inserts that let the
+    database pick an id (PostgreSQL: from the identity sequence) must not collide."""
+    account = _account(store)
+    ((b1, (m1,)),) = store.accept_batches([_batch_rows(account, "+15550001")], now=NOW)
+    b2 = store.insert_batch({"account_id": account, "sender": ""}, now=NOW)
+    m2 = store.accept_message(
+        account_id=account, recipient="+15550002", body="hi", encoding="gsm7", parts=1, now=NOW
+    ).message_id
+    ((b3, (m3, m4)),) = store.accept_batches(
+        [_batch_rows(account, "+15550003", "+15550004")], now=NOW
+    )
+    b5 = store.insert_batch({"account_id": account, "sender": ""}, now=NOW)
+    m5 = store.accept_message(
+        account_id=account, recipient="+15550005", body="hi", encoding="gsm7", parts=1, now=NOW
+    ).message_id
+    assert b1 < b2 < b3 < b5 and m1 < m2 < m3 < m4 < m5
+
+
+def test_a_staged_transaction_is_committed_by_another_thread(store_url: str) -> None:
+    import threading
+
+    store = Store.open(store_url)
+    try:
+        account = _account(store, credits=5)
+        assert store.open_accept_connection()
+        staged = store.stage_batches([_batch_rows(account, "+15550001")], now=NOW)
+        # Written, not committed: the store's own connection does not see it yet
+        assert store.list_messages(account, limit=10) == []
+        results: list[object] = []
+        committer = threading.Thread(target=lambda: results.append(staged.commit()))
+        committer.start()
+        committer.join(timeout=10)
+        assert len(results) == 1 and results[0] == [(1, [1])]
+        assert [m["recipient"] for m in store.list_messages(account, limit=10)] == ["+15550001"]
+        assert store.account(account)["credits"] == 4
+        # the accept connection is free again: the next group goes in, and one aborted
+        # leaves nothing behind
+        store.stage_batches([_batch_rows(account, "+15550002")], now=NOW).abort()
+        ((_, (third,)),) = store.accept_batches([_batch_rows(account, "+15550003")], now=NOW)
+        assert store.message(third)["recipient"] == "+15550003"  # type: ignore[index]
+        assert [m["recipient"] for m in store.list_messages(account, limit=10)] == [
+            "+15550003", "+15550001",
+        ]  # fmt: skip
+        again = Store.open(store_url)  # durable: another connection reads them
+        try:
+            assert again.account(account)["credits"] == 3
+        finally:
+            again.close()
+    finally:
+        store.close()
