@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gateway.store.base import DuplicateError, StoreBase, is_unique_violation, utc_iso
+from gateway.store.base import (
+    BUSY_TIMEOUT_MS,
+    DuplicateError,
+    StoreBase,
+    is_unique_violation,
+    utc_iso,
+)
+from gateway.store.postgres import PgConnection
+
+_KEPT_ACCOUNTS = 1000  # account rows kept between commits (the cache starts over past it)
 
 
 class AccountStore(StoreBase):
     """Sub-accounts, their credentials, the credits ledger and one-time passwords."""
+
+    def __init__(
+        self, conn: sqlite3.Connection | PgConnection, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
+        super().__init__(conn, busy_timeout_ms=busy_timeout_ms)
+        # Account rows by (column, value), with the read_epoch they were read in.
+        self._kept_accounts: dict[tuple[str, Any], tuple[tuple[int, int], dict[str, Any]]] = {}
+
+    def _account_where(self, column: str, value: Any) -> dict[str, Any] | None:
+        """The account whose `column` is `value`. Every API request reads its account (by key
+        or name): a row read since the last commit anywhere to the database is the current
+        one, so it is kept until the next commit (a changed or revoked key, a disabled account
+        take effect at once) and asked for again only then."""
+        epoch = self.read_epoch()
+        kept = self._kept_accounts
+        if epoch is not None:
+            hit = kept.get((column, value))
+            if hit is not None and hit[0] == epoch:
+                return dict(hit[1])
+        row = self.conn.execute(f"SELECT * FROM accounts WHERE {column} = ?", (value,)).fetchone()
+        if row is None:
+            return None
+        account = dict(row)
+        if epoch is not None:
+            if len(kept) >= _KEPT_ACCOUNTS:
+                kept.clear()
+            kept[(column, value)] = (epoch, account)
+            return dict(account)
+        return account
 
     def insert_account(self, fields: Mapping[str, Any], *, now: datetime) -> int:
         """Insert an account row and return its id; DuplicateError when its name (or a key) is
@@ -27,20 +66,15 @@ class AccountStore(StoreBase):
 
     def account(self, account_id: int) -> dict[str, Any] | None:
         """Return one account row as a dict."""
-        row = self.conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
-        return dict(row) if row is not None else None
+        return self._account_where("id", account_id)
 
     def account_by_api_key(self, api_key: str) -> dict[str, Any] | None:
         """The account an API key belongs to."""
-        row = self.conn.execute("SELECT * FROM accounts WHERE api_key = ?", (api_key,)).fetchone()
-        return dict(row) if row is not None else None
+        return self._account_where("api_key", api_key)
 
     def account_by_name(self, sub_account: str) -> dict[str, Any] | None:
         """An account by its sub-account name."""
-        row = self.conn.execute(
-            "SELECT * FROM accounts WHERE sub_account = ?", (sub_account,)
-        ).fetchone()
-        return dict(row) if row is not None else None
+        return self._account_where("sub_account", sub_account)
 
     def list_accounts(self) -> list[dict[str, Any]]:
         """Every account, without secrets."""

@@ -456,6 +456,17 @@ class StoreBase:
         released): on PostgreSQL every daemon is told at its COMMIT."""
         self._work_queued = True
 
+    def read_epoch(self) -> tuple[int, int] | None:
+        """A value that changes whenever anything may have been written to the database:
+        committed by another connection or process (SQLite's data_version), or changed through
+        this one (its count of changed rows), so a row read under one epoch is still current
+        while the epoch is. None: not known (PostgreSQL; inside a transaction, whose own writes
+        it would not show), so nothing may be kept."""
+        if self._sqlite is None or self._sqlite.in_transaction:
+            return None
+        (version,) = self._sqlite.execute("PRAGMA data_version").fetchone()
+        return int(version), self._sqlite.total_changes
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the current transaction commits (once, however often asked)."""
         if callback not in self._after_commit:
