@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import secrets
@@ -23,6 +24,14 @@ from gateway.store import Store
 from gateway.teams import TeamBook
 
 DEMO_PERSONALITIES = ("generic", "huawei", "sim800", "ec25", "sim7600", "wavecom", "zte")
+
+
+def _settle_memory(_: Gateway) -> None:
+    """Once serving: what the daemon built to start (modules, the app, phonenumbers' metadata)
+    lives as long as it does. Frozen out of the collector's sight, a full collection walks only
+    what the traffic made, instead of stopping the loop for ~50 ms under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def _setup_logging(level: str) -> None:
@@ -53,7 +62,7 @@ def serve_command(config_path: Path, data_dir: Path | None, ports: tuple[str, ..
     async def main() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        await serve(config, stop=stop, ports=[(p, None) for p in ports])
+        await serve(config, stop=stop, ports=[(p, None) for p in ports], on_ready=_settle_memory)
 
     asyncio.run(main())
 
@@ -98,6 +107,7 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
             # Something in the inbox from the start: a text from the "outside world".
             emulator.inject_sms(infos[0].msisdn, "Welcome to smsgw! Reply STOP to opt out.",
                                 sender="+15551230001")  # fmt: skip
+            _settle_memory(gateway)
 
         def registered(gateway: Gateway) -> None:
             # One line, after the credentials: scripts wait for it instead of sleeping.
