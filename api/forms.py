@@ -56,6 +56,8 @@ class FormFields:
         values = self._values.get(name.lower() if self._fold else name)
         if not values:
             return None
+        if len(values) == 1 and values[0] is not None:  # as nearly every field comes
+            return values[0] or ""
         if any(v is None for v in values):
             raise FieldError(name, FieldProblem.NOT_UTF8)
         if len(set(values)) > 1:
