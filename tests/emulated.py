@@ -65,8 +65,9 @@ async def serving(
         gateway = await asyncio.wait_for(ready, ready_timeout)
         if lockstep is not None:
             # Time may not move while an AT+CMGS is under way, so the network stamps a submit
-            # at the very virtual instant the throttle let it start.
-            lockstep.hold_while(lambda: bool(gateway.outbox.on_wire))
+            # at the very virtual instant the throttle let it start; nor while a group commit
+            # is in its thread (the loop only looks idle).
+            lockstep.hold_while(lambda: bool(gateway.outbox.on_wire) or gateway.service.committing)
         if modems_ready:
             await asyncio.wait_for(
                 asyncio.gather(*(w.ready.wait() for w in gateway.workers.values())),
