@@ -30,6 +30,9 @@ DATABASE_NAME = DATABASE_FILE
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
+# A write waits this long at most for another of this process's connections to commit (a slow
+# fsync); past it something holds the lock it should not (a write nested in another).
+WRITER_WAIT_S = 30.0
 # Once a write was refused for another process's lock, later writes only glance at the lock
 # (SQLite's busy handler retries within this) until one gets it: the daemon's one thread then
 # waits the full busy timeout once per lock episode, not once per write.
@@ -227,6 +230,12 @@ class StoreBase:
         self._accept: StoreBase | None = None
         self._accept_lock = threading.Lock()
         self._accept_thread: ThreadPoolExecutor | None = None
+        # SQLite: this process's connections take turns for the write lock here, so SQLite's
+        # busy handler (its sleeps, the busy timeout, the lock counts above) only ever meets
+        # another process's lock. The accept connection shares its store's lock and counts.
+        self._writer = threading.Lock()
+        self._owner: StoreBase = self
+        self._glancing = False  # this connection's busy timeout is the glance (see contended)
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
@@ -300,6 +309,7 @@ class StoreBase:
             return False
         # /metrics times its COMMITs like this connection's.
         accept.on_commit = lambda seconds: self.on_commit(seconds) if self.on_commit else None
+        accept._writer, accept._owner = self._writer, self
         self._accept = accept
         return True
 
@@ -360,21 +370,30 @@ class StoreBase:
             local = "" if durable else "; SET LOCAL synchronous_commit = off"
             self._pg.script(f"BEGIN{lock}{local}")
             return
+        owner = self._owner
+        if self._glancing != owner.contended:
+            self._busy_timeout(glance=owner.contended)
         if not durable:
             self.conn.execute("PRAGMA synchronous = NORMAL")
+        # (Inside a transaction already, BEGIN below fails as it always did: no lock taken.)
+        held = self._sqlite is not None and not self._sqlite.in_transaction
+        if held and not self._writer.acquire(timeout=WRITER_WAIT_S):
+            raise StoreUnavailableError("this process's write lock was not given back in time")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
+            if held:
+                self._writer.release()
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
             if isinstance(exc, sqlite3.OperationalError):
                 if _is_lock(exc):  # another process holds the write lock
-                    self._lock_refused()
+                    owner._lock_refused()
                 if is_unavailable(exc):
                     raise StoreUnavailableError(str(exc)) from exc
             raise
-        if self.contended:
-            self._lock_regained()
+        if owner.contended:
+            owner._lock_regained()
 
     def _finish(self, durable: bool) -> None:
         """COMMIT the open transaction, then tell on_commit and the after-commit callbacks."""
@@ -390,8 +409,10 @@ class StoreBase:
             if (unavailable := self._unavailable(exc)) is not None:
                 raise unavailable from exc
             raise
-        if not durable and self._pg is None:
-            self.conn.execute("PRAGMA synchronous = FULL")
+        if self._pg is None:
+            self._writer.release()
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
         if self._after_commit:
@@ -412,6 +433,7 @@ class StoreBase:
                 self.conn.execute("ROLLBACK")
             self._after_commit.clear()
         finally:
+            self._writer.release()
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
 
@@ -429,27 +451,38 @@ class StoreBase:
         refused for a lock, so health checks see the lock go even when nothing else writes."""
         if self._sqlite is None or not self.contended or self._sqlite.in_transaction:
             return self.contended
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_lock(exc):
-                return True
-            raise
-        self.conn.execute("ROLLBACK")
+        if self._glancing != self.contended:
+            self._busy_timeout(glance=self.contended)
+        with self._writer:  # not this process's own group commit
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_lock(exc):
+                    return True
+                raise
+            self.conn.execute("ROLLBACK")
         self._lock_regained()
         return False
 
     def _lock_refused(self) -> None:
+        """A write (on any of this store's connections) was refused for another process's
+        lock: from now on writes only glance at the lock, until one gets it."""
         self.lock_refusals += 1
         if not self.contended:
             self.lock_waits += 1
             self.contended = True
-            glance = min(CONTENDED_BUSY_MS, self.busy_timeout_ms)
-            self.conn.execute(f"PRAGMA busy_timeout = {int(glance)}")
 
     def _lock_regained(self) -> None:
         self.contended = False
-        self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        if self._glancing:
+            self._busy_timeout(glance=False)
+
+    def _busy_timeout(self, *, glance: bool) -> None:
+        """Set this connection's busy timeout: the glance while its store is contended, else
+        the full one (each connection sets its own, before its next write)."""
+        timeout = min(CONTENDED_BUSY_MS, self.busy_timeout_ms) if glance else self.busy_timeout_ms
+        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        self._glancing = glance
 
     def _queued_work(self) -> None:
         """The current transaction queued work any box may send (accepted, due, requeued or
