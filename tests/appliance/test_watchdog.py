@@ -93,6 +93,9 @@ def test_blocked_event_loop_stops_watchdog_pings(
         release.set()
         loop.call_soon_threadsafe(stop.set)
         daemon.join(ANSWER)
+        # What asyncio.run does: the default executor's thread (the daemon's integrity check
+        # ran there) is joined, not left to outlive the test.
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
     assert "STOPPING=1" in "\n".join(_drain_all(notify_socket))
 
