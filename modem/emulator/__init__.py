@@ -27,6 +27,9 @@ Pieces
 - `pool.EmulatorPool`: network + modems on one loop in a background thread, thread-safe blocking
   facade (`call`, `acall` for asyncio callers). `clock="manual"` (default) is a virtual clock
   that only moves in `advance()`, so tests never sleep; `clock="real"` for the CLI and demos.
+- `udev.SerialLinks`: the /dev/serial/by-id (per stick) and by-path (per USB port) links udev
+  would make, in a directory given as `EmulatorPool(links=...)`, so hot-plug discovery can watch
+  modems come and go, and move to other USB ports.
 - `inbound.deliver_parts`: SMS-DELIVERs from the outside world (built with `modem.pdu`): single,
   concatenated with 8/16-bit references and any part order, UCS-2 (emoji), 8-bit data,
   alphanumeric senders, class 0.
@@ -63,12 +66,15 @@ Like the test numbers cloud SMS providers publish, sending to these makes the SM
 
 Emulated SIMs get MSISDNs +447700900001..+447700900899 (Ofcom's drama range), IMSIs on the test
 network 001/01, and the SMSC is +447700900000. National numbers ("07700900123") are read as +44.
-Any other number is the outside world: delivered, recorded, report "delivered" if requested.
+Any other number is the outside world: delivered, recorded, report "delivered" if requested
+(`Network.report_outcome` may decide another `ReportOutcome` per destination).
 
 Faults (`Fault`, switchable at run time: `pool.set_fault(i, name, **params)` / `clear_fault`)
 ----------------------------------------------------------------------------------------------
-hang, unplug(seconds) (PTY closes, reappears under a new path with the same SIM), reboot (boot
-URCs mid-session, settings lost), slow_radio(seconds), cms_error(code, rate), deregister(stat),
+hang, unplug(seconds, port) (PTY closes, reappears under a new path with the same SIM, in another
+USB port if given), reboot (boot URCs mid-session, settings lost), pin_loss(seconds) (the SIM
+resets: +CPIN: NOT READY, off the network, then +CPIN: SIM PIN again if its PIN is enabled; the
+modem keeps its settings), slow_radio(seconds), cms_error(code, rate), deregister(stat),
 storage_full (no more +CMTI; the SMSC holds messages until memory frees up), garbage(rate,
 length), urc_mid_answer(rate, line). One-off injections: `inject_urc(i, line, where)` with
 where = now | answer (inside the next answer) | cmgs (right after the next `> ` prompt), and
@@ -104,11 +110,13 @@ from modem.emulator.network import (
     MAGIC_TEMPORARY_THEN_DELIVERED,
     Network,
     OutboundSms,
+    ReportOutcome,
     SimIdentity,
     make_identities,
 )
 from modem.emulator.personalities import PERSONALITIES, get_personality
 from modem.emulator.pool import EmulatorPool
+from modem.emulator.udev import SerialLinks
 
 __all__ = [
     "MAGIC_CMS_ERROR_PREFIX",
@@ -128,7 +136,9 @@ __all__ = [
     "Network",
     "OutboundSms",
     "Personality",
+    "ReportOutcome",
     "Scheduler",
+    "SerialLinks",
     "SimIdentity",
     "get_personality",
     "make_identities",

@@ -231,6 +231,8 @@ def _clac(m: Firmware, kind: str, args: str) -> Answer:
 def _cpin(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return _OK
+    if m.pin_state == "NOT READY":
+        raise CmeError(10)  # the SIM resets and does not answer (27.007 9.2: SIM not inserted)
     if kind == "read":
         if m.pin_state == "BLOCKED":
             raise CmeError(13)

@@ -34,6 +34,7 @@ from modem.emulator.network import Network, SimCard, SubmitRejectedError
 from modem.emulator.personalities import GENERIC
 from modem.emulator.sms import message_class
 from modem.emulator.storage import MtStorage, Storage
+from modem.emulator.udev import SerialLinks
 
 CTRL_Z = 0x1A
 ESC = 0x1B
@@ -61,6 +62,7 @@ class ModemInfo:
     imei: str
     faults: tuple[str, ...] = ()  # switched on now (one-shot faults never show)
     plugged: bool = True
+    usb_port: str = ""  # the USB port it is (or will be, while unplugged) plugged into
 
 
 class ModemCore:
@@ -107,6 +109,7 @@ class ModemCore:
         self._ack_timer: Handle | None = None
         self._noise_timer: Handle | None = None
         self._boot_timers: list[Handle] = []
+        self._sim_timer: Handle | None = None  # a SIM reset (PIN_LOSS) waiting to end
         self._busy_left = 0
         self._sim_busy_until = 0.0
         self._generation = 0  # power cycles: work scheduled before one is dropped after it
@@ -157,6 +160,7 @@ class ModemCore:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        self._end_sim_reset()  # a power cycle reads the SIM afresh
         self.pin_state = self.sim_lock_state()
         self.sms_ready = not self.p.sms_ready_gate
         self._sim_busy_until = self.scheduler.now() + self.p.sim_busy_seconds
@@ -178,6 +182,7 @@ class ModemCore:
         for h in self._boot_timers:
             h.cancel()
         self._boot_timers = []
+        self._end_sim_reset()
         self.set_noise(False)
         self.registered_stat = 0
 
@@ -185,6 +190,34 @@ class ModemCore:
         """A spontaneous reset: boot URCs arrive mid-session and every setting is lost."""
         self.power_off()
         self.power_on()
+
+    def lose_sim(self, seconds: float) -> None:
+        """The SIM resets under the running modem (PIN_LOSS): +CPIN: NOT READY and off the
+        network; after `seconds` it is back in the state its PIN calls for (SIM PIN if enabled:
+        the PIN must be entered again), with a +CPIN URC. The modem keeps its own settings."""
+        if not self.powered:
+            return
+        self._end_sim_reset()
+        self.pin_state = "NOT READY"
+        self._urc("+CPIN: NOT READY")
+        self.update_registration()
+        generation = self._generation
+
+        def back() -> None:
+            self._sim_timer = None
+            if generation != self._generation or not self.powered:
+                return
+            self.pin_state = self.sim_lock_state()
+            self._urc(f"+CPIN: {self.pin_state}")
+            self.update_registration()
+            self._flush()
+
+        self._sim_timer = self.scheduler.call_later(seconds, back)
+
+    def _end_sim_reset(self) -> None:
+        if self._sim_timer is not None:
+            self._sim_timer.cancel()
+            self._sim_timer = None
 
     def sim_lock_state(self) -> str:
         """The +CPIN state the SIM's attempt counters call for."""
@@ -473,10 +506,14 @@ class ModemCore:
         return handler(self, kind, args)
 
     def _need_sim_present(self) -> None:
+        if self.pin_state == "NOT READY":
+            raise CmeError(10)  # SIM not inserted: the card does not answer while it resets
         if self.pin_state == "BLOCKED":
             raise CmeError(13)
 
     def _need_pin(self, sms: bool) -> None:
+        if self.pin_state == "NOT READY":
+            raise CmsError(310) if sms else CmeError(10)
         if self.pin_state == "BLOCKED":
             raise CmsError(310) if sms else CmeError(13)
         if self.pin_state == "SIM PUK":
@@ -706,6 +743,8 @@ class ModemCore:
             f.hang = True
         elif fault is Fault.REBOOT:
             self.reboot()
+        elif fault is Fault.PIN_LOSS:
+            self.lose_sim(float(params.get("seconds", 2.0)))
         elif fault is Fault.SLOW_RADIO:
             f.slow_radio = float(params.get("seconds", 5.0))
         elif fault is Fault.CMS_ERROR:
@@ -755,7 +794,7 @@ class ModemCore:
     def clear_all_faults(self) -> None:
         """Back to a healthy modem."""
         for fault in Fault:
-            if fault not in (Fault.UNPLUG, Fault.REBOOT):
+            if fault not in (Fault.UNPLUG, Fault.REBOOT, Fault.PIN_LOSS):
                 self.clear_fault(fault)
 
 
@@ -776,9 +815,15 @@ class EmulatedModem:
         personality: Personality = GENERIC,
         scheduler: Scheduler,
         rng_seed: str = "0",
+        links: SerialLinks | None = None,
+        usb_port: str = "",
     ) -> None:
         self.loop = loop
         self.index = index
+        self.links = links
+        self.usb_port = usb_port or f"1.{index + 1}"
+        if links is not None:
+            links.claim(index, self.usb_port)
         self.sim = sim
         self.network = network
         self.scheduler = scheduler
@@ -816,6 +861,7 @@ class EmulatedModem:
             ident.imei,
             tuple(self.core.faults.active()),
             self.plugged,
+            self.usb_port,
         )
 
     def _new_pty(self) -> tuple[int, int, str]:
@@ -833,10 +879,19 @@ class EmulatedModem:
         self.path = path
         self.plugged = True
         self.loop.add_reader(master, self._readable)
+        if self.links is not None:
+            self.links.plug(self.by_id_name, self.usb_port, path)
+
+    @property
+    def by_id_name(self) -> str:
+        """The name udev gives this stick under /dev/serial/by-id (see udev.SerialLinks)."""
+        return SerialLinks.by_id_name(self.personality.name, self.sim.identity.imei)
 
     def _close_fds(self) -> None:
         if self._fds is None:
             return
+        if self.links is not None:
+            self.links.unplug(self.by_id_name, self.usb_port)
         master, slave = self._fds
         self._fds = None
         self.loop.remove_reader(master)
@@ -895,12 +950,15 @@ class EmulatedModem:
             self.loop.remove_writer(self._fds[0])
             self._writer_on = False
 
-    def unplug(self, seconds: float = 0.0) -> str:
-        """Pull the USB plug: the PTY closes; after `seconds` a new PTY (new path) appears.
+    def unplug(self, seconds: float = 0.0, *, port: str | None = None) -> str:
+        """Pull the USB plug: the PTY closes; after `seconds` a new PTY (new path) appears, in
+        USB port `port` if given (reserved now; ValueError if another modem holds it).
 
         The replacement PTY is allocated before the old one closes so the kernel cannot hand the
         same /dev/pts number back. Returns the path the modem will reappear under.
         """
+        if port is not None and self.links is not None:
+            self.links.claim(self.index, port)  # first: a taken port changes nothing
         self._drop_pending_replug()
         master, slave, path = self._new_pty()
         self.core.power_off()
@@ -910,6 +968,8 @@ class EmulatedModem:
 
         def replug() -> None:
             self._pending = None
+            if port is not None:
+                self.usb_port = port
             self._attach_fds(master, slave, path)
             self.replugs += 1
             self.core.power_on()
@@ -929,9 +989,10 @@ class EmulatedModem:
                 os.close(fd)
 
     def set_fault(self, fault: Fault | str, **params: float | int | str) -> None:
-        """Switch a fault on (UNPLUG takes `seconds`)."""
+        """Switch a fault on (UNPLUG takes `seconds` and `port`)."""
         if Fault(fault) is Fault.UNPLUG:
-            self.unplug(float(params.get("seconds", 0.0)))
+            port = params.get("port")
+            self.unplug(float(params.get("seconds", 0.0)), port=None if port is None else str(port))
         else:
             self.core.set_fault(fault, **params)
 

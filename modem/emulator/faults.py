@@ -10,8 +10,12 @@ class Fault(StrEnum):
     """One kind of misbehaviour; parameters are documented per member."""
 
     HANG = "hang"  # stop answering (input dropped, nothing written) until cleared
-    UNPLUG = "unplug"  # close the PTY; reappear under a new path after `seconds` (same SIM)
+    UNPLUG = "unplug"  # close the PTY; reappear under a new path after `seconds` (same SIM),
+    # plugged into USB `port` if given (its /dev/serial/by-path link changes; see udev.py)
     REBOOT = "reboot"  # boot URCs mid-session, settings lost (one-shot)
+    # The SIM resets under a running modem (loose contact, brown-out): +CPIN: NOT READY, off the
+    # network; back after `seconds` asking for its PIN again if enabled (one-shot)
+    PIN_LOSS = "pin_loss"
     SLOW_RADIO = "slow_radio"  # AT+CMGS/CMSS answers after `seconds`
     CMS_ERROR = "cms_error"  # AT+CMGS fails with +CMS ERROR `code` with probability `rate`
     DEREGISTER = "deregister"  # +CREG stat `stat` (0, 2 or 3); sends fail with +CMS ERROR: 331

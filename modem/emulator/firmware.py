@@ -39,7 +39,7 @@ class Firmware(Protocol):
     creg_n: int
     cfun: int
     ussd_mode: int
-    pin_state: str  # READY | SIM PIN | SIM PUK | BLOCKED
+    pin_state: str  # READY | SIM PIN | SIM PUK | BLOCKED | NOT READY (the SIM resets)
 
     @property
     def p(self) -> Personality:

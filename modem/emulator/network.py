@@ -208,6 +208,9 @@ class Network:
     outside: list[OutboundSms] = field(default_factory=list)
     stats: NetworkStats = field(default_factory=NetworkStats)
     on_outside: list[Callable[[OutboundSms], None]] = field(default_factory=list)
+    # What the SMSC will report for a submit to the outside world, by destination (a soak draws
+    # it per recipient); None: the magic numbers' outcomes, "delivered" for every other number.
+    report_outcome: Callable[[str], ReportOutcome] | None = None
 
     def __post_init__(self) -> None:
         self.smsc_field = encode_smsc(self.smsc)
@@ -292,10 +295,14 @@ class Network:
             for cb in self.on_outside:
                 cb(out)
             if sub.status_report_request:
-                self._schedule_report(
-                    sim, sub, mr, MAGIC_OUTCOMES.get(dest, ReportOutcome.DELIVERED)
-                )
+                self._schedule_report(sim, sub, mr, self.outcome_for(dest))
         return mr
+
+    def outcome_for(self, destination: str) -> ReportOutcome:
+        """The status report outcome of a submit to `destination` in the outside world."""
+        if self.report_outcome is not None:
+            return self.report_outcome(destination)
+        return MAGIC_OUTCOMES.get(destination, ReportOutcome.DELIVERED)
 
     def _deliver(self, origin: SimCard, sub: Submit, mr: int, dest: str, deliver: bytes) -> None:
         target = self.subscribers.get(dest)

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from modem.emulator.clock import LoopClock, ManualClock, Scheduler
@@ -18,6 +19,7 @@ from modem.emulator.faults import Fault
 from modem.emulator.firmware import Personality
 from modem.emulator.network import Network, NetworkStats, OutboundSms, SimCard, make_identities
 from modem.emulator.personalities import GENERIC, get_personality
+from modem.emulator.udev import SerialLinks
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -28,7 +30,8 @@ class EmulatorPool:
 
     clock="manual" (the default) gives virtual time that moves only through `advance()`: nothing
     in the emulator ever waits on the wall clock, so tests never sleep. clock="real" uses the
-    loop's time (for the CLI and demos); `time_scale` speeds it up.
+    loop's time (for the CLI and demos); `time_scale` speeds it up. With `links`, that
+    directory gets the by-id/ and by-path/ links udev would make (modem.emulator.udev).
     """
 
     def __init__(
@@ -43,8 +46,10 @@ class EmulatorPool:
         pin_enabled: bool = False,
         max_modems: int = 64,
         resend_unacknowledged: bool = False,
+        links: str | Path | None = None,
     ) -> None:
         self.seed = seed
+        self.links = SerialLinks(links) if links is not None else None
         self._clock_kind = clock
         self._time_scale = time_scale
         self._pin_enabled = pin_enabled
@@ -123,13 +128,17 @@ class EmulatorPool:
             self.call(lambda: None)
 
     # -- modems ---------------------------------------------------------------------------------
-    def add_modem(self, personality: str | Personality = GENERIC) -> EmulatedModem:
-        """Plug in one more modem with the next SIM of the seeded sequence."""
+    def add_modem(
+        self, personality: str | Personality = GENERIC, *, pin_enabled: bool | None = None
+    ) -> EmulatedModem:
+        """Plug in one more modem with the next SIM of the seeded sequence (its PIN enabled as
+        the pool's `pin_enabled` says, unless given), into USB port 1.<n>."""
         p = get_personality(personality) if isinstance(personality, str) else personality
         index = len(self.modems)
         if index >= len(self._identities):
             self._identities = make_identities(self.seed, index + 1)
-        sim = SimCard(self._identities[index], pin_enabled=self._pin_enabled)
+        pin = self._pin_enabled if pin_enabled is None else pin_enabled
+        sim = SimCard(self._identities[index], pin_enabled=pin)
         sim.next_reference = _first_reference(self.seed, index)
 
         def make() -> EmulatedModem:
@@ -141,6 +150,7 @@ class EmulatorPool:
                 personality=p,
                 scheduler=self.clock,
                 rng_seed=f"{self.seed}:{index}",
+                links=self.links,
             )
 
         modem = self.call(make)
@@ -203,9 +213,18 @@ class EmulatorPool:
         """Switch a fault off for one modem."""
         self.call(lambda: self.modems[index].clear_fault(fault))
 
-    def unplug(self, index: int, seconds: float = 0.0) -> str:
-        """Unplug a modem; returns the new path it will reappear under."""
-        return self.call(lambda: self.modems[index].unplug(seconds))
+    def unplug(self, index: int, seconds: float = 0.0, *, port: str | None = None) -> str:
+        """Unplug a modem (to come back in USB port `port` if given); returns the new path it
+        will reappear under."""
+        return self.call(lambda: self.modems[index].unplug(seconds, port=port))
+
+    def by_id(self, index: int) -> Path:
+        """Where modem `index`'s /dev/serial/by-id link is while it is plugged in (needs
+        `links`): the stable name an operator configures a port by."""
+        if self.links is None:
+            raise ValueError("EmulatorPool(links=...) keeps no udev links")
+        modem = self.modems[index]
+        return self.links.by_id(modem.personality.name, modem.sim.identity.imei)
 
     def inject_urc(self, index: int, line: str, where: str = "now") -> None:
         """A URC now, inside the next answer ('answer') or after the next prompt ('cmgs')."""

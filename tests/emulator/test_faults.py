@@ -6,6 +6,7 @@ import errno
 import os
 import re
 import select
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,70 @@ def test_unplug_twice_and_close_while_unplugged_leak_nothing() -> None:
         pool.advance(10)
         assert pool.path(0) == second
         pool.unplug(0, seconds=60)  # closed while unplugged: the waiting PTY is closed too
+
+
+def test_pin_loss_takes_the_sim_away_then_asks_for_its_pin_again() -> None:
+    with EmulatorPool(1, seed=3, pin_enabled=True) as pool:
+        pin = pool.call(lambda: pool.core(0).sim.identity.pin)
+        with client(pool, 0) as c:
+            c.command(f'AT+CPIN="{pin}"')
+            c.command("AT+CREG=1")
+            pool.advance(1)
+            assert c.lines("AT+CREG?") == ["+CREG: 1,1", "OK"]
+            pool.set_fault(0, "pin_loss", seconds=3)
+            assert c.read_until(b"+CPIN: NOT READY\r\n")
+            assert c.read_until(b"+CREG: 0\r\n")
+            assert c.command("AT+CPIN?") == b"\r\n+CME ERROR: 10\r\n"  # the card does not answer
+            hexpdu, length = submit_pdu("+447911123456", "x")
+            assert c.command(f"AT+CMGS={length}") == b"\r\n+CMS ERROR: 310\r\n"
+            pool.advance(3)
+            assert c.read_until(b"+CPIN: SIM PIN\r\n")
+            assert c.lines("AT+CMEE?") == ["+CMEE: 1", "OK"]  # the modem kept its settings
+            assert c.command(f"AT+CMGS={length}") == b"\r\n+CMS ERROR: 311\r\n"
+            assert c.lines(f'AT+CPIN="{pin}"') == ["OK"]
+            assert c.read_until(b"+CREG: 1\r\n")
+            assert c.send_pdu(hexpdu, length).endswith(b"OK\r\n")
+
+
+def test_pin_loss_without_a_pin_comes_back_ready_and_a_reboot_ends_it() -> None:
+    with EmulatorPool(1, seed=3) as pool, client(pool, 0) as c:
+        pool.set_fault(0, "pin_loss", seconds=3)
+        assert c.read_until(b"+CPIN: NOT READY\r\n")
+        pool.advance(3)
+        assert c.read_until(b"+CPIN: READY\r\n")
+        assert c.lines("AT+CPIN?") == ["+CPIN: READY", "OK"]
+        pool.set_fault(0, "pin_loss", seconds=30)
+        pool.set_fault(0, "reboot")  # the SIM is read afresh at power-up
+        c.command("ATE0")
+        assert c.lines("AT+CPIN?") == ["+CPIN: READY", "OK"]
+        pool.advance(30)
+        assert c.lines("AT+CPIN?") == ["+CPIN: READY", "OK"]
+        assert b"NOT READY" not in c.buffer
+
+
+def test_udev_links_follow_the_stick_and_the_usb_port(tmp_path: Path) -> None:
+    with EmulatorPool(2, seed=6, links=tmp_path) as pool:
+        first, second = pool.info()
+        by_id = pool.by_id(0)
+        by_path = tmp_path / "by-path" / "platform-emulator-usb-0:1.1:1.0-port0"
+        assert (first.usb_port, second.usb_port) == ("1.1", "1.2")
+        assert os.path.realpath(by_id) == first.path
+        assert os.path.realpath(by_path) == first.path
+        assert len(os.listdir(tmp_path / "by-id")) == len(os.listdir(tmp_path / "by-path")) == 2
+        with pytest.raises(ValueError, match="already holds modem 1"):
+            pool.unplug(0, seconds=5, port="1.2")
+        assert pool.path(0) == first.path  # a taken port changes nothing
+        new_path = pool.unplug(0, seconds=5, port="1.7")
+        assert not by_id.exists() and not by_path.exists()  # pulled: its links vanish
+        pool.advance(5)
+        moved = pool.info()[0]
+        assert (moved.path, moved.usb_port) == (new_path, "1.7")
+        assert os.path.realpath(by_id) == new_path  # the stick's name stays...
+        assert not by_path.exists()  # ...its port's name is another one
+        assert os.path.realpath(tmp_path / "by-path" / "platform-emulator-usb-0:1.7:1.0-port0") == (
+            new_path
+        )
+        pool.unplug(1, seconds=1, port="1.1")  # the port it left is free again
+        pool.advance(1)
+        assert pool.info()[1].usb_port == "1.1"
+    assert os.listdir(tmp_path / "by-id") == os.listdir(tmp_path / "by-path") == []

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from modem.emulator import EmulatorPool
+from modem.emulator import EmulatorPool, ReportOutcome
 from modem.emulator.sms import build_deliver, encode_address, encode_scts, parse_submit
 from modem.pdu import (
     Address,
@@ -84,6 +84,17 @@ def test_no_report_number_never_reports() -> None:
         first = decode_pdu(m.group(2).decode()).tpdu
         assert isinstance(first, SmsStatusReport) and first.message_reference == mr
         assert pool.stats().reports == 1
+
+
+def test_report_outcome_decides_per_destination() -> None:
+    with EmulatorPool(1, seed=4) as pool, client(pool, 0) as a:
+        outcomes = {"+447911000001": ReportOutcome.PERMANENT_FAILURE}
+        pool.network.report_outcome = lambda dest: outcomes.get(dest, ReportOutcome.EXPIRED)
+        a.command("AT+CNMI=2,1,0,1,0")
+        send_text(a, "+447911000001", "refused", status_report=True)
+        assert _report_statuses(a, 1) == [0x41]
+        send_text(a, "+15005550000", "magic no more", status_report=True)
+        assert _report_statuses(a, 1) == [0x46]
 
 
 @pytest.mark.parametrize("code", [38, 42, 500])
