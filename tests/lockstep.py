@@ -6,6 +6,10 @@ no AT+CMGS is on the wire and a sleeper is waiting; then it jumps straight to th
 wake-up. So the network records a submit at exactly the virtual time the throttle let it start,
 however loaded the machine, and a run lasts as long as its I/O, not as long as its throttles.
 
+The host's wall clock may be stepped (`step_wall`: NTP correcting a box without an RTC, or an
+operator setting the date): the gateway's wall time jumps, its monotonic time and the network's
+clock (the SCTS of every message and report) do not.
+
 Real timers (I/O timeouts, the dispatcher's tick, radio polls) stay on the loop's own clock.
 So work that waits only on the store's clock (a retry's backoff, a scheduled send) becomes due
 only while some throttle keeps virtual time moving; with none waiting, time stands still.
@@ -42,6 +46,7 @@ class LockstepClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None], bool]] = []
         self._seq = itertools.count()
         self._holds: list[Callable[[], bool]] = []
+        self.wall_offset = 0.0  # seconds the host's wall clock was stepped by, in all
 
     def hold_while(self, busy: Callable[[], bool]) -> None:
         """Never move while `busy()` (e.g. a part is on the wire: `bool(outbox.on_wire)`);
@@ -56,8 +61,12 @@ class LockstepClock:
         return self._manual.now()
 
     def wall(self) -> datetime:
-        """Virtual wall time (the network's SCTS and the store agree)."""
-        return datetime.fromtimestamp(self._manual.now(), UTC)
+        """Virtual wall time: the network's clock, plus every step of the host's clock."""
+        return datetime.fromtimestamp(self._manual.now() + self.wall_offset, UTC)
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the host's wall clock by `seconds` (back if negative); nothing else moves."""
+        self.wall_offset += seconds
 
     async def sleep(self, delay: float, *, moves: bool = True) -> None:
         """Wait until virtual time has moved `delay` seconds on (`moves=False`: a timer that

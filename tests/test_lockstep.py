@@ -46,3 +46,14 @@ def test_time_stands_still_while_held_although_the_loop_is_idle() -> None:
 
         clock.run(main())
         assert seen == [0.0, 1.0]
+
+
+def test_a_wall_clock_step_moves_neither_monotonic_time_nor_the_network() -> None:
+    with EmulatorPool(0) as emu:
+        clock = LockstepClock(emu)
+        start, network = clock.monotonic(), emu.clock.now()
+        clock.step_wall(-3600.0)
+        assert clock.wall().timestamp() == network - 3600.0
+        assert (clock.monotonic(), emu.clock.now()) == (start, network)
+        clock.step_wall(7200.5)
+        assert clock.wall().timestamp() == network + 3600.5
