@@ -63,6 +63,18 @@ TEMPORARY_CMS_ERRORS: frozenset[int] = frozenset(
 )
 
 
+def concat_reference(message_id: int) -> int:
+    """The concatenation reference of a message's parts (TS 23.040 9.2.3.24.1): derived from
+    the message, so a part sent again after a temporary error, or after a restart, joins the
+    parts that already went out; consecutive messages differ."""
+    return message_id % 256
+
+
+# States of a part that has been handed to a SIM: the rest of its message keeps to that SIM,
+# or the recipient's phone could not join the parts (it reassembles per sender and reference).
+STARTED_STATES = frozenset({"sending", "sent", "delivered"})
+
+
 def is_temporary_cms(code: int | None) -> bool:
     """Whether a part refused with +CMS ERROR `code` should be retried (None: not refused)."""
     return code is None or code in TEMPORARY_CMS_ERRORS
@@ -103,7 +115,6 @@ class Outbox:
         senders: dict[int, PartSender],
         clock: Clock,
         *,
-        concat_refs: dict[int, int] | None = None,
         on_sent: Callable[[int], object] | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
@@ -111,8 +122,6 @@ class Outbox:
         self.pool = pool
         self.senders = senders
         self.clock = clock
-        # Next concatenation reference per SIM: parts of one message share it, messages differ.
-        self._concat_refs = concat_refs if concat_refs is not None else {}
         # Called with a part id once its TP-MR is recorded (reports that overtook it are matched).
         self.on_sent = on_sent
         self.telemetry = telemetry
@@ -120,11 +129,6 @@ class Outbox:
         self.on_wire: set[int] = set()
         # When each paced batch last put a part on the wire (any SIM), for its batch_gap.
         self._batch_last: dict[int, float] = {}
-
-    def _next_reference(self, sim_id: int) -> int:
-        ref = self._concat_refs.get(sim_id, 0)
-        self._concat_refs[sim_id] = (ref + 1) % 256
-        return ref
 
     async def send_message(
         self,
@@ -134,16 +138,25 @@ class Outbox:
         sender_sim: int | None = None,
         keep_going: Callable[[], bool] | None = None,
     ) -> PartState:
-        """Send every queued part of a message from one SIM; return the message's state after.
+        """Send every queued part of a message from one SIM, in order; return the message's
+        state after.
 
-        `keep_going` is asked before each part: a SIM being detached finishes the part on the
-        wire and leaves the rest queued.
+        A message some of whose parts went out keeps to their SIM (and their concatenation
+        reference), waiting for it if it is not among `allowed_sims`. `keep_going` is asked
+        before each part: a SIM being detached finishes the part on the wire and leaves the
+        rest queued. A part put back in the queue (a temporary error) holds the parts after it.
         """
         message = self.store.message(message_id)
         if message is None:
             raise KeyError(f"no message {message_id}")
         if self.store.is_opted_out(message["account_id"], message["recipient"]):
             return self._fail_unsent(message_id, "recipient opted out (STOP)")
+        parts = self.store.parts(message_id)
+        started = next((p["sim_id"] for p in parts if p["state"] in STARTED_STATES), None)
+        if started is not None:
+            if started not in allowed_sims:
+                return PartState(message["state"])  # its SIM is away: the rest waits for it
+            sender_sim = started
         route = self.pool.route(
             account_id=message["account_id"],
             allowed=allowed_sims,
@@ -158,10 +171,9 @@ class Outbox:
         submits = build_submits(
             Address.parse(message["recipient"]),
             message["body"],
-            reference=self._next_reference(sim_id),
+            reference=concat_reference(message_id),
             status_report=bool(message["status_report"]),
         )
-        parts = self.store.parts(message_id)
         if len(submits) != len(parts):
             raise RuntimeError(
                 f"message {message_id}: stored {len(parts)} parts but the text needs {len(submits)}"
@@ -195,7 +207,10 @@ class Outbox:
                 return PartState(current["state"]) if current is not None else state
             if sent is None:
                 return PartState(message["state"])
-            state, started = sent, True
+            part_state, state = sent
+            started = True
+            if part_state is PartState.QUEUED:
+                break  # to be tried again: the parts after it wait their turn, on this SIM
             if state in (PartState.FAILED, PartState.UNCERTAIN):
                 break  # the rest waits: a torn message is worse than a late one
         return state
@@ -230,9 +245,10 @@ class Outbox:
         *,
         gap: float = 0.0,
         hold: Callable[[], bool] | None = None,
-    ) -> PartState | None:
-        """Send one part once the SIM's throttle (and the batch's pace) allows; None when
-        `hold` says, after the wait, that it must not go now (nothing was sent)."""
+    ) -> tuple[PartState, PartState] | None:
+        """Send one part once the SIM's throttle (and the batch's pace) allows; return the
+        part's and its message's state after, or None when `hold` says, after the wait, that
+        it must not go now (nothing was sent)."""
         recipient = message["recipient"]
         throttle = self.pool.get(sim_id).throttle
         batch_id = message["batch_id"]
@@ -296,35 +312,31 @@ class Outbox:
 
     async def _record(
         self, part: Mapping[str, Any], outcome: SendOutcome, sim_id: int
-    ) -> PartState:
+    ) -> tuple[PartState, PartState]:
+        """Record how the exchange went; return the part's and its message's new state."""
         now = self.clock.wall()
         part_id = part["id"]
+        fields: dict[str, Any]
         match outcome.kind:
             case OutcomeKind.SENT:
                 self.pool.report_success(sim_id)
-                state = await self._durably(part_id, lambda: self.store.transition_part(
-                    part_id, PartState.SENDING, PartState.SENT, now=now,
-                    fields={"tp_mr": outcome.tp_mr},
-                ))  # fmt: skip
-                if self.on_sent is not None:
-                    self.on_sent(part_id)
-                return state
+                target, fields = PartState.SENT, {"tp_mr": outcome.tp_mr}
             case OutcomeKind.TEMPORARY if part["attempts"] + 1 < MAX_ATTEMPTS:
                 self.pool.report_error(sim_id, self.clock.monotonic())
                 retry_at = now + BACKOFF_BASE * (2 ** part["attempts"])
-                return await self._durably(part_id, lambda: self.store.transition_part(
-                    part_id, PartState.SENDING, PartState.QUEUED, now=now,
-                    fields={"error": outcome.error, "cms_error": outcome.cms_error,
-                            "next_attempt_at": utc_iso(retry_at)},
-                ))  # fmt: skip
+                target = PartState.QUEUED
+                fields = {"error": outcome.error, "cms_error": outcome.cms_error,
+                          "next_attempt_at": utc_iso(retry_at)}  # fmt: skip
             case OutcomeKind.TEMPORARY | OutcomeKind.PERMANENT:
                 self.pool.report_error(sim_id, self.clock.monotonic())
-                return await self._durably(part_id, lambda: self.store.transition_part(
-                    part_id, PartState.SENDING, PartState.FAILED, now=now,
-                    fields={"error": outcome.error, "cms_error": outcome.cms_error},
-                ))  # fmt: skip
+                target = PartState.FAILED
+                fields = {"error": outcome.error, "cms_error": outcome.cms_error}
             case OutcomeKind.UNKNOWN:
-                return await self._durably(part_id, lambda: self.store.transition_part(
-                    part_id, PartState.SENDING, PartState.UNCERTAIN, now=now,
-                    fields={"error": outcome.error or "AT+CMGS outcome unknown"},
-                ))  # fmt: skip
+                target = PartState.UNCERTAIN
+                fields = {"error": outcome.error or "AT+CMGS outcome unknown"}
+        state = await self._durably(part_id, lambda: self.store.transition_part(
+            part_id, PartState.SENDING, target, now=now, fields=fields,
+        ))  # fmt: skip
+        if target is PartState.SENT and self.on_sent is not None:
+            self.on_sent(part_id)
+        return target, state

@@ -377,6 +377,10 @@ class Dispatcher:
         # A fixed sender is the SIM with that number in the store, wherever it is (this box's
         # pool knows only its own SIMs): the claim read only those of this box.
         sender_sim: int | None = message.get("sender_sim")
+        if message.get("started_sim") is not None:
+            # Part of it went out: the rest goes from the same SIM (the recipient's phone joins
+            # parts per sender), waiting for it while it is away.
+            sender_sim = int(message["started_sim"])
         if sender_sim is not None and granted and sender_sim not in granted:
             return None  # its SIM was revoked from the account: it waits (README: Accounts)
         rotate = message.get("batch_rotate") is None or bool(message["batch_rotate"])

@@ -181,17 +181,24 @@ class FleetStore(MessageStore):
         `owner` itself come back too, for the caller to skip those it is working on). Each row
         is locked (PostgreSQL: FOR UPDATE SKIP LOCKED, so another box's claim never waits for
         or takes the same row) while `choose(row)` picks its SIM, or None to leave it. Each row
-        carries `batch_rotate`, `batch_pin` and `sender_sim` (the SIM whose number the message's
-        sender is). A message of a batch without rotation is claimed only if its batch's pin
-        could be set to the chosen SIM (compare-and-set: two boxes never split such a batch)."""
+        carries `batch_rotate`, `batch_pin`, `sender_sim` (the SIM whose number the message's
+        sender is) and `started_sim` (the SIM its parts already went to: a message partly out is
+        only read by the box of that SIM, which must finish it). A message of a batch without
+        rotation is claimed only if its batch's pin could be set to the chosen SIM
+        (compare-and-set: two boxes never split such a batch)."""
         if not sims or limit <= 0:
             return []
         stamp = utc_iso(now)
         ours = ", ".join("?" * len(sims))
         granted = "SELECT 1 FROM account_sims g WHERE g.account_id = m.account_id"
+        started = (
+            "SELECT s.sim_id FROM parts s WHERE s.message_id = m.id"
+            " AND s.state IN ('sending', 'sent', 'delivered') LIMIT 1"
+        )
         lock = " FOR UPDATE OF m SKIP LOCKED" if self._pg is not None else ""
         query = (
-            "SELECT m.*, b.rotate AS batch_rotate, b.pin_sim AS batch_pin, ss.id AS sender_sim"
+            "SELECT m.*, b.rotate AS batch_rotate, b.pin_sim AS batch_pin, ss.id AS sender_sim,"
+            f" ({started}) AS started_sim"
             " FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
             " LEFT JOIN sims ss ON m.sender != '' AND ss.msisdn = m.sender"
             " WHERE m.state = 'queued' AND (b.state IS NULL OR b.state = 'active') AND EXISTS ("
@@ -201,13 +208,14 @@ class FleetStore(MessageStore):
             " sim_leases l WHERE l.sim_id = m.claim_sim AND l.incarnation = m.claim_owner"
             " AND l.expires_at > ?))"
             f" AND (ss.id IS NULL OR ss.id IN ({ours}))"
+            f" AND (({started}) IS NULL OR ({started}) IN ({ours}))"
             f" AND (NOT EXISTS ({granted}) OR EXISTS ({granted} AND g.sim_id IN ({ours})"
             " AND (ss.id IS NULL OR g.sim_id = ss.id)))"
             f" AND (b.rotate IS NULL OR b.rotate != 0 OR b.pin_sim IS NULL OR b.pin_sim IN ({ours})"
             f" OR (EXISTS ({granted}) AND NOT EXISTS ({granted} AND g.sim_id = b.pin_sim)))"
             f" ORDER BY m.id LIMIT ?{lock}"
         )
-        args = (stamp, owner, stamp, *sims, *sims, *sims, limit)
+        args = (stamp, owner, stamp, *sims, *sims, *sims, *sims, limit)
         claimed: list[tuple[dict[str, Any], int]] = []
         # On SQLite a claim protects nothing across a power cut (one box, no other claimer),
         # so it is not worth an fsync; on PostgreSQL another box relies on it.

@@ -118,6 +118,45 @@ def test_temporary_error_requeues_with_backoff(env) -> None:
     assert store.parts(mid)[0]["attempts"] == 2
 
 
+def test_a_part_sent_again_after_a_restart_keeps_its_message_reference(env) -> None:
+    store, account, sim, modem, outbox, vclock = env
+    modem.outcomes += [
+        SendOutcome(OutcomeKind.SENT, tp_mr=1),
+        SendOutcome(OutcomeKind.TEMPORARY, error="+CMS ERROR: 42", cms_error=42),
+    ]
+    mid = _accept(store, account, BODY, 2)
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.QUEUED
+    assert len(modem.sent) == 2
+    vclock.t += 60.0
+    restarted = Outbox(store, outbox.pool, {sim: modem}, vclock.clock())
+    between = _accept(store, account, BODY, 2)  # another long message goes first
+    assert asyncio.run(restarted.send_message(between, allowed_sims=[sim])) is PartState.SENT
+    assert asyncio.run(restarted.send_message(mid, allowed_sims=[sim])) is PartState.SENT
+    sent = modem.sent[:2] + modem.sent[4:]
+    decoded = [decode_pdu(pdu).tpdu for _, pdu, _ in sent]
+    concats = [d.user_data.header.concatenation for d in decoded]  # type: ignore[union-attr]
+    assert [(c.reference, c.sequence) for c in concats] == [
+        (concats[0].reference, 1), (concats[0].reference, 2), (concats[0].reference, 2),
+    ]  # fmt: skip
+
+
+def test_a_message_started_on_one_sim_is_not_finished_on_another(env) -> None:
+    store, account, sim, modem, outbox, vclock = env
+    other = store.bind_sim(iccid="89440000000000000002", imsi=None, now=T0)
+    outbox.pool.upsert(other, "+447700900002", ThrottlePolicy())
+    outbox.senders[other] = FakeModem(vclock)
+    modem.outcomes += [
+        SendOutcome(OutcomeKind.SENT, tp_mr=1),
+        SendOutcome(OutcomeKind.TEMPORARY, error="+CMS ERROR: 42", cms_error=42),
+    ]
+    mid = _accept(store, account, BODY, 2)
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.QUEUED
+    vclock.t += 60.0
+    state = asyncio.run(outbox.send_message(mid, allowed_sims=[other], sender_sim=other))
+    assert state is PartState.QUEUED  # part 2 waits for the SIM part 1 went from
+    assert outbox.senders[other].sent == []  # type: ignore[attr-defined]
+
+
 def test_interrupted_send_is_uncertain_and_stops_the_message(env) -> None:
     store, account, sim, modem, outbox, _ = env
     modem.outcomes.append(SendOutcome(OutcomeKind.UNKNOWN, error="port closed during AT+CMGS"))

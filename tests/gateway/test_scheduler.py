@@ -398,3 +398,56 @@ def test_a_full_disk_pauses_sending_and_it_resumes_with_nothing_lost_or_sent_twi
         loop.close()
         store.close()
     assert sorted(r for _, _, r in log) == [f"+1555{i:07d}" for i in range(40)]  # once each
+
+
+@dataclass
+class ScriptedModem:
+    """A modem answering AT+CMGS as scripted (then SENT), recording each submit."""
+
+    sim_id: int
+    log: list[tuple[int, SmsSubmit]]
+    script: list[OutcomeKind] = field(default_factory=list)
+    mr: itertools.count = field(default_factory=itertools.count)
+
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
+        await asyncio.sleep(0.3)
+        kind = self.script.pop(0) if self.script else OutcomeKind.SENT
+        if kind is OutcomeKind.TEMPORARY:
+            return SendOutcome(kind, error="+CMS ERROR: 42", cms_error=42)
+        self.log.append((self.sim_id, submit))
+        return SendOutcome(OutcomeKind.SENT, tp_mr=next(self.mr) % 256)
+
+
+def test_a_part_sent_again_joins_the_parts_already_out_on_their_sim(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 2, interval=1.0)
+    log: list[tuple[int, SmsSubmit]] = []
+    first, other = sims
+    # Part 1 goes out; part 2 meets congestion three times, which cools its SIM down for a
+    # minute while the other SIM is idle: part 2 (and 3) still wait for the first SIM.
+    script = [OutcomeKind.SENT, *[OutcomeKind.TEMPORARY] * 3]
+
+    async def scenario() -> list[str]:
+        dispatcher.attach(first, ScriptedModem(first, log, script))
+        (mid,) = service.submit(account, ["+15551230001"], "w" * 400).message_ids  # 3 parts
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        while not log:
+            await asyncio.sleep(0.1)
+        dispatcher.attach(other, ScriptedModem(other, log))
+        await asyncio.sleep(300)
+        stop.set()
+        await runner
+        await dispatcher.close()
+        return [p["state"] for p in store.parts(mid)]
+
+    try:
+        states = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert states == ["sent", "sent", "sent"]
+    assert [sim for sim, _ in log] == [first, first, first]
+    concat = [s.user_data.header.concatenation for _, s in log]  # type: ignore[union-attr]
+    assert {(c.reference, c.total) for c in concat if c is not None} == {(concat[0].reference, 3)}
+    assert [c.sequence for c in concat if c is not None] == [1, 2, 3]
