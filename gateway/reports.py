@@ -15,7 +15,8 @@ from modem.pdu import SmsStatusReport
 log = logging.getLogger(__name__)
 
 # A TP-MR is 8 bits and repeats every 256 sends per SIM, so a report only matches a part sent by
-# the same SIM to the same number within this window, newest first.
+# the same SIM to the same number within this window (either side of the report: the host's
+# clock may have been stepped back since the send), one still waiting for its verdict first.
 MATCH_WINDOW = timedelta(days=3)
 VALIDITY_EXPIRED = 0x46  # TS 23.040 9.2.3.15: "SM Validity Period Expired"
 
@@ -56,6 +57,7 @@ class SentPart:
     tp_mr: int
     recipient: str
     sent_at: datetime
+    waiting: bool = True  # no final verdict yet (a settled part cannot take another one)
 
 
 def match_report(
@@ -66,16 +68,20 @@ def match_report(
     recipient: str,
     received_at: datetime,
 ) -> SentPart | None:
-    """Pick the part a status report belongs to: the newest matching send before the report."""
+    """Pick the part a status report belongs to: same SIM, TP-MR and number, sent within
+    MATCH_WINDOW of the report; one still waiting for its verdict before a settled one, then
+    the newest. A send stamped after the report is not ruled out: the report cannot come
+    before its send, so the host's wall clock was stepped back in between (NTP, an RTC-less
+    box setting its date), and the part is still the one it is for."""
     best: SentPart | None = None
     for part in candidates:
         if part.sim_id != sim_id or part.tp_mr != tp_mr:
             continue
-        if not part.sent_at <= received_at <= part.sent_at + MATCH_WINDOW:
+        if abs(received_at - part.sent_at) > MATCH_WINDOW:
             continue
         if not same_number(part.recipient, recipient):
             continue
-        if best is None or part.sent_at > best.sent_at:
+        if best is None or (part.waiting, part.sent_at) > (best.waiting, best.sent_at):
             best = part
     return best
 
@@ -109,9 +115,12 @@ class ReportMatcher:
         rows = self.store.report_candidates(sim_id, report.message_reference, now - MATCH_WINDOW)
         states = {r["id"]: PartState(r["state"]) for r in rows}
         candidates = [
-            SentPart(r["id"], sim_id, r["tp_mr"], r["recipient"], _parse(r["sending_at"]))
+            SentPart(
+                r["id"], sim_id, r["tp_mr"], r["recipient"], _parse(r["sending_at"]),
+                waiting=r["state"] == PartState.SENT.value,
+            )
             for r in rows
-        ]
+        ]  # fmt: skip
         match = match_report(
             candidates, sim_id=sim_id, tp_mr=report.message_reference, recipient=recipient,
             received_at=now,

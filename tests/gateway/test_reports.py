@@ -53,23 +53,36 @@ def test_match_picks_same_sim_mr_and_number_newest_first() -> None:
     )
     assert got is not None
     assert got.part_id == 3
-    # a report older than the send cannot be for it; beyond the window nothing matches
-    assert (
-        match_report(
-            parts,
-            sim_id=2,
-            tp_mr=7,
-            recipient="+15551230001",
-            received_at=T0 - timedelta(seconds=1),
-        )
-        is None
-    )
+    # beyond the window nothing matches
     assert (
         match_report(
             parts, sim_id=1, tp_mr=7, recipient="+15551230001", received_at=T0 + timedelta(days=4)
         )
         is None
     )
+
+
+def test_a_report_stamped_before_its_send_is_still_its_own() -> None:
+    # The host's clock was stepped back an hour between the send and the report: the report
+    # cannot have come first, so the part sent "later" is still the one it is for.
+    parts = [SentPart(1, sim_id=1, tp_mr=7, recipient="+15551230001", sent_at=T0)]
+    got = match_report(
+        parts, sim_id=1, tp_mr=7, recipient="+15551230001", received_at=T0 - timedelta(hours=1)
+    )
+    assert got is not None and got.part_id == 1
+
+
+def test_a_part_waiting_for_its_verdict_goes_before_a_settled_one() -> None:
+    # TP-MR 7 to the same number twice, the settled send stamped later (the clock went back
+    # between the two sends): the report is for the one still waiting.
+    parts = [
+        SentPart(1, sim_id=1, tp_mr=7, recipient="+15551230001", sent_at=T0, waiting=False),
+        SentPart(2, sim_id=1, tp_mr=7, recipient="+15551230001", sent_at=T0 - timedelta(hours=1)),
+    ]
+    got = match_report(
+        parts, sim_id=1, tp_mr=7, recipient="+15551230001", received_at=T0 - timedelta(minutes=59)
+    )
+    assert got is not None and got.part_id == 2
 
 
 @pytest.mark.parametrize(
@@ -153,6 +166,39 @@ def test_report_matcher_settles_the_right_part(store_url: str) -> None:
         )
         assert stray.part_id is None
         assert store.conn.execute("SELECT COUNT(*) FROM delivery_reports").fetchone()[0] == 4
+    finally:
+        store.close()
+
+
+def test_a_report_after_the_clock_stepped_back_settles_its_part(store_url: str) -> None:
+    from gateway.accounts import create_account
+    from gateway.reports import ReportMatcher
+    from gateway.store import Store
+    from modem.pdu import Address, SmsStatusReport
+
+    store = Store.open(store_url)
+    try:
+        acct = create_account(store, "a", now=T0).account_id
+        sim = store.bind_sim(iccid="1", imsi=None, now=T0)
+        m = store.accept_message(
+            account_id=acct, recipient="+15551230001", body="x", encoding="gsm7", parts=1, now=T0
+        )
+        (part,) = m.part_ids
+        store.transition_part(
+            part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
+        )
+        store.transition_part(part, PartState.SENDING, PartState.SENT, now=T0, fields={"tp_mr": 9})
+        report = SmsStatusReport(
+            message_reference=9,
+            recipient=Address.parse("+15551230001"),
+            scts=T0,
+            discharge_time=T0,
+            status=0,
+        )
+        stepped_back = T0 - timedelta(hours=2) + timedelta(seconds=5)
+        result = ReportMatcher(store).apply(sim, report, now=stepped_back)
+        assert (result.part_id, result.state) == (part, PartState.DELIVERED)
+        assert store.message(m.message_id)["state"] == "delivered"
     finally:
         store.close()
 
