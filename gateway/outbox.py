@@ -24,6 +24,9 @@ MAX_ATTEMPTS = 5
 # Short, because the retry usually fails over to another SIM; a SIM that keeps failing is cooled
 # down as a whole by the pool (gateway.pool.HealthPolicy), which is what protects the network.
 BACKOFF_BASE = timedelta(seconds=2)
+# Longer than any retry's back-off: a retry put off further ahead than this was put off before
+# the wall clock was stepped back (NTP, an RTC-less box setting its date), and is due now.
+RETRY_HORIZON = BACKOFF_BASE * 2**MAX_ATTEMPTS
 SEND_TIMEOUT = 60.0
 # What a message to be sent is read with; any of it changed during the throttle wait holds it.
 _AS_READ = ("updated_at", "state", "body", "units", "sender", "send_at")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.leases import SimLeases
 from gateway.models import PartState
-from gateway.outbox import SEND_TIMEOUT, Clock, Outbox, PartSender
+from gateway.outbox import RETRY_HORIZON, SEND_TIMEOUT, Clock, Outbox, PartSender
 from gateway.pool import SimPool
 from gateway.recurrence import Recurrence, RepeatUnit, next_occurrence
 from gateway.store import Store, StoreUnavailableError
@@ -354,7 +354,7 @@ class Dispatcher:
 
         claimed = self.store.claim_messages(
             now_wall, sims=sorted(self._queues), owner=self.owner,
-            limit=capacity + len(self._inflight), choose=choose,
+            limit=capacity + len(self._inflight), choose=choose, horizon=RETRY_HORIZON,
         )  # fmt: skip
         for message, sim_id in claimed:
             self._queues[sim_id].put_nowait(message["id"])

@@ -440,7 +440,7 @@ class WebhookWorker:
         self._hosts: Counter[str] = Counter()
         self._results: list[WebhookAttempt] = []
         self._failing_hosts: set[str] = set()
-        self._waiting_until: datetime | None = None
+        self._waiting_until: float | None = None  # on the monotonic clock it sleeps on
         self._quiet_waiters: list[asyncio.Future[None]] = []
         self._last_purge: float | None = None
         self.delivered = 0  # deliveries since start (benchmarks, logs)
@@ -484,7 +484,7 @@ class WebhookWorker:
             not self._inflight
             and not self._wake.is_set()
             and self._waiting_until is not None
-            and self._waiting_until > self.clock.wall()
+            and self._waiting_until > self.clock.monotonic()
         ):
             waiter: asyncio.Future[None] = loop.create_future()
             self._quiet_waiters.append(waiter)
@@ -495,6 +495,13 @@ class WebhookWorker:
         self._wake.clear()
         self._flush()
         now = self.clock.wall()
+        # No back-off is longer than its cap: a retry put off further was put off before the
+        # wall clock was stepped back, and would otherwise wait for as long as the step.
+        pulled = self.store.pull_in_webhook_retries(
+            now, timedelta(seconds=self.settings.backoff_cap)
+        )
+        if pulled:
+            log.warning("%d webhook retry(s) put off before the clock went back: due now", pulled)
         self._launch(now)
         self._purge()
         nxt = self.store.next_webhook_due(exclude_ids=self._inflight.keys())
@@ -504,7 +511,7 @@ class WebhookWorker:
         return delay
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
-        self._waiting_until = self.clock.wall() + timedelta(seconds=delay)
+        self._waiting_until = self.clock.monotonic() + delay
         if not self._inflight:
             waiters, self._quiet_waiters = self._quiet_waiters, []
             for waiter in waiters:

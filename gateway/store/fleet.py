@@ -171,6 +171,7 @@ class FleetStore(MessageStore):
         owner: str,
         limit: int,
         choose: Callable[[dict[str, Any]], int | None],
+        horizon: timedelta | None = None,
     ) -> list[tuple[dict[str, Any], int]]:
         """Claim queued messages for this daemon's SIMs (`sims`, their leases held by `owner`),
         oldest first; return (message, SIM) per claim.
@@ -185,10 +186,17 @@ class FleetStore(MessageStore):
         sender is) and `started_sim` (the SIM its parts already went to: a message partly out is
         only read by the box of that SIM, which must finish it). A message of a batch without
         rotation is claimed only if its batch's pin could be set to the chosen SIM
-        (compare-and-set: two boxes never split such a batch)."""
+        (compare-and-set: two boxes never split such a batch).
+
+        With `horizon` (longer than any retry back-off), a part put off further ahead than that
+        is due now: it was put off before the wall clock was stepped back.
+        """
         if not sims or limit <= 0:
             return []
         stamp = utc_iso(now)
+        stepped, later = "", []
+        if horizon is not None:
+            stepped, later = " OR p.next_attempt_at > ?", [utc_iso(now + horizon)]
         ours = ", ".join("?" * len(sims))
         granted = "SELECT 1 FROM account_sims g WHERE g.account_id = m.account_id"
         started = (
@@ -203,7 +211,7 @@ class FleetStore(MessageStore):
             " LEFT JOIN sims ss ON m.sender != '' AND ss.msisdn = m.sender"
             " WHERE m.state = 'queued' AND (b.state IS NULL OR b.state = 'active') AND EXISTS ("
             " SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.state = 'queued'"
-            " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?))"
+            " AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?" + stepped + "))"
             " AND (m.claim_sim IS NULL OR m.claim_owner = ? OR NOT EXISTS (SELECT 1 FROM"
             " sim_leases l WHERE l.sim_id = m.claim_sim AND l.incarnation = m.claim_owner"
             " AND l.expires_at > ?))"
@@ -215,7 +223,7 @@ class FleetStore(MessageStore):
             f" OR (EXISTS ({granted}) AND NOT EXISTS ({granted} AND g.sim_id = b.pin_sim)))"
             f" ORDER BY m.id LIMIT ?{lock}"
         )
-        args = (stamp, owner, stamp, *sims, *sims, *sims, *sims, limit)
+        args = (stamp, *later, owner, stamp, *sims, *sims, *sims, *sims, limit)
         claimed: list[tuple[dict[str, Any], int]] = []
         # On SQLite a claim protects nothing across a power cut (one box, no other claimer),
         # so it is not worth an fsync; on PostgreSQL another box relies on it.

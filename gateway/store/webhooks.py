@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.models import WEBHOOK_TRANSITIONS, WebhookKind, WebhookState
@@ -295,6 +295,26 @@ class WebhookStore(StoreBase):
         row = self.conn.execute(sql + " ORDER BY next_attempt_at LIMIT 1", tuple(exclude_ids))
         first = row.fetchone()
         return datetime.fromisoformat(first[0]) if first is not None else None
+
+    def pull_in_webhook_retries(self, now: datetime, horizon: timedelta) -> int:
+        """Pending events due further ahead than `horizon` (longer than any back-off: they were
+        put off before the wall clock was stepped back) become due `now`; return how many.
+        A look at one index entry when there are none."""
+        later = utc_iso(now + horizon)
+        found = self.conn.execute(
+            "SELECT 1 FROM webhook_events INDEXED BY webhook_events_next"
+            " WHERE state = 'pending' AND next_attempt_at > ? LIMIT 1",
+            (later,),
+        ).fetchone()
+        if found is None:
+            return 0
+        with self.transaction(durable=False):
+            cursor = self.conn.execute(
+                "UPDATE webhook_events SET next_attempt_at = ?"
+                " WHERE state = 'pending' AND next_attempt_at > ?",
+                (utc_iso(now), later),
+            )
+            return int(cursor.rowcount)
 
     def record_webhook_attempts(self, attempts: Sequence[WebhookAttempt]) -> None:
         """Record many attempts' outcomes in one transaction, without an fsync of its own: a

@@ -4,6 +4,7 @@ import asyncio
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -451,3 +452,37 @@ def test_a_part_sent_again_joins_the_parts_already_out_on_their_sim(tmp_path: Pa
     concat = [s.user_data.header.concatenation for _, s in log]  # type: ignore[union-attr]
     assert {(c.reference, c.total) for c in concat if c is not None} == {(concat[0].reference, 3)}
     assert [c.sequence for c in concat if c is not None] == [1, 2, 3]
+
+
+def test_a_retry_put_off_before_the_clock_went_back_is_sent_after_its_back_off(
+    tmp_path: Path,
+) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=1.0)
+    step = timedelta(0)
+    dispatcher.outbox.clock = Clock(loop.time, lambda: loop.wall() + step, asyncio.sleep)
+    log: list[tuple[int, SmsSubmit]] = []
+
+    async def scenario() -> float:
+        nonlocal step
+        dispatcher.attach(sims[0], ScriptedModem(sims[0], log, [OutcomeKind.TEMPORARY]))
+        (mid,) = service.submit(account, ["+15551230001"], "hello").message_ids
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        while store.parts(mid)[0]["error"] == "":  # until its congestion is recorded
+            await asyncio.sleep(0.1)
+        step = -timedelta(hours=1)  # put off by 2 s, then NTP steps the wall clock back
+        stepped = loop.time()
+        while not log:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await runner
+        await dispatcher.close()
+        return loop.time() - stepped
+
+    try:
+        waited = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert waited < 10.0  # not the hour the clock went back

@@ -309,6 +309,27 @@ async def test_500_is_retried_with_backoff_then_delivered(store: Store) -> None:
     )  # fmt: skip
 
 
+async def test_a_retry_put_off_before_the_clock_went_back_is_not_held_for_the_step(
+    store: Store,
+) -> None:
+    clock = ManualClock(T0)
+    service, account = _setup(store, clock)
+
+    async def once_down(request: web.Request, receiver: Receiver) -> web.StreamResponse:
+        return web.Response(status=503 if len(receiver.seen) == 1 else 200)
+
+    async with Receiver(once_down) as receiver, _worker(store, clock) as worker:
+        service.set_webhook(account, "status", receiver.url())
+        _advance(store, _message(store, account), S.SENDING)
+        await receiver.wait_for(1)
+        await worker.quiet()  # put off for a few seconds...
+        clock.now -= timedelta(hours=2)  # ...then NTP steps the wall clock back two hours
+        await _run_until(worker, clock, FAST.backoff_cap + FAST.poll_interval)
+    (row,) = store.list_webhook_events(account_id=account)
+    assert (row["state"], row["attempts"]) == ("delivered", 2)
+    assert len(receiver.seen) == 2
+
+
 async def test_given_up_after_the_window_and_the_next_event_goes(store: Store) -> None:
     clock = ManualClock(T0)
     service, account = _setup(store, clock)
