@@ -15,6 +15,15 @@ So work that waits only on the store's clock (a retry's backoff, a scheduled sen
 only while some throttle keeps virtual time moving; with none waiting, time stands still.
 Bookkeeping timers (the gateway's `Clock.timer`: SIM lease renewals) never move time by
 themselves, but time never jumps past one either: a lease is renewed at its virtual moment.
+
+With `virtual_loop=True` the loop's own clock is the virtual one too: every asyncio timer (I/O
+timeouts, polls, back-offs, ticks) runs on it, and time jumps to the next timer or sleeper
+whenever the gateway's loop would block AND the emulator has answered everything it was sent
+(one round trip to its thread, and a millisecond for the kernel to pass PTY bytes on). A modem
+that answers is never timed out however loaded the machine is; one that does not answer (hung,
+rebooted under a command) is timed out at the driver's real deadline, in virtual seconds. No
+hold is needed then (hold_while is ignored): an AT+CMGS that is answered takes no virtual time.
+Nor does work the loop handed to a thread (the accept path's fsync): time waits for it.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import selectors
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,9 +48,11 @@ T = TypeVar("T")
 class LockstepClock:
     """Virtual seconds shared by the gateway (monotonic, wall, sleep) and an EmulatorPool."""
 
-    def __init__(self, emu: EmulatorPool) -> None:
+    def __init__(self, emu: EmulatorPool, *, virtual_loop: bool = False) -> None:
         if not isinstance(emu.clock, ManualClock):
             raise TypeError("LockstepClock needs EmulatorPool(clock='manual')")
+        self.virtual_loop = virtual_loop
+        self.threads = 0  # executor jobs of the loop in flight (a virtual loop waits for them)
         self._emu = emu
         self._manual = emu.clock
         # (deadline, order, future, whether it may make time move)
@@ -87,15 +100,30 @@ class LockstepClock:
         """The gateway's injected clock."""
         return Clock(self.monotonic, self.wall, self.sleep, self.timer)
 
-    def on_idle(self) -> bool:
-        """The gateway's loop is about to block: jump to the next wake-up if nothing can still
-        happen at this virtual time; True when sleepers were woken."""
+    def on_idle(self, timeout: float | None = None) -> bool:
+        """The gateway's loop is about to block (for `timeout` seconds of its own clock): jump
+        to the next wake-up if nothing can still happen at this virtual time; True when time
+        moved or sleepers were woken."""
         while self._sleepers and self._sleepers[0][2].done():  # cancelled (shutdown)
             heapq.heappop(self._sleepers)
-        if self._busy() or not any(moves and not f.done() for _, _, f, moves in self._sleepers):
-            return False
-        deadline = self._sleepers[0][0]
         now = self._manual.now()
+        if self.virtual_loop and self.threads:
+            return False  # a thread is working for the loop: its answer comes in real time
+        if self.virtual_loop:
+            wakes = [d for d, _, f, moves in self._sleepers if moves and not f.done()]
+            if timeout is not None:
+                wakes.append(now + timeout)
+            if not wakes:
+                return False  # nothing is due ever: only outside I/O can wake the loop
+            # Never past a bookkeeping timer, and at least one step of the float: a timer a
+            # rounding error ahead must come due.
+            earliest = self._sleepers[0][0] if self._sleepers else math.inf
+            deadline = min(*wakes, earliest)
+            deadline = max(deadline, math.nextafter(now, math.inf))
+        elif self._busy() or not any(moves and not f.done() for _, _, f, moves in self._sleepers):
+            return False
+        else:
+            deadline = self._sleepers[0][0]
         if deadline > now:
             # Blocking is right here: the gateway's loop has nothing else to do, and the
             # network's own timers (reports, expiry) must fall due before anyone wakes.
@@ -107,26 +135,63 @@ class LockstepClock:
                 future.set_result(None)
         return True
 
+    def settled(self) -> None:
+        """Wait until the emulator has handled everything already sent to it."""
+        self._emu.sync()
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """asyncio.run(coro), on a fresh loop that calls on_idle() whenever it would block."""
-        with asyncio.Runner(loop_factory=lambda: _IdleLoop(self.on_idle)) as runner:
+        with asyncio.Runner(loop_factory=lambda: _IdleLoop(self)) as runner:
             return runner.run(coro)
 
 
+# How long the virtual loop waits for bytes the emulator already wrote to reach the PTY's other
+# end (the kernel hands them on in a work item of its own) before it calls the loop idle.
+_SETTLE_SECONDS = 0.001
+
+
 class _IdleSelector(selectors.DefaultSelector):
-    def __init__(self, on_idle: Callable[[], bool]) -> None:
+    def __init__(self, clock: LockstepClock) -> None:
         super().__init__()
-        self._on_idle = on_idle
+        self._clock = clock
 
     def select(self, timeout: float | None = None) -> list[Any]:
         if timeout is not None and timeout <= 0:
             return super().select(timeout)  # callbacks are ready: not idle
         ready = super().select(0)
-        if ready or self._on_idle():
-            return ready  # woken sleepers' callbacks are queued; the loop runs them now
+        if ready:
+            return ready
+        if self._clock.virtual_loop:
+            self._clock.settled()
+            ready = super().select(_SETTLE_SECONDS)
+            if ready:
+                return ready  # the emulator's answer: not idle
+        if self._clock.on_idle(timeout):
+            return []  # time moved: due timers and woken sleepers run now
         return super().select(timeout)
 
 
 class _IdleLoop(asyncio.SelectorEventLoop):
-    def __init__(self, on_idle: Callable[[], bool]) -> None:
-        super().__init__(_IdleSelector(on_idle))
+    def __init__(self, clock: LockstepClock) -> None:
+        super().__init__(_IdleSelector(clock))
+        self._lockstep = clock
+        # Virtual seconds since the start, like a monotonic clock: at Unix-epoch magnitudes the
+        # loop's clock resolution (1 ns) would vanish in rounding and a due timer never run.
+        self._origin = clock.monotonic()
+
+    def time(self) -> float:
+        if self._lockstep.virtual_loop:
+            return self._lockstep.monotonic() - self._origin
+        return super().time()
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        self._lockstep.threads += 1
+
+        def done(_: object) -> None:
+            self._lockstep.threads -= 1
+
+        future.add_done_callback(done)
+        return future

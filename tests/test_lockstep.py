@@ -2,6 +2,9 @@
 with them, and nothing moves while the gateway says a send is under way."""
 
 import asyncio
+import contextlib
+import os
+import time
 
 from modem.emulator import EmulatorPool
 from tests.lockstep import LockstepClock
@@ -57,3 +60,60 @@ def test_a_wall_clock_step_moves_neither_monotonic_time_nor_the_network() -> Non
         assert (clock.monotonic(), emu.clock.now()) == (start, network)
         clock.step_wall(7200.5)
         assert clock.wall().timestamp() == network + 3600.5
+
+
+def test_a_virtual_loop_times_out_only_a_modem_that_does_not_answer() -> None:
+    with EmulatorPool(1) as emu:
+        emu.boot()
+        clock = LockstepClock(emu, virtual_loop=True)
+        fd = os.open(emu.path(0), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+        async def ask(timeout: float) -> tuple[bytes, float]:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Queue[bytes] = asyncio.Queue()
+            loop.add_reader(fd, lambda: got.put_nowait(os.read(fd, 1024)))
+            start = loop.time()
+            try:
+                os.write(fd, b"AT\r")
+                answer = b""
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        while not answer.endswith(b"OK\r\n"):
+                            answer += await got.get()
+                return answer, loop.time() - start
+            finally:
+                loop.remove_reader(fd)
+
+        async def main() -> list[tuple[bytes, float]]:
+            seen = [await ask(5.0)]
+            emu.set_fault(0, "hang")
+            seen.append(await ask(5.0))
+            await asyncio.sleep(3600.0)  # an hour of the loop's own clock passes at once
+            return seen
+
+        try:
+            start, began = clock.monotonic(), time.monotonic()
+            answered, swallowed = clock.run(main())
+        finally:
+            os.close(fd)
+        assert answered == (b"AT\r\r\nOK\r\n", 0.0)  # answered: no virtual time went by
+        assert swallowed == (b"", 5.0)  # hung: timed out at the deadline, in virtual seconds
+        assert clock.monotonic() - start == 3605.0
+        assert time.monotonic() - began < 5.0  # and none of it was waited for
+
+
+def test_a_virtual_loop_waits_for_work_it_handed_to_a_thread() -> None:
+    with EmulatorPool(0) as emu:
+        clock = LockstepClock(emu, virtual_loop=True)
+        start = clock.monotonic()
+
+        async def main() -> str:
+            ticker = asyncio.create_task(asyncio.sleep(3600.0))  # a timer that could come due
+            try:
+                async with asyncio.timeout(1.0):  # an fsync's few real milliseconds: no timeout
+                    return await asyncio.to_thread(lambda: time.sleep(0.05) or "committed")
+            finally:
+                ticker.cancel()
+
+        assert clock.run(main()) == "committed"
+        assert clock.monotonic() == start
