@@ -313,6 +313,13 @@ class ModemWorker:
         reg = self.registration
         if reg is None:
             return  # never read: stays registering
+        if not reg.registered:
+            # A SIM that reset under the modem asks for its PIN again and keeps the modem off
+            # the network until it gets it; its +CPIN URC may have been lost on the line.
+            try:
+                await client.ensure_unlocked("not registered")
+            except ModemError as exc:
+                log.info("%s: SIM check failed: %s", self.port, exc)
         name = registration_name(reg)
         changed = before is None or before.stat != reg.stat
         # While registering this runs every few seconds: +COPS and the store only on news.

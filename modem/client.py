@@ -58,6 +58,7 @@ from modem.at.urc import (
     NewMessageIndication,
     ReadyIndication,
     ReadyKind,
+    SimIndication,
     StatusReportIndication,
     StatusReportPdu,
     StorageFullIndication,
@@ -580,6 +581,10 @@ class ModemClient:
                 self._jobs.put_nowait(("reboot?", None, None, urc.line))
         elif isinstance(urc, BootIndication) and self._initialised:
             self._jobs.put_nowait(("reboot?", None, None, urc.line))
+        elif isinstance(urc, SimIndication) and self._initialised and urc.state == "SIM PIN":
+            # The SIM reset under the running modem and wants its PIN again: nothing works
+            # until it is entered, and the modem will not ask twice.
+            self._jobs.put_nowait(("pin?", None, None, urc.line))
 
     def _write(self, data: bytes) -> None:
         if not data:
@@ -1300,6 +1305,8 @@ class ModemClient:
                     await self.scan()
                 elif kind == "reboot?":
                     await self._check_reboot(extra or "")
+                elif kind == "pin?":
+                    await self.ensure_unlocked(extra or "")
             except ModemGone:
                 return
             except ModemError as exc:
@@ -1336,6 +1343,21 @@ class ModemClient:
         await self._initialise()
         self._emit(ModemRebooted(why))
         await self.scan()
+
+    async def ensure_unlocked(self, why: str = "") -> bool:
+        """If the SIM asks for its PIN again mid-session (it reset under the modem: a loose
+        contact, a brown-out), enter the configured PIN and set the modem up again; True when
+        that was needed. A SIM that does not answer yet (still resetting) is left alone."""
+        try:
+            state = await self._read_pin_state()
+        except (SimLockedError, CommandError, AtParseError):
+            return False  # not inserted / busy: it tells us again (+CPIN URC) when it is back
+        if state != "SIM PIN":
+            return False
+        log.warning("the SIM asks for its PIN again (%s): unlocking and re-initialising", why)
+        await self._initialise()
+        await self.scan()
+        return True
 
     async def _maintenance(self) -> None:
         loop = asyncio.get_running_loop()

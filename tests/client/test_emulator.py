@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from modem import quirks
+from modem.at.urc import SimIndication
 from modem.client import (
     ClientConfig,
     ClientEvent,
@@ -335,6 +336,28 @@ async def test_reboot_mid_session_reinitialises(personality: str) -> None:
         assert part.status is SubmitStatus.SENT
         (rep,) = await r.reports(1)  # indications were set up again
         assert rep.report.message_reference == part.message_reference
+
+
+async def test_a_sim_that_asks_for_its_pin_again_is_unlocked_again() -> None:
+    with EmulatorPool(["sim7600"], seed=3, pin_enabled=True) as pool:
+        pool.boot()
+        pin = pool.call(lambda: pool.core(0).sim.identity.pin)
+        r = Rig(pool, None)  # type: ignore[arg-type]
+        r.client = await open_client(pool, 0, r, pin=pin)
+        try:
+            pool.set_fault(0, "pin_loss", seconds=2)  # a loose contact: the SIM resets
+            pool.advance(2)
+            await r.wait_for(
+                lambda e: isinstance(e, SimIndication) and e.state == "SIM PIN", "+CPIN: SIM PIN"
+            )
+            await r.client.wait_idle()
+            assert pool.call(lambda: pool.core(0).pin_state) == "READY"
+            pool.advance(5)  # SMS DONE, registration
+            (part,) = await r.client.send_sms(OUTSIDE, "after the SIM came back")
+            assert part.status is SubmitStatus.SENT
+            assert await r.client.ensure_unlocked() is False  # nothing to do now
+        finally:
+            await r.client.close()
 
 
 async def test_storage_full_then_recovery_by_scan() -> None:

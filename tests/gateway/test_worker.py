@@ -208,6 +208,7 @@ class ScriptedClient(StubClient):
         self.stats = stats
         self.alive = True
         self.operator_asked = 0
+        self.pin_checks = 0
 
     async def open(self) -> "ScriptedClient":
         return self
@@ -221,6 +222,10 @@ class ScriptedClient(StubClient):
     async def operator(self) -> Operator:
         self.operator_asked += 1
         return Operator(0, 0, "Test Net")
+
+    async def ensure_unlocked(self, why: str = "") -> bool:
+        self.pin_checks += 1
+        return False
 
     def add_listener(self, callback: object) -> Callable[[], None]:
         return lambda: None
@@ -288,6 +293,7 @@ def test_worker_is_ready_only_once_registered_and_walks_the_state_table(tmp_path
     assert (ready.iccid, ready.signal_dbm, ready.model) == (ICCID, -73, "ACME M1")
     (client,) = clients
     assert client.operator_asked == 1  # +COPS? once registered, not on every search poll
+    assert client.pin_checks == 2  # while searching it looks whether the SIM wants its PIN
 
 
 def test_modem_state_table_covers_every_state_and_refuses_the_rest(tmp_path: Path) -> None:
