@@ -147,7 +147,9 @@ class Outbox:
         A message some of whose parts went out keeps to their SIM (and their concatenation
         reference), waiting for it if it is not among `allowed_sims`. `keep_going` is asked
         before each part: a SIM being detached finishes the part on the wire and leaves the
-        rest queued. A part put back in the queue (a temporary error) holds the parts after it.
+        rest queued. A part put back in the queue (a temporary error) holds the parts after it;
+        one that failed, or whose fate is uncertain, ends the message (the store fails the rest
+        unsent: MessageStore._fail_stranded).
         """
         message = self.store.message(message_id)
         if message is None:
@@ -155,11 +157,11 @@ class Outbox:
         if self.store.is_opted_out(message["account_id"], message["recipient"]):
             return self._fail_unsent(message_id, "recipient opted out (STOP)")
         parts = self.store.parts(message_id)
-        started = next((p["sim_id"] for p in parts if p["state"] in STARTED_STATES), None)
-        if started is not None:
-            if started not in allowed_sims:
+        started_on = next((p["sim_id"] for p in parts if p["state"] in STARTED_STATES), None)
+        if started_on is not None:
+            if started_on not in allowed_sims:
                 return PartState(message["state"])  # its SIM is away: the rest waits for it
-            sender_sim = started
+            sender_sim = started_on
         route = self.pool.route(
             account_id=message["account_id"],
             allowed=allowed_sims,
@@ -215,7 +217,9 @@ class Outbox:
             if part_state is PartState.QUEUED:
                 break  # to be tried again: the parts after it wait their turn, on this SIM
             if state in (PartState.FAILED, PartState.UNCERTAIN):
-                break  # the rest waits: a torn message is worse than a late one
+                # A torn message is worse than a late one: the rest is not sent (the store
+                # failed it unsent, unless the account resends uncertain parts).
+                break
         return state
 
     def _held(self, message: Mapping[str, Any], batch: Mapping[str, Any] | None) -> bool:

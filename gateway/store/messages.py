@@ -21,6 +21,8 @@ from gateway.store.base import (
 # A part in one of these states has not reached the network; giving up on it refunds its credit.
 _NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
 _GIVEN_UP = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.CANCELLED})
+# A message that rolls up to one of these is never due again (see _fail_stranded).
+_ENDS_MESSAGE = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.UNCERTAIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +426,12 @@ class MessageStore(StoreBase):
             )
         ]
         state = rollup(states)
+        stranded = state in _ENDS_MESSAGE and PartState.QUEUED in states
+        if stranded and (
+            state is not PartState.UNCERTAIN or not self._resends_uncertain(account_id)
+        ):
+            self._fail_stranded(int(message_id), int(account_id), part_id, state, stamp)
+            state = rollup([PartState.FAILED if s is PartState.QUEUED else s for s in states])
         self.conn.execute(
             "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
             (state.value, stamp, message_id),
@@ -519,6 +527,30 @@ class MessageStore(StoreBase):
         if ids and target is PartState.QUEUED:
             self._queued_work()
         return ids
+
+    def _resends_uncertain(self, account_id: int) -> bool:
+        row = self.conn.execute(
+            "SELECT resend_uncertain FROM accounts WHERE id = ?", (account_id,)
+        ).fetchone()
+        return bool(row is not None and row[0])
+
+    def _fail_stranded(
+        self, message_id: int, account_id: int, part_id: int, state: PartState, stamp: str
+    ) -> int:
+        """A part ended its message (failed, expired, uncertain) while others wait in the queue:
+        they can no longer make a whole message (a torn one is worse than a late one), and a
+        message in that state is never due again, so they are failed unsent and refunded
+        rather than left queued for ever (inside the caller's transaction); return how many."""
+        (seq,) = self.conn.execute("SELECT seq FROM parts WHERE id = ?", (part_id,)).fetchone()
+        cursor = self.conn.execute(
+            "UPDATE parts SET state = ?, error = ?, done_at = ? WHERE message_id = ? AND state = ?",
+            (PartState.FAILED.value, f"not sent: part {seq} {state.value}", stamp, message_id,
+             PartState.QUEUED.value),
+        )  # fmt: skip
+        stranded = int(cursor.rowcount)
+        if stranded:
+            self._refund(account_id, message_id, stranded, PartState.FAILED.value, stamp)
+        return stranded
 
     def cancel_message(self, message_id: int, *, now: datetime) -> int:
         """Cancel parts not yet on the wire, refunding one credit each; return the count."""

@@ -161,9 +161,42 @@ def test_interrupted_send_is_uncertain_and_stops_the_message(env) -> None:
     store, account, sim, modem, outbox, _ = env
     modem.outcomes.append(SendOutcome(OutcomeKind.UNKNOWN, error="port closed during AT+CMGS"))
     mid = _accept(store, account, BODY, 2)
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.FAILED
+    # Part 2 is not sent after part 1 went missing, nor left queued for ever: failed unsent.
+    assert [(p["state"], p["error"]) for p in store.parts(mid)] == [
+        ("uncertain", "port closed during AT+CMGS"), ("failed", "not sent: part 1 uncertain"),
+    ]  # fmt: skip
+    assert len(modem.sent) == 1
+
+
+def test_an_account_resending_uncertain_parts_keeps_the_rest_for_the_resend(env) -> None:
+    store, account, sim, modem, outbox, _ = env
+    store.conn.execute("UPDATE accounts SET resend_uncertain = 1 WHERE id = ?", (account,))
+    modem.outcomes.append(SendOutcome(OutcomeKind.UNKNOWN, error="port closed during AT+CMGS"))
+    mid = _accept(store, account, BODY, 2)
     assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.UNCERTAIN
     assert [p["state"] for p in store.parts(mid)] == ["uncertain", "queued"]
-    assert len(modem.sent) == 1  # part 2 is not sent after part 1 went missing
+    assert len(modem.sent) == 1
+
+
+def test_a_part_failed_for_good_fails_the_rest_of_its_message_unsent(env) -> None:
+    store, account, sim, modem, outbox, _ = env
+    credits = store.account(account)["credits"]
+    modem.outcomes += [
+        SendOutcome(OutcomeKind.SENT, tp_mr=1),
+        SendOutcome(OutcomeKind.PERMANENT, error="+CMS ERROR: 21", cms_error=21),
+    ]
+    mid = store.accept_message(
+        account_id=account, recipient="+447700900777", body=BODY * 2 + "x" * 160,
+        encoding="gsm7", parts=4, charge=4, now=T0,
+    ).message_id  # fmt: skip
+    assert asyncio.run(outbox.send_message(mid, allowed_sims=[sim])) is PartState.FAILED
+    assert [(p["state"], p["error"]) for p in store.parts(mid)] == [
+        ("sent", ""), ("failed", "+CMS ERROR: 21"),
+        ("failed", "not sent: part 2 failed"), ("failed", "not sent: part 2 failed"),
+    ]  # fmt: skip
+    assert len(modem.sent) == 2
+    assert store.account(account)["credits"] == credits - 4 + 3  # the unsent parts refunded
 
 
 def test_permanent_error_fails_the_part(env) -> None:

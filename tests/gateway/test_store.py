@@ -160,16 +160,55 @@ def test_transitions_are_checked_and_compare_and_set(store: Store) -> None:
 def test_crash_recovery_marks_in_flight_parts_uncertain(store: Store) -> None:
     account = _account(store)
     m = store.accept_message(
+        account_id=account, recipient="+1", body="x", encoding="gsm7", parts=2, now=NOW, charge=2
+    )
+    store.transition_part(m.part_ids[0], S.QUEUED, S.SENDING, now=NOW)
+    assert store.recover_after_crash(now=NOW) == [m.part_ids[0]]
+    # Part 1 may or may not have gone; part 2 cannot make a whole message any more and its
+    # message is not due: failed unsent and refunded, not left queued for ever.
+    parts = store.parts(m.message_id)
+    assert [(p["state"], p["error"]) for p in parts] == [
+        ("uncertain", "interrupted during AT+CMGS"), ("failed", "not sent: part 1 uncertain"),
+    ]  # fmt: skip
+    assert store.message(m.message_id)["state"] == "failed"  # type: ignore[index]
+    assert store.account(account)["credits"] == 99  # type: ignore[index]
+    assert store.recover_after_crash(now=NOW) == []
+    assert store.requeue_uncertain(now=NOW) == []  # not without the account's opt-in
+
+
+@pytest.mark.parametrize(("verdict", "state"), [(S.FAILED, "failed"), (S.EXPIRED, "expired")])
+def test_a_report_ending_part_1_while_part_2_waits_fails_part_2_unsent(
+    store: Store, verdict: PartState, state: str
+) -> None:
+    account = _account(store)
+    m = store.accept_message(
+        account_id=account, recipient="+1", body="x", encoding="gsm7", parts=2, now=NOW, charge=2
+    )
+    p1, p2 = m.part_ids
+    store.transition_part(p1, S.QUEUED, S.SENDING, now=NOW)
+    store.transition_part(p1, S.SENDING, S.SENT, now=NOW, fields={"tp_mr": 7})
+    store.transition_part(p2, S.QUEUED, S.SENDING, now=NOW)
+    store.transition_part(p2, S.SENDING, S.QUEUED, now=NOW, fields={"error": "congestion"})
+    # part 2 waits for its retry; the network reports part 1 undeliverable meanwhile
+    assert store.transition_part(p1, S.SENT, verdict, now=NOW) == S.FAILED
+    assert [(p["state"], p["error"]) for p in store.parts(m.message_id)] == [
+        (state, ""), ("failed", f"not sent: part 1 {state}"),
+    ]  # fmt: skip
+    assert store.account(account)["credits"] == 99  # type: ignore[index]
+
+
+def test_crash_recovery_keeps_the_rest_for_an_account_that_resends_uncertain_parts(
+    store: Store,
+) -> None:
+    account = _account(store)
+    store.conn.execute("UPDATE accounts SET resend_uncertain = 1 WHERE id = ?", (account,))
+    m = store.accept_message(
         account_id=account, recipient="+1", body="x", encoding="gsm7", parts=2, now=NOW
     )
     store.transition_part(m.part_ids[0], S.QUEUED, S.SENDING, now=NOW)
     assert store.recover_after_crash(now=NOW) == [m.part_ids[0]]
-    states = [p["state"] for p in store.parts(m.message_id)]
-    assert states == ["uncertain", "queued"]
+    assert [p["state"] for p in store.parts(m.message_id)] == ["uncertain", "queued"]
     assert store.message(m.message_id)["state"] == "uncertain"  # type: ignore[index]
-    assert store.recover_after_crash(now=NOW) == []
-    assert store.requeue_uncertain(now=NOW) == []  # not without the account's opt-in
-    store.conn.execute("UPDATE accounts SET resend_uncertain = 1 WHERE id = ?", (account,))
     assert store.requeue_uncertain(now=NOW) == [m.part_ids[0]]
     assert [p["state"] for p in store.parts(m.message_id)] == ["queued", "queued"]
 

@@ -130,8 +130,9 @@ def test_takeover_makes_the_sims_sending_parts_uncertain(store: Store, other: St
     queued = _message(store, account)
     grant = other.acquire_lease(sim, B, ttl=TTL, now=NOW + timedelta(seconds=TTL + 1))
     assert grant.acquired and grant.uncertain == (part,)
-    assert [p["state"] for p in store.parts(on_wire)] == ["uncertain", "queued"]
-    assert store.message(on_wire)["state"] == "uncertain"  # type: ignore[index]
+    # Part 2 can no longer make a whole message: failed unsent (the store's roll-up).
+    assert [p["state"] for p in store.parts(on_wire)] == ["uncertain", "failed"]
+    assert store.message(on_wire)["state"] == "failed"  # type: ignore[index]
     assert store.parts(elsewhere)[0]["state"] == "sending"  # another SIM: not B's business
     assert store.parts(queued)[0]["state"] == "queued"
     assert (
