@@ -183,6 +183,10 @@ class ModemCore:
             h.cancel()
         self._boot_timers = []
         self._end_sim_reset()
+        # A dead modem times nothing out: what waits for +CNMA is for power-up to deal with.
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         self.set_noise(False)
         self.registered_stat = 0
 
@@ -726,12 +730,16 @@ class ModemCore:
         self.cnmi[1] = 0
         self.cnmi[3] = 0
         pending, self._ack_pending = self._ack_pending, []
+        msisdn = self.sim.identity.msisdn
+        refused = []
         for kind, tpdu in pending:
-            # The network re-sends unacknowledged messages; with routing off they get stored.
-            if kind == "sms":
-                self.receive_sms(tpdu)
-            else:
-                self.receive_status_report(tpdu)
+            # The network re-sends unacknowledged messages; with routing off they get stored,
+            # and what the modem cannot take (memory full) stays with the SMSC.
+            taken = self.receive_sms(tpdu) if kind == "sms" else self.receive_status_report(tpdu)
+            if not taken:
+                refused.append((kind, tpdu))
+        for kind, tpdu in reversed(refused):
+            self.network.hold(msisdn, kind, tpdu)  # to the front, in their order
         self._flush()
 
     # -- faults ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from modem.emulator import EmulatorPool
 from modem.pdu import decode_pdu
-from tests.emulator.ptyclient import FINAL, PtyClient, client, submit_pdu
+from tests.emulator.ptyclient import FINAL, PtyClient, client, send_text, submit_pdu
 
 
 def test_hang_swallows_commands_until_cleared(pool: EmulatorPool, a: PtyClient) -> None:
@@ -311,3 +311,38 @@ def test_udev_links_follow_the_stick_and_the_usb_port(tmp_path: Path) -> None:
         pool.advance(1)
         assert pool.info()[1].usb_port == "1.1"
     assert os.listdir(tmp_path / "by-id") == os.listdir(tmp_path / "by-path") == []
+
+
+def test_an_unacknowledged_cds_outlives_its_modem_being_pulled() -> None:
+    with EmulatorPool(1, seed=1, resend_unacknowledged=True) as pool, client(pool, 0) as a:
+        msisdn = pool.info()[0].msisdn
+        a.command("AT+CSMS=1")
+        a.command("AT+CNMI=2,1,0,1,0")
+        send_text(a, "+447911123456", "report me", status_report=True)
+        a.read_until(b"+CDS: ")  # handed over, never acknowledged: the stick is pulled
+        pool.unplug(0, seconds=60)
+        pool.advance(30)  # past the +CNMA timeout, while the modem is unplugged
+        assert pool.call(pool.network.held, msisdn) == 0
+        pool.advance(30)
+        pool.boot()
+        core = pool.core(0)
+        stored = pool.call(lambda: sum(s.used() for s in core.storages.values()))
+        assert stored + pool.call(pool.network.held, msisdn) == 1  # the SMSC sent it again
+
+
+def test_what_a_full_memory_refuses_at_the_cnma_timeout_stays_with_the_smsc(
+    pool: EmulatorPool, a: PtyClient
+) -> None:
+    msisdn = pool.info()[0].msisdn
+    a.command("AT+CSMS=1")
+    a.command("AT+CNMI=2,2,0,0,0")
+    pool.inject_sms(msisdn, "ack me")
+    a.read_until(b"+CMT: ")
+    a.read_until(b"\r\n")
+    a.read_until(b"\r\n")
+    pool.set_fault(0, "storage_full")
+    pool.advance(16)  # no +CNMA: routing stops and the SMSC tries to have it stored
+    assert pool.call(pool.network.held, msisdn) == 1
+    pool.clear_fault(0, "storage_full")  # SMMA: stored now (silently: routing stopped)
+    assert pool.call(pool.network.held, msisdn) == 0
+    assert a.lines("AT+CPMS?")[0].startswith('+CPMS: "SM",1,')
