@@ -74,7 +74,9 @@ Faults (`Fault`, switchable at run time: `pool.set_fault(i, name, **params)` / `
 hang, unplug(seconds, port) (PTY closes, reappears under a new path with the same SIM, in another
 USB port if given), reboot (boot URCs mid-session, settings lost), pin_loss(seconds) (the SIM
 resets: +CPIN: NOT READY, off the network, then +CPIN: SIM PIN again if its PIN is enabled; the
-modem keeps its settings), slow_radio(seconds), cms_error(code, rate), deregister(stat),
+modem keeps its settings), submit_crash(how, sent, seconds) (the next AT+CMGS is never answered:
+the modem reboots, is unplugged or hangs right after taking the PDU, after the network accepted
+it if sent=1), slow_radio(seconds), cms_error(code, rate), deregister(stat),
 storage_full (no more +CMTI; the SMSC holds messages until memory frees up), garbage(rate,
 length), urc_mid_answer(rate, line). One-off injections: `inject_urc(i, line, where)` with
 where = now | answer (inside the next answer) | cmgs (right after the next `> ` prompt), and

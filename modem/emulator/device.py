@@ -28,7 +28,7 @@ from modem.emulator.errors import (
     PlainError,
     UnsupportedError,
 )
-from modem.emulator.faults import Fault, FaultState
+from modem.emulator.faults import Fault, FaultState, SubmitCrash
 from modem.emulator.firmware import Answer, Personality
 from modem.emulator.network import Network, SimCard, SubmitRejectedError
 from modem.emulator.personalities import GENERIC
@@ -122,6 +122,8 @@ class ModemCore:
         self.sent = 0
         self.received = 0
         self.bytes_in = 0  # everything the host wrote, even while hung (tests wait on it)
+        # How the PTY layer pulls the plug for a SUBMIT_CRASH (None: a bare core reboots).
+        self.on_unplug: Callable[[float], object] | None = None
         self.reset_settings()
 
     # -- power and settings ---------------------------------------------------------------------
@@ -412,7 +414,10 @@ class ModemCore:
             self._pending_input += data
             return
         buf = self._inbuf + data if self._inbuf else data
+        generation = self._generation
         while buf:
+            if self._generation != generation or not self.powered or self.faults.hang:
+                return  # it died on a command (SUBMIT_CRASH): the rest was never read
             if self._prompt is not None:
                 cut = -1
                 for term in (CTRL_Z, ESC):
@@ -607,20 +612,17 @@ class ModemCore:
         """Submit a TPDU to the network and write the answer (`prefix: <mr>` or an error)."""
         was_busy = self._busy
         self._busy = False
+        crash, self.faults.submit_crash = self.faults.submit_crash, None
+        if crash is not None:
+            self._crash_in_submit(tpdu, crash)
+            return
         try:
             if not self.registered:
                 raise CmsError(331)
             f = self.faults
             if f.cms_error_rate and self.fault_rng.random() < f.cms_error_rate:
                 raise CmsError(f.cms_error_code)
-            # The modem stamps TP-MR itself (TS 27.005 3.5.1); the SMSC only routes.
-            mr = self.sim.next_reference
-            tpdu = tpdu[:1] + bytes((mr,)) + tpdu[2:] if len(tpdu) > 2 else tpdu
-            try:
-                mr = self.network.submit(self, tpdu)
-            except SubmitRejectedError as exc:
-                raise CmsError(exc.code) from None
-            self.sent += 1
+            mr = self._submit(tpdu)
             self._answer([f"{prefix}: {mr}"], "OK")
         except CmsError as exc:
             self._answer([], self._error_text(exc))
@@ -630,6 +632,40 @@ class ModemCore:
                 self.feed(pending)
             else:
                 self._flush()
+
+    def _submit(self, tpdu: bytes) -> int:
+        """Hand an SMS-SUBMIT to the network; its TP-MR, or CmsError if refused."""
+        # The modem stamps TP-MR itself (TS 27.005 3.5.1); the SMSC only routes.
+        mr = self.sim.next_reference
+        tpdu = tpdu[:1] + bytes((mr,)) + tpdu[2:] if len(tpdu) > 2 else tpdu
+        try:
+            mr = self.network.submit(self, tpdu)
+        except SubmitRejectedError as exc:
+            raise CmsError(exc.code) from None
+        self.sent += 1
+        return mr
+
+    def _crash_in_submit(self, tpdu: bytes, crash: SubmitCrash) -> None:
+        """An armed SUBMIT_CRASH goes off: the SMS reaches the network (or not), and the modem
+        dies before it answers; nothing the host typed meanwhile is read."""
+        if crash.sent and self.registered:
+            with contextlib.suppress(CmsError):
+                self._submit(tpdu)
+        self._pending_input = b""
+        self._out.clear()
+        if crash.how == "hang":
+            self.faults.hang = True
+            generation = self._generation
+
+            def wake() -> None:
+                if generation == self._generation:
+                    self.clear_fault(Fault.HANG)
+
+            self.scheduler.call_later(crash.seconds, wake)
+        elif crash.how == "unplug" and self.on_unplug is not None:
+            self.on_unplug(crash.seconds)
+        else:
+            self.reboot()
 
     def _store_submit(self, smsc: bytes, tpdu: bytes) -> None:
         store = self.storage(self.cpms[1])
@@ -771,6 +807,12 @@ class ModemCore:
         elif fault is Fault.URC_MID_ANSWER:
             f.urc_rate = float(params.get("rate", 1.0))
             f.urc_line = str(params.get("line", "+CREG: 1"))
+        elif fault is Fault.SUBMIT_CRASH:
+            f.submit_crash = SubmitCrash(
+                str(params.get("how", "reboot")),
+                bool(int(params.get("sent", 1))),
+                float(params.get("seconds", 5.0)),
+            )
         else:
             raise ValueError(f"{fault} is handled by the PTY layer (EmulatedModem)")
         self._flush()
@@ -797,6 +839,8 @@ class ModemCore:
             f.garbage_rate = 0.0
         elif fault is Fault.URC_MID_ANSWER:
             f.urc_rate = 0.0
+        elif fault is Fault.SUBMIT_CRASH:
+            f.submit_crash = None
         self._flush()
 
     def clear_all_faults(self) -> None:
@@ -853,6 +897,7 @@ class EmulatedModem:
         self.on_input: Callable[[], None] | None = None
         self._pending: tuple[int, int, Handle] | None = None  # PTY waiting to be "plugged in"
         self._open()
+        self.core.on_unplug = self.unplug
         network.attach(self.core)
         self.core.power_on()
 

@@ -22,6 +22,26 @@ class Fault(StrEnum):
     STORAGE_FULL = "storage_full"  # storages take nothing more: no +CMTI, SMSC holds messages
     GARBAGE = "garbage"  # `length` random bytes before an answer with probability `rate`
     URC_MID_ANSWER = "urc_mid_answer"  # `line` inside answers (and after the +CMGS prompt), `rate`
+    # The next AT+CMGS/CMSS is never answered: right after taking the PDU the modem does `how`
+    # (reboot, unplug or hang for `seconds`), after the network accepted the SMS if `sent` is 1,
+    # before it if 0 (armed until then; a modem dying mid-send)
+    SUBMIT_CRASH = "submit_crash"
+
+
+CRASHES = ("reboot", "unplug", "hang")
+
+
+@dataclass(frozen=True)
+class SubmitCrash:
+    """An armed SUBMIT_CRASH: what the modem does, and whether the SMS got out first."""
+
+    how: str  # one of CRASHES
+    sent: bool
+    seconds: float = 5.0  # unplugged (then back with the same SIM) or hung for this long
+
+    def __post_init__(self) -> None:
+        if self.how not in CRASHES:
+            raise ValueError(f"how must be one of {', '.join(CRASHES)}, not {self.how!r}")
 
 
 @dataclass
@@ -38,6 +58,7 @@ class FaultState:
     garbage_length: int = 8
     urc_rate: float = 0.0
     urc_line: str = "+CREG: 1"
+    submit_crash: SubmitCrash | None = None
 
     def active(self) -> list[str]:
         """Names of the faults currently switched on."""
@@ -56,4 +77,6 @@ class FaultState:
             names.append(Fault.GARBAGE.value)
         if self.urc_rate:
             names.append(Fault.URC_MID_ANSWER.value)
+        if self.submit_crash is not None:
+            names.append(Fault.SUBMIT_CRASH.value)
         return names

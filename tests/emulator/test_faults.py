@@ -346,3 +346,48 @@ def test_what_a_full_memory_refuses_at_the_cnma_timeout_stays_with_the_smsc(
     pool.clear_fault(0, "storage_full")  # SMMA: stored now (silently: routing stopped)
     assert pool.call(pool.network.held, msisdn) == 0
     assert a.lines("AT+CPMS?")[0].startswith('+CPMS: "SM",1,')
+
+
+@pytest.mark.parametrize("sent", [1, 0])
+def test_submit_crash_reboots_after_or_before_the_network_got_the_sms(
+    pool: EmulatorPool, a: PtyClient, sent: int
+) -> None:
+    a.command("AT+CMEE=2")
+    pool.set_fault(0, "submit_crash", how="reboot", sent=sent)
+    assert pool.info()[0].faults == ("submit_crash",)
+    hexpdu, length = submit_pdu("+447911123456", "lost answer")
+    a.send(f"AT+CMGS={length}\r")
+    a.read_until(b"> ")
+    before = pool.call(lambda: pool.core(0).bytes_in)
+    a.send(hexpdu + "\x1a" + "AT+CGMI\r")  # typed on: never read by the modem that died
+    pool.wait_for_input(0, before + len(hexpdu) + 9)
+    assert len(pool.outside()) == sent
+    assert pool.info()[0].faults == ()  # one-shot
+    assert a.command("ATE0") == b"ATE0\r\r\nOK\r\n"  # a fresh boot: echo on again
+    assert a.lines("AT+CMEE?") == ["+CMEE: 0", "OK"]
+    assert a.send_pdu(hexpdu, length).endswith(b"OK\r\n")  # the next one goes normally
+
+
+def test_submit_crash_can_pull_the_plug_or_hang_for_a_while(
+    pool: EmulatorPool, a: PtyClient
+) -> None:
+    pool.set_fault(0, "submit_crash", how="unplug", sent=1, seconds=4)
+    hexpdu, length = submit_pdu("+447911123456", "gone")
+    a.send(f"AT+CMGS={length}\r")
+    a.read_until(b"> ")
+    a.send(hexpdu + "\x1a")
+    ready, _, _ = select.select([a.fd], [], [], 5)
+    assert ready and pool.path(0) == ""  # the hang-up, like a vanished ttyUSB
+    assert len(pool.outside()) == 1
+    pool.advance(4)
+    with client(pool, 0) as again:
+        pool.set_fault(0, "submit_crash", how="hang", sent=0, seconds=10)
+        again.send(f"AT+CMGS={length}\r")
+        again.read_until(b"> ")
+        before = pool.call(lambda: pool.core(0).bytes_in)
+        again.send(hexpdu + "\x1a")
+        again.send("AT\r")
+        pool.wait_for_input(0, before + len(hexpdu) + 4)
+        assert len(pool.outside()) == 1
+        pool.advance(10)
+        assert again.command("AT") == b"\r\nOK\r\n"  # awake again, nothing stale on the line
