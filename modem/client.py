@@ -116,7 +116,10 @@ class Timeouts:
     ussd: float = 30.0  # the network's +CUSD answer
     drain_quiet: float = 0.3  # silence that ends a resync drain
     lock: float = 300.0  # waiting for the port behind other commands
-    scan_interval: float = 300.0  # periodic storage scan
+    scan_interval: float = 300.0  # periodic storage scan (and look that routing is still on)
+    # After a +CNMA that failed: when to look whether the modem stopped routing new messages
+    # to us, as TS 27.005 3.4.1 has it do once its acknowledgement timer runs out.
+    routing_check: float = 30.0
     keepalive: float = 60.0  # AT when idle, to notice a hung modem
     close: float = 5.0  # closing the port
 
@@ -383,6 +386,7 @@ class ModemClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._routing: set[asyncio.Task[None]] = set()
+        self._routing_timer: asyncio.TimerHandle | None = None  # look at +CNMI after a lost ack
         self._prompt: asyncio.Future[None] | None = None
         self._initialised = False
         self._mem1: str | None = None
@@ -442,6 +446,9 @@ class ModemClient:
     async def close(self) -> None:
         """Stop background work and close the port (idempotent)."""
         self._closing = True  # from here on, input is dropped and no new work starts
+        if self._routing_timer is not None:
+            self._routing_timer.cancel()
+            self._routing_timer = None
         await self._cancel_background()
         if self._pending is not None and not self._pending.done():
             self._pending.set_exception(ModemGone("client closed"))
@@ -1284,6 +1291,13 @@ class ModemClient:
                 await self.execute(cmds.ACK_MESSAGE, urgent=True)
             except ModemError as exc:
                 log.info("+CNMA failed (%s); the network will send it again", exc)
+                # Unacknowledged, the modem sets <mt> and <ds> to 0 when its timer runs out:
+                # new messages would be stored without a word to us until someone looks.
+                if self._routing_timer is not None:
+                    self._routing_timer.cancel()
+                self._routing_timer = asyncio.get_running_loop().call_later(
+                    self.t.routing_check, self._queue_routing_check
+                )
 
     async def _hand_over(self, item: Inbound) -> bool:
         stored = True
@@ -1294,6 +1308,29 @@ class ModemClient:
                 log.exception("inbound handler failed; routed message not acknowledged")
                 stored = False
         return stored
+
+    def _queue_routing_check(self) -> None:
+        self._routing_timer = None
+        if not self._closing and self._gone is None:
+            self._jobs.put_nowait(("routing?", None, None, None))
+
+    async def _check_routing(self) -> None:
+        """Put back the +CNMI routing the modem dropped (an unacknowledged +CMT/+CDS makes it
+        set <mt> and <ds> to 0, TS 27.005 3.4.1), then scan for what it stored meanwhile."""
+        if self.cnmi is None or not self._initialised:
+            return
+        try:
+            current = parse_cnmi((await self.execute(cmds.CNMI_READ)).lines)
+        except (CommandError, AtParseError):
+            return  # unreadable now: the next look
+        if current[1] == self.cnmi[1] and current[3] == self.cnmi[3]:
+            return
+        log.warning(
+            "the modem stopped routing new messages to us (+CNMI: %s): setting %s again",
+            ",".join(map(str, current)), ",".join(map(str, self.cnmi)),
+        )  # fmt: skip
+        await self.execute(cmds.new_message_indications(self.cnmi))
+        await self.scan()
 
     async def _inbound_worker(self) -> None:
         while True:
@@ -1307,6 +1344,8 @@ class ModemClient:
                     await self._check_reboot(extra or "")
                 elif kind == "pin?":
                     await self.ensure_unlocked(extra or "")
+                elif kind == "routing?":
+                    await self._check_routing()
             except ModemGone:
                 return
             except ModemError as exc:
@@ -1369,6 +1408,7 @@ class ModemClient:
             now = loop.time()
             if now >= next_scan:
                 next_scan = now + self.t.scan_interval
+                self._jobs.put_nowait(("routing?", None, None, None))
                 self._jobs.put_nowait(("scan", None, None, None))
             if now - self._last_io >= self.t.keepalive and not self._lock.locked:
                 try:

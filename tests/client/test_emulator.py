@@ -360,6 +360,50 @@ async def test_a_sim_that_asks_for_its_pin_again_is_unlocked_again() -> None:
             await r.client.close()
 
 
+async def test_routing_the_modem_dropped_after_a_late_cnma_is_put_back() -> None:
+    with EmulatorPool(["generic"], seed=1) as pool:
+        pool.boot()
+        msisdn = pool.info()[0].msisdn
+        arrived, gate = asyncio.Event(), asyncio.Event()
+        got: dict[str, Inbound] = {}
+        events: asyncio.Queue[str] = asyncio.Queue()
+
+        async def slow_store(item: Inbound) -> bool:
+            if isinstance(item, InboundStatusReport):
+                arrived.set()
+                await gate.wait()  # the store takes longer than the modem waits for +CNMA
+                return True
+            text = item.deliver.user_data.text or ""
+            got[text] = item
+            events.put_nowait(text)
+            return True
+
+        client = ModemClient(
+            pool.path(0),
+            config=ClientConfig(timeouts=replace(TIMEOUTS, routing_check=0.5)),
+            on_inbound=slow_store,
+        )
+        await client.open()
+        try:
+            assert client.ack_required  # +CSMS=1: every +CDS wants its +CNMA
+            (part,) = await client.send_sms(OUTSIDE, "report me")
+            assert part.status is SubmitStatus.SENT
+            await asyncio.wait_for(arrived.wait(), EVENT_TIMEOUT)  # its +CDS
+            pool.advance(16)  # no +CNMA in time: the modem stops routing (27.005 3.4.1)
+            assert pool.call(lambda: pool.core(0).cnmi[1::2]) == [0, 0]
+            gate.set()  # the late +CNMA fails: nothing waits for it any more
+            pool.inject_sms(msisdn, "second")  # stored without a word to us
+            while "second" not in got:
+                await asyncio.wait_for(events.get(), EVENT_TIMEOUT)
+            assert tuple(pool.call(lambda: list(pool.core(0).cnmi))) == client.cnmi
+            pool.inject_sms(msisdn, "third")
+            while "third" not in got:  # indicated again (+CMTI), read at once
+                await asyncio.wait_for(events.get(), EVENT_TIMEOUT)
+            assert list(got) == ["second", "third"]
+        finally:
+            await client.close()
+
+
 async def test_storage_full_then_recovery_by_scan() -> None:
     async with rig() as r:
         r.pool.set_fault(0, "storage_full")
