@@ -63,12 +63,23 @@ class Cluster:
         ]
         if not durable:
             options += ["-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off"]
+        self._options = " ".join(options)
+        self._template_ready = False
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server (again, after stop_server): the same data, socket and options."""
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"),
-            "-o", " ".join(options), "-w", "start",
+            "-o", self._options, "-w", "start",
         )  # fmt: skip
         self.admin = psycopg.connect(self.url("postgres"), autocommit=True)
-        self._template_ready = False
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping its data (every client's connection is cut): a restart of
+        the database server. Only on a cluster of the test's own."""
+        self.admin.close()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
@@ -105,5 +116,7 @@ class Cluster:
         self.admin.close()
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass  # stopped already (stop_server)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

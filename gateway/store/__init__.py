@@ -23,11 +23,11 @@ from gateway.store.base import (
     StatusChange,
     StoreBase,
     StoreOpenError,
-    StoreUnavailableError,
     is_unavailable,
     utc_iso,
 )
 from gateway.store.contacts import ContactStore
+from gateway.store.errors import StoreUnavailableError
 from gateway.store.fleet import FleetStore, LeaseGrant, LeaseHolder
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore

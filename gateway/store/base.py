@@ -23,8 +23,14 @@ import psycopg
 import sqlite_utils
 
 from gateway.config import DATABASE_FILE
+from gateway.store.errors import StoreUnavailableError
 from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
-from gateway.store.postgres import WORK_CHANNEL, WRITER_LOCK, PgConnection, PgEncodingError
+from gateway.store.postgres import (
+    PgConnection,
+    PgEncodingError,
+    is_lock_timeout,
+    is_pg_unavailable,
+)
 
 DATABASE_NAME = DATABASE_FILE
 T = TypeVar("T")
@@ -168,11 +174,6 @@ def is_unique_violation(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.UniqueViolation)
 
 
-class StoreUnavailableError(RuntimeError):
-    """The database cannot take a write now (disk full, I/O error, locked by another process);
-    the transaction was rolled back whole, and the same write may succeed later."""
-
-
 # Primary result codes that say "not now" rather than "wrong": SQLITE_BUSY, SQLITE_LOCKED,
 # SQLITE_IOERR (ENOSPC on the -wal or -shm write), SQLITE_FULL, SQLITE_CANTOPEN (no fd left).
 _UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
@@ -187,8 +188,9 @@ def _is_lock(exc: sqlite3.OperationalError) -> bool:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` is SQLite (or the OS) refusing for now: worth a retry, not a failure."""
-    if isinstance(exc, StoreUnavailableError):
+    """Whether `exc` is SQLite, PostgreSQL (or the OS) refusing for now: worth a retry, not a
+    failure."""
+    if isinstance(exc, StoreUnavailableError) or is_pg_unavailable(exc):
         return True
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
@@ -247,8 +249,10 @@ class StoreBase:
         waits in it, so the daemon keeps it well under an HTTP client's timeout; it waits that
         long once per lock episode (later writes glance, see CONTENDED_BUSY_MS)."""
         if is_postgres_url(path):
+            # The same bound on PostgreSQL: a lock held by another box (the fleet-wide writer
+            # lock above all) is waited for busy_timeout_ms at most (see PgConnection).
             try:
-                pg = PgConnection(str(path))
+                pg = PgConnection(str(path), lock_timeout_ms=busy_timeout_ms)
             except PgEncodingError as exc:
                 raise StoreOpenError(str(exc)) from exc
             except psycopg.OperationalError as exc:  # no server, wrong password, no database
@@ -291,7 +295,7 @@ class StoreBase:
         if self._accept is not None:
             return True
         if self._url is not None:
-            pg = PgConnection(self._url)
+            pg = PgConnection(self._url, lock_timeout_ms=self.busy_timeout_ms)
             pg.refresh_schema()  # migrated by open() already
             accept = type(self)(pg, busy_timeout_ms=self.busy_timeout_ms)
         elif self.path is not None and self._sqlite is not None:
@@ -366,9 +370,17 @@ class StoreBase:
     def _begin(self, durable: bool, exclusive: bool) -> None:
         self._work_queued = False
         if self._pg is not None:
-            lock = f"; SELECT pg_advisory_xact_lock({WRITER_LOCK})" if exclusive else ""
-            local = "" if durable else "; SET LOCAL synchronous_commit = off"
-            self._pg.script(f"BEGIN{lock}{local}")
+            # Once refused for another box's lock, later writes only glance (as on SQLite).
+            owner = self._owner
+            glance = min(CONTENDED_BUSY_MS, self.busy_timeout_ms) if owner.contended else None
+            try:
+                self._pg.begin(exclusive=exclusive, durable=durable, glance_ms=glance)
+            except StoreUnavailableError as exc:
+                if exclusive and is_lock_timeout(exc):
+                    owner._lock_refused()
+                raise
+            if exclusive and owner.contended:
+                owner._lock_regained()
             return
         owner = self._owner
         if self._glancing != owner.contended:
@@ -401,7 +413,7 @@ class StoreBase:
         try:
             if self._pg is not None:
                 # Delivered to the listeners at COMMIT, and only if it commits.
-                self._pg.script(f"NOTIFY {WORK_CHANNEL}; COMMIT" if self._work_queued else "COMMIT")
+                self._pg.commit(notify=self._work_queued)
             else:
                 self.conn.execute("COMMIT")
         except BaseException as exc:
@@ -449,6 +461,11 @@ class StoreBase:
 
         Only asks SQLite (a glance: BEGIN IMMEDIATE, then ROLLBACK) while the last write was
         refused for a lock, so health checks see the lock go even when nothing else writes."""
+        if self._pg is not None and self.contended and not self._pg.in_transaction:
+            if not self._pg.writer_lock_free():
+                return True
+            self._lock_regained()
+            return False
         if self._sqlite is None or not self.contended or self._sqlite.in_transaction:
             return self.contended
         if self._glancing != self.contended:
@@ -474,7 +491,7 @@ class StoreBase:
 
     def _lock_regained(self) -> None:
         self.contended = False
-        if self._glancing:
+        if self._glancing and self._sqlite is not None:
             self._busy_timeout(glance=False)
 
     def _busy_timeout(self, *, glance: bool) -> None:
@@ -522,8 +539,10 @@ class StoreBase:
         return current_version(self._sqlite)
 
     def _rollback(self) -> None:
-        if self._pg is not None and self._pg.raw.closed:
-            return  # a lost server connection rolled back on its own
+        if self._pg is not None:
+            if self._pg.in_transaction:  # a failed COMMIT has ended it already
+                self._pg.rollback()
+            return
         self.conn.execute("ROLLBACK")
 
     def copy_to(self, target: StoreBase, *, batch: int = 1000) -> dict[str, int]:

@@ -426,7 +426,11 @@ def pg_statements(number: int, script: str) -> list[str]:
 
 def migrate_pg(conn: PgConnection, migrations: Sequence[str] = MIGRATIONS) -> list[int]:
     """Apply every pending migration to a PostgreSQL database, each in its own transaction,
-    holding an advisory lock so that boxes starting together apply each one once."""
+    holding an advisory lock so that boxes starting together apply each one once.
+
+    Without the session's lock and statement timeouts: a box waits for another's migration,
+    and a long one (an index on a large table) is not cut off."""
+    conn.raw.execute("SET lock_timeout = 0; SET statement_timeout = 0")
     conn.raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         conn.raw.execute(_PG_VERSION_TABLE)
@@ -446,6 +450,7 @@ def migrate_pg(conn: PgConnection, migrations: Sequence[str] = MIGRATIONS) -> li
         return applied
     finally:
         conn.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        conn.apply_timeouts()
         conn.refresh_schema()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -22,6 +23,7 @@ from api.app import build_app
 from gateway.accounts import secret_digest
 from gateway.service import GatewayService
 from gateway.store import DATABASE_NAME, Store
+from gateway.store.postgres import WRITER_LOCK
 from tests.api.test_bestsms import NAME, T0, World, build_world
 from tests.storefaults import fill_disk, refuse_statements
 
@@ -139,10 +141,16 @@ def _run(
     scenario: Callable[[TestClient, Store], Awaitable[None]],
     *,
     busy_timeout_ms: int = 1000,
+    pg_url: str | None = None,
 ) -> None:
     tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copy(world.db, tmp_path / DATABASE_NAME)
     store = Store.open(tmp_path, busy_timeout_ms=busy_timeout_ms)
+    if pg_url is not None:  # the same world on PostgreSQL (fleet mode)
+        fleet = Store.open(pg_url, busy_timeout_ms=busy_timeout_ms)
+        store.copy_to(fleet)
+        store.close()
+        store = fleet
     store.conn.execute("UPDATE accounts SET token = ? WHERE id = 1", (secret_digest(ZOOM_TOKEN),))
     service = GatewayService(store, wall=lambda: T0)
 
@@ -209,6 +217,32 @@ def test_a_database_locked_by_another_process_is_answered_in_time(
 
     # The lock is held "30 s": the store gives up after 50 ms, not after the client does.
     _run(world, tmp_path, scenario, busy_timeout_ms=50)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_another_box_holding_the_fleet_writer_lock_is_answered_in_time(
+    world: World, tmp_path: Path, dialect: Dialect, pg_url: str
+) -> None:
+    """PostgreSQL: another box's transaction holds the fleet-wide writer lock (stuck): the
+    store gives up after its lock timeout and every dialect answers its own try-later."""
+
+    async def scenario(client: TestClient, store: Store) -> None:
+        before = _messages(store)
+        outside = psycopg.connect(pg_url, autocommit=True)
+        try:
+            outside.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})".encode())
+            status, body, retry = await dialect.send(client, world, "while locked")
+            assert dialect.unavailable(status, body, retry), (status, body, retry)
+            r = await client.get("/v1/health")  # the rest of the gateway still answers
+            assert r.status in (200, 503)
+        finally:
+            outside.execute("ROLLBACK")
+            outside.close()
+        assert _messages(store) == before
+        status, body, _ = await dialect.send(client, world, "after the lock")
+        assert dialect.accepted(status, body), body
+
+    _run(world, tmp_path, scenario, busy_timeout_ms=50, pg_url=pg_url)
 
 
 ADMIN_PASSWORD = "correct horse battery"

@@ -353,9 +353,9 @@ class _HeldCommit:
         self._hold(sql)
         return self._conn.execute(sql, *args)  # type: ignore[attr-defined]
 
-    def script(self, sql: str) -> None:  # PostgreSQL's COMMIT (with a NOTIFY before it)
-        self._hold(sql)
-        self._conn.script(sql)  # type: ignore[attr-defined]
+    def commit(self, *, notify: bool = False) -> None:  # PostgreSQL's COMMIT (PgConnection)
+        self._hold("COMMIT")
+        self._conn.commit(notify=notify)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._conn, name)
