@@ -152,7 +152,11 @@ class Gateway:
         service.on_accepted = dispatcher.wake
         # Its own tasks, bounded per host: a slow subscriber never holds up a send.
         service.limiter = RateLimiter(config.limits, clock.monotonic)
-        webhooks = WebhookWorker(store, config.webhooks, clock=clock)
+        # Claims its attempts under this box and process (the leases' token in fleet mode).
+        webhooks = WebhookWorker(
+            store, config.webhooks, clock=clock, box_id=config.fleet_box_id(),
+            owner=leases.holder.incarnation if leases is not None else None,
+        )  # fmt: skip
         store.on_webhook_enqueued = webhooks.wake
         gateway = cls(config, store, service, pool, outbox, dispatcher, inbox, reports, webhooks)
         if fleet:

@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -63,6 +64,9 @@ SIGNATURE_TOLERANCE = 300  # seconds a receiver should accept a timestamp off it
 MAX_URL_LENGTH = 2048
 PURGE_EVERY = 3600.0  # seconds between purges of old delivered events
 STOP_GRACE = 2.0  # seconds attempts in flight may finish when the daemon stops
+# A claim on an event outlasts its attempt's timeout by this much (time to record the outcome):
+# another box takes the event up only once a claim this old has run out (its box died).
+CLAIM_MARGIN = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +422,13 @@ class WebhookWorker:
     Per order key (one message's status changes, one conversation's replies) at most one event
     is in flight, and the next is only due once it is delivered or given up. An attempt's
     outcome is recorded after it ends, so a crash in between repeats it (same event id).
+
+    Every attempt is claimed in the store first, by this process (`owner`, on box `box_id`)
+    until its timeout plus CLAIM_MARGIN: in fleet mode each box runs a sender over the one
+    outbox, and a claim keeps the others off an event while it is in flight. A box that dies
+    mid-attempt leaves its claims to run out, then another box tries those events again; a
+    clean stop lets its dropped attempts go at once, and a restarted daemon lets go of the
+    claims its box's previous process left.
     """
 
     def __init__(
@@ -428,9 +439,14 @@ class WebhookWorker:
         clock: Clock,
         rng: random.Random | None = None,
         session_factory: Callable[[WebhookSettings], aiohttp.ClientSession] = new_session,
+        box_id: str = "",
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or WebhookSettings()
+        self.box_id = box_id
+        self.owner = owner or secrets.token_hex(8)  # this process, as its claims name it
+        self.claim_ttl = self.settings.timeout + CLAIM_MARGIN
         self.clock = clock
         self.rng = rng or random.Random()
         self.session_factory = session_factory
@@ -455,6 +471,7 @@ class WebhookWorker:
         async with self.session_factory(self.settings) as session:
             self._session = session
             try:
+                self._release_left_claims()
                 while not stop.is_set():
                     delay = self.settings.poll_interval
                     try:
@@ -471,6 +488,9 @@ class WebhookWorker:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     self._flush()
+                with contextlib.suppress(Exception):
+                    # Dropped, not recorded: any sender may try them again at once.
+                    self.store.release_webhook_claims(list(self._inflight), owner=self.owner)
                 self._session = None
                 for waiter in self._quiet_waiters:
                     if not waiter.done():
@@ -504,7 +524,7 @@ class WebhookWorker:
             log.warning("%d webhook retry(s) put off before the clock went back: due now", pulled)
         self._launch(now)
         self._purge()
-        nxt = self.store.next_webhook_due(exclude_ids=self._inflight.keys())
+        nxt = self.store.next_webhook_due(exclude_ids=self._inflight.keys(), now=now)
         delay = self.settings.poll_interval
         if nxt is not None and nxt > now:
             delay = min(delay, (nxt - now).total_seconds())
@@ -534,8 +554,9 @@ class WebhookWorker:
         free = self.settings.concurrency - len(self._inflight)
         if free <= 0:
             return
-        rows = self.store.due_webhook_events(
-            now, free, exclude_ids=self._inflight.keys(),
+        rows = self.store.claim_webhook_events(
+            now, free, box=self.box_id, owner=self.owner,
+            until=now + timedelta(seconds=self.claim_ttl), exclude_ids=self._inflight.keys(),
             room=lambda host: self.settings.per_host - self._hosts[host],
         )  # fmt: skip
         for row in rows:
@@ -622,7 +643,7 @@ class WebhookWorker:
             return
         results, self._results = self._results, []
         try:
-            self.store.record_webhook_attempts(results)
+            self.store.record_webhook_attempts(results, owner=self.owner)
         except Exception:
             self._results = results + self._results  # kept: recorded on the next round
             raise
@@ -632,6 +653,17 @@ class WebhookWorker:
                 self._hosts[host] -= 1
                 if self._hosts[host] <= 0:
                     del self._hosts[host]
+
+    def _release_left_claims(self) -> None:
+        """Let go of the claims this box's previous process left (it died mid-attempt: no
+        other box has to wait for them to run out)."""
+        try:
+            released = self.store.release_webhook_claims(owner=self.owner, box=self.box_id)
+        except Exception as exc:  # they run out on their own
+            log.warning("webhook sender: claims of the previous run not released (%s)", exc)
+            return
+        if released:
+            log.info("webhook sender: %d attempt(s) of the previous run to make again", released)
 
     def _purge(self) -> None:
         tick = self.clock.monotonic()

@@ -391,6 +391,16 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE messages ADD COLUMN claim_owner TEXT;
     ALTER TABLE batches ADD COLUMN pin_sim INTEGER;
     """,
+    # 11: a webhook delivery attempt is claimed by one daemon (its box, a token of that
+    # process) until claim_until, so two boxes never deliver one event at once, and a dead
+    # box's attempts are taken up by another once their claim has run out.
+    """
+    ALTER TABLE webhook_events ADD COLUMN claim_box TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claim_owner TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claim_until TEXT;
+    CREATE INDEX webhook_events_claimed ON webhook_events(claim_until)
+        WHERE state = 'pending' AND claim_until IS NOT NULL;
+    """,
 )
 
 

@@ -2,8 +2,8 @@
 
 An event row is written inside the transaction of the change it reports (the hooks below are
 called by the message and inbound stores), so a committed change always has its webhook and a
-rolled-back one never does. The sender (gateway.webhooks) only reads due rows and records
-attempts.
+rolled-back one never does. The sender (gateway.webhooks) claims due rows (one attempt of one
+sender at a time, fleet-wide), and records attempts.
 """
 
 from __future__ import annotations
@@ -256,11 +256,57 @@ class WebhookStore(StoreBase):
         """Pending events whose time has come and whose predecessors (same order key) are
         settled, with their subscription and secret: per subscription, oldest first, at most
         `room(host)` of them (the sender's free slots for that host; a full host's events are
-        not even read), `limit` in all; events in flight are left out."""
+        not even read), `limit` in all; events in flight (claimed by a sender, here or on
+        another box, whose claim has not run out) are left out."""
+        return self._due_events(now, limit, exclude_ids=exclude_ids, room=room, lock=False)
+
+    def claim_webhook_events(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        box: str,
+        owner: str,
+        until: datetime,
+        exclude_ids: Collection[int] = (),
+        room: Callable[[str], int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Claim the events due_webhook_events would read for one delivery attempt each by
+        `owner` (a sender process on `box`), until `until`; return them.
+
+        One transaction: on PostgreSQL the candidates are locked FOR UPDATE SKIP LOCKED, so
+        another box's claim in progress neither waits for them nor takes them too, and once
+        committed the claim keeps every other sender off the event until it is recorded or
+        runs out (its box died mid-attempt: another box then tries it again). Not fsynced: a
+        claim lost in a power cut only lets an attempt be made twice, which the sender
+        promises anyway (same event id)."""
+        with self.transaction(durable=False, exclusive=False):
+            rows = self._due_events(now, limit, exclude_ids=exclude_ids, room=room, lock=True)
+            if rows:
+                self.conn.execute(
+                    "UPDATE webhook_events SET claim_box = ?, claim_owner = ?, claim_until = ?"
+                    f" WHERE id IN ({', '.join('?' * len(rows))})",
+                    (box, owner, utc_iso(until), *(r["id"] for r in rows)),
+                )
+        for row in rows:
+            row.update(claim_box=box, claim_owner=owner, claim_until=utc_iso(until))
+        return rows
+
+    def _due_events(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        exclude_ids: Collection[int],
+        room: Callable[[str], int] | None,
+        lock: bool,
+    ) -> list[dict[str, Any]]:
         stamp = utc_iso(now)
         skip = ""
         if exclude_ids:
             skip = f" AND e.id NOT IN ({', '.join('?' * len(exclude_ids))})"
+        # Locked rows another box is claiming right now are skipped, not waited for.
+        locking = " FOR UPDATE OF e SKIP LOCKED" if lock and self._pg is not None else ""
         rows: list[dict[str, Any]] = []
         subscriptions = self.conn.execute(
             "SELECT s.*, k.secret FROM webhook_subscriptions s"
@@ -274,27 +320,48 @@ class WebhookStore(StoreBase):
             found = self.conn.execute(
                 "SELECT e.* FROM webhook_events e INDEXED BY webhook_events_due"
                 " WHERE e.state = 'pending' AND e.account_id = ? AND e.kind = ?"
-                " AND e.next_attempt_at <= ?" + skip + " AND NOT EXISTS (SELECT 1"
+                " AND e.next_attempt_at <= ? AND (e.claim_until IS NULL OR e.claim_until <= ?)"
+                + skip
+                + " AND NOT EXISTS (SELECT 1"
                 " FROM webhook_events o WHERE o.order_key = e.order_key AND o.state = 'pending'"
-                " AND o.id < e.id) ORDER BY e.next_attempt_at, e.id LIMIT ?",
-                (sub["account_id"], sub["kind"], stamp, *exclude_ids, take),
+                " AND o.id < e.id) ORDER BY e.next_attempt_at, e.id LIMIT ?" + locking,
+                (sub["account_id"], sub["kind"], stamp, stamp, *exclude_ids, take),
             ).fetchall()
             extra = {k: sub[k] for k in ("url", "host", "format", "secret")}
             rows.extend({**dict(r), **extra} for r in found)
         return rows
 
-    def next_webhook_due(self, *, exclude_ids: Collection[int] = ()) -> datetime | None:
+    def next_webhook_due(
+        self, *, exclude_ids: Collection[int] = (), now: datetime | None = None
+    ) -> datetime | None:
         """When the earliest pending event not in flight is due (None: nothing pending); one
-        waiting behind its predecessor may make this early, never late."""
-        sql = (
-            "SELECT next_attempt_at FROM webhook_events INDEXED BY webhook_events_next"
-            " WHERE state = 'pending'"
-        )
+        waiting behind its predecessor may make this early, never late. With `now`, an event
+        another sender has claimed counts as due when its claim runs out (its box may die)."""
+        skip = ""
+        args: tuple[Any, ...] = tuple(exclude_ids)
         if exclude_ids:
-            sql += f" AND id NOT IN ({', '.join('?' * len(exclude_ids))})"
-        row = self.conn.execute(sql + " ORDER BY next_attempt_at LIMIT 1", tuple(exclude_ids))
-        first = row.fetchone()
-        return datetime.fromisoformat(first[0]) if first is not None else None
+            skip = f" AND id NOT IN ({', '.join('?' * len(exclude_ids))})"
+        unclaimed = ""
+        if now is not None:
+            unclaimed = " AND (claim_until IS NULL OR claim_until <= ?)"
+            args = (utc_iso(now), *args)
+        first = self.conn.execute(
+            "SELECT next_attempt_at FROM webhook_events INDEXED BY webhook_events_next"
+            " WHERE state = 'pending'" + unclaimed + skip + " ORDER BY next_attempt_at LIMIT 1",
+            args,
+        ).fetchone()
+        due = datetime.fromisoformat(first[0]) if first is not None else None
+        if now is None:
+            return due
+        claimed = self.conn.execute(
+            "SELECT MIN(claim_until) FROM webhook_events INDEXED BY webhook_events_claimed"
+            " WHERE state = 'pending' AND claim_until IS NOT NULL AND claim_until > ?" + skip,
+            args,
+        ).fetchone()
+        if claimed is None or claimed[0] is None:
+            return due
+        expiry = datetime.fromisoformat(claimed[0])
+        return expiry if due is None or expiry < due else due
 
     def pull_in_webhook_retries(self, now: datetime, horizon: timedelta) -> int:
         """Pending events due further ahead than `horizon` (longer than any back-off: they were
@@ -316,10 +383,36 @@ class WebhookStore(StoreBase):
             )
             return int(cursor.rowcount)
 
-    def record_webhook_attempts(self, attempts: Sequence[WebhookAttempt]) -> None:
+    def release_webhook_claims(
+        self, row_ids: Collection[int] = (), *, owner: str, box: str | None = None
+    ) -> int:
+        """Let go of `owner`'s claims on `row_ids` (its attempts were dropped at a clean stop:
+        any sender may try them at once); or, given `box`, of every claim made on that box by
+        another process than `owner` (this box's previous daemon, dead: nothing of it is in
+        flight). Return how many were released."""
+        if box is None and not row_ids:
+            return 0
+        args: tuple[Any, ...]
+        if box is not None:
+            where, args = "claim_box = ? AND claim_owner != ?", (box, owner)
+        else:
+            marks = ", ".join("?" * len(row_ids))
+            where, args = f"claim_owner = ? AND id IN ({marks})", (owner, *row_ids)
+        with self.transaction(durable=False, exclusive=False):
+            cursor = self.conn.execute(
+                "UPDATE webhook_events SET claim_box = NULL, claim_owner = NULL,"
+                f" claim_until = NULL WHERE state = 'pending' AND {where}",
+                args,
+            )
+        return int(cursor.rowcount)
+
+    def record_webhook_attempts(
+        self, attempts: Sequence[WebhookAttempt], *, owner: str | None = None
+    ) -> None:
         """Record many attempts' outcomes in one transaction, without an fsync of its own: a
         power cut may lose the record, and then the attempt is made again (same event id),
-        which the sender promises anyway."""
+        which the sender promises anyway. `owner`'s claims on them end with the record (an
+        outcome recorded after the claim ran out still counts: a delivery is a delivery)."""
         for a in attempts:
             if a.state not in WEBHOOK_TRANSITIONS[WebhookState.PENDING]:
                 raise ValueError(f"an attempt cannot make an event {a.state.value}")
@@ -330,12 +423,15 @@ class WebhookStore(StoreBase):
                     "UPDATE webhook_events SET state = ?, attempts = attempts + 1,"
                     " last_status = ?, last_error = ?, last_attempt_at = ?, updated_at = ?,"
                     " next_attempt_at = COALESCE(?, next_attempt_at),"
-                    " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END"
+                    " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
+                    " claim_box = CASE WHEN claim_owner = ? THEN NULL ELSE claim_box END,"
+                    " claim_until = CASE WHEN claim_owner = ? THEN NULL ELSE claim_until END,"
+                    " claim_owner = CASE WHEN claim_owner = ? THEN NULL ELSE claim_owner END"
                     " WHERE id = ? AND state = 'pending'",
                     (
                         a.state.value, a.status, a.error, stamp, stamp,
                         utc_iso(a.next_attempt_at) if a.next_attempt_at is not None else None,
-                        a.state.value, stamp, a.row_id,
+                        a.state.value, stamp, owner, owner, owner, a.row_id,
                     ),
                 )  # fmt: skip
                 if a.state is WebhookState.PENDING and a.next_attempt_at is not None:
