@@ -63,7 +63,11 @@ def restore_throttle(
 
 
 def run_due_series(store: Store, now: datetime) -> list[int]:
-    """Accept (and charge) the occurrence of every recurring series that is due; return ids."""
+    """Accept (and charge) the occurrence of every recurring series that is due; return ids.
+
+    Each occurrence is claimed and its messages accepted in one transaction of the store (a
+    compare-and-set on the series' next run): in fleet mode every box's dispatcher reads the
+    same due series, and exactly one of them runs each occurrence."""
     created: list[int] = []
     for batch in store.due_series(now):
         rule_data = json.loads(batch["recurrence"])
@@ -77,30 +81,33 @@ def run_due_series(store: Store, now: datetime) -> list[int]:
         template = json.loads(batch["template"])
         this_run = datetime.fromisoformat(batch["next_run"])
         following = next_occurrence(start_local, zone, rule, this_run)
-        account = store.account(batch["account_id"])
         cost = count(template["text"])
-        needed = cost.parts * len(template["recipients"])
-        if account is None or (not account["unlimited"] and account["credits"] < needed):
+        messages = [
+            {
+                "account_id": batch["account_id"],
+                "recipient": number,
+                "body": template["text"],
+                "encoding": cost.encoding.value,
+                "parts": cost.parts,
+                "sender": template["sender"],
+                "status_report": bool(template["status_report"]),
+                "flash": bool(template["flash"]),
+                "charge": cost.parts,
+                "extra": {**template["extra"], "occurrence": this_run.isoformat()},
+            }
+            for number in template["recipients"]
+        ]
+        needed = cost.parts * len(messages)
+        run = store.run_series_occurrence(
+            batch["id"], occurrence=batch["next_run"], following=following, messages=messages,
+            units=needed, now=now,
+        )  # fmt: skip
+        if run is None:
+            log.debug("series %d: the run of %s was made elsewhere", batch["id"], this_run)
+        elif run.skipped:
             log.warning("series %d: run skipped, %d credits needed", batch["id"], needed)
-            store.record_series_run(batch["id"], following, error="insufficient credits")
-            continue
-        for number in template["recipients"]:
-            accepted = store.accept_message(
-                account_id=batch["account_id"],
-                recipient=number,
-                body=template["text"],
-                encoding=cost.encoding.value,
-                parts=cost.parts,
-                sender=template["sender"],
-                batch_id=batch["id"],
-                status_report=bool(template["status_report"]),
-                flash=bool(template["flash"]),
-                charge=cost.parts,
-                extra={**template["extra"], "occurrence": this_run.isoformat()},
-                now=now,
-            )
-            created.append(accepted.message_id)
-        store.record_series_run(batch["id"], following)
+        else:
+            created.extend(run.message_ids)
     return created
 
 

@@ -32,7 +32,13 @@ from gateway.store.fleet import FleetStore, LeaseGrant, LeaseHolder
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
 from gateway.store.mailbox import MailboxQuery, MailboxStore
-from gateway.store.messages import AcceptedMessage, BatchRows, MessageQuery, MessageStore
+from gateway.store.messages import (
+    AcceptedMessage,
+    BatchRows,
+    MessageQuery,
+    MessageStore,
+    SeriesRun,
+)
 from gateway.store.operator import InboxSearch, MessageSearch, OperatorStore
 from gateway.store.settings import SettingsStore
 from gateway.store.sims import SIM_LIMIT_COLUMNS, SimStore
@@ -53,6 +59,7 @@ __all__ = [
     "MailboxQuery",
     "MessageQuery",
     "MessageSearch",
+    "SeriesRun",
     "Staged",
     "StaleStateError",
     "StatusChange",

@@ -34,6 +34,14 @@ class AcceptedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesRun:
+    """One occurrence of a recurring series, as run_series_occurrence accepted it."""
+
+    message_ids: tuple[int, ...]
+    skipped: bool = False  # too few credits: the occurrence passed without messages
+
+
+@dataclass(frozen=True, slots=True)
 class BatchRows:
     """One batch for accept_batches: the batch row, its messages (accept_message's keyword
     arguments but batch_id/now), the units they cost; `into` adds them to that existing batch
@@ -899,21 +907,54 @@ class MessageStore(StoreBase):
         ).fetchall()
         return [dict(r) for r in rows]
 
-    def record_series_run(
-        self, batch_id: int, next_run: datetime | None, *, error: str = ""
-    ) -> None:
-        """Advance a series to its next run (None: finished)."""
+    def run_series_occurrence(
+        self,
+        batch_id: int,
+        *,
+        occurrence: str,
+        following: datetime | None,
+        messages: Sequence[Mapping[str, Any]],
+        units: int,
+        now: datetime,
+    ) -> SeriesRun | None:
+        """Run one occurrence of a recurring series: move it from `occurrence` (its next_run
+        as the caller read it) to `following` (None: finished) and accept its `messages`
+        (each with every field of accept_message but the batch, send_at and now; charged) in
+        ONE transaction; without `units` credits the
+        occurrence passes with an error and no messages. None: it was no longer due at
+        `occurrence` (another box ran it, or it was changed or paused meanwhile).
+
+        The move is a compare-and-set on next_run inside the write transaction, so two boxes
+        reading the same due series run it once, and a crash midway leaves it whole to run
+        again, never half of its messages accepted."""
         with self.transaction():
-            self.conn.execute(
+            account = self.conn.execute(
+                "SELECT a.credits, a.unlimited FROM batches b JOIN accounts a"
+                " ON a.id = b.account_id WHERE b.id = ?",
+                (batch_id,),
+            ).fetchone()
+            skipped = account is None or (not account[1] and account[0] < units)
+            moved = self.conn.execute(
                 "UPDATE batches SET runs = runs + 1, next_run = ?, error = ?,"
-                " state = CASE WHEN ? IS NULL THEN 'done' ELSE state END WHERE id = ?",
+                " state = CASE WHEN ? IS NULL THEN 'done' ELSE state END"
+                " WHERE id = ? AND state = 'active' AND next_run = ?",
                 (
-                    utc_iso(next_run) if next_run is not None else None,
-                    error,
-                    None if next_run is None else 1,
+                    utc_iso(following) if following is not None else None,
+                    "insufficient credits" if skipped else "",
+                    None if following is None else 1,
                     batch_id,
+                    occurrence,
                 ),
             )
+            if moved.rowcount != 1:
+                return None
+            if skipped:
+                return SeriesRun((), skipped=True)
+            ids = [
+                self._insert_message(**fields, batch_id=batch_id, send_at=None, now=now).message_id
+                for fields in messages
+            ]
+            return SeriesRun(tuple(ids))
 
     def list_messages(
         self,
