@@ -285,6 +285,7 @@ async def sims(request: web.Request) -> web.Response:
                     else None,
                     "sent": s["sent_count"],
                     "received": s["received_count"],
+                    "box": s["box"],  # fleet mode: the box sending through it now
                 }
                 for s in request.app[SERVICE].sims()
             ]

@@ -126,8 +126,11 @@ class GatewayCollector(Collector):
 
     def _sims(self) -> Iterable[Metric]:
         sims = self.service.sim_statuses()
+        fleet = self.service.store.dialect == "postgresql"  # which box sends through it
         info = InfoMetricFamily(
-            "smsgw_sim", "A SIM: masked number, operator and registration.", labels=SIM_LABELS
+            "smsgw_sim",
+            "A SIM: masked number, operator, registration (and box).",
+            labels=SIM_LABELS,
         )
         sent = CounterMetricFamily(
             "smsgw_sim_parts_sent",
@@ -196,6 +199,7 @@ class GatewayCollector(Collector):
                     "operator": sim.operator,
                     "registration": sim.registration,
                     "modem_port": sim.modem_port,
+                    **({"box": sim.box} if fleet else {}),
                 },
             )
             sent.add_metric(labels, sim.sent)

@@ -85,6 +85,7 @@ class SimStatus:
     modem_port: str
     modem_model: str
     modem_state: str
+    box: str = ""  # fleet mode: the box holding its live lease ("": none, or one box only)
 
     @property
     def csq(self) -> int | None:
@@ -127,10 +128,18 @@ class Overview:
 
 
 def sim_statuses(
-    rows: Iterable[Mapping[str, Any]], pool: SimPool | None, now: float
+    rows: Iterable[Mapping[str, Any]],
+    pool: SimPool | None,
+    now: float,
+    *,
+    leases: Mapping[int, str] | None = None,
 ) -> tuple[SimStatus, ...]:
-    """SIM rows (with their modem columns) merged with the live pool at monotonic `now`."""
+    """SIM rows (with their modem columns) merged with the live pool at monotonic `now`.
+
+    Fleet mode: `leases` maps each SIM leased right now to the box that holds it. A SIM
+    another box holds is `present` there (its radio and throttle live on that box), not gone."""
     known = set(pool.sim_ids()) if pool is not None else set()
+    leases = leases or {}
     out = []
     for row in rows:
         sim_id = int(row["id"])
@@ -164,6 +173,8 @@ def sim_statuses(
             wait = max(pooled.throttle.check(now).not_before - now, 0.0)
             cooldown = max(pooled.cooldown_until - now, 0.0)
             cooldowns = pooled.cooldowns
+        elif sim_id in leases:
+            state = "present"  # sending from another box (or this one's previous process)
         elif pool is not None and state == "present":
             state = SimAvailability.GONE.value  # in the store as present, but no worker has it
         out.append(
@@ -192,6 +203,7 @@ def sim_statuses(
                 modem_port=str(row.get("last_port") or ""),
                 modem_model=str(row.get("model") or ""),
                 modem_state=str(row.get("modem_state") or ""),
+                box=leases.get(sim_id, ""),
             )
         )
     return tuple(out)

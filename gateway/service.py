@@ -604,8 +604,24 @@ class GatewayService:
         return self.store.list_inbound(account_id, limit=limit, offset=offset)
 
     def sims(self) -> list[dict[str, Any]]:
-        """Every SIM the gateway has seen, with its modem."""
-        return self.store.list_sims()
+        """Every SIM the gateway has seen, with its modem; `box`: in fleet mode the box holding
+        its live lease (its state is then `present`, else `gone`: no box sends through it),
+        otherwise None."""
+        rows = self.store.list_sims()
+        leases = self.sim_boxes()
+        if leases is None:
+            return [{**row, "box": None} for row in rows]
+        return [
+            {**row, "box": leases.get(row["id"]),
+             "state": "present" if row["id"] in leases else "gone"}
+            for row in rows
+        ]  # fmt: skip
+
+    def sim_boxes(self) -> dict[int, str] | None:
+        """Fleet mode: each SIM leased right now and the box holding it (None: one box only)."""
+        if self.store.dialect != "postgresql":
+            return None
+        return {sim: holder.box_id for sim, holder in self.store.live_leases(self.wall()).items()}
 
     def health(self) -> HealthReport:
         """Readiness: database sound and every expected modem registered; SIMs and counts."""
@@ -640,7 +656,9 @@ class GatewayService:
 
     def sim_statuses(self) -> tuple[SimStatus, ...]:
         """Every SIM with its limits, counters and (in the daemon) live radio and throttle."""
-        return sim_statuses(self.store.list_sims(), self.pool, self.monotonic())
+        return sim_statuses(
+            self.store.list_sims(), self.pool, self.monotonic(), leases=self.sim_boxes()
+        )
 
     def modem_statuses(self) -> tuple[ModemStatus, ...]:
         """Every modem seen, up or down."""

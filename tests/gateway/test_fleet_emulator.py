@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,6 +237,7 @@ async def test_the_work_listener_reconnects_after_losing_the_server(
 
 
 CAP_PER_DAY = 8
+ADMIN_PASSWORD = "correct horse battery"
 
 
 async def _moving(emu: EmulatorPool, clock: LockstepClock, tmp_path: Path, pg_url: str) -> None:
@@ -287,3 +289,60 @@ def test_a_sim_moved_between_boxes_keeps_its_queue_and_its_throttle(
     assert {sender for sender, _, _ in submits} == {info.msisdn}
     times = sorted(at for _, _, at in submits)
     assert min(b - a for a, b in itertools.pairwise(times)) >= THROTTLE - 1e-3
+
+
+async def test_each_box_shows_the_other_box_s_sims_present_with_the_box_holding_them(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Box A's operator view (/v1/sims, the dashboard's SIMs, /metrics) of a fleet: its own
+    SIM ready on box-a, box B's SIM present on box-b (not gone); once B stops, gone."""
+    with EmulatorPool(2, seed=18, report_delay=0.0) as emu:
+        ports = [i.path for i in emu.info()]
+        a_config = _config(tmp_path, pg_url, "box-a")
+        b_config = _config(tmp_path, pg_url, "box-b", http=False)
+        jar = aiohttp.CookieJar(unsafe=True)  # the dashboard's session cookie, on 127.0.0.1
+        async with (
+            serving(a_config, ports[:1]) as a,
+            aiohttp.ClientSession(cookie_jar=jar) as http,
+        ):
+            creds = create_account(a.store, "ops", now=datetime.now(UTC), unlimited=True)
+            base = f"http://127.0.0.1:{a_config.http_port}"
+            auth = {"Authorization": f"Bearer {creds.api_key}"}
+            a.service.set_admin_password(ADMIN_PASSWORD)
+            async with http.get(f"{base}/login") as r:
+                csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+            assert csrf is not None
+            login = {"csrf": csrf.group(1), "password": ADMIN_PASSWORD, "next": "/sims"}
+            async with http.post(f"{base}/login", data=login) as r:
+                assert r.status == 200, await r.text()
+
+            async def seen_from_a() -> tuple[dict[int, Any], str]:
+                async with http.get(f"{base}/v1/sims", headers=auth) as r:
+                    assert r.status == 200, await r.text()
+                    sims = {s["id"]: s for s in (await r.json())["sims"]}
+                async with http.get(f"{base}/metrics") as r:
+                    return sims, await r.text()
+
+            async def page(path: str) -> str:
+                async with http.get(f"{base}{path}") as r:
+                    assert r.status == 200, await r.text()
+                    return await r.text()
+
+            async with serving(b_config, ports[1:], frontends=[]) as b:
+                (mine,) = a.dispatcher.leases.held()  # type: ignore[union-attr]
+                (theirs,) = b.dispatcher.leases.held()  # type: ignore[union-attr]
+                sims, metrics = await seen_from_a()
+                assert (sims[mine]["state"], sims[mine]["box"]) == ("present", "box-a")
+                assert (sims[theirs]["state"], sims[theirs]["box"]) == ("present", "box-b")
+                view = {s.sim_id: s for s in a.service.sim_statuses()}
+                assert (view[mine].state, view[mine].box) == ("ready", "box-a")
+                assert (view[theirs].state, view[theirs].box) == ("present", "box-b")
+                assert f'smsgw_sim_info{{box="box-b",iccid="{view[theirs].iccid}"' in metrics
+                for html in (await page("/fragments/overview"), await page("/sims")):
+                    assert html.count('<small class="box">on box-b</small>') == 1
+                    assert html.count('<small class="box">on box-a</small>') == 1
+            # B stopped cleanly: its lease released, no box sends through its SIM.
+            sims, _ = await seen_from_a()
+            assert (sims[theirs]["state"], sims[theirs]["box"]) == ("gone", None)
+            assert {s.sim_id: s.state for s in a.service.sim_statuses()}[theirs] == "gone"
+            assert "on box-b" not in await page("/fragments/overview")
