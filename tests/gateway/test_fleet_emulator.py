@@ -346,3 +346,42 @@ async def test_each_box_shows_the_other_box_s_sims_present_with_the_box_holding_
             assert (sims[theirs]["state"], sims[theirs]["box"]) == ("gone", None)
             assert {s.sim_id: s.state for s in a.service.sim_statuses()}[theirs] == "gone"
             assert "on box-b" not in await page("/fragments/overview")
+
+
+async def test_a_box_whose_store_connection_is_killed_recovers_by_itself(
+    tmp_path: Path, pg_url: str, postgres: Cluster
+) -> None:
+    """The database server cuts the daemon's store connection (an operator, a failover):
+    one request may be answered "try later", the daemon reconnects on its own and what it
+    accepted, before and after, goes out."""
+    with EmulatorPool(1, seed=19, report_delay=0.0) as emu:
+        config = _config(tmp_path, pg_url, "box-a")
+        async with (
+            serving(config, [emu.info()[0].path]) as a,
+            aiohttp.ClientSession() as http,
+        ):
+            _, reached, target = _count_sent([a])
+            creds = create_account(a.store, "shop", now=datetime.now(UTC), unlimited=True)
+            url = f"http://127.0.0.1:{config.http_port}/v1/messages"
+            auth = {"Authorization": f"Bearer {creds.api_key}"}
+
+            async def send(to: str) -> int:
+                async with http.post(url, json={"to": to, "text": "hi"}, headers=auth) as r:
+                    return r.status
+
+            assert await send("+15550000001") == 201
+            target[0] = 1
+            await asyncio.wait_for(reached.wait(), 30)
+            assert a.store._pg is not None
+            pid = a.store._pg.raw.info.backend_pid
+            postgres.admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+            first = await send("+15550000002")
+            assert first in (201, 503)  # the loss found by this request, or by the dispatcher
+            assert await send("+15550000003") == 201
+            target[0] = 3 if first == 201 else 2
+            reached.clear()
+            await asyncio.wait_for(reached.wait(), 30)
+            assert a.store._pg.reconnects == 1
+        sent = sorted(o.destination for o in emu.outside())
+    expected = ["+15550000001", "+15550000002", "+15550000003"]
+    assert sent == (expected if first == 201 else [expected[0], expected[2]])
