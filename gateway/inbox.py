@@ -157,8 +157,8 @@ class Inbox:
                 except StoreUnavailableError:
                     self._unstored.append(store)
                     continue
-                assert result.inbound_id is not None
-                ids.append(result.inbound_id)
+                if result.inbound_id is not None:  # else another box stored it
+                    ids.append(result.inbound_id)
         return ids
 
     def _store_message(
@@ -194,6 +194,11 @@ class Inbox:
             part_ids,
             now=now,
         )
+        if inbound_id is None:
+            # Its parts were made a message meanwhile by another box (fleet mode: both had
+            # them pending, restored at start, or the SIM moved between its parts).
+            log.info("inbound from ...%s: stored elsewhere already", str(originator)[-3:])
+            return InboundResult(duplicate=True)
         if self.on_message is not None:
             self.on_message(inbound_id)
         keyword = classify(body) if text is not None and received == total else None

@@ -61,13 +61,24 @@ class InboundStore(StoreBase):
         *,
         now: datetime,
         notify: bool = True,
-    ) -> int:
+    ) -> int | None:
         """Store a reassembled (or surfaced incomplete) inbound message and claim its parts;
         `notify=False` for rows that did not come over the air (no reply webhook).
 
-        The message's anomalies are its parts' (each tagged with the part's seq).
+        The message's anomalies are its parts' (each tagged with the part's seq). None, and
+        nothing stored, when one of its parts already belongs to a message: stored meanwhile
+        by another process (in fleet mode another box restored the same half-received parts,
+        or received the rest on the SIM's new box), never twice.
         """
         with self.transaction():
+            if part_ids:
+                taken = self.conn.execute(
+                    "SELECT 1 FROM inbound_parts WHERE message_id IS NOT NULL AND id IN"
+                    f" ({', '.join('?' * len(part_ids))}) LIMIT 1",
+                    tuple(part_ids),
+                ).fetchone()
+                if taken is not None:
+                    return None
             anomalies: list[dict[str, Any]] = []
             for part_id in part_ids:
                 part = self.conn.execute(
