@@ -352,32 +352,40 @@ class PgConnection:
 
     def begin(self, *, exclusive: bool, durable: bool, glance_ms: int | None = None) -> None:
         """BEGIN, taking the fleet-wide writer lock first if `exclusive` (waiting at most the
-        lock timeout, or `glance_ms`), in one round trip that also learns the transaction's
-        id; StoreUnavailableError (nothing begun) if the lock or the server is not there."""
+        lock timeout, or `glance_ms`), in one round trip that also learns a durable
+        transaction's id; StoreUnavailableError (nothing begun) if the lock or the server is
+        not there."""
         steps = ["BEGIN"]
         if not durable:
             steps.append("SET LOCAL synchronous_commit = off")
+        # A durable transaction's id from the start (a write would assign one anyway), in the
+        # same SELECT as the lock: if the answer to COMMIT is lost with the connection, a new
+        # connection can ask whether it committed. (Not for bookkeeping, durable=False, whose
+        # loss only repeats work: ~40 us a transaction saved.)
+        learn = ["txid_current()"] if durable else []
         if exclusive:
             if glance_ms is not None:
                 steps.append(f"SET LOCAL lock_timeout = {max(1, int(glance_ms))}")
-            steps.append(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
-            if glance_ms is not None:
-                steps.append(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
-        # An id from the start (a write would assign one anyway): if the answer to COMMIT is
-        # lost with the connection, a new connection can ask whether it committed.
-        steps.append("SELECT txid_current()")
+            learn.insert(0, f"pg_advisory_xact_lock({WRITER_LOCK})")
+        if learn:
+            steps.append("SELECT " + ", ".join(learn))
+        if exclusive and glance_ms is not None:
+            steps.append(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
         self._ready()
         self.in_transaction, self.xid = True, None
+        row = None
         try:
             cursor = self.raw.execute("; ".join(steps).encode())
-            while cursor.nextset():
-                pass  # to the last result: the id
-            row = cursor.fetchone()
+            while True:
+                if cursor.description is not None:
+                    row = cursor.fetchone()
+                if not cursor.nextset():
+                    break
         except psycopg.Error as exc:
             self.rollback()
             self._failed(exc)
             raise
-        self.xid = int(row[0]) if row is not None else None
+        self.xid = int(row[-1]) if durable and row is not None else None
 
     def commit(self, *, notify: bool = False) -> None:
         """COMMIT (with a NOTIFY of queued work, delivered only if it commits). A connection
