@@ -513,7 +513,6 @@ class WebhookWorker:
     def _step(self) -> float:
         """Record finished attempts, start due ones; return seconds until the next look."""
         self._wake.clear()
-        self._flush()
         now = self.clock.wall()
         # No back-off is longer than its cap: a retry put off further was put off before the
         # wall clock was stepped back, and would otherwise wait for as long as the step.
@@ -551,14 +550,24 @@ class WebhookWorker:
             await asyncio.gather(*waits, return_exceptions=True)
 
     def _launch(self, now: datetime) -> None:
-        free = self.settings.concurrency - len(self._inflight)
-        if free <= 0:
+        """Record the finished attempts and claim due events for the slots free then, in one
+        transaction of the store (one commit a round, as before claims)."""
+        results, self._results = self._results, []
+        done = {a.row_id for a in results}
+        hosts = Counter(host for row_id, (host, _) in self._inflight.items() if row_id not in done)
+        free = self.settings.concurrency - (len(self._inflight) - len(done))
+        if free <= 0 and not results:
             return
-        rows = self.store.claim_webhook_events(
-            now, free, box=self.box_id, owner=self.owner,
-            until=now + timedelta(seconds=self.claim_ttl), exclude_ids=self._inflight.keys(),
-            room=lambda host: self.settings.per_host - self._hosts[host],
-        )  # fmt: skip
+        try:
+            rows = self.store.claim_webhook_events(
+                now, max(free, 0), box=self.box_id, owner=self.owner,
+                until=now + timedelta(seconds=self.claim_ttl), exclude_ids=self._inflight.keys(),
+                room=lambda host: self.settings.per_host - hosts[host], record=results,
+            )  # fmt: skip
+        except Exception:
+            self._results = results + self._results  # kept: recorded on the next round
+            raise
+        self._let_go(results)
         for row in rows:
             self._start(row, str(row["host"]))
 
@@ -647,6 +656,10 @@ class WebhookWorker:
         except Exception:
             self._results = results + self._results  # kept: recorded on the next round
             raise
+        self._let_go(results)
+
+    def _let_go(self, results: list[WebhookAttempt]) -> None:
+        """Free the slots of recorded attempts."""
         for attempt in results:
             host, _ = self._inflight.pop(attempt.row_id, ("", None))
             if host:

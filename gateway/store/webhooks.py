@@ -22,6 +22,12 @@ from gateway.store.base import StatusChange, StoreBase, utc_iso
 SECRET_PREFIX = "whsec_"
 
 
+def _check_attempts(attempts: Sequence[WebhookAttempt]) -> None:
+    for a in attempts:
+        if a.state not in WEBHOOK_TRANSITIONS[WebhookState.PENDING]:
+            raise ValueError(f"an attempt cannot make an event {a.state.value}")
+
+
 def new_event_id() -> str:
     """A stable, unguessable event id (the receiver's deduplication key)."""
     return "evt_" + uuid.uuid4().hex
@@ -270,9 +276,12 @@ class WebhookStore(StoreBase):
         until: datetime,
         exclude_ids: Collection[int] = (),
         room: Callable[[str], int] | None = None,
+        record: Sequence[WebhookAttempt] = (),
     ) -> list[dict[str, Any]]:
         """Claim the events due_webhook_events would read for one delivery attempt each by
-        `owner` (a sender process on `box`), until `until`; return them.
+        `owner` (a sender process on `box`), until `until`; return them. `record`: the
+        outcomes of `owner`'s finished attempts, recorded first in the same transaction (as
+        record_webhook_attempts: one commit a round of the sender).
 
         One transaction: on PostgreSQL the candidates are locked FOR UPDATE SKIP LOCKED, so
         another box's claim in progress neither waits for them nor takes them too, and once
@@ -280,13 +289,18 @@ class WebhookStore(StoreBase):
         runs out (its box died mid-attempt: another box then tries it again). Not fsynced: a
         claim lost in a power cut only lets an attempt be made twice, which the sender
         promises anyway (same event id)."""
+        _check_attempts(record)
         with self.transaction(durable=False, exclusive=False):
-            rows = self._due_events(now, limit, exclude_ids=exclude_ids, room=room, lock=True)
+            self._record_attempts(record, owner)
+            rows = []
+            if limit > 0:
+                rows = self._due_events(now, limit, exclude_ids=exclude_ids, room=room, lock=True)
             if rows:
-                self.conn.execute(
+                # One statement text whatever the count: prepared once, not once per count.
+                self.conn.executemany(
                     "UPDATE webhook_events SET claim_box = ?, claim_owner = ?, claim_until = ?"
-                    f" WHERE id IN ({', '.join('?' * len(rows))})",
-                    (box, owner, utc_iso(until), *(r["id"] for r in rows)),
+                    " WHERE id = ?",
+                    [(box, owner, utc_iso(until), r["id"]) for r in rows],
                 )
         for row in rows:
             row.update(claim_box=box, claim_owner=owner, claim_until=utc_iso(until))
@@ -336,7 +350,9 @@ class WebhookStore(StoreBase):
     ) -> datetime | None:
         """When the earliest pending event not in flight is due (None: nothing pending); one
         waiting behind its predecessor may make this early, never late. With `now`, an event
-        another sender has claimed counts as due when its claim runs out (its box may die)."""
+        another sender has claimed counts as due when its claim runs out (its box may die;
+        PostgreSQL only: on SQLite the one box's previous process is the only other claimer,
+        and its claims are let go at start)."""
         skip = ""
         args: tuple[Any, ...] = tuple(exclude_ids)
         if exclude_ids:
@@ -351,7 +367,7 @@ class WebhookStore(StoreBase):
             args,
         ).fetchone()
         due = datetime.fromisoformat(first[0]) if first is not None else None
-        if now is None:
+        if now is None or self._pg is None:
             return due
         claimed = self.conn.execute(
             "SELECT MIN(claim_until) FROM webhook_events INDEXED BY webhook_events_claimed"
@@ -412,38 +428,42 @@ class WebhookStore(StoreBase):
         """Record many attempts' outcomes in one transaction, without an fsync of its own: a
         power cut may lose the record, and then the attempt is made again (same event id),
         which the sender promises anyway. `owner`'s claims on them end with the record (an
-        outcome recorded after the claim ran out still counts: a delivery is a delivery)."""
+        outcome recorded after the claim ran out still counts: a delivery is a delivery).
+
+        Row locks are guard enough (PostgreSQL: no fleet-wide writer lock): each statement
+        changes the attempted event, or its followers' due time, by its own conditions."""
+        _check_attempts(attempts)
+        with self.transaction(durable=False, exclusive=False):
+            self._record_attempts(attempts, owner)
+
+    def _record_attempts(self, attempts: Sequence[WebhookAttempt], owner: str | None) -> None:
         for a in attempts:
-            if a.state not in WEBHOOK_TRANSITIONS[WebhookState.PENDING]:
-                raise ValueError(f"an attempt cannot make an event {a.state.value}")
-        with self.transaction(durable=False):
-            for a in attempts:
-                stamp = utc_iso(a.at)
+            stamp = utc_iso(a.at)
+            self.conn.execute(
+                "UPDATE webhook_events SET state = ?, attempts = attempts + 1,"
+                " last_status = ?, last_error = ?, last_attempt_at = ?, updated_at = ?,"
+                " next_attempt_at = COALESCE(?, next_attempt_at),"
+                " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
+                " claim_box = CASE WHEN claim_owner = ? THEN NULL ELSE claim_box END,"
+                " claim_until = CASE WHEN claim_owner = ? THEN NULL ELSE claim_until END,"
+                " claim_owner = CASE WHEN claim_owner = ? THEN NULL ELSE claim_owner END"
+                " WHERE id = ? AND state = 'pending'",
+                (
+                    a.state.value, a.status, a.error, stamp, stamp,
+                    utc_iso(a.next_attempt_at) if a.next_attempt_at is not None else None,
+                    a.state.value, stamp, owner, owner, owner, a.row_id,
+                ),
+            )  # fmt: skip
+            if a.state is WebhookState.PENDING and a.next_attempt_at is not None:
+                # Events queued behind it wait as long: the due query never reads them while
+                # their predecessor backs off.
                 self.conn.execute(
-                    "UPDATE webhook_events SET state = ?, attempts = attempts + 1,"
-                    " last_status = ?, last_error = ?, last_attempt_at = ?, updated_at = ?,"
-                    " next_attempt_at = COALESCE(?, next_attempt_at),"
-                    " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
-                    " claim_box = CASE WHEN claim_owner = ? THEN NULL ELSE claim_box END,"
-                    " claim_until = CASE WHEN claim_owner = ? THEN NULL ELSE claim_until END,"
-                    " claim_owner = CASE WHEN claim_owner = ? THEN NULL ELSE claim_owner END"
-                    " WHERE id = ? AND state = 'pending'",
-                    (
-                        a.state.value, a.status, a.error, stamp, stamp,
-                        utc_iso(a.next_attempt_at) if a.next_attempt_at is not None else None,
-                        a.state.value, stamp, owner, owner, owner, a.row_id,
-                    ),
+                    "UPDATE webhook_events SET next_attempt_at = ? WHERE state = 'pending'"
+                    " AND next_attempt_at < ? AND id > ? AND order_key ="
+                    " (SELECT order_key FROM webhook_events WHERE id = ?)",
+                    (utc_iso(a.next_attempt_at), utc_iso(a.next_attempt_at), a.row_id,
+                     a.row_id),
                 )  # fmt: skip
-                if a.state is WebhookState.PENDING and a.next_attempt_at is not None:
-                    # Events queued behind it wait as long: the due query never reads them
-                    # while their predecessor backs off.
-                    self.conn.execute(
-                        "UPDATE webhook_events SET next_attempt_at = ? WHERE state = 'pending'"
-                        " AND next_attempt_at < ? AND id > ? AND order_key ="
-                        " (SELECT order_key FROM webhook_events WHERE id = ?)",
-                        (utc_iso(a.next_attempt_at), utc_iso(a.next_attempt_at), a.row_id,
-                         a.row_id),
-                    )  # fmt: skip
 
     # -- operator and API queries -----------------------------------------------------------
 
