@@ -148,6 +148,7 @@ class LockstepClock:
 # How long the virtual loop waits for bytes the emulator already wrote to reach the PTY's other
 # end (the kernel hands them on in a work item of its own) before it calls the loop idle.
 _SETTLE_SECONDS = 0.001
+_SETTLE_ROUNDS = 2
 
 
 class _IdleSelector(selectors.DefaultSelector):
@@ -162,10 +163,13 @@ class _IdleSelector(selectors.DefaultSelector):
         if ready:
             return ready
         if self._clock.virtual_loop:
-            self._clock.settled()
-            ready = super().select(_SETTLE_SECONDS)
-            if ready:
-                return ready  # the emulator's answer: not idle
+            # Twice: bytes the gateway wrote reach the emulator's end of the PTY in a kernel
+            # work item of their own, which a busy machine may run after the first settle.
+            for _ in range(_SETTLE_ROUNDS):
+                self._clock.settled()
+                ready = super().select(_SETTLE_SECONDS)
+                if ready:
+                    return ready  # the emulator's answer: not idle
         if self._clock.on_idle(timeout):
             return []  # time moved: due timers and woken sleepers run now
         return super().select(timeout)
