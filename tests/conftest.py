@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from gateway.store import Store
 from tests.postgres import Cluster
 
 ASYNC_TEST_TIMEOUT = 60.0
@@ -74,6 +75,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres: Cluster)
     url = postgres.create_database()
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A Store on `store_url` (each backend in turn), closed after the test."""
+    s = Store.open(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def other(store_url: str, store: Store) -> Iterator[Store]:
+    """A second connection to the same database: another box."""
+    s = Store.open(store_url)
+    yield s
+    s.close()
 
 
 @pytest.fixture(autouse=True)

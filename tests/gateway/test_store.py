@@ -19,13 +19,6 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 S = PartState
 
 
-@pytest.fixture
-def store(store_url: str) -> Store:
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
 def _account(store: Store, credits: int = 100) -> int:
     return store.insert_account(
         {

@@ -22,21 +22,6 @@ B = LeaseHolder("box-b", "b1")
 S = PartState
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def other(store_url: str, store: Store) -> Iterator[Store]:
-    """A second connection to the same database: another box."""
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
 def _account(store: Store, name: str = "demo") -> int:
     return store.insert_account(
         {"sub_account": name, "password_hash": "x", "api_key": name, "token": name,

@@ -7,7 +7,7 @@ import asyncio
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -39,13 +39,6 @@ from tests.gateway.webhook_support import ManualClock, Receiver, signature_ok
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 S = PartState
 FAST = WebhookSettings(timeout=2.0, connect_timeout=1.0, backoff_first=5, backoff_cap=60)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
 
 
 def _setup(store: Store, clock: ManualClock | None = None) -> tuple[GatewayService, int]:

@@ -32,21 +32,6 @@ TTL = SETTINGS.timeout + CLAIM_MARGIN
 BOX = "X-Test-Box"  # which box's sender made a request (a header of its session)
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def other(store_url: str, store: Store) -> Iterator[Store]:
-    """A second connection to the same database: another box."""
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
 def _subscribed(store: Store, url: str = "http://127.0.0.1:9/hook") -> int:
     account = create_account(store, "shop", now=T0, unlimited=True).account_id
     GatewayService(store, wall=lambda: T0).set_webhook(account, "status", url)
