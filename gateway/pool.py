@@ -176,6 +176,13 @@ class SimPool:
             return SimAvailability.COOLING
         return SimAvailability.READY
 
+    def free_at(self, sim_id: int, now: float) -> float | None:
+        """When the SIM may start its next send by its pace and rolling caps (Throttle.free_at:
+        a new recipient may wait longer), or None while it is out of rotation."""
+        if self.availability(sim_id, now) is not SimAvailability.READY:
+            return None
+        return self._sims[sim_id].throttle.free_at(now)
+
     def route(
         self,
         *,

@@ -74,9 +74,31 @@ class Throttle:
             oldest = t
         return count, oldest
 
+    def free_at(self, now: float) -> float:
+        """The earliest time from `now` a send may start by the interval and the rolling caps;
+        a new recipient may have to wait longer (the day's distinct-recipient cap). Cheaper than
+        check: the day's recipients are not looked at."""
+        while self._sends and self._sends[0] <= now - _DAY:
+            self._sends.popleft()
+        return self._paced(now)[0]
+
     def check(self, now: float, recipient: str | None = None) -> ThrottleDecision:
         """Decide whether a send to `recipient` may start at `now`."""
         self._prune(now)
+        p = self.policy
+        not_before, reason = self._paced(now)
+        if (
+            p.recipients_per_day is not None
+            and recipient is not None
+            and recipient not in self._recipients
+            and len(self._recipients) >= p.recipients_per_day
+        ):
+            not_before = max(not_before, min(self._recipients.values()) + _DAY)
+            reason = "recipients_per_day"
+        return ThrottleDecision(allowed=not_before <= now, not_before=not_before, reason=reason)
+
+    def _paced(self, now: float) -> tuple[float, str]:
+        """The earliest start by the interval and the rolling caps, and which one holds it."""
         p = self.policy
         not_before = now
         reason = ""
@@ -94,15 +116,7 @@ class Throttle:
             if count >= cap and oldest + window > not_before:
                 not_before = oldest + window
                 reason = name
-        if (
-            p.recipients_per_day is not None
-            and recipient is not None
-            and recipient not in self._recipients
-            and len(self._recipients) >= p.recipients_per_day
-        ):
-            not_before = max(not_before, min(self._recipients.values()) + _DAY)
-            reason = "recipients_per_day"
-        return ThrottleDecision(allowed=not_before <= now, not_before=not_before, reason=reason)
+        return not_before, reason
 
     def record(self, now: float, recipient: str | None = None) -> None:
         """Note that a send started at `now`."""

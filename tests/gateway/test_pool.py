@@ -80,6 +80,18 @@ def test_errors_cool_a_sim_down_and_it_returns_on_its_own() -> None:
     assert pool.availability(1, 202.0 + 60) is SimAvailability.READY  # escalation was reset
 
 
+def test_free_at_is_when_a_sim_in_rotation_may_send_next() -> None:
+    pool = _pool(2, interval=3.0)
+    assert pool.free_at(1, 10.0) == 10.0
+    pool.record_send(1, ACCOUNT, "+15550000001", 10.0)
+    assert pool.free_at(1, 11.0) == 13.0  # paced
+    for t in (20.0, 21.0, 22.0):
+        pool.report_error(2, t)
+    assert pool.free_at(2, 23.0) is None  # cooling down: out of rotation, no pace to tell
+    pool.set_enabled(1, False)
+    assert pool.free_at(1, 20.0) is None
+
+
 def test_radio_health_takes_sims_out_of_rotation() -> None:
     pool = _pool(2)
     pool.report_radio(1, registered=False, signal_dbm=-70)

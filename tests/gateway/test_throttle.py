@@ -67,3 +67,15 @@ def test_headroom_is_what_the_day_caps_leave() -> None:
         t.record(float(i), "+1555000000" + str(i % 2))
     assert t.headroom(10.0) == 2  # per day 10 - 3 = 7, recipients 4 - 2 = 2
     assert t.headroom(86400.0 + 5) == 4  # the day has rolled on past all three
+
+
+def test_free_at_is_the_pace_and_rolling_caps_without_the_recipient_cap() -> None:
+    t = Throttle(ThrottlePolicy(interval=2, per_minute=2, recipients_per_day=1))
+    assert t.free_at(0.0) == 0.0  # never sent: free now
+    t.record(0.0, "+15550000001")
+    assert t.free_at(1.0) == 2.0  # the interval
+    t.record(2.0, "+15550000001")
+    assert t.free_at(3.0) == 60.0  # the minute's two sends: until the first leaves it
+    # A new recipient waits a day, but any send may start at 60: that is what free_at tells.
+    assert t.check(60.0, "+15550000002").not_before == 86400.0
+    assert t.free_at(60.0) == 60.0 == t.check(60.0).not_before
