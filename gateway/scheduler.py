@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,7 +32,13 @@ log = logging.getLogger(__name__)
 # How many messages may wait in one SIM's queue: enough to keep it busy between ticks, few
 # enough that a SIM that falls ill strands little work.
 QUEUE_DEPTH = 2
+# A full tick (scheduled messages promoted, due series run) comes at least this often; the
+# wake-ups in between (an accepted group, a freed queue slot, a SIM's pace ending) only claim.
 TICK_SECONDS = 0.5
+# A SIM free this soon counts as free now, and a full tick due this soon is made now: the
+# dispatcher wakes up half of it early for a paced SIM, so its message is in the queue when
+# the pace ends (not racing the SIM's own loop, which starts its next send at that moment).
+MARGIN = 0.01
 # A SIM's loop pauses this long after the store refused a write (disk full, DB locked).
 STORE_RETRY_SECONDS = 2.0
 # How long detach() lets a send that is under way finish: longer than the outbox's own bound on
@@ -136,6 +144,10 @@ class Dispatcher:
         # batch id -> the SIM a batch without rotation keeps to (most recently used last)
         self._pins: dict[int, int] = {}
         self._store_down = False  # the last tick or send found the store refusing writes
+        self._schedule = True  # the next tick is a full one (set by wake(schedule=True))
+        # After a tick that left its claim out: the earliest a SIM with room may send (run()
+        # wakes up then, so a message waits for no tick once its SIM is free).
+        self.free_at: float | None = None
 
     def attach(self, sim_id: int, sender: PartSender) -> bool:
         """A SIM's modem is ready: start its send loop; True once it runs.
@@ -323,17 +335,35 @@ class Dispatcher:
         else:
             log.debug("dispatcher: store still unavailable (%s)", exc)
 
-    def wake(self) -> None:
-        """New work was accepted: assign it now rather than at the next tick."""
+    def wake(self, schedule: bool = False) -> None:
+        """New work was queued: assign it now rather than at the next tick. `schedule`: the
+        schedule changed (a batch resumed or rescheduled), so the next tick is a full one and
+        promotes what is due at once."""
+        if schedule:
+            self._schedule = True
         self._wake.set()
 
-    def tick(self) -> int:
-        """Promote scheduled messages that are due and claim queued ones for this daemon's
-        SIMs; return how many were claimed."""
+    def _free_at(self, sim_ids: Iterable[int], now: float) -> float:
+        """The earliest time one of `sim_ids` may start a send (by the pool: health, pace and
+        caps); math.inf when none is in rotation."""
+        times = [t for sim_id in sim_ids if (t := self.pool.free_at(sim_id, now)) is not None]
+        return min(times, default=math.inf)
+
+    def tick(self, *, full: bool = True) -> int:
+        """Claim queued messages for this daemon's SIMs if one with room in its queue may send
+        now; return how many were claimed. A `full` tick first promotes scheduled messages
+        that are due and runs due series.
+
+        While every SIM with room is paced (or out of rotation) no claim is made: it could only
+        queue messages for a later send, or leave them where they are, at the cost of a locked
+        read of the queue (the accept path wakes the dispatcher after every group commit).
+        `free_at` then tells when one such SIM may send, for run() to wake up by then."""
         now_wall = self.outbox.clock.wall()
         now = self.outbox.clock.monotonic()
-        self.store.promote_due(now_wall)
-        run_due_series(self.store, now_wall)
+        self.free_at = None
+        if full:
+            self.store.promote_due(now_wall)
+            run_due_series(self.store, now_wall)
         room = {
             sim_id: QUEUE_DEPTH - queue.qsize()
             for sim_id, queue in self._queues.items()
@@ -341,6 +371,10 @@ class Dispatcher:
         }
         capacity = sum(room.values())
         if capacity == 0:
+            return 0
+        free_at = self._free_at(room, now)
+        if free_at > now + MARGIN:
+            self.free_at = free_at if free_at < math.inf else None
             return 0
         # Decided while the candidates are locked, applied once the claims commit.
         backlog = Counter(self._backlog)
@@ -438,12 +472,27 @@ class Dispatcher:
                 self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until `stop` is set: at least every TICK_SECONDS, and as soon as a SIM frees a
-        queue slot (so fast SIMs are never starved between ticks)."""
+        """Tick until `stop` is set: a full tick at least every TICK_SECONDS (of the loop's
+        clock, and of the outbox's, which a virtual one may move on faster) and after a
+        schedule wake-up; in between, a claiming tick as soon as work is queued or a SIM frees
+        a queue slot (so fast SIMs are never starved between ticks), and the moment a paced
+        SIM with room is free again (tick's free_at)."""
+        loop = asyncio.get_running_loop()
+        full_at = loop.time()
+        full_mono = self.outbox.clock.monotonic()
         while not stop.is_set():
             self._wake.clear()
+            now = self.outbox.clock.monotonic()
+            full = (
+                self._schedule
+                or loop.time() >= full_at - MARGIN
+                or now >= full_mono + TICK_SECONDS - MARGIN
+            )
+            if full:
+                self._schedule = False
+                full_at, full_mono = loop.time() + TICK_SECONDS, now
             try:
-                self.tick()
+                self.tick(full=full)
                 if self._store_down:
                     self._store_down = False
                     log.warning("dispatcher: the store writes again; sending resumes")
@@ -451,9 +500,19 @@ class Dispatcher:
                 self._store_unavailable(exc)
             except Exception:
                 log.exception("dispatcher: tick failed; retrying next tick")
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            waiters: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self._wake.wait()),
+            ]
+            if self.free_at is not None:
+                # On the outbox's clock, a sleep like the send loop's own wait for the pace
+                # would be (a virtual clock moves on to it).
+                delay = self.free_at - MARGIN / 2 - self.outbox.clock.monotonic()
+                waiters.append(asyncio.ensure_future(self.outbox.clock.sleep(delay)))
             try:
-                await asyncio.wait(waiters, timeout=TICK_SECONDS, return_when="FIRST_COMPLETED")
+                await asyncio.wait(
+                    waiters, timeout=max(full_at - loop.time(), 0.0), return_when="FIRST_COMPLETED"
+                )
             finally:
                 for waiter in waiters:
                     waiter.cancel()

@@ -289,8 +289,9 @@ class GatewayService:
         self.commit_in_thread = True
         self._committing = False
         # Called after new work is accepted, so the dispatcher starts it without waiting for
-        # its next tick (the daemon wires it to Dispatcher.wake).
-        self.on_accepted: Callable[[], None] | None = None
+        # its next tick (the daemon wires it to Dispatcher.wake), with True when the schedule
+        # changed (what is due now must be promoted at once, not at the next full tick).
+        self.on_accepted: Callable[[bool], None] | None = None
         # The HTTP front-end's rate limits and login backoff (the daemon sets them from
         # [limits]); None: unlimited (the CLI, tests of other things).
         self.limiter: RateLimiter | None = None
@@ -298,9 +299,9 @@ class GatewayService:
         # leaves the last result here; None: health runs the check itself (the CLI, tests).
         self.integrity_problems: Callable[[], list[str]] | None = None
 
-    def _accepted(self) -> None:
+    def _accepted(self, schedule: bool = False) -> None:
         if self.on_accepted is not None:
-            self.on_accepted()
+            self.on_accepted(schedule)
 
     def _account(self, account_id: int, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The active account `account_id`: `row` when the caller has just read it (to
@@ -464,7 +465,7 @@ class GatewayService:
         if self._own_batch(account_id, batch_id)["state"] not in ("active", "paused"):
             raise BatchClosedError(f"batch {batch_id} is finished or cancelled")
         self.store.set_batch_state(batch_id, "active")
-        self._accepted()
+        self._accepted(schedule=True)  # what fell due while it was paused goes at once
 
     def modify_batch(
         self,
@@ -508,7 +509,7 @@ class GatewayService:
         )
         if changed is None:
             raise InsufficientCreditsError("not enough credits for the longer text")
-        self._accepted()
+        self._accepted(schedule=True)
         return changed
 
     def cancel_batch(self, account_id: int, batch_id: int) -> int:
