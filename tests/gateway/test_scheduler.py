@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from gateway.accounts import create_account
 from gateway.models import PartState, ThrottlePolicy
 from gateway.outbox import Clock, Outbox, OutcomeKind, SendOutcome
 from gateway.pool import SimPool
-from gateway.scheduler import Dispatcher
+from gateway.scheduler import MARGIN, TICK_SECONDS, Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
 from modem.pdu import SmsSubmit
@@ -486,3 +487,153 @@ def test_a_retry_put_off_before_the_clock_went_back_is_sent_after_its_back_off(
         loop.close()
         store.close()
     assert waited < 10.0  # not the hour the clock went back
+
+
+def _count_calls(store: Store, name: str, loop: VirtualTimeLoop) -> list[float]:
+    """Record the virtual time of every call of the store's method `name`."""
+    calls: list[float] = []
+    method = getattr(store, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(loop.time())
+        return method(*args, **kwargs)
+
+    setattr(store, name, counted)
+    return calls
+
+
+def test_accepts_while_every_sim_with_room_is_paced_claim_nothing_until_it_is_free(
+    tmp_path: Path,
+) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 2, interval=10.2)
+    service.on_accepted = dispatcher.wake
+    busy, away = sims
+    dispatcher.pool.set_enabled(away, False)  # attached, its queue empty, out of rotation
+    claims = _count_calls(store, "claim_messages", loop)
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        for sim in sims:
+            dispatcher.attach(sim, FakeModem(sim, log))
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        service.submit(account, ["+15550000000"], "first")
+        await asyncio.sleep(1.0)  # sent at 0 s: `busy` is paced until 10.2 s
+        for i in range(1, 41):  # an accepted group every 0.1 s, as under load
+            service.submit(account, [f"+1555000{i:04d}"], "more")
+            await asyncio.sleep(0.1)
+        while len(log) < 2:
+            await asyncio.sleep(0.5)
+        stop.set()
+        await runner
+        await dispatcher.close()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    # Each wake-up (40 accepted groups, full ticks) would have read the queue, and every
+    # message would have stayed there: `away` has room but is out of rotation, and `busy`,
+    # the one SIM that could take them, has its pace to wait for.
+    assert [t for t in claims if 0.5 < t < 10.2 - MARGIN] == []
+    # Woken (half a margin) before `busy` is free, not at the next full tick (10.5 s): its
+    # next message starts the moment the pace allows.
+    assert min(t for t in claims if t > 0.5) == pytest.approx(10.2 - MARGIN / 2)
+    assert [(t, sim) for t, sim, _ in log[:2]] == [(0.0, busy), (10.2, busy)]
+
+
+@pytest.mark.parametrize("due", [False, True], ids=["now", "send_at_due"])
+def test_an_idle_box_sends_an_accepted_message_at_once(tmp_path: Path, due: bool) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=1.0)
+    service.on_accepted = dispatcher.wake
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> float:
+        dispatcher.attach(sims[0], FakeModem(sims[0], log))
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        await asyncio.sleep(3.7)  # between two full ticks, the SIM long free
+        accepted = loop.time()
+        service.submit(account, ["+15550000001"], "now", send_at=loop.wall() if due else None)
+        while not log:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await runner
+        await dispatcher.close()
+        return accepted
+
+    try:
+        accepted = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert log[0][0] == accepted  # AT+CMGS started at the very moment it was accepted
+
+
+def test_scheduled_messages_are_promoted_per_full_tick_not_per_accepted_group(
+    tmp_path: Path,
+) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=1.0)
+    service.on_accepted = dispatcher.wake
+    promotions = _count_calls(store, "promote_due", loop)
+    series = _count_calls(store, "due_series", loop)
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> None:
+        dispatcher.attach(sims[0], FakeModem(sims[0], log))
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        for i in range(100):  # 100 accepted groups in 2 s
+            service.submit(account, [f"+1555000{i:04d}"], "bulk")
+            await asyncio.sleep(0.02)
+        stop.set()
+        await runner
+        await dispatcher.close()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    # One full tick every TICK_SECONDS (give or take the margin): 5 in 2 s, not 100.
+    assert promotions == series
+    assert len(promotions) == 5
+    gaps = [b - a for a, b in itertools.pairwise(promotions)]
+    assert all(TICK_SECONDS - MARGIN <= gap <= TICK_SECONDS + 1e-9 for gap in gaps), gaps
+
+
+def test_a_resumed_batch_sends_what_fell_due_while_paused_at_once(tmp_path: Path) -> None:
+    loop = VirtualTimeLoop()
+    store, account, sims, dispatcher, service = _setup(tmp_path, loop, 1, interval=1.0)
+    service.on_accepted = dispatcher.wake
+    log: list[tuple[float, int, str]] = []
+
+    async def scenario() -> float:
+        dispatcher.attach(sims[0], FakeModem(sims[0], log))
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dispatcher.run(stop))
+        batch = service.submit(
+            account, ["+15550000001"], "later", send_at=loop.wall() + timedelta(seconds=2)
+        ).batch_id
+        assert batch is not None
+        service.pause_batch(account, batch)
+        await asyncio.sleep(5.2)  # due at 2 s, held; the next full tick is at 5.5 s
+        resumed = loop.time()
+        service.resume_batch(account, batch)
+        while not log:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await runner
+        await dispatcher.close()
+        return resumed
+
+    try:
+        resumed = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        store.close()
+    assert log[0][0] == resumed  # promoted by the resume's own wake-up, not the next tick
