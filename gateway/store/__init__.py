@@ -28,7 +28,7 @@ from gateway.store.base import (
 )
 from gateway.store.contacts import ContactStore
 from gateway.store.errors import StoreUnavailableError
-from gateway.store.fleet import FleetStore, LeaseGrant, LeaseHolder
+from gateway.store.fleet import BoxBeat, FleetStore, LeaseGrant, LeaseHolder
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
 from gateway.store.mailbox import MailboxQuery, MailboxStore
@@ -52,6 +52,7 @@ __all__ = [
     "SIM_LIMIT_COLUMNS",
     "AcceptedMessage",
     "BatchRows",
+    "BoxBeat",
     "DuplicateError",
     "InboxSearch",
     "LeaseGrant",

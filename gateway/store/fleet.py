@@ -54,8 +54,76 @@ class LeaseGrant:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BoxBeat:
+    """A box_id's row: the daemon process that took it, where it runs, its last heartbeat."""
+
+    holder: LeaseHolder
+    host: str  # the kernel boot and PID namespace it runs in ('' when unknown)
+    pid: int
+    heartbeat_at: datetime
+    left_at: datetime | None  # set by a clean stop
+
+
 class FleetStore(MessageStore):
     """SIM leases, message claims, and the recovery scoped to SIMs nobody holds."""
+
+    def box_beat(self, box_id: str) -> BoxBeat | None:
+        """The process a box_id is taken by and its last heartbeat (None: never taken)."""
+        row = self.conn.execute(
+            "SELECT incarnation, host, pid, heartbeat_at, left_at FROM fleet_boxes"
+            " WHERE box_id = ?",
+            (box_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        left = datetime.fromisoformat(str(row[4])) if row[4] is not None else None
+        return BoxBeat(LeaseHolder(box_id, str(row[0])), str(row[1]), int(row[2]),
+                       datetime.fromisoformat(str(row[3])), left)  # fmt: skip
+
+    def take_box(
+        self, holder: LeaseHolder, *, seen: BoxBeat | None, host: str, pid: int, now: datetime
+    ) -> bool:
+        """Compare-and-set: make `holder` the process of its box_id if the box's row is still
+        as `seen` (None: no row yet); False when another process changed it meanwhile."""
+        stamp = utc_iso(now)
+        with self.transaction(exclusive=False):
+            if seen is None:
+                cursor = self.conn.execute(
+                    "INSERT OR IGNORE INTO fleet_boxes (box_id, incarnation, host, pid,"
+                    " started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (holder.box_id, holder.incarnation, host, pid, stamp, stamp),
+                )
+            else:
+                cursor = self.conn.execute(
+                    "UPDATE fleet_boxes SET incarnation = ?, host = ?, pid = ?, started_at = ?,"
+                    " heartbeat_at = ?, left_at = NULL WHERE box_id = ? AND incarnation = ?"
+                    " AND heartbeat_at = ?",
+                    (holder.incarnation, host, pid, stamp, stamp, holder.box_id,
+                     seen.holder.incarnation, utc_iso(seen.heartbeat_at)),
+                )  # fmt: skip
+        return cursor.rowcount == 1
+
+    def beat_box(self, holder: LeaseHolder, *, now: datetime) -> bool:
+        """Renew `holder`'s heartbeat on its box_id; False when another process took the box."""
+        with self.transaction(durable=False, exclusive=False):
+            cursor = self.conn.execute(
+                "UPDATE fleet_boxes SET heartbeat_at = ? WHERE box_id = ? AND incarnation = ?"
+                " AND left_at IS NULL",
+                (utc_iso(now), holder.box_id, holder.incarnation),
+            )
+        return cursor.rowcount == 1
+
+    def leave_box(self, holder: LeaseHolder, *, now: datetime) -> bool:
+        """A clean stop: the next daemon with this box_id may take it at once."""
+        stamp = utc_iso(now)
+        with self.transaction(exclusive=False):
+            cursor = self.conn.execute(
+                "UPDATE fleet_boxes SET heartbeat_at = ?, left_at = ? WHERE box_id = ?"
+                " AND incarnation = ? AND left_at IS NULL",
+                (stamp, stamp, holder.box_id, holder.incarnation),
+            )
+        return cursor.rowcount == 1
 
     def acquire_lease(
         self, sim_id: int, holder: LeaseHolder, *, ttl: float, now: datetime
@@ -75,8 +143,14 @@ class FleetStore(MessageStore):
             ).fetchone()
             previous = LeaseHolder(str(row[0]), str(row[1])) if row is not None else None
             # Live under another box: refused. Live under another incarnation of this box:
-            # that process is dead (one daemon per box_id), so its leases are taken at once.
-            if previous is not None and previous.box_id != holder.box_id and str(row[2]) > stamp:
+            # that process is dead (one daemon per box_id), so its leases are taken at once,
+            # unless the box's row names another process than the asker: the asker lost its
+            # box_id to a daemon that runs (take_box), and must not take that one's leases.
+            live = row is not None and str(row[2]) > stamp
+            if (live and previous is not None and previous != holder and (
+                previous.box_id != holder.box_id
+                or self._box_owner(holder.box_id) not in (None, holder.incarnation)
+            )):  # fmt: skip
                 return LeaseGrant(False, previous, previous, datetime.fromisoformat(str(row[2])))
             if row is None:
                 self.conn.execute(
@@ -98,6 +172,16 @@ class FleetStore(MessageStore):
                 # SIM was left there by a holder that is gone (or was cut off).
                 uncertain = self._sending_to_uncertain(sim_id, TAKEOVER_REASON, now, within=True)
             return LeaseGrant(True, holder, previous, expires, tuple(uncertain))
+
+    def _box_owner(self, box_id: str) -> str | None:
+        """The incarnation a box_id's row names while taken (None: no row, or left cleanly);
+        on PostgreSQL the row is share-locked, so a take_box under way is waited for."""
+        lock = " FOR SHARE" if self._pg is not None else ""
+        row = self.conn.execute(
+            f"SELECT incarnation FROM fleet_boxes WHERE box_id = ? AND left_at IS NULL{lock}",
+            (box_id,),
+        ).fetchone()
+        return str(row[0]) if row is not None else None
 
     def renew_leases(
         self, sim_ids: Sequence[int], holder: LeaseHolder, *, ttl: float, now: datetime

@@ -401,6 +401,23 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX webhook_events_claimed ON webhook_events(claim_until)
         WHERE state = 'pending' AND claim_until IS NOT NULL;
     """,
+    # 12: fleet mode: a box_id is taken by one daemon process at a time (its incarnation),
+    # which renews heartbeat_at with its leases, so a second live daemon with the same box_id
+    # is refused at start instead of taking the first one's leases as its own past life's.
+    # host (the kernel's boot id and PID namespace) and pid tell a restart on the same machine
+    # that the previous process is gone; left_at is set by a clean stop.
+    """
+    CREATE TABLE fleet_boxes (
+        box_id TEXT NOT NULL,
+        incarnation TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        left_at TEXT,
+        PRIMARY KEY (box_id)
+    );
+    """,
 )
 
 

@@ -3,7 +3,9 @@ over with the in-flight parts made uncertain in the same transaction, recovery s
 nobody holds) and claims on queued messages (never the same row twice, stale claims taken,
 nothing a box cannot route read at all)."""
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +13,7 @@ import psycopg
 import pytest
 
 from gateway.models import PartState
-from gateway.store import LeaseHolder, Store, utc_iso
+from gateway.store import BoxBeat, LeaseHolder, Store, utc_iso
 from gateway.store.postgres import WORK_CHANNEL
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -137,6 +139,73 @@ def test_a_restart_of_the_same_box_takes_its_live_leases_over(store: Store, othe
     assert grant.acquired and grant.previous == A and not grant.moved
     assert grant.uncertain == (part,)
     assert store.renew_leases([sim], A, ttl=TTL, now=NOW + timedelta(seconds=2)) == set()
+
+
+def test_a_box_id_is_taken_by_one_process_at_a_time(store: Store, other: Store) -> None:
+    """The box row is a compare-and-set on what the taker saw: a second process that saw the
+    same row (or no row) loses; the holder's heartbeat renews only while the row is its own."""
+    assert store.box_beat("box-a") is None
+    assert store.take_box(A, seen=None, host="h1", pid=7, now=NOW)
+    assert not other.take_box(A2, seen=None, host="h2", pid=8, now=NOW)  # it is there now
+    seen = other.box_beat("box-a")
+    assert seen is not None and seen.holder == A and (seen.host, seen.pid) == ("h1", 7)
+    assert seen.heartbeat_at == NOW and seen.left_at is None
+    later = NOW + timedelta(seconds=5)
+    assert store.beat_box(A, now=later)
+    # A renewed since `other` looked: its take on the old row fails.
+    assert not other.take_box(A2, seen=seen, host="h2", pid=8, now=later)
+    fresh = other.box_beat("box-a")
+    assert fresh is not None and fresh.heartbeat_at == later
+    assert other.take_box(A2, seen=fresh, host="h2", pid=8, now=later)
+    assert not store.beat_box(A, now=later)  # taken: A learns it at its next heartbeat
+    assert not store.leave_box(A, now=later)  # nor can it let go what is not its own
+    assert other.leave_box(A2, now=later)
+    left = store.box_beat("box-a")
+    assert left is not None and left.left_at == later
+    assert not other.beat_box(A2, now=later)  # left: no heartbeat until taken again
+
+
+def test_two_processes_taking_one_box_id_at_once_get_it_once(store_url: str, store: Store) -> None:
+    """A real race, each on its own connection and thread: one wins, on a fresh box_id and on
+    the row a dead process left."""
+    assert store.take_box(A, seen=None, host="h", pid=1, now=NOW)
+    dead = store.box_beat("box-a")
+    for box, seen in (("box-fresh", None), ("box-a", dead)):
+        racers = [Store.open(store_url) for _ in range(4)]
+        barrier = threading.Barrier(len(racers))
+
+        def take(
+            racer: Store, n: int, box: str = box, seen: BoxBeat | None = seen,
+            barrier: threading.Barrier = barrier,
+        ) -> bool:  # fmt: skip
+            barrier.wait(timeout=10)
+            holder = LeaseHolder(box, f"racer{n}")
+            return racer.take_box(holder, seen=seen, host="h", pid=n, now=NOW)
+
+        try:
+            with ThreadPoolExecutor(len(racers)) as pool:
+                won = list(pool.map(take, racers, range(len(racers))))
+        finally:
+            for racer in racers:
+                racer.close()
+        assert won.count(True) == 1, (box, won)
+        row = store.box_beat(box)
+        assert row is not None and row.holder.incarnation == f"racer{won.index(True)}"
+
+
+def test_a_live_lease_of_this_box_is_refused_to_a_process_that_lost_the_box_id(
+    store: Store, other: Store
+) -> None:
+    """A restart takes its box's live leases at once only while the box's row is its own (or
+    there is none): a daemon whose box_id another process took cannot take that one's."""
+    (sim,) = _sims(store, 1)
+    assert store.take_box(A2, seen=None, host="h", pid=2, now=NOW)
+    assert store.acquire_lease(sim, A2, ttl=TTL, now=NOW).acquired
+    refused = other.acquire_lease(sim, A, ttl=TTL, now=NOW + timedelta(seconds=1))
+    assert not refused.acquired and refused.holder == A2
+    assert store.live_leases(NOW + timedelta(seconds=1)) == {sim: A2}
+    # Once the lease runs out, anyone may take it, as ever.
+    assert other.acquire_lease(sim, A, ttl=TTL, now=NOW + timedelta(seconds=TTL)).acquired
 
 
 def test_takeover_and_uncertain_commit_together(
