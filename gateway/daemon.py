@@ -165,6 +165,23 @@ class Gateway:
         service.integrity_problems = lambda: gateway.integrity
         return gateway
 
+    async def join_fleet(self) -> None:
+        """Fleet mode, before any worker starts: take this box_id for this process, or raise
+        BoxInUseError when another running daemon has it (see SimLeases.join; a wait of at
+        most WATCH_PERIODS lease renewal periods, on the injected clock)."""
+        if self.dispatcher.leases is not None:
+            await self.dispatcher.leases.join(self.outbox.clock.sleep)
+
+    def leave_fleet(self) -> None:
+        """Fleet mode, at a clean stop once every lease is released: the next daemon with this
+        box_id starts at once."""
+        if self.dispatcher.leases is None:
+            return
+        try:
+            self.dispatcher.leases.leave()
+        except Exception as exc:  # the next start then waits to see this process is gone
+            log.warning("box_id not let go (%s)", exc)
+
     def live_modems(self) -> list[LiveModem]:
         """Every expected modem (configured, --port, emulated, hot-plugged) as its worker sees
         it right now (health checks and the operator's view)."""
@@ -303,6 +320,11 @@ async def serve(
     `on_ready` once it serves, `on_modems_ready` the first time every expected modem is
     registered (GET /v1/health then says ready)."""
     gateway = Gateway.build(config, clock=clock)
+    try:
+        await gateway.join_fleet()
+    except BaseException:
+        gateway.store.close()
+        raise
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
     # Leases are renewed until the last worker has let its SIM go: a shutdown waiting for an
@@ -344,6 +366,7 @@ async def serve(
         leases_stop.set()
         await asyncio.gather(leases, return_exceptions=True)
         await gateway.dispatcher.close()
+        gateway.leave_fleet()
         gateway.store.close()
 
 

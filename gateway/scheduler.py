@@ -164,6 +164,10 @@ class Dispatcher:
                 self.pool.set_present(sim_id, False)
                 log.warning("SIM %d: lease not acquired (%s); it waits", sim_id, exc)
                 return False
+            if not grant.acquired and self.leases.deposed:
+                self.pool.set_present(sim_id, False)
+                log.warning("SIM %d: not used: another smsgw has this box_id", sim_id)
+                return False
             if not grant.acquired:
                 self.pool.set_present(sim_id, False)
                 log.warning(
@@ -250,7 +254,8 @@ class Dispatcher:
             log.warning("SIM %d: its lease was lost; it stops sending from this box", sim_id)
             self._losing[sim_id] = asyncio.create_task(self._lose(sim_id), name=f"lose-sim{sim_id}")
         for sim_id, sender in list(self._bound.items()):
-            if sim_id not in self._loops and sim_id not in self._losing:
+            # Deposed (another process has this box_id): no lease is asked for again.
+            if sim_id not in self._loops and sim_id not in self._losing and not self.leases.deposed:
                 self.attach(sim_id, sender)
         now = self.outbox.clock.wall()
         uncertain = self.store.recover_unleased_sending(now=now)

@@ -17,16 +17,18 @@ from gateway.cli.sims import modems_command, sims_group
 from gateway.cli.templates import templates_group
 from gateway.cli.top import top_command
 from gateway.cli.webhooks import webhooks_group
+from gateway.leases import BoxInUseError
 from gateway.store import StoreOpenError
 
 
 class _Main(click.Group):
-    """The `smsgw` group: a database that cannot be opened is one line, not a traceback."""
+    """The `smsgw` group: a database that cannot be opened (or a box_id another running daemon
+    has) is one line, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except StoreOpenError as exc:
+        except (StoreOpenError, BoxInUseError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
