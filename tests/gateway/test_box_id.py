@@ -7,7 +7,6 @@ taken gives up its SIMs instead of fighting for them."""
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -23,14 +22,14 @@ from gateway.config import Config
 from gateway.daemon import serve
 from gateway.leases import WATCH_PERIODS, BoxInUseError, Host, LeaseSettings, SimLeases
 from gateway.models import ThrottlePolicy
-from gateway.outbox import Clock, Outbox, OutcomeKind, SendOutcome
+from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import Store
 from modem.emulator import EmulatorPool
-from modem.pdu import SmsSubmit
 from tests.emulated import serving
+from tests.gateway.fleet_support import FakeModem
 from tests.lockstep import LockstepClock
 from tests.vloop import VirtualTimeLoop
 
@@ -41,18 +40,6 @@ MESSAGES = 12
 PI_1 = Host("boot-1 pid:[1]", 100, alive=lambda pid: pid == 100)  # box A's machine
 CLONE = Host("boot-2 pid:[1]", 100, alive=lambda pid: pid == 100)  # its SD card's clone
 T = TypeVar("T")
-
-
-@dataclass
-class FakeModem:
-    loop: VirtualTimeLoop
-    sent: list[tuple[float, str]] = field(default_factory=list)
-    mr: "itertools.count[int]" = field(default_factory=itertools.count)
-
-    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
-        self.sent.append((self.loop.time(), recipient))
-        await asyncio.sleep(0.5)  # radio time of AT+CMGS
-        return SendOutcome(OutcomeKind.SENT, tp_mr=next(self.mr) % 256)
 
 
 @pytest.fixture
@@ -99,7 +86,7 @@ def _daemon(store: Store, loop: VirtualTimeLoop, sim: int, host: Host) -> Daemon
     pool.upsert(sim, "+447700900001", ThrottlePolicy(interval=1.0))
     outbox = Outbox(store, pool, {}, Clock(loop.time, loop.wall, asyncio.sleep))
     leases = SimLeases(store, LeaseSettings("box-a", TTL), loop.wall, host=host)
-    return Daemon(leases, Dispatcher(store, outbox, leases=leases), FakeModem(loop))
+    return Daemon(leases, Dispatcher(store, outbox, leases=leases), FakeModem(loop, radio=0.5))
 
 
 async def _join(daemon: Daemon, loop: VirtualTimeLoop) -> float:

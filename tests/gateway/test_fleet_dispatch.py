@@ -4,9 +4,7 @@ wire then uncertain and the rest of its queue sent from the new box; a box whose
 lost stops sending through that SIM at its next renewal and gives its queue back."""
 
 import asyncio
-import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
@@ -14,30 +12,18 @@ import pytest
 from gateway.accounts import create_account
 from gateway.leases import LeaseSettings, SimLeases
 from gateway.models import PartState, ThrottlePolicy
-from gateway.outbox import Clock, Outbox, OutcomeKind, SendOutcome
+from gateway.outbox import Clock, Outbox
 from gateway.pool import SimAvailability, SimPool
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
 from gateway.store import LeaseHolder, Store, utc_iso
-from modem.pdu import SmsSubmit
+from tests.gateway.fleet_support import FakeModem
 from tests.vloop import EPOCH, VirtualTimeLoop
 
 TTL = 15.0
 PERIOD = TTL / 3  # how often a lease is renewed
 A = LeaseHolder("box-a", "a1")
 S = PartState
-
-
-@dataclass
-class FakeModem:
-    loop: VirtualTimeLoop
-    sent: list[tuple[float, str]] = field(default_factory=list)
-    mr: "itertools.count[int]" = field(default_factory=itertools.count)
-
-    async def send_submit(self, recipient: str, submit: SmsSubmit) -> SendOutcome:
-        self.sent.append((self.loop.time(), recipient))
-        await asyncio.sleep(0.2)  # radio time of AT+CMGS
-        return SendOutcome(OutcomeKind.SENT, tp_mr=next(self.mr) % 256)
 
 
 @pytest.fixture

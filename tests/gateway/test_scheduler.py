@@ -3,10 +3,11 @@
 import asyncio
 import itertools
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,8 @@ from gateway.service import GatewayService
 from gateway.store import Store
 from modem.pdu import SmsSubmit
 from tests.vloop import EPOCH, VirtualTimeLoop
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,11 +76,7 @@ def test_batch_of_400_spreads_evenly_over_4_sims_at_throttle(tmp_path: Path) -> 
         service.submit(account, [f"+1555{i:07d}" for i in range(400)], "Sale today only")
         await _drain(store, dispatcher, 400, limit=3600)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     per_sim: dict[int, list[float]] = defaultdict(list)
     for t, sim, _ in log:
         per_sim[sim].append(t)
@@ -167,11 +166,7 @@ def test_detach_lets_the_part_on_the_wire_finish_and_keeps_the_rest_queued(tmp_p
         await detaching
         return [p["state"] for p in store.parts(mid)]
 
-    try:
-        states = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    states = _drive(loop, store, scenario)
     assert states == ["sent", "queued"]  # recorded, not left `sending`; part 2 waits
     assert modem.calls == 1
 
@@ -222,9 +217,7 @@ def test_batch_without_rotation_keeps_to_one_sim_and_waits_for_it(tmp_path: Path
         stop = asyncio.Event()
         runner = asyncio.create_task(dispatcher.run(stop))
         await asyncio.sleep(30)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
         assert first.batch_id is not None and later.batch_id is not None
         waiting = store.message_states_of_batch(first.batch_id)
         assert store.message_states_of_batch(later.batch_id) == {"sent": 2}
@@ -261,11 +254,7 @@ def test_batch_without_rotation_starts_on_the_sim_with_the_most_headroom(tmp_pat
         service.submit(account, [f"+1555{i:07d}" for i in range(5)], "keep to one", rotate=False)
         await _drain(store, dispatcher, 5, limit=60)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     assert [sim for _, sim, _ in log] == [sims[1]] * 5  # not the first SIM, which caps at 3
 
 
@@ -285,11 +274,7 @@ def test_batch_without_rotation_among_equals_starts_on_the_sim_free_soonest(
         service.submit(account, ["+15551110001", "+15551110002"], "uncapped", rotate=False)
         await _drain(store, dispatcher, 2, limit=200)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     assert [sim for _, sim, _ in log] == [sims[2], sims[2]]  # sim 2 was free at once
 
 
@@ -310,11 +295,7 @@ def test_batch_without_rotation_keeps_its_sim_across_a_restart(tmp_path: Path) -
             dispatcher.attach(sim, FakeModem(sim, log))
         await _drain(store, dispatcher, 4, limit=60)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     assert [sim for _, sim, _ in log] == [sims[2]] * 3
 
 
@@ -332,11 +313,7 @@ def test_sims_granted_to_an_account_are_the_only_ones_it_sends_from(tmp_path: Pa
         service.submit(account, ["+15558880001", "+15558880002"], "pinned", rotate=False)
         await _drain(store, dispatcher, 8, limit=60)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     assert {sim for _, sim, _ in log} == {sims[1], sims[2]}
 
 
@@ -394,11 +371,7 @@ def test_a_full_disk_pauses_sending_and_it_resumes_with_nothing_lost_or_sent_twi
         await dispatcher.close()
         assert store.count_by_state("parts") == {"sent": 40}
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     assert sorted(r for _, _, r in log) == [f"+1555{i:07d}" for i in range(40)]  # once each
 
 
@@ -438,16 +411,10 @@ def test_a_part_sent_again_joins_the_parts_already_out_on_their_sim(tmp_path: Pa
             await asyncio.sleep(0.1)
         dispatcher.attach(other, ScriptedModem(other, log))
         await asyncio.sleep(300)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
         return [p["state"] for p in store.parts(mid)]
 
-    try:
-        states = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    states = _drive(loop, store, scenario)
     assert states == ["sent", "sent", "sent"]
     assert [sim for sim, _ in log] == [first, first, first]
     concat = [s.user_data.header.concatenation for _, s in log]  # type: ignore[union-attr]
@@ -476,17 +443,27 @@ def test_a_retry_put_off_before_the_clock_went_back_is_sent_after_its_back_off(
         stepped = loop.time()
         while not log:
             await asyncio.sleep(0.1)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
         return loop.time() - stepped
 
+    waited = _drive(loop, store, scenario)
+    assert waited < 10.0  # not the hour the clock went back
+
+
+def _drive(loop: VirtualTimeLoop, store: Store, scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run `scenario` on the virtual loop, then close the loop and the store."""
     try:
-        waited = loop.run_until_complete(scenario())
+        return loop.run_until_complete(scenario())
     finally:
         loop.close()
         store.close()
-    assert waited < 10.0  # not the hour the clock went back
+
+
+async def _stopped(stop: asyncio.Event, runner: asyncio.Task[None], dispatcher: Dispatcher) -> None:
+    """Stop the dispatcher's run loop and close it."""
+    stop.set()
+    await runner
+    await dispatcher.close()
 
 
 def _count_calls(store: Store, name: str, loop: VirtualTimeLoop) -> list[float]:
@@ -525,15 +502,9 @@ def test_accepts_while_every_sim_with_room_is_paced_claim_nothing_until_it_is_fr
             await asyncio.sleep(0.1)
         while len(log) < 2:
             await asyncio.sleep(0.5)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     # Each wake-up (40 accepted groups, full ticks) would have read the queue, and every
     # message would have stayed there: `away` has room but is out of rotation, and `busy`,
     # the one SIM that could take them, has its pace to wait for.
@@ -560,16 +531,10 @@ def test_an_idle_box_sends_an_accepted_message_at_once(tmp_path: Path, due: bool
         service.submit(account, ["+15550000001"], "now", send_at=loop.wall() if due else None)
         while not log:
             await asyncio.sleep(0.05)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
         return accepted
 
-    try:
-        accepted = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    accepted = _drive(loop, store, scenario)
     assert log[0][0] == accepted  # AT+CMGS started at the very moment it was accepted
 
 
@@ -590,15 +555,9 @@ def test_scheduled_messages_are_promoted_per_full_tick_not_per_accepted_group(
         for i in range(100):  # 100 accepted groups in 2 s
             service.submit(account, [f"+1555000{i:04d}"], "bulk")
             await asyncio.sleep(0.02)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
 
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    _drive(loop, store, scenario)
     # One full tick every TICK_SECONDS (give or take the margin): 5 in 2 s, not 100.
     assert promotions == series
     assert len(promotions) == 5
@@ -626,14 +585,8 @@ def test_a_resumed_batch_sends_what_fell_due_while_paused_at_once(tmp_path: Path
         service.resume_batch(account, batch)
         while not log:
             await asyncio.sleep(0.01)
-        stop.set()
-        await runner
-        await dispatcher.close()
+        await _stopped(stop, runner, dispatcher)
         return resumed
 
-    try:
-        resumed = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
-        store.close()
+    resumed = _drive(loop, store, scenario)
     assert log[0][0] == resumed  # promoted by the resume's own wake-up, not the next tick
