@@ -131,7 +131,8 @@ def _message_view(row: dict[str, Any]) -> dict[str, Any]:
     view = {
         "id": row["id"],
         "to": row["recipient"],
-        "from": row["sender"] or None,
+        "from": row["sender"] or None,  # the sender the client asked for
+        "sent_from": row["sent_from"] or None,  # the number of the SIM that took it
         "text": row["body"],
         "encoding": row["encoding"],
         "parts": row["units"],

@@ -519,8 +519,8 @@ class GatewayService:
         return self.store.cancel_batch_messages(batch_id, now=self.wall())
 
     def message(self, account_id: int, message_id: int) -> dict[str, Any] | None:
-        """One message of an account, with its parts."""
-        row = self.store.message(message_id)
+        """One message of an account, with its parts and `sent_from` (its SIM's number)."""
+        row = self.store.message_with_sim(message_id)
         if row is None or row["account_id"] != account_id:
             return None
         row["parts"] = self.store.parts(message_id)
@@ -589,7 +589,7 @@ class GatewayService:
         limit: int = 50,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """An account's messages, newest first."""
+        """An account's messages, newest first, each with `sent_from` (its SIM's number)."""
         if state is not None and state not in {s.value for s in PartState}:
             raise InvalidRequestError(f"unknown state {state!r}")
         if not 1 <= limit <= 500 or offset < 0:

@@ -23,6 +23,14 @@ _NOT_LEFT = frozenset({PartState.ACCEPTED, PartState.QUEUED, PartState.SENDING})
 _GIVEN_UP = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.CANCELLED})
 # A message that rolls up to one of these is never due again (see _fail_stranded).
 _ENDS_MESSAGE = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.UNCERTAIN})
+# The number of the SIM that took message m's first part, a column of the query reading m (one
+# indexed lookup per row, never a query per message): NULL before a SIM took it, '' when that
+# SIM's number is unknown. Parts go out in order and, once one has left, the rest follow on its
+# SIM (outbox.send_message), so the lowest part with a SIM names the SIM of every part.
+_SENT_FROM = (
+    "(SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id"
+    " WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +354,13 @@ class MessageStore(StoreBase):
     def message(self, message_id: int) -> dict[str, Any] | None:
         """Return one message row as a dict."""
         row = self.conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def message_with_sim(self, message_id: int) -> dict[str, Any] | None:
+        """One message row with `sent_from`, the number of the SIM that took its first part."""
+        row = self.conn.execute(
+            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM messages m WHERE m.id = ?", (message_id,)
+        ).fetchone()
         return dict(row) if row is not None else None
 
     def parts(self, message_id: int) -> list[dict[str, Any]]:
@@ -965,17 +980,19 @@ class MessageStore(StoreBase):
         limit: int = 50,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """An account's messages, newest first, optionally filtered."""
-        where = ["account_id = ?"]
+        """An account's messages, newest first, optionally filtered, each with `sent_from` (the
+        number of the SIM that took its first part)."""
+        where = ["m.account_id = ?"]
         args: list[Any] = [account_id]
         if state is not None:
-            where.append("state = ?")
+            where.append("m.state = ?")
             args.append(state)
         if batch_id is not None:
-            where.append("batch_id = ?")
+            where.append("m.batch_id = ?")
             args.append(batch_id)
         rows = self.conn.execute(
-            f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM messages m WHERE {' AND '.join(where)}"
+            " ORDER BY m.id DESC LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
         return [dict(r) for r in rows]
@@ -1031,9 +1048,7 @@ class MessageStore(StoreBase):
             self.conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", args).fetchone()[0]
         )
         rows = self.conn.execute(
-            "SELECT m.*, b.created_at AS batch_created_at,"
-            " (SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id"
-            "  WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1) AS sim_msisdn,"
+            f"SELECT m.*, b.created_at AS batch_created_at, {_SENT_FROM} AS sim_msisdn,"
             " (SELECT MIN(p.sent_at) FROM parts p WHERE p.message_id = m.id) AS first_sent_at,"
             " (SELECT MAX(p.report_status) FROM parts p WHERE p.message_id = m.id"
             "  AND p.state = m.state) AS report_status,"

@@ -418,7 +418,7 @@ def test_a_refused_group_commit_fails_every_request_of_it_and_keeps_the_earlier(
         refused = asyncio.run(send(4, "while full"))
         assert all(isinstance(r, StoreUnavailableError) for r in refused), refused
         assert disk.refused == 1  # the four shared one COMMIT
-        assert store.list_messages(account) == [store.message(before.message_ids[0])]
+        assert store.list_messages(account) == [store.message_with_sim(before.message_ids[0])]
         assert _credits(store, account) == 9
         disk.full = False
         accepted = asyncio.run(send(4, "after"))
