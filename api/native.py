@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.contacts import ContactInput
-from gateway.models import WebhookKind
+from gateway.models import PartState, WebhookKind
 from gateway.numbers import mask, mask_iccid
 from gateway.service import (
     GatewayService,
@@ -610,6 +610,7 @@ def build(service: GatewayService) -> web.Application:
 
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_MESSAGE = {"$ref": "#/components/schemas/Message"}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "smsgw native API", "version": "1"},
@@ -661,6 +662,52 @@ OPENAPI: dict[str, Any] = {
                     "account_id": {"type": "integer"},
                     "created_at": {"type": "string", "format": "date-time"},
                     "data": {"type": "object"},
+                },
+            },
+            "Message": {
+                "type": "object",
+                "description": "An outbound message, as GET /messages lists it (GET /messages/{id}"
+                " adds part_details)",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "to": {"type": "string", "description": "the recipient, E.164"},
+                    "from": {
+                        "type": ["string", "null"],
+                        "description": "the sender the client asked for (Submit's from); null:"
+                        " none, any SIM may send it",
+                    },
+                    "sent_from": {
+                        "type": ["string", "null"],
+                        "description": "the number (E.164) of the SIM that took its first part;"
+                        " once a part has gone out the rest go from that SIM too. null until a"
+                        " SIM has taken it, or when that SIM's number is unknown",
+                    },
+                    "text": {"type": "string"},
+                    "encoding": {"type": "string", "description": "the alphabet, e.g. gsm7, ucs2"},
+                    "parts": {"type": "integer", "description": "SMS parts (credits) it takes"},
+                    "state": {"type": "string", "enum": [s.value for s in PartState]},
+                    "batch_id": {"type": ["integer", "null"]},
+                    "send_at": {"type": ["string", "null"], "format": "date-time"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                    "error": {"type": ["string", "null"]},
+                    "part_details": {
+                        "type": "array",
+                        "description": "GET /messages/{id} only: each part in order",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "seq": {"type": "integer"},
+                                "state": {"type": "string", "enum": [s.value for s in PartState]},
+                                "sim_id": {"type": ["integer", "null"]},
+                                "tp_mr": {"type": ["integer", "null"]},
+                                "attempts": {"type": "integer"},
+                                "error": {"type": ["string", "null"]},
+                                "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                                "done_at": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                        },
+                    },
                 },
             },
             "Submit": {
@@ -747,7 +794,21 @@ OPENAPI: dict[str, Any] = {
                         ("offset", "integer"),
                     )
                 ],
-                "responses": {"200": {"description": "messages"}},
+                "responses": {
+                    "200": {
+                        "description": "messages",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "messages": {"type": "array", "items": _MESSAGE},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
             },
         },
         "/messages/{id}": {
@@ -756,7 +817,13 @@ OPENAPI: dict[str, Any] = {
             ],
             "get": {
                 "summary": "One message with its parts",
-                "responses": {"200": {"description": "message"}, "404": {"description": "unknown"}},
+                "responses": {
+                    "200": {
+                        "description": "message",
+                        "content": {"application/json": {"schema": _MESSAGE}},
+                    },
+                    "404": {"description": "unknown"},
+                },
             },
             "delete": {
                 "summary": "Cancel unsent parts (refunded)",

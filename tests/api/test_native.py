@@ -123,6 +123,32 @@ def test_health_and_openapi_are_public(tmp_path: Path) -> None:
     _run(tmp_path, scenario)
 
 
+def test_openapi_message_schema_describes_every_field_of_the_message_views(
+    tmp_path: Path,
+) -> None:
+    async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
+        r = await client.post(
+            "/v1/messages", json={"to": "+15551230001", "text": "hi"}, headers=headers
+        )
+        (mid,) = (await r.json())["message_ids"]
+        r = await client.get("/v1/messages", headers=headers)
+        (listed,) = (await r.json())["messages"]
+        r = await client.get(f"/v1/messages/{mid}", headers=headers)
+        detail = await r.json()
+        doc = await (await client.get("/v1/openapi.json")).json()
+        schema = doc["components"]["schemas"]["Message"]["properties"]
+        assert set(listed) | {"part_details"} == set(detail) == set(schema)
+        assert set(detail["part_details"][0]) == set(schema["part_details"]["items"]["properties"])
+        assert "SIM that took its first part" in schema["sent_from"]["description"]
+        ref = {"$ref": "#/components/schemas/Message"}
+        one = doc["paths"]["/messages/{id}"]["get"]["responses"]["200"]["content"]
+        assert one["application/json"]["schema"] == ref
+        many = doc["paths"]["/messages"]["get"]["responses"]["200"]["content"]
+        assert many["application/json"]["schema"]["properties"]["messages"]["items"] == ref
+
+    _run(tmp_path, scenario)
+
+
 def test_batches_contacts_groups_and_modems(tmp_path: Path) -> None:
     async def scenario(client: TestClient, headers: dict[str, str], store: Store) -> None:
         r = await client.post(
