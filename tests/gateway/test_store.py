@@ -8,6 +8,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,40 @@ def test_open_migrates_and_is_durable(store: Store) -> None:
         "credits_ledger",
     } <= set(store.table_names())
     assert store.integrity_check() == []
+
+
+def test_listed_messages_page_newest_first_each_with_the_number_it_went_from(
+    store: Store,
+) -> None:
+    account = _account(store)
+    known = store.bind_sim(iccid="8944000000000000011", imsi="001010000000011",
+                           msisdn="+447700900001", now=NOW)  # fmt: skip
+    unknown = store.bind_sim(iccid="8944000000000000012", imsi="001010000000012", now=NOW)
+    ids = []
+    for i in range(5):
+        m = store.accept_message(
+            account_id=account, recipient=f"+1555000000{i}", body="x", encoding="gsm7", parts=1,
+            now=NOW,
+        )  # fmt: skip
+        ids.append(m.message_id)
+        if i in (1, 3):
+            sim = known if i == 1 else unknown
+            store.transition_part(m.part_ids[0], S.QUEUED, S.SENDING, now=NOW,
+                                  fields={"sim_id": sim})  # fmt: skip
+    store.transition_part(store.parts(ids[1])[0]["id"], S.SENDING, S.SENT, now=NOW)
+
+    def listed(limit: int, offset: int = 0, state: str | None = None) -> list[tuple[int, Any]]:
+        rows = store.list_messages(account, state=state, limit=limit, offset=offset)
+        return [(m["id"], m["sent_from"]) for m in rows]
+
+    # Not taken: NULL; taken by a SIM whose number is unknown: ''.
+    assert listed(limit=2, offset=1) == [(ids[3], ""), (ids[2], None)]
+    assert listed(limit=10) == [(ids[4], None), (ids[3], ""), (ids[2], None),
+                                (ids[1], "+447700900001"), (ids[0], None)]  # fmt: skip
+    assert listed(10, state="sent") == [(ids[1], "+447700900001")]
+    assert store.message_with_sim(ids[1])["sent_from"] == "+447700900001"  # type: ignore[index]
+    assert store.message_with_sim(ids[4])["sent_from"] is None  # type: ignore[index]
+    assert store.message_with_sim(ids[4] + 1) is None
 
 
 def test_reopen_is_idempotent(store_url: str) -> None:
