@@ -95,7 +95,9 @@ class Gateway:
     def build(
         cls, config: Config, *, wall: Callable[[], datetime] = _wall, clock: Clock | None = None
     ) -> Gateway:
-        """Open the store, recover from a crash and wire the components together.
+        """Open the store (as the one daemon on an SQLite file: DatabaseInUseError while another
+        runs; the lock is let go with store.close()), recover from a crash and wire the
+        components together.
 
         `clock` (default: the loop's time, `wall` and asyncio.sleep) paces every SIM, stamps
         the store and times the SIM leases; tests pass a virtual one, and its wall then
@@ -107,10 +109,23 @@ class Gateway:
         """
         if clock is None:
             clock = Clock(asyncio.get_running_loop().time, wall, asyncio.sleep)
-        wall = clock.wall
+        # daemon=True: on SQLite, refused (DatabaseInUseError) while another daemon runs on the
+        # same file, before this one's crash recovery could judge that one's parts on the wire.
         store = Store.open(
-            config.database_url or config.data_dir, busy_timeout_ms=config.busy_timeout_ms
+            config.database_url or config.data_dir,
+            busy_timeout_ms=config.busy_timeout_ms,
+            daemon=True,
         )
+        try:
+            return cls._assemble(config, store, clock)
+        except BaseException:
+            store.close()  # and its lock: a daemon that failed to start holds nothing
+            raise
+
+    @classmethod
+    def _assemble(cls, config: Config, store: Store, clock: Clock) -> Gateway:
+        """Recover `store` from a crash and wire the components around it."""
+        wall = clock.wall
         fleet = store.dialect == "postgresql"
         if fleet:
             uncertain = store.recover_unleased_sending(now=wall())

@@ -20,7 +20,8 @@ from gateway.config import Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
 from gateway.ratelimit import LimitSettings
 from gateway.service import GatewayService
-from gateway.store import Store
+from gateway.store import DaemonLock, Store
+from gateway.store.base import sqlite_path
 from gateway.teams import TeamBook
 
 DEMO_PERSONALITIES = ("generic", "huawei", "sim800", "ec25", "sim7600", "wavecom", "zte")
@@ -91,6 +92,9 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
     # A fresh dashboard password each run, printed once (like the account's secrets), set
     # before the daemon starts so the HTTP front-end finds one.
     admin_password = secrets.token_urlsafe(9)
+    # Refused before the password is reset under a demo already running on this data dir (the
+    # daemon takes the lock itself below; this only spares the running one's password).
+    DaemonLock.check(sqlite_path(data_dir))
     with open_store(data_dir) as store:
         GatewayService(store, wall=now).set_admin_password(admin_password)
     with EmulatorPool(kinds, seed=seed, clock="real") as emulator:

@@ -22,12 +22,12 @@ from gateway.store.base import (
     StaleStateError,
     StatusChange,
     StoreBase,
-    StoreOpenError,
     is_unavailable,
     utc_iso,
 )
 from gateway.store.contacts import ContactStore
-from gateway.store.errors import StoreUnavailableError
+from gateway.store.daemonlock import DaemonLock, DatabaseInUseError
+from gateway.store.errors import StoreOpenError, StoreUnavailableError
 from gateway.store.fleet import BoxBeat, FleetStore, LeaseGrant, LeaseHolder
 from gateway.store.groups import GroupStore
 from gateway.store.inbound import InboundStore
@@ -53,6 +53,8 @@ __all__ = [
     "AcceptedMessage",
     "BatchRows",
     "BoxBeat",
+    "DaemonLock",
+    "DatabaseInUseError",
     "DuplicateError",
     "InboxSearch",
     "LeaseGrant",

@@ -23,7 +23,8 @@ import psycopg
 import sqlite_utils
 
 from gateway.config import DATABASE_FILE
-from gateway.store.errors import StoreUnavailableError
+from gateway.store.daemonlock import DaemonLock
+from gateway.store.errors import StoreOpenError, StoreUnavailableError
 from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
 from gateway.store.postgres import (
     PgConnection,
@@ -158,11 +159,6 @@ class StaleStateError(RuntimeError):
     """A compare-and-set state change found the row in another state than expected."""
 
 
-class StoreOpenError(RuntimeError):
-    """The database cannot be opened: a server that does not answer or refuses us, a database
-    that is not UTF8, a schema newer than this smsgw. Nothing was written."""
-
-
 class DuplicateError(ValueError):
     """An insert broke a UNIQUE constraint (a name or key that is taken), on either engine."""
 
@@ -219,6 +215,8 @@ class StoreBase:
         self._after_commit: list[Callable[[], None]] = []
         self.busy_timeout_ms = busy_timeout_ms
         self.path: Path | None = None  # the SQLite file (None: PostgreSQL, or not opened by path)
+        # The SQLite file's daemon lock when opened with daemon=True (let go by close()).
+        self.daemon_lock: DaemonLock | None = None
         # Another process held the write lock at our last attempt (see CONTENDED_BUSY_MS).
         self.contended = False
         self.lock_refusals = 0  # writes refused for another process's lock
@@ -240,9 +238,15 @@ class StoreBase:
         self._glancing = False  # this connection's busy timeout is the glance (see contended)
 
     @classmethod
-    def open(cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Self:
+    def open(
+        cls, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, daemon: bool = False
+    ) -> Self:
         """Open (creating and migrating) the database `path` names: a `postgresql://…` URL, a
         `sqlite:///…` URL, an SQLite file or a data directory (holding smsgw.sqlite3).
+
+        `daemon` (SQLite): first take the file's daemon lock, held until close(), or raise
+        DatabaseInUseError while another daemon runs on it (see gateway.store.daemonlock);
+        nothing is read or written then. PostgreSQL ignores it (the box_id row does that job).
 
         `busy_timeout_ms` bounds how long an SQLite write waits for another process's lock (a
         backup, an outside writer) before StoreUnavailableError: the daemon's single thread
@@ -268,14 +272,21 @@ class StoreBase:
             return store
         target = sqlite_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect_sqlite(target, busy_timeout_ms)
+        lock = DaemonLock.take(target) if daemon else None
         try:
-            migrate(conn)
+            conn = _connect_sqlite(target, busy_timeout_ms)
+            try:
+                migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
+            if lock is not None:
+                lock.release()
             raise
         store = cls(conn, busy_timeout_ms=busy_timeout_ms)
         store.path = target
+        store.daemon_lock = lock
         return store
 
     def accept_thread(self) -> Executor | None:
@@ -326,7 +337,13 @@ class StoreBase:
             with self._accept_lock:
                 self._accept.close()
                 self._accept = None
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            # Last: another daemon may start once this one has let go of the database.
+            if self.daemon_lock is not None:
+                self.daemon_lock.release()
+                self.daemon_lock = None
 
     @contextmanager
     def transaction(self, *, durable: bool = True, exclusive: bool = True) -> Iterator[Connection]:
