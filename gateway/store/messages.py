@@ -990,11 +990,12 @@ class MessageStore(StoreBase):
         if batch_id is not None:
             where.append("batch_id = ?")
             args.append(batch_id)
-        # The page first, then its SIMs: SQLite would look the SIM up for every message of the
-        # account before sorting (500 of 20,000 rows: 48 ms instead of 35).
+        # The page's ids first, then its rows and their SIMs: SQLite would otherwise look the
+        # SIM up for every message of the account, and sort whole rows, before it pages.
         rows = self.conn.execute(
-            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM (SELECT * FROM messages"
-            f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?) m ORDER BY m.id DESC",
+            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM (SELECT id FROM messages"
+            f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?) page"
+            " JOIN messages m ON m.id = page.id ORDER BY m.id DESC",
             (*args, limit, offset),
         ).fetchall()
         return [dict(r) for r in rows]
@@ -1059,12 +1060,17 @@ class MessageStore(StoreBase):
             "  AND p.error != '') AS part_errors,"
             " c.first_name AS contact_first_name, c.last_name AS contact_last_name,"
             " g.name AS contact_group"
-            " FROM messages m LEFT JOIN batches b ON b.id = m.batch_id"
+            # The page first, then what each of its rows needs: SQLite would otherwise work
+            # out every matching message's SIM, parts and contact before sorting (130 ms a
+            # call for 20,000 messages, whatever the page size).
+            f" FROM (SELECT m.id FROM messages m WHERE {clause}"
+            "  ORDER BY m.id DESC LIMIT ? OFFSET ?) page JOIN messages m ON m.id = page.id"
+            " LEFT JOIN batches b ON b.id = m.batch_id"
             " LEFT JOIN contacts c ON c.id = (SELECT c2.id FROM contacts c2"
             "  WHERE c2.account_id = m.account_id AND c2.number = m.recipient"
             "  ORDER BY c2.id LIMIT 1)"
             " LEFT JOIN contact_groups g ON g.id = c.group_id"
-            f" WHERE {clause} ORDER BY m.id DESC LIMIT ? OFFSET ?",
+            " ORDER BY m.id DESC",
             (*args, limit, offset),
         ).fetchall()
         return total, [dict(r) for r in rows]
