@@ -121,8 +121,12 @@ class OperatorStore(StoreBase):
             " (SELECT p.sim_id FROM parts p WHERE p.message_id = m.id AND p.sim_id IS NOT NULL"
             "  ORDER BY p.seq LIMIT 1) AS sim_id,"
             f" {_CONTACT_NAME.format(number='m.recipient', account='m.account_id')}"
-            f" FROM messages m JOIN accounts a ON a.id = m.account_id {clause}"
-            " ORDER BY m.id DESC LIMIT ?",
+            # The page's ids first: filtered on an account, SQLite would otherwise work out
+            # every one of its messages' SIM and contact before taking the newest (20,000:
+            # 48 ms a page of 100).
+            f" FROM (SELECT m.id FROM messages m {clause} ORDER BY m.id DESC LIMIT ?) page"
+            " JOIN messages m ON m.id = page.id JOIN accounts a ON a.id = m.account_id"
+            " ORDER BY m.id DESC",
             (*args, limit),
         ).fetchall()
         return [dict(r) for r in rows]

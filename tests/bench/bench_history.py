@@ -1,8 +1,9 @@
 """Reading history on a big account: one page of the provider dialects' message list
 (`query_messages`: BestSMS fetch_sms and friends, each row with its SIM, first send time,
-report status, errors and contact) and of /v1 (`list_messages`), among 20,000 two-part
-messages. Target: a page costs what its rows cost, not what the account holds (under 50 ms on
-SQLite for 500 rows; the store runs on the daemon's event loop)."""
+report status, errors and contact), of /v1 (`list_messages`) and of the dashboard's search
+on that account (`search_messages`), among 20,000 two-part messages. Target: a page costs
+what its rows cost, not what the account holds (under 50 ms on SQLite for 500 rows; the store
+runs on the daemon's event loop)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from gateway.store import BatchRows, MessageQuery, Store
+from gateway.store.operator import MessageSearch
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
 MESSAGES = 20_000
@@ -52,9 +54,13 @@ def main() -> None:
             dialects = _ms(lambda n=size: store.query_messages(account, MessageQuery(), limit=n,
                                                                offset=0))  # fmt: skip
             native = _ms(lambda n=size: store.list_messages(account, limit=n))
+            dashboard = _ms(
+                lambda n=size: store.search_messages(MessageSearch(account_id=account), limit=n)
+            )
             print(
                 f"  page of {size:3} among {MESSAGES:,}: query_messages {dialects:6.1f} ms,"
-                f" list_messages {native:6.1f} ms (median of {RUNS})",
+                f" list_messages {native:6.1f} ms, search_messages {dashboard:6.1f} ms"
+                f" (median of {RUNS})",
                 flush=True,
             )
     finally:
