@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -26,6 +27,7 @@ from gateway.store import Store
 from gateway.worker import ModemWorker
 from modem.client import ClientConfig
 from modem.emulator import EmulatorPool
+from modem.pdu import SmsSubmit
 from tests.lockstep import LockstepClock
 
 
@@ -143,3 +145,34 @@ async def assembled(
         await asyncio.gather(*tasks)
         await dispatcher.close()
         store.close()
+
+
+def parts_sent(gateway: Gateway, count: int) -> asyncio.Event:
+    """An event set once `count` parts are recorded sent (through the outbox's own hook, the
+    report matcher's still called first): a test waits on it instead of polling."""
+    reached = asyncio.Event()
+    sent = 0
+    reconcile = gateway.outbox.on_sent
+
+    def on_sent(part_id: int) -> None:
+        nonlocal sent
+        if reconcile is not None:
+            reconcile(part_id)
+        sent += 1
+        if sent >= count:
+            reached.set()
+
+    gateway.outbox.on_sent = on_sent
+    return reached
+
+
+class SubmitSpy:
+    """Wraps a SIM's sender: hands over each SMS-SUBMIT as its AT+CMGS begins."""
+
+    def __init__(self, inner: Any, started: asyncio.Queue[SmsSubmit]) -> None:
+        self.inner = inner
+        self.started = started
+
+    async def send_submit(self, recipient: str, submit: SmsSubmit) -> Any:
+        self.started.put_nowait(submit)
+        return await self.inner.send_submit(recipient, submit)

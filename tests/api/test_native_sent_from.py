@@ -14,7 +14,7 @@ import aiohttp
 from gateway.accounts import create_account
 from gateway.config import Config
 from modem.emulator import MAGIC_DELIVERED, EmulatorPool
-from tests.emulated import free_port, serving
+from tests.emulated import free_port, parts_sent, serving
 from tests.lockstep import LockstepClock
 
 DEADLINE = 60.0  # seconds of wall time for the scenario; fails instead of hanging
@@ -45,19 +45,7 @@ async def _scenario(
         serving(config, [i.path for i in emu.info()], frontends=None, lockstep=clock) as gateway,
         aiohttp.ClientSession() as http,
     ):
-        all_sent = asyncio.Event()
-        sent = 0
-        reconcile = gateway.outbox.on_sent
-
-        def on_sent(part_id: int) -> None:
-            nonlocal sent
-            if reconcile is not None:
-                reconcile(part_id)
-            sent += 1
-            if sent == 3:  # one part, then two
-                all_sent.set()
-
-        gateway.outbox.on_sent = on_sent
+        all_sent = parts_sent(gateway, 3)  # one part, then two
         creds = create_account(gateway.store, "shop", now=clock.wall(), unlimited=True)
         gateway.store.bind_sim(iccid="8944000000000000999", imsi="001010000000999", msisdn=AWAY,
                                now=clock.wall())  # fmt: skip

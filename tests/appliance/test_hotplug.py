@@ -17,6 +17,7 @@ from gateway.models import PartState
 from gateway.pool import SimAvailability
 from modem.emulator import EmulatorPool
 from modem.pdu import SmsSubmit, decode_tpdu
+from tests.emulated import SubmitSpy
 
 DEADLINE = 60.0  # wall seconds for the scenario: fails instead of hanging
 DESTINATION = "+15005550000"  # the emulator's "always delivered" number
@@ -142,18 +143,6 @@ def test_part_on_the_wire_when_unplugged_becomes_uncertain_and_is_never_resent(
         asyncio.run(asyncio.wait_for(_unplugged_mid_send(tmp_path, emu), DEADLINE))
 
 
-class _Spy:
-    """Wraps a SIM's sender: tells when AT+CMGS for a part has begun."""
-
-    def __init__(self, inner: Any, started: asyncio.Queue[SmsSubmit]) -> None:
-        self.inner = inner
-        self.started = started
-
-    async def send_submit(self, recipient: str, submit: SmsSubmit) -> Any:
-        self.started.put_nowait(submit)
-        return await self.inner.send_submit(recipient, submit)
-
-
 async def _unplugged_mid_send(tmp_path: Path, emu: EmulatorPool) -> None:
     links = tmp_path / "dev-smsgw"
     links.mkdir()
@@ -174,7 +163,7 @@ async def _unplugged_mid_send(tmp_path: Path, emu: EmulatorPool) -> None:
         account = create_account(gateway.store, "shop", now=_wall(), credits=100).account_id
         gateway.store.grant_sim(account, sim_id)
         started: asyncio.Queue[SmsSubmit] = asyncio.Queue()
-        gateway.outbox.senders[sim_id] = _Spy(gateway.outbox.senders[sim_id], started)
+        gateway.outbox.senders[sim_id] = SubmitSpy(gateway.outbox.senders[sim_id], started)
         sent: asyncio.Queue[int] = asyncio.Queue()
         record = gateway.outbox.on_sent
 

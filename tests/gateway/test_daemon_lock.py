@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -27,23 +26,11 @@ from gateway.store.daemonlock import lock_path
 from modem.at.commands import send_pdu
 from modem.emulator import EmulatorPool
 from modem.pdu import SmsSubmit, encode_pdu
-from tests.emulated import serving
+from tests.emulated import SubmitSpy, serving
 from tests.gateway.watch import StoreWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 60.0  # a real child process on a busy 2-core box: start-up, not a timing target
-
-
-class _Spy:
-    """Wraps a SIM's sender: hands over each SMS-SUBMIT as its AT+CMGS begins."""
-
-    def __init__(self, inner: Any, started: asyncio.Queue[SmsSubmit]) -> None:
-        self.inner = inner
-        self.started = started
-
-    async def send_submit(self, recipient: str, submit: SmsSubmit) -> Any:
-        self.started.put_nowait(submit)
-        return await self.inner.send_submit(recipient, submit)
 
 
 async def _second_daemon(emu: EmulatorPool, data_dir: Path) -> tuple[str, list[str], str]:
@@ -57,7 +44,7 @@ async def _second_daemon(emu: EmulatorPool, data_dir: Path) -> tuple[str, list[s
         account = create_account(store, "a", now=datetime.now(UTC), credits=10).account_id
         store.grant_sim(account, sim)
         started: asyncio.Queue[SmsSubmit] = asyncio.Queue()
-        first.outbox.senders[sim] = _Spy(first.outbox.senders[sim], started)
+        first.outbox.senders[sim] = SubmitSpy(first.outbox.senders[sim], started)
         # The radio is slow: the modem holds the PDU and has not answered +CMGS yet.
         emu.set_fault(0, "slow_radio", seconds=30)
         before = emu.call(lambda: emu.core(0).bytes_in)

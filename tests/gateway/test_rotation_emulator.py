@@ -17,7 +17,7 @@ from gateway.config import Config
 from gateway.models import ThrottlePolicy
 from gateway.pool import HealthPolicy, SimAvailability
 from modem.emulator import EmulatorPool
-from tests.emulated import serving
+from tests.emulated import parts_sent, serving
 from tests.lockstep import LockstepClock
 
 THROTTLE = ThrottlePolicy().interval  # the pace of a SIM nobody configured: 1 s
@@ -43,19 +43,7 @@ async def _scenario(
         if sick is not None:
             emu.set_fault(sick, "cms_error", code=38, rate=1.0)  # network out of order, always
         # Wake when the last part is recorded sent (the outbox's own hook), not by polling.
-        all_sent = asyncio.Event()
-        sent = 0
-        reconcile = gateway.outbox.on_sent
-
-        def on_sent(part_id: int) -> None:
-            nonlocal sent
-            if reconcile is not None:
-                reconcile(part_id)
-            sent += 1
-            if sent == MESSAGES:
-                all_sent.set()
-
-        gateway.outbox.on_sent = on_sent
+        all_sent = parts_sent(gateway, MESSAGES)
         store = gateway.store
         account = create_account(store, "bulk", now=clock.wall(), unlimited=True)
         numbers = [f"+1555{i:07d}" for i in range(MESSAGES)]
