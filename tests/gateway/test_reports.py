@@ -7,6 +7,7 @@ import pytest
 from gateway.inbox import Keyword, classify
 from gateway.models import PartState
 from gateway.reports import SentPart, match_report, same_number, state_for_status
+from gateway.store import Store
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -170,23 +171,27 @@ def test_report_matcher_settles_the_right_part(store_url: str) -> None:
         store.close()
 
 
-def test_a_report_after_the_clock_stepped_back_settles_its_part(store_url: str) -> None:
+def _part_on_the_wire(store: Store) -> tuple[int, int, int]:
+    """(SIM, message, part): one part of a new message, `sending` on a new SIM."""
     from gateway.accounts import create_account
+
+    acct = create_account(store, "a", now=T0).account_id
+    sim = store.bind_sim(iccid="1", imsi=None, now=T0)
+    m = store.accept_message(
+        account_id=acct, recipient="+15551230001", body="x", encoding="gsm7", parts=1, now=T0
+    )
+    (part,) = m.part_ids
+    store.transition_part(part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim})
+    return sim, m.message_id, part
+
+
+def test_a_report_after_the_clock_stepped_back_settles_its_part(store_url: str) -> None:
     from gateway.reports import ReportMatcher
-    from gateway.store import Store
     from modem.pdu import Address, SmsStatusReport
 
     store = Store.open(store_url)
     try:
-        acct = create_account(store, "a", now=T0).account_id
-        sim = store.bind_sim(iccid="1", imsi=None, now=T0)
-        m = store.accept_message(
-            account_id=acct, recipient="+15551230001", body="x", encoding="gsm7", parts=1, now=T0
-        )
-        (part,) = m.part_ids
-        store.transition_part(
-            part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
-        )
+        sim, message_id, part = _part_on_the_wire(store)
         store.transition_part(part, PartState.SENDING, PartState.SENT, now=T0, fields={"tp_mr": 9})
         report = SmsStatusReport(
             message_reference=9,
@@ -198,28 +203,18 @@ def test_a_report_after_the_clock_stepped_back_settles_its_part(store_url: str) 
         stepped_back = T0 - timedelta(hours=2) + timedelta(seconds=5)
         result = ReportMatcher(store).apply(sim, report, now=stepped_back)
         assert (result.part_id, result.state) == (part, PartState.DELIVERED)
-        assert store.message(m.message_id)["state"] == "delivered"
+        assert store.message(message_id)["state"] == "delivered"
     finally:
         store.close()
 
 
 def test_report_that_overtakes_the_cmgs_answer_is_reconciled(store_url: str) -> None:
-    from gateway.accounts import create_account
     from gateway.reports import ReportMatcher
-    from gateway.store import Store
     from modem.pdu import Address, SmsStatusReport
 
     store = Store.open(store_url)
     try:
-        acct = create_account(store, "a", now=T0).account_id
-        sim = store.bind_sim(iccid="1", imsi=None, now=T0)
-        m = store.accept_message(
-            account_id=acct, recipient="+15551230001", body="x", encoding="gsm7", parts=1, now=T0
-        )
-        (part,) = m.part_ids
-        store.transition_part(
-            part, PartState.QUEUED, PartState.SENDING, now=T0, fields={"sim_id": sim}
-        )
+        sim, message_id, part = _part_on_the_wire(store)
         settled: list[tuple[int, PartState]] = []
         matcher = ReportMatcher(store, on_settled=lambda p, s: settled.append((p, s)))
         # +CDS handled before the outbox recorded "+CMGS: 77"
@@ -249,7 +244,7 @@ def test_report_that_overtakes_the_cmgs_answer_is_reconciled(store_url: str) -> 
             PartState.DELIVERED,
         )
         assert settled == [(part, PartState.DELIVERED)]
-        assert store.message(m.message_id)["state"] == "delivered"
+        assert store.message(message_id)["state"] == "delivered"
         assert matcher.reconcile(part, now=T0) == []  # linked reports are not applied twice
     finally:
         store.close()

@@ -4,7 +4,6 @@ midway leaves nothing of it, to run whole later."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,15 +16,6 @@ from gateway.store import Store, StoreUnavailableError
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 RECIPIENTS = ["+15551230001", "+15551230002", "+15551230003"]
-
-
-@pytest.fixture
-def boxes(store_url: str) -> Iterator[tuple[Store, Store]]:
-    """Two boxes' connections to one store."""
-    a, b = Store.open(store_url), Store.open(store_url)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _series(store: Store) -> tuple[int, int]:
@@ -45,9 +35,9 @@ def _occurrences(store: Store) -> list[tuple[str, str]]:
 
 
 def test_two_boxes_reading_the_same_due_series_run_it_once(
-    boxes: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+    store: Store, other: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = boxes
+    a, b = store, other
     account, batch = _series(a)
     due = T0 + timedelta(hours=1, minutes=1)
     read = a.due_series
@@ -69,9 +59,9 @@ def test_two_boxes_reading_the_same_due_series_run_it_once(
 
 
 def test_a_run_failing_midway_leaves_nothing_and_runs_whole_later(
-    boxes: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, _ = boxes
+    a = store
     account, batch = _series(a)
     due = T0 + timedelta(hours=1, minutes=1)
     insert = a._insert_message
@@ -94,9 +84,10 @@ def test_a_run_failing_midway_leaves_nothing_and_runs_whole_later(
 
 
 def test_an_occurrence_without_credits_passes_once_with_its_error(
-    boxes: tuple[Store, Store],
+    store: Store,
+    other: Store,
 ) -> None:
-    a, b = boxes
+    a, b = store, other
     account, batch = _series(a)
     a.conn.execute("UPDATE accounts SET credits = 2 WHERE id = ?", (account,))
     due = T0 + timedelta(hours=1, minutes=1)
