@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,9 +29,14 @@ class Throttle:
     def __init__(self, policy: ThrottlePolicy) -> None:
         self.policy = policy
         self._last_send: float | None = None
-        self._sends: deque[float] = deque()
-        # recipient -> time of the first send to them inside the current rolling day
-        self._recipients: dict[str, float] = {}
+        # Send times in order; those before `_first` fell out of the day. They are cut off in
+        # bulk, not one at a time: a SIM sending 1/s keeps 86,400 of them, and every check
+        # would otherwise move them all. Counting a window is then a bisection, not a walk.
+        self._sends: list[float] = []
+        self._first = 0
+        # recipient -> time of the first send to them inside the current rolling day, oldest
+        # first (record's times never go back), so the day's end prunes from the front only.
+        self._recipients: OrderedDict[str, float] = OrderedDict()
 
     @property
     def last_send(self) -> float | None:
@@ -57,29 +63,29 @@ class Throttle:
         return max(min(room), 0) if room else None
 
     def _prune(self, now: float) -> None:
-        while self._sends and self._sends[0] <= now - _DAY:
-            self._sends.popleft()
-        stale = [r for r, t in self._recipients.items() if t <= now - _DAY]
-        for r in stale:
-            del self._recipients[r]
+        self._prune_sends(now)
+        recipients = self._recipients
+        while recipients and next(iter(recipients.values())) <= now - _DAY:
+            recipients.popitem(last=False)
+
+    def _prune_sends(self, now: float) -> None:
+        sends = self._sends
+        self._first = bisect_right(sends, now - _DAY, self._first)
+        if self._first > len(sends) // 2:  # amortised: each time is moved at most once or so
+            del sends[: self._first]
+            self._first = 0
 
     def _count_since(self, since: float) -> tuple[int, float]:
         """Sends after `since`, and the oldest of them (for when the window frees up)."""
-        count = 0
-        oldest = since
-        for t in reversed(self._sends):
-            if t <= since:
-                break
-            count += 1
-            oldest = t
-        return count, oldest
+        sends = self._sends
+        first = bisect_right(sends, since, self._first)
+        return len(sends) - first, sends[first] if first < len(sends) else since
 
     def free_at(self, now: float) -> float:
         """The earliest time from `now` a send may start by the interval and the rolling caps;
         a new recipient may have to wait longer (the day's distinct-recipient cap). Cheaper than
         check: the day's recipients are not looked at."""
-        while self._sends and self._sends[0] <= now - _DAY:
-            self._sends.popleft()
+        self._prune_sends(now)
         return self._paced(now)[0]
 
     def check(self, now: float, recipient: str | None = None) -> ThrottleDecision:
@@ -93,7 +99,7 @@ class Throttle:
             and recipient not in self._recipients
             and len(self._recipients) >= p.recipients_per_day
         ):
-            not_before = max(not_before, min(self._recipients.values()) + _DAY)
+            not_before = max(not_before, next(iter(self._recipients.values())) + _DAY)
             reason = "recipients_per_day"
         return ThrottleDecision(allowed=not_before <= now, not_before=not_before, reason=reason)
 
@@ -121,6 +127,11 @@ class Throttle:
     def record(self, now: float, recipient: str | None = None) -> None:
         """Note that a send started at `now`."""
         self._last_send = now
-        self._sends.append(now)
+        if self._sends and now < self._sends[-1]:
+            insort(self._sends, now, self._first)  # a caller's clock went back: keep the order
+        else:
+            self._sends.append(now)
         if recipient is not None and recipient not in self._recipients:
-            self._recipients[recipient] = now
+            # Oldest first even then: a time before the newest one is kept at the newest's, so
+            # that recipient falls out of the day a little late (the cap errs on the strict side).
+            self._recipients[recipient] = max(now, next(reversed(self._recipients.values()), now))

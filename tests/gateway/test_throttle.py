@@ -79,3 +79,71 @@ def test_free_at_is_the_pace_and_rolling_caps_without_the_recipient_cap() -> Non
     # A new recipient waits a day, but any send may start at 60: that is what free_at tells.
     assert t.check(60.0, "+15550000002").not_before == 86400.0
     assert t.free_at(60.0) == 60.0 == t.check(60.0).not_before
+
+
+class _Naive:
+    """The rules written out plainly (every send and first-send kept, walked at each check):
+    the oracle the bisected, pruned Throttle must agree with."""
+
+    def __init__(self, policy: ThrottlePolicy) -> None:
+        self.policy = policy
+        self.sends: list[float] = []
+        self.first: dict[str, float] = {}
+
+    def record(self, now: float, recipient: str) -> None:
+        if recipient in self.first and self.first[recipient] <= now - 86400.0:
+            del self.first[recipient]  # a new day for them
+        self.first.setdefault(recipient, now)
+        self.sends.append(now)
+
+    def not_before(self, now: float, recipient: str) -> float:
+        p = self.policy
+        day = {r: t for r, t in self.first.items() if t > now - 86400.0}
+        start = max(now, self.sends[-1] + p.interval) if self.sends else now
+        for cap, window in ((p.per_minute, 60.0), (p.per_hour, 3600.0), (p.per_day, 86400.0)):
+            inside = [t for t in self.sends if t > now - window]
+            if cap is not None and len(inside) >= cap:
+                start = max(start, inside[0] + window)
+        cap = p.recipients_per_day
+        if cap is not None and recipient not in day and len(day) >= cap:
+            start = max(start, min(day.values()) + 86400.0)
+        return start
+
+
+def test_a_busy_day_agrees_with_the_plain_rules_at_every_check() -> None:
+    # Four days of bursts and lulls over 2,000 recipients, every cap binding now and then:
+    # the windows' edges, each recipient's day ending and the bulk cut-off of old sends all
+    # come by many times. A mistake in any of them makes a decision differ.
+    import random
+
+    rng = random.Random(7)
+    policy = ThrottlePolicy(
+        interval=2, per_minute=5, per_hour=150, per_day=2500, recipients_per_day=1200
+    )
+    fast, plain = Throttle(policy), _Naive(policy)
+    now = 0.0
+    checks = 0
+    reasons: set[str] = set()
+    while now < 4 * 86400.0:
+        now += rng.expovariate(1 / 5) if rng.random() < 0.998 else rng.uniform(600, 3600)
+        recipient = f"+1202555{rng.randrange(2000):04d}"
+        if rng.random() < 0.05:  # spot checks: the plain walk is slow
+            expected = plain.not_before(now, recipient)
+            assert fast.check(now, recipient).not_before == expected, now
+            checks += 1
+        decision = fast.check(now, recipient)
+        reasons.add(decision.reason)
+        if decision.allowed:
+            fast.record(now, recipient)
+            plain.record(now, recipient)
+    assert checks > 1000
+    assert reasons == {"", "interval", "per_minute", "per_hour", "per_day", "recipients_per_day"}
+    assert len(plain.sends) > 3 * 2500 - 100  # days of sends: the bulk cut-off has run
+
+
+def test_a_clock_that_steps_back_keeps_the_windows_in_order() -> None:
+    t = Throttle(ThrottlePolicy(interval=1, per_minute=2))
+    t.record(100.0)
+    t.record(50.0)  # the caller's clock went back
+    assert not t.check(100.0).allowed
+    assert t.check(100.0).not_before == 110.0  # 50 leaves the minute at 110, not 160
