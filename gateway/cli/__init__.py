@@ -7,6 +7,7 @@ import click
 from gateway.cli.accounts import accounts_group
 from gateway.cli.admin import admin_group
 from gateway.cli.appliance import doctor_command, install_command
+from gateway.cli.contacts import contacts_group
 from gateway.cli.daemon import demo_command, serve_command
 from gateway.cli.db import db_group
 from gateway.cli.emulator import emulator, run_command
@@ -51,6 +52,7 @@ main.add_command(accounts_group)
 main.add_command(admin_group)
 main.add_command(top_command)
 main.add_command(templates_group)
+main.add_command(contacts_group)
 main.add_command(modem_group)
 main.add_command(webhooks_group)
 main.add_command(emulator)
