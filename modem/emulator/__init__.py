@@ -36,19 +36,19 @@ Pieces
 
 AT commands
 -----------
-AT, ATE0/1, ATZ, AT&F, ATI, ATV/Q/X/&C/&D (accepted), ATD (NO CARRIER), +CMEE, +CPIN?/=
-(3 wrong PINs -> SIM PUK, 10 wrong PUKs -> blocked), +CLCK="SC", +CGMI/+CGMM/+CGMR/+CGSN (and
+AT, ATE0/1, ATZ, AT&F, ATI, ATV/Q/X/&C/&D (accepted), ATD (NO CARRIER), +CMEE, +CPIN?/= (3
+wrong PINs -> SIM PUK, 10 wrong PUKs -> blocked), +CLCK="SC", +CGMI/+CGMM/+CGMR/+CGSN (and
 +GMI/+GMM/+GMR/+GSN), +CIMI, +CCID and vendor forms (^ICCID, +QCCID, +CICCID, +ZGETICCID),
-+CNUM, +CSQ, +CREG?/= (URCs for n>=1), +COPS, +CCLK, +CFUN (0/1/4, =1,1 reboots), +CMGF, +CSCS
-(GSM/IRA/UCS2: string answers hex-encoded in UCS2), +CSCA, +CSMP, +CSMS, +CPMS (SM, ME, MT, SR
-with capacities; always three pairs), +CNMI (=? and every mode: +CMTI, +CMT, +CDS, +CDSI;
-<mode> 0 buffers in the TA, 1 discards while the link is reserved, 2 buffers until the answer
-ends, 3 sends in-band, even inside AT+CMGS), +CNMA (needed after +CMT/+CDS when +CSMS=1;
-without it routing stops after 15 s as TS 27.005 says), +CMGS (PDU mode with the prompt; text
-mode for single-part GSM text), +CMGW, +CMSS, +CMGL, +CMGR, +CMGD (with <delflag>), +CUSD
-(*100# balance, *101# own number; answer as a +CUSD URC), +CLAC. Unknown commands: ERROR (or
-the personality's COMMAND NOT SUPPORT). Errors: +CME ERROR (27.007 9.2) / +CMS ERROR (27.005
-3.2.5) per +CMEE.
++CNUM, +CSQ, +CREG?/= and +CGREG?/= (URCs for n>=1), +COPS, +CCLK, +CFUN (0/1/4, =1,1 reboots),
++CMGF, +CSCS (GSM/IRA/UCS2: string answers hex-encoded in UCS2), +CSCA, +CSMP, +CSMS, +CPMS
+(SM, ME, MT, SR with capacities; always three pairs), +CNMI (=? and every mode: +CMTI, +CMT,
++CDS, +CDSI; <mode> 0 buffers in the TA, 1 discards while the link is reserved, 2 buffers until
+the answer ends, 3 sends in-band, even inside AT+CMGS), +CNMA (needed after +CMT/+CDS when
++CSMS=1; without it routing stops after 15 s as TS 27.005 says), +CMGS (PDU mode with the
+prompt; text mode for single-part GSM text), +CMGW, +CMSS, +CMGL, +CMGR, +CMGD (with
+<delflag>), +CUSD (*100# balance, *101# own number; answer as a +CUSD URC), +CLAC. Unknown
+commands: ERROR (or the personality's COMMAND NOT SUPPORT). Errors: +CME ERROR (27.007 9.2) /
++CMS ERROR (27.005 3.2.5) per +CMEE.
 
 Magic destination numbers
 -------------------------

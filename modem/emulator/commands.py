@@ -305,6 +305,30 @@ def _creg(m: Firmware, kind: str, args: str) -> Answer:
     return _OK
 
 
+# Gammu's GetNetworkInfo fails outright when +CGREG=2 and =1 are both refused (python-gammu
+# 3.5 against the generic personality): every modem smsgw targets is GSM/GPRS and has it.
+@_handler("+CGREG")
+def _cgreg(m: Firmware, kind: str, args: str) -> Answer:
+    if kind == "test":
+        return (("+CGREG: (0-2)",), "OK")
+    if kind == "read":
+        return ((m.cgreg_line(),), "OK")
+    m.cgreg_n = _int(args or "0", (0, 1, 2), code=4)
+    return _OK
+
+
+@_handler("+CGATT")
+def _cgatt(m: Firmware, kind: str, args: str) -> Answer:
+    # Attached for packet data wherever registered (gammu asks before reading +CGREG); a
+    # detach request is accepted and changes nothing, as SMS over GSM does not need it.
+    if kind == "test":
+        return (("+CGATT: (0,1)",), "OK")
+    if kind == "read":
+        return ((f"+CGATT: {int(m.registered)}",), "OK")
+    _int(args, (0, 1), code=4)
+    return _OK
+
+
 @_handler("+COPS")
 def _cops(m: Firmware, kind: str, args: str) -> Answer:
     name = m.charset_text("smsgw emulated")
@@ -313,7 +337,12 @@ def _cops(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "read":
         if not m.registered:
             return (("+COPS: 0",), "OK")
-        return ((f'+COPS: 0,0,"{name}",0',), "OK")
+        oper = (name, m.charset_text("smsgw"), "00101")[m.cops_format]
+        return ((f'+COPS: 0,{m.cops_format},"{oper}",0',), "OK")
+    p = _params(args)
+    _int(p[0] if p else "0", (0, 1, 2, 3, 4), code=4)
+    if len(p) > 1 and p[1]:  # the name format of later reads (gammu reads MCC+MNC with 2)
+        m.cops_format = _int(p[1], (0, 1, 2), code=4)
     return _OK
 
 

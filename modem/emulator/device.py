@@ -139,6 +139,8 @@ class ModemCore:
         self.cpms = list(self.p.cpms_default)
         self.cnmi = list(self.p.cnmi_default)
         self.creg_n = 0
+        self.cgreg_n = 0
+        self.cops_format = 0
         self.cfun = 1
         self.ussd_mode = self.p.ussd_mode_default
 
@@ -273,6 +275,8 @@ class ModemCore:
             self.registered_stat = stat
             if self.creg_n >= 1 and self.powered:
                 self.urc_soon(self.creg_line(unsolicited=True))  # after the command's OK
+            if self.cgreg_n >= 1 and self.powered:
+                self.urc_soon(self.cgreg_line(unsolicited=True))
             if stat in (1, 5):
                 self.scheduler.call_later(0, lambda: self.network.retry(self.sim.identity.msisdn))
 
@@ -293,6 +297,15 @@ class ModemCore:
         if unsolicited:
             return f"+CREG: {stat}{loc}"
         return f"+CREG: {self.creg_n},{stat}{loc}"
+
+    def cgreg_line(self, unsolicited: bool = False) -> str:
+        """The +CGREG answer (or URC): the emulated network attaches for packet data wherever
+        it registers, so the state is +CREG's (TS 27.007 10.1.20)."""
+        stat = self.registered_stat
+        loc = ',"00A1","0000B2C3"' if self.cgreg_n == 2 and stat in (1, 5) else ""
+        if unsolicited:
+            return f"+CGREG: {stat}{loc}"
+        return f"+CGREG: {self.cgreg_n},{stat}{loc}"
 
     # -- output ---------------------------------------------------------------------------------
     def _flush(self) -> None:

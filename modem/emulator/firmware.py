@@ -37,6 +37,8 @@ class Firmware(Protocol):
     cpms: list[str]
     cnmi: list[int]
     creg_n: int
+    cgreg_n: int
+    cops_format: int  # +COPS <format>: 0 long, 1 short alphanumeric, 2 numeric
     cfun: int
     ussd_mode: int
     pin_state: str  # READY | SIM PIN | SIM PUK | BLOCKED | NOT READY (the SIM resets)
@@ -83,6 +85,9 @@ class Firmware(Protocol):
 
     def creg_line(self, unsolicited: bool = False) -> str:
         """The +CREG answer (or URC) for the current state."""
+
+    def cgreg_line(self, unsolicited: bool = False) -> str:
+        """The +CGREG (GPRS registration) answer (or URC) for the current state."""
 
     def charset_text(self, s: str) -> str:
         """A string parameter in the current +CSCS character set."""

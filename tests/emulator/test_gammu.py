@@ -75,6 +75,12 @@ def test_gammu_identifies_sends_single_and_multipart_and_gets_the_report(tmp_pat
         assert run_with_timeout(sender.GetModel)[1] == "Emulated GSM Modem"
         assert run_with_timeout(sender.GetIMEI) == sender_info.imei
         assert run_with_timeout(sender.GetSIMIMSI) == sender_info.imsi
+        # Gammu refuses the whole network info without +CGREG and +CGATT, and reads the
+        # operator code with AT+COPS=3,2 first.
+        network = run_with_timeout(sender.GetNetworkInfo)
+        assert (network["State"], network["PacketState"], network["GPRS"]) == (
+            "HomeNetwork", "HomeNetwork", "Attached")  # fmt: skip
+        assert (network["NetworkCode"], network["NetworkName"]) == ("001 01", "smsgw emulated")
 
         reports: list[dict[str, Any]] = []
         sender.SetIncomingCallback(
