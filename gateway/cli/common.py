@@ -19,6 +19,7 @@ from rich.table import Table
 
 from gateway.config import DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR
 from gateway.store import DATABASE_NAME, Store
+from gateway.store.daemonlock import LOCK_SUFFIX
 
 data_dir_option = click.option(
     "--data-dir",
@@ -51,13 +52,15 @@ def open_store(data_dir: Path) -> Iterator[Store]:
 
 def _give_to_directory_owner(data_dir: Path) -> None:
     """`sudo smsgw ...` on a fresh box would leave a database only root may write, and the
-    service (user smsgw) locked out of it: files root just made go to the directory's owner."""
+    service (user smsgw) locked out of it: files root just made go to the directory's owner
+    (the daemon lock file too, made by a migration: the service could only open it read-only)."""
     if os.geteuid() != 0 or not data_dir.is_dir():
         return
     owner = data_dir.stat()
     if owner.st_uid == 0:
         return
-    for name in (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm"):
+    for name in (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm",
+                 DATABASE_NAME + LOCK_SUFFIX):  # fmt: skip
         path = data_dir / name
         if path.exists() and path.stat().st_uid == 0:
             os.chown(path, owner.st_uid, owner.st_gid)

@@ -34,8 +34,17 @@ database_url_option = click.option(
 @data_dir_option
 @database_url_option
 def db_migrate(data_dir: Path, database_url: str | None) -> None:
-    """Bring the schema up to date (the daemon does this at start too; on PostgreSQL the
-    boxes of a fleet apply each migration once, whoever comes first)."""
+    """Bring the schema up to date (the daemon does this at start too).
+
+    \b
+    SQLite: refused while a daemon runs on the file (the older smsgw, not yet restarted
+    after an upgrade: stop it, migrate, start it); a daemon starting meanwhile is refused
+    until the migration is over. With nothing to migrate it runs beside the daemon.
+    PostgreSQL: nothing is refused. Each migration is applied once for the fleet under an
+    advisory lock (a box starting meanwhile waits for it), but daemons already running on
+    other boxes go on beside it: stop them first. The boxes whose daemon has not stopped
+    cleanly are `SELECT box_id, pid, heartbeat_at FROM fleet_boxes WHERE left_at IS NULL`.
+    """
     store = Store.open(database_url) if database_url else None
     with open_store(data_dir) if store is None else _closing(store) as opened:
         version = opened.schema_version()

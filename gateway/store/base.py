@@ -23,9 +23,15 @@ import psycopg
 import sqlite_utils
 
 from gateway.config import DATABASE_FILE
-from gateway.store.daemonlock import DaemonLock
+from gateway.store.daemonlock import DaemonLock, DatabaseInUseError
 from gateway.store.errors import StoreOpenError, StoreUnavailableError
-from gateway.store.migrations import current_version, migrate, migrate_pg, table_order
+from gateway.store.migrations import (
+    MIGRATIONS,
+    current_version,
+    migrate,
+    migrate_pg,
+    table_order,
+)
 from gateway.store.postgres import (
     PgConnection,
     PgEncodingError,
@@ -94,6 +100,32 @@ def _connect_sqlite(target: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _migrate_sqlite(conn: sqlite3.Connection, target: Path, *, locked: bool) -> None:
+    """Apply the pending migrations to the SQLite file `target`, holding its daemon lock while
+    any change the schema (`locked`: this process already holds it, as the daemon).
+
+    A daemon running on the file (an older smsgw, not restarted after an upgrade) would go on
+    with statements prepared for the old schema, so a command that would migrate under it is
+    refused (DatabaseInUseError) before anything changes; and while the lock is held no daemon
+    starts mid-migration. Nothing to migrate (the usual case: the daemon migrated at its start)
+    takes no lock, so backup, accounts, top, ... run beside the daemon."""
+    version = current_version(conn)
+    if locked or version >= len(MIGRATIONS):
+        migrate(conn, MIGRATIONS)  # nothing to do (or a newer schema: refused there)
+        return
+    try:
+        lock = DaemonLock.take(target)
+    except DatabaseInUseError as exc:
+        raise DatabaseInUseError(
+            f"{exc}: stop it before this smsgw migrates the schema"
+            f" (version {version} to {len(MIGRATIONS)})"
+        ) from None
+    try:
+        migrate(conn, MIGRATIONS)  # reads the version again: a daemon may have migrated first
+    finally:
+        lock.release()
 
 
 def utc_iso(moment: datetime) -> str:
@@ -247,6 +279,8 @@ class StoreBase:
         `daemon` (SQLite): first take the file's daemon lock, held until close(), or raise
         DatabaseInUseError while another daemon runs on it (see gateway.store.daemonlock);
         nothing is read or written then. PostgreSQL ignores it (the box_id row does that job).
+        Without it the lock is taken only while migrations change the schema (refused, with
+        nothing changed, while a daemon runs on the file: see _migrate_sqlite).
 
         `busy_timeout_ms` bounds how long an SQLite write waits for another process's lock (a
         backup, an outside writer) before StoreUnavailableError: the daemon's single thread
@@ -276,7 +310,7 @@ class StoreBase:
         try:
             conn = _connect_sqlite(target, busy_timeout_ms)
             try:
-                migrate(conn)
+                _migrate_sqlite(conn, target, locked=lock is not None)
             except BaseException:
                 conn.close()
                 raise

@@ -5,8 +5,10 @@ would turn the first one's `sending` parts uncertain in its crash recovery and t
 same modems and claim the same queued work. The daemon takes this lock before it opens the
 database and holds it for its lifetime; the kernel lets it go when the process ends, kill -9
 included, so a restart after a crash starts at once. Commands that only open the store (backup,
-accounts, top, ...) never take it and run beside the daemon. PostgreSQL (fleet mode) has no
-such file: its box_id row does that job (gateway.leases).
+accounts, top, ...) never take it and run beside the daemon; one whose open would migrate the
+schema (a newer smsgw beside a daemon not yet restarted) takes it for the migration, so it is
+refused beside a running daemon and no daemon starts mid-migration (Store.open). PostgreSQL
+(fleet mode) has no such file: its box_id row does that job (gateway.leases).
 """
 
 from __future__ import annotations

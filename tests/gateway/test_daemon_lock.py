@@ -1,12 +1,14 @@
 """One running daemon per SQLite database: a second `serve` (or demo) on the same data directory
 is refused before its crash recovery could turn the first one's part on the wire uncertain; the
 lock goes with the process (kill -9 included), is not inherited by its children, and the
-store-only commands (backup, ...) never need it."""
+store-only commands (backup, ...) never need it; a migration takes it while it changes the
+schema (refused beside a daemon, and no daemon starts mid-migration)."""
 
 import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from gateway.daemon import serve
 from gateway.service import GatewayService
 from gateway.store import DATABASE_NAME, DaemonLock, DatabaseInUseError, Store
 from gateway.store.daemonlock import lock_path
+from gateway.store.migrations import MIGRATIONS, migrate
 from modem.at.commands import send_pdu
 from modem.emulator import EmulatorPool
 from modem.pdu import SmsSubmit, encode_pdu
@@ -242,3 +245,88 @@ def test_the_store_alone_takes_no_lock_and_a_daemon_s_store_lets_it_go_at_close(
         daemon.close()
         beside.close()
     Store.open(f"sqlite:///{tmp_path / DATABASE_NAME}", daemon=True).close()
+
+
+# What a newer smsgw brings: one migration more than the running daemon knows.
+NEWER_MIGRATION = "CREATE TABLE newer_smsgw (id INTEGER PRIMARY KEY);"
+
+
+def _schema_version(database: Path) -> int:
+    conn = sqlite3.connect(database)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=DEADLINE, env={**os.environ, "NOTIFY_SOCKET": ""}, check=False,
+    )  # fmt: skip
+
+
+def test_a_migration_is_refused_beside_a_running_daemon_and_no_daemon_starts_during_one(
+    tmp_path: Path, notify: Notify, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `smsgw serve` runs: `db migrate` with nothing to do runs beside it; a newer
+    smsgw's (one migration more) is refused in one line, the schema untouched; once the daemon
+    is stopped it migrates, and a `smsgw serve` started in the middle of it is refused."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = data_dir / DATABASE_NAME
+    known = len(MIGRATIONS)
+    daemon = _start(tmp_path, notify, "daemon.log")
+    try:
+        same = _run(["db", "migrate", "--data-dir", str(data_dir)])
+        assert (same.returncode, same.stderr) == (0, "")
+        assert same.stdout == f"schema version {known} of {known}\n"
+        with pytest.raises(DatabaseInUseError):
+            DaemonLock.take(database)  # the daemon really holds the lock meanwhile
+
+        monkeypatch.setattr("gateway.store.base.MIGRATIONS", (*MIGRATIONS, NEWER_MIGRATION))
+        newer = CliRunner().invoke(main, ["db", "migrate", "--data-dir", str(data_dir)])
+        assert newer.exit_code == 1
+        assert newer.output == (
+            f"Error: {database} is in use by another running smsgw (pid {daemon.pid}):"
+            f" stop it before this smsgw migrates the schema (version {known} to {known + 1})\n"
+        )
+        assert _schema_version(database) == known
+        assert daemon.poll() is None  # it runs on, on the schema it knows
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=DEADLINE)
+    assert daemon.returncode == 0
+
+    during: list[subprocess.CompletedProcess[str]] = []
+
+    def migrating(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> list[int]:
+        during.append(_run(_serve_args(tmp_path)[3:]))  # `smsgw serve`, as systemd would
+        return migrate(conn, migrations)
+
+    monkeypatch.setattr("gateway.store.base.migrate", migrating)
+    done = CliRunner().invoke(main, ["db", "migrate", "--data-dir", str(data_dir)])
+    assert done.exit_code == 0, done.output
+    assert _schema_version(database) == known + 1
+    (started,) = during
+    assert started.returncode == 1
+    assert started.stderr == (
+        f"Error: {database} is in use by another running smsgw (pid {os.getpid()})\n"
+    )
+    DaemonLock.take(database).release()  # and let go once migrated
+
+
+def test_a_migration_run_by_root_leaves_the_lock_file_to_the_data_dir_s_owner(
+    tmp_path: Path,
+) -> None:
+    """`sudo smsgw db migrate` on a fresh box makes the lock file: the service's user (the data
+    directory's owner) must be able to open it for writing, as it does the database."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if os.geteuid() == 0:
+        os.chown(data_dir, 65534, 65534)  # the service's user (here: nobody)
+    result = CliRunner().invoke(main, ["db", "migrate", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    owner = data_dir.stat().st_uid
+    assert lock_path(data_dir / DATABASE_NAME).stat().st_uid == owner
+    assert (data_dir / DATABASE_NAME).stat().st_uid == owner
