@@ -2,16 +2,22 @@
 is refused before its crash recovery could turn the first one's part on the wire uncertain; the
 lock goes with the process (kill -9 included), is not inherited by its children, and the
 store-only commands (backup, ...) never need it; a migration takes it while it changes the
-schema (refused beside a daemon, and no daemon starts mid-migration)."""
+schema (refused beside a daemon, and no daemon starts mid-migration); a holder that could not
+write its pid (a lock file left root's) is still named, or the file's owner is."""
 
 import asyncio
+import logging
 import os
+import pwd
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -330,3 +336,96 @@ def test_a_migration_run_by_root_leaves_the_lock_file_to_the_data_dir_s_owner(
     owner = data_dir.stat().st_uid
     assert lock_path(data_dir / DATABASE_NAME).stat().st_uid == owner
     assert (data_dir / DATABASE_NAME).stat().st_uid == owner
+
+
+NOBODY = 65534
+
+
+def _gone_pid() -> int:
+    """The pid of a process that has ended (what a `sudo smsgw serve` long stopped left)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait(timeout=DEADLINE)
+    return child.pid
+
+
+@contextmanager
+def _held_read_only(lock: Path) -> Iterator[int]:
+    """Another process holding the lock through a read-only fd (so it wrote no pid there)."""
+    script = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY);"
+        " fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == b"locked\n"
+        yield child.pid
+    finally:
+        child.stdin.close()
+        child.wait(timeout=DEADLINE)
+        child.stdout.close()
+
+
+def test_a_holder_that_wrote_no_pid_is_named_from_the_kernel_s_lock_table(tmp_path: Path) -> None:
+    database = tmp_path / DATABASE_NAME
+    lock = lock_path(database)
+    lock.write_text(f"{_gone_pid()}\n")  # stale: not the holder's
+    with _held_read_only(lock) as holder, pytest.raises(DatabaseInUseError) as refused:
+        DaemonLock.take(database)
+    assert str(refused.value) == f"{database} is in use by another running smsgw (pid {holder})"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another user may enter (tmp_path's parents are root's only, for root)."""
+    path = Path(tempfile.mkdtemp(prefix="smsgw-lock-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@contextmanager
+def _as_a_user_it_is_read_only_to(path: Path) -> Iterator[str]:
+    """Run the block as a user who may read `path` but not write it (root: as nobody; anyone
+    else: as its owner, the file made 0444); yield that user's name."""
+    path.chmod(0o444)
+    if os.geteuid() != 0:
+        yield pwd.getpwuid(os.geteuid()).pw_name
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield pwd.getpwuid(NOBODY).pw_name
+    finally:
+        os.seteuid(0)
+
+
+def test_without_the_lock_table_a_lock_file_read_only_to_its_daemon_is_named_with_its_owner(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under the unit (ProcSubset=pid hides /proc/locks) a daemon that could open the lock
+    file only read-only wrote no pid: it says so at start, and a refused one names the file,
+    its owner and the fix, not the stale pid left in it."""
+    monkeypatch.setattr("gateway.store.daemonlock.PROC_LOCKS", shared_dir / "hidden")
+    database = shared_dir / DATABASE_NAME
+    lock = lock_path(database)
+    stale = _gone_pid()
+    lock.write_text(f"{stale}\n")
+    owner = pwd.getpwuid(lock.stat().st_uid).pw_name
+    with (
+        _as_a_user_it_is_read_only_to(lock) as me,
+        caplog.at_level(logging.WARNING, "gateway.store.daemonlock"),
+    ):
+        running = DaemonLock.take(database)  # it locks all the same
+        try:
+            with pytest.raises(DatabaseInUseError) as refused:
+                DaemonLock.take(database)
+        finally:
+            running.release()
+    hint = f"{lock} (owned by {owner}) is read-only to {me}: chown it to {me}"
+    assert str(refused.value) == (
+        f"{database} is in use by another running smsgw (pid not known: {hint})"
+    )
+    assert caplog.messages == [f"this daemon's pid not written: {hint}"]
+    assert lock.read_text() == f"{stale}\n"
