@@ -333,13 +333,20 @@ async def serve(
 ) -> None:
     """Run the gateway until `stop` is set (on `clock`, the real one unless a test injects one);
     `on_ready` once it serves, `on_modems_ready` the first time every expected modem is
-    registered (GET /v1/health then says ready)."""
+    registered (GET /v1/health then says ready).
+
+    Fleet mode: should another daemon take this box_id meanwhile, this one stops as cleanly
+    as at `stop` and then raises BoxTakenError (see gateway.leases)."""
     gateway = Gateway.build(config, clock=clock)
     try:
         await gateway.join_fleet()
     except BaseException:
         gateway.store.close()
         raise
+    box = gateway.dispatcher.leases
+    if box is not None:
+        # Serving the API and polling modems with no SIM to send on would hide the clash.
+        box.on_deposed = stop.set
     tasks: list[asyncio.Task[None]] = []
     stoppers: list[Callable[[], Awaitable[None]]] = []
     # Leases are renewed until the last worker has let its SIM go: a shutdown waiting for an
@@ -383,6 +390,8 @@ async def serve(
         await gateway.dispatcher.close()
         gateway.leave_fleet()
         gateway.store.close()
+    if box is not None and box.deposed:
+        raise box.taken()
 
 
 async def _when_ready(

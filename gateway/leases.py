@@ -14,7 +14,8 @@ that process renews, it runs, and this one refuses to start (BoxInUseError); if 
 dead and its box_id and leases are taken over. A row left by a process on this same machine
 whose pid is gone (kill -9, then a restart) is taken at once, as is one left by a clean stop
 or not renewed for a whole ttl. A running daemon that finds its box_id taken by another
-process gives up its SIMs and asks for no lease again rather than fight over them.
+process gives up its SIMs and asks for no lease again rather than fight over them, and stops
+(BoxTakenError, exit status EXIT_BOX_TAKEN): serving on without a SIM would hide the clash.
 """
 
 from __future__ import annotations
@@ -38,8 +39,17 @@ WATCH_PERIODS = 1.5
 WATCH_LOOKS = 6  # how many times the box's row is read meanwhile (a live holder is seen early)
 
 
+# sysexits' EX_CONFIG: two daemons share a box_id, which only the operator can fix; the unit
+# says RestartPreventExitStatus= for it (a restart would wait and be refused again).
+EXIT_BOX_TAKEN = 78
+
+
 class BoxInUseError(RuntimeError):
     """Another running daemon has this box_id: this one must not start (nothing was sent)."""
+
+
+class BoxTakenError(RuntimeError):
+    """Another daemon took this box_id while this one ran: it gave up its SIMs and stopped."""
 
 
 def this_host() -> str:
@@ -116,6 +126,9 @@ class SimLeases:
         self.joined = False  # this process took its box_id (join): it renews a heartbeat
         # Another process took this box_id: no lease is asked for or renewed any more.
         self.deposed = False
+        self.taken_by = ""  # that process, once deposed
+        # Called once at the deposition (the daemon stops then; see gateway.daemon.serve).
+        self.on_deposed: Callable[[], None] | None = None
 
     @property
     def period(self) -> float:
@@ -190,18 +203,30 @@ class SimLeases:
             other = None
         return f"incarnation {other.holder.incarnation}" if other is not None else "its row is gone"
 
-    def _depose(self, why: str) -> set[int]:
-        """Another process has this box_id: give up every lease (their SIMs stop here)."""
+    def _depose(self, who: str, why: str = "") -> set[int]:
+        """Another process (`who`) has this box_id: give up every lease (their SIMs stop here)
+        and tell the daemon (on_deposed)."""
         if not self.deposed:
             self.deposed = True
+            self.taken_by = who
             log.error(
-                "box_id %s was taken by another smsgw (%s): this daemon gives up its %d SIM(s)"
+                "box_id %s was taken by another smsgw (%s%s): this daemon gives up its %d SIM(s)"
                 " and sends no more; give each box its own box_id",
-                self.settings.box_id, why, len(self._valid_until),
+                self.settings.box_id, who, why, len(self._valid_until),
             )  # fmt: skip
+            if self.on_deposed is not None:
+                self.on_deposed()
         lost = set(self._valid_until)
         self._valid_until.clear()
         return lost
+
+    def taken(self) -> BoxTakenError:
+        """What a deposed daemon stops with (one line for the operator)."""
+        return BoxTakenError(
+            f"box_id {self.settings.box_id} was taken by another running smsgw"
+            f" ({self.taken_by}) while this one ran: it gave up its SIMs and stopped;"
+            " give each box its own box_id"
+        )
 
     def acquire(self, sim_id: int) -> LeaseGrant:
         """Ask for a SIM's lease (see Store.acquire_lease); refused once deposed."""
@@ -212,7 +237,7 @@ class SimLeases:
         if not grant.acquired and grant.holder.box_id == self.settings.box_id:
             # Live under another process of this box_id, and the store refused it: the box's
             # row names another process than this one.
-            self._depose(f"{self._who_has_box()}; SIM {sim_id}'s lease refused here")
+            self._depose(self._who_has_box(), f"; SIM {sim_id}'s lease refused here")
             return grant
         if grant.acquired:
             self._valid_until[sim_id] = grant.expires_at

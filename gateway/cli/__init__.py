@@ -18,19 +18,28 @@ from gateway.cli.sims import modems_command, sims_group
 from gateway.cli.templates import templates_group
 from gateway.cli.top import top_command
 from gateway.cli.webhooks import webhooks_group
-from gateway.leases import BoxInUseError
+from gateway.leases import EXIT_BOX_TAKEN, BoxInUseError, BoxTakenError
 from gateway.store import StoreOpenError
+
+
+class _BoxTaken(click.ClickException):
+    """One `Error:` line and its own exit status: the unit does not restart into the same
+    clash (RestartPreventExitStatus=, see gateway.leases)."""
+
+    exit_code = EXIT_BOX_TAKEN
 
 
 class _Main(click.Group):
     """The `smsgw` group: a database that cannot be opened (or a box_id another running daemon
-    has) is one line, not a traceback."""
+    has, or took from this one) is one line, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (StoreOpenError, BoxInUseError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except BoxTakenError as exc:
+            raise _BoxTaken(str(exc)) from exc
 
 
 @click.group(cls=_Main)

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.appliance import sdnotify
 from gateway.appliance.install import asset, render_unit
+from gateway.leases import EXIT_BOX_TAKEN
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "smsgw.service"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = locked down ... 10 = unprotected
@@ -69,6 +70,8 @@ def test_unit_declares_notify_watchdog_user_and_directories() -> None:
     one = {k: v[-1] for k, v in unit.items()}
     assert one["Service.Type"] == "notify"
     assert one["Service.Restart"] == "on-failure"
+    # A daemon whose box_id another took stops with its own status: not restarted into it.
+    assert one["Service.RestartPreventExitStatus"] == str(EXIT_BOX_TAKEN)
     assert one["Service.User"] == "smsgw" and one["Service.SupplementaryGroups"] == "dialout"
     assert one["Service.StateDirectory"] == "smsgw"
     assert one["Service.ConfigurationDirectory"] == "smsgw"

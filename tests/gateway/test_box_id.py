@@ -3,7 +3,7 @@ daemon with a box_id a running one has is refused at start, and the first keeps 
 its part on the wire; a killed daemon's box_id (and its leases, its part on the wire then
 uncertain) is taken over after at most WATCH_PERIODS renewal periods, at once on the same
 machine; of two daemons starting at once exactly one runs; a running daemon whose box_id was
-taken gives up its SIMs instead of fighting for them."""
+taken gives up its SIMs instead of fighting for them, and stops with its own exit status."""
 
 import asyncio
 import dataclasses
@@ -19,14 +19,22 @@ from click.testing import CliRunner
 from gateway.accounts import create_account
 from gateway.cli import main
 from gateway.config import Config
-from gateway.daemon import serve
-from gateway.leases import WATCH_PERIODS, BoxInUseError, Host, LeaseSettings, SimLeases
+from gateway.daemon import Gateway, serve
+from gateway.leases import (
+    EXIT_BOX_TAKEN,
+    WATCH_PERIODS,
+    BoxInUseError,
+    BoxTakenError,
+    Host,
+    LeaseSettings,
+    SimLeases,
+)
 from gateway.models import ThrottlePolicy
 from gateway.outbox import Clock, Outbox
 from gateway.pool import SimPool
 from gateway.scheduler import Dispatcher
 from gateway.service import GatewayService
-from gateway.store import Store
+from gateway.store import LeaseHolder, Store
 from modem.emulator import EmulatorPool
 from tests.emulated import serving
 from tests.gateway.fleet_support import FakeModem
@@ -352,3 +360,69 @@ def test_the_cli_says_a_box_id_in_use_in_one_line(
     result = CliRunner().invoke(main, ["serve", "--config", str(config)])
     assert result.exit_code == 1
     assert result.output == "Error: box_id box-a is in use by another running smsgw (…)\n"
+
+
+def test_serve_stops_cleanly_once_its_box_id_is_taken_and_says_by_whom(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The daemon itself, on an emulated modem and one virtual clock: another process takes
+    box A's box_id while A serves; at its next heartbeat A gives up its SIM and stops as at
+    SIGTERM (workers and store closed), then raises BoxTakenError naming the other holder,
+    whose box row it leaves alone."""
+    config = Config(data_dir=tmp_path / "a", database_url=pg_url, box_id="box-a", discover=())
+    other = LeaseHolder("box-a", "0123456789abcdef")
+
+    async def scenario(emu: EmulatorPool, clock: LockstepClock) -> tuple[str, float, bool]:
+        (port,) = [i.path for i in emu.info()]
+        stop = asyncio.Event()
+        ready: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+        daemon = asyncio.create_task(
+            serve(config, stop=stop, ports=[(port, None)], on_ready=ready.set_result,
+                  frontends=[], clock=clock.clock())
+        )  # fmt: skip
+        a = await ready
+        await asyncio.gather(*(w.ready.wait() for w in a.workers.values()))
+        assert a.dispatcher.leases is not None and len(a.dispatcher.leases.held()) == 1
+        taker = Store.open(pg_url)
+        try:
+            seen = taker.box_beat("box-a")
+            assert taker.take_box(other, seen=seen, host=CLONE.key, pid=4321, now=clock.wall())
+        finally:
+            taker.close()
+        taken_at = clock.monotonic()
+        with pytest.raises(BoxTakenError) as stopped:
+            await daemon
+        took = clock.monotonic() - taken_at
+        workers_done = all(task.done() for _, task in a.running.values())
+        return str(stopped.value), took, workers_done and stop.is_set()
+
+    with EmulatorPool(1, seed=22, report_delay=0.0) as emu:
+        clock = LockstepClock(emu)
+        message, took, stopped_cleanly = clock.run(asyncio.wait_for(scenario(emu, clock), 60))
+    assert message == (
+        "box_id box-a was taken by another running smsgw (incarnation 0123456789abcdef) while"
+        " this one ran: it gave up its SIMs and stopped; give each box its own box_id"
+    )
+    assert took <= config.lease_ttl / 3  # its next heartbeat
+    assert stopped_cleanly
+    store = Store.open(pg_url)
+    try:
+        row = store.box_beat("box-a")
+    finally:
+        store.close()
+    assert row is not None and row.holder == other and row.left_at is None  # not A's to leave
+
+
+def test_the_cli_exits_with_its_own_status_once_the_box_id_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "smsgw.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')
+
+    async def taken(*args: object, **kwargs: object) -> None:
+        raise BoxTakenError("box_id box-a was taken by another running smsgw (…)")
+
+    monkeypatch.setattr("gateway.cli.daemon.serve", taken)
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    assert result.exit_code == EXIT_BOX_TAKEN != 1  # not a start refusal's status
+    assert result.output == "Error: box_id box-a was taken by another running smsgw (…)\n"
