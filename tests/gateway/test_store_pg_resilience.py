@@ -20,6 +20,7 @@ from tests.postgres import Cluster
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BUSY_MS = 200  # the lock timeout these tests open the store with
+READY_TIMEOUT_S = 60  # a connect on a busy 2-core box: not a timing target
 
 
 @pytest.fixture
@@ -195,7 +196,11 @@ def test_a_restarted_server_is_reconnected_to_with_a_backoff() -> None:
     once it is back the store works again without a restart of its own."""
     cluster = Cluster()  # its own: the session's server stays up for the other tests
     try:
-        url = cluster.create_database()
+        # The URL's own connect_timeout replaces the 2 s default (CONNECT_DEFAULTS): on a
+        # loaded box the restarted server's first backend (cold caches) may take longer than
+        # that to start, and what is under test is the backoff, not the timeout. A server that
+        # is down still refuses at once (no socket to connect to), so nothing waits for it.
+        url = f"{cluster.create_database()}&connect_timeout={READY_TIMEOUT_S}"
         store = Store.open(url, busy_timeout_ms=BUSY_MS)
         assert store._pg is not None
         clock = [0.0]
