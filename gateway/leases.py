@@ -39,8 +39,9 @@ WATCH_PERIODS = 1.5
 WATCH_LOOKS = 6  # how many times the box's row is read meanwhile (a live holder is seen early)
 
 
-# sysexits' EX_CONFIG: two daemons share a box_id, which only the operator can fix; the unit
-# says RestartPreventExitStatus= for it (a restart would wait and be refused again).
+# sysexits' EX_CONFIG: two daemons share a box_id, which only the operator can fix (refused at
+# start, or deposed while running); the unit says RestartPreventExitStatus= for it (a restart
+# would wait and be refused again).
 EXIT_BOX_TAKEN = 78
 
 

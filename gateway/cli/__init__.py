@@ -36,9 +36,11 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (StoreOpenError, BoxInUseError) as exc:
+        except StoreOpenError as exc:
             raise click.ClickException(str(exc)) from exc
-        except BoxTakenError as exc:
+        except (BoxInUseError, BoxTakenError) as exc:
+            # Refused at start or deposed later: either way another live daemon renews this
+            # box_id, and a restart by the unit would only be refused again.
             raise _BoxTaken(str(exc)) from exc
 
 
