@@ -3,6 +3,7 @@ database into a fleet's PostgreSQL (`db copy`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,17 +85,20 @@ def db_copy(source: str, target: str) -> None:
 @data_dir_option
 @click.argument("destination", type=click.Path(path_type=Path, dir_okay=False))
 def db_backup(data_dir: Path, destination: Path) -> None:
-    """Copy the live database to DESTINATION (safe while the daemon runs)."""
+    """Copy the live database to DESTINATION (safe while the daemon runs; the file as it is,
+    not migrated, so a newly installed smsgw backs up before the daemon's restart)."""
     if destination.exists():
         raise click.ClickException(f"{destination} exists; not overwriting it")
+    if os.environ.get("SMSGW_DATABASE_URL"):
+        raise click.ClickException("backup copies an SQLite database; use pg_dump for PostgreSQL")
     # No bar when piped: nobody sees it, and rich's refresh thread outlives the command briefly.
     bar = Progress(transient=True, disable=not sys.stdout.isatty())
-    with open_store(data_dir) as store, bar as progress:
+    with bar as progress:
         task = progress.add_task("backup", total=None)
         update: Callable[[int, int], None] = lambda done, total: progress.update(  # noqa: E731
             task, completed=done, total=total
         )
-        store.backup(destination, update)
+        Store.backup_file(sqlite_path(data_dir), destination, update)
     problems = Store.check_file(destination)
     if problems:
         raise click.ClickException(f"backup failed its integrity check: {problems}")

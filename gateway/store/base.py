@@ -661,22 +661,25 @@ class StoreBase:
         large backup on a busy box would never finish."""
         if self._sqlite is None:
             raise RuntimeError("backup copies an SQLite database; use pg_dump for PostgreSQL")
-        target = sqlite3.connect(destination)
+        _online_backup(self._sqlite, destination, progress)
+
+    @staticmethod
+    def backup_file(
+        source: Path, destination: Path, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """backup() of the SQLite file `source` as it is, on a read-only connection of its own:
+        neither migrated nor locked, so a newer smsgw backs up a database the running older
+        daemon still uses, before the restart that migrates it."""
+        if not source.is_file():
+            raise StoreOpenError(f"no database at {source}")
+        uri = f"{source.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            self._sqlite.execute("BEGIN")
-            try:
-                self._sqlite.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()  # snapshot
-                self._sqlite.backup(
-                    target,
-                    pages=256,
-                    progress=(lambda _status, remaining, total: progress(total - remaining, total))
-                    if progress is not None
-                    else None,
-                )
-            finally:
-                self._sqlite.execute("ROLLBACK")  # read only: nothing to keep
+            _online_backup(conn, destination, progress)
+        except sqlite3.DatabaseError as exc:  # not a database, or unreadable to this user
+            raise StoreOpenError(f"cannot back up {source}: {exc}") from exc
         finally:
-            target.close()
+            conn.close()
 
     def count_by_state(self, table: str = "parts") -> dict[str, int]:
         """Count rows per state in `parts` or `messages`."""
@@ -720,3 +723,26 @@ class StoreBase:
             conn.close()
         problems = [str(r[0]) for r in rows]
         return [] if problems == ["ok"] else problems
+
+
+def _online_backup(
+    source: sqlite3.Connection, destination: Path, progress: Callable[[int, int], None] | None
+) -> None:
+    """SQLite's online backup of `source` to `destination` inside one read transaction (see
+    StoreBase.backup)."""
+    target = sqlite3.connect(destination)
+    try:
+        source.execute("BEGIN")
+        try:
+            source.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()  # the snapshot
+            source.backup(
+                target,
+                pages=256,
+                progress=(lambda _status, remaining, total: progress(total - remaining, total))
+                if progress is not None
+                else None,
+            )
+        finally:
+            source.execute("ROLLBACK")  # read only: nothing to keep
+    finally:
+        target.close()

@@ -298,6 +298,13 @@ def test_a_migration_is_refused_beside_a_running_daemon_and_no_daemon_starts_dur
             f" stop it before this smsgw migrates the schema (version {known} to {known + 1})\n"
         )
         assert _schema_version(database) == known
+        # ... but its backup, the step before the restart that migrates, runs beside the
+        # daemon and copies the schema as it is.
+        saved = tmp_path / "before-upgrade.sqlite3"
+        backup = CliRunner().invoke(main, ["db", "backup", "--data-dir", str(data_dir), str(saved)])
+        assert backup.exit_code == 0, backup.output
+        assert (_schema_version(saved), Store.check_file(saved)) == (known, [])
+        assert _schema_version(database) == known
         assert daemon.poll() is None  # it runs on, on the schema it knows
     finally:
         daemon.send_signal(signal.SIGTERM)
