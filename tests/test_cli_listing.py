@@ -38,6 +38,8 @@ LISTINGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("emulator", "personalities"): (),
     ("webhooks", "list"): (),
     ("templates", "list"): ("shop",),
+    ("contacts", "groups"): ("shop",),
+    ("contacts", "list"): ("shop",),
 }
 
 
@@ -60,6 +62,10 @@ def _world(directory: Path) -> None:
                                        "crm.example:443", "v1", now=T0)  # fmt: skip
         store.enqueue_webhook(account, WebhookKind.STATUS, {"message_id": 1}, now=T0)
         store.insert_template(account, "Welcome", "Welcome to the shop!\tTabbed", now=T0)
+        group = store.ensure_contact_group(account, "Regulars")
+        store.save_contacts(account, [{"group_id": group, "number": "+447700900124",
+                                       "first_name": "Ann", "last_name": "Lee", "email": "",
+                                       "extra": {}}], now=T0)  # fmt: skip
     finally:
         store.close()
 
@@ -118,6 +124,12 @@ def test_listing_as_json(tmp_path: Path, command: tuple[str, ...]) -> None:
             assert first["event_id"].startswith("evt_")
         case ("templates", "list"):
             assert (first["name"], first["data"]) == ("Welcome", "Welcome to the shop!\tTabbed")
+        case ("contacts", "groups"):
+            assert (first["name"], first["count"]) == ("Regulars", 1)
+        case ("contacts", "list"):
+            assert (first["number"], first["first_name"], first["group_name"]) == (
+                "+447700900124", "Ann", "Regulars")  # fmt: skip
+            assert first["opted_out"] is False
         case ("emulator", "personalities"):
             by_name = {r["name"]: r for r in rows}
             assert "huawei-e1752.txt" in by_name["huawei"]["transcripts"]
