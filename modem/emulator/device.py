@@ -292,20 +292,19 @@ class ModemCore:
 
     def creg_line(self, unsolicited: bool = False) -> str:
         """The +CREG answer (or URC) for the current state."""
-        stat = self.registered_stat
-        loc = ',"00A1","0000B2C3"' if self.creg_n == 2 and stat in (1, 5) else ""
-        if unsolicited:
-            return f"+CREG: {stat}{loc}"
-        return f"+CREG: {self.creg_n},{stat}{loc}"
+        return self._registration_line("+CREG", self.creg_n, unsolicited)
 
     def cgreg_line(self, unsolicited: bool = False) -> str:
         """The +CGREG answer (or URC): the emulated network attaches for packet data wherever
         it registers, so the state is +CREG's (TS 27.007 10.1.20)."""
+        return self._registration_line("+CGREG", self.cgreg_n, unsolicited)
+
+    def _registration_line(self, command: str, n: int, unsolicited: bool) -> str:
         stat = self.registered_stat
-        loc = ',"00A1","0000B2C3"' if self.cgreg_n == 2 and stat in (1, 5) else ""
+        loc = ',"00A1","0000B2C3"' if n == 2 and stat in (1, 5) else ""
         if unsolicited:
-            return f"+CGREG: {stat}{loc}"
-        return f"+CGREG: {self.cgreg_n},{stat}{loc}"
+            return f"{command}: {stat}{loc}"
+        return f"{command}: {n},{stat}{loc}"
 
     # -- output ---------------------------------------------------------------------------------
     def _flush(self) -> None:

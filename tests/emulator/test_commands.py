@@ -259,6 +259,22 @@ def test_creg_unsolicited_codes_follow_registration(a: PtyClient) -> None:
     assert a.read_until(b"+CREG: 0\r\n")
 
 
+def test_packet_registration_attach_and_the_operator_name_format(a: PtyClient) -> None:
+    # What gammu's GetNetworkInfo reads (TS 27.007 10.1.20, 10.1.9, 7.3).
+    assert a.lines("AT+CGREG=?") == ["+CGREG: (0-2)", "OK"]
+    assert a.lines("AT+CGREG?") == ["+CGREG: 0,1", "OK"]
+    a.command("AT+CGREG=2")
+    assert a.lines("AT+CGREG?") == ['+CGREG: 2,1,"00A1","0000B2C3"', "OK"]
+    assert a.lines("AT+CGREG=3") == ["+CME ERROR: 4"]  # operation not supported
+    assert a.lines("AT+CGATT?") == ["+CGATT: 1", "OK"]
+    assert a.lines("AT+COPS=3,2;+COPS?") == ['+COPS: 0,2,"00101",0', "OK"]
+    assert a.lines("AT+COPS=3,1;+COPS?") == ['+COPS: 0,1,"smsgw",0', "OK"]
+    assert a.lines("AT+COPS=3,0;+COPS?") == ['+COPS: 0,0,"smsgw emulated",0', "OK"]
+    a.command("AT+CFUN=4")
+    assert a.read_until(b"+CGREG: 0\r\n")
+    assert a.lines("AT+CGATT?") == ["+CGATT: 0", "OK"]
+
+
 def test_text_mode_send_of_a_single_part(pool: EmulatorPool, a: PtyClient) -> None:
     a.command("AT+CMGF=1")
     a.send('AT+CMGS="+447911123456"\r')

@@ -27,6 +27,8 @@ NAMES = [
     "+CNUM",
     "+CSQ",
     "+CREG",
+    "+CGREG",
+    "+CGATT",
     "+COPS",
     "+CMGF",
     "+CSCS",

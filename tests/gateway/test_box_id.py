@@ -347,21 +347,6 @@ def test_serve_refuses_a_box_id_a_running_daemon_has_and_lets_it_go_at_a_clean_s
     assert row is not None and row.left_at is not None
 
 
-def test_the_cli_says_a_box_id_in_use_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = tmp_path / "smsgw.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n')
-
-    async def refused(*args: object, **kwargs: object) -> None:
-        raise BoxInUseError("box_id box-a is in use by another running smsgw (…)")
-
-    monkeypatch.setattr("gateway.cli.daemon.serve", refused)
-    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
-    assert result.exit_code == EXIT_BOX_TAKEN  # the unit does not restart into the refusal
-    assert result.output == "Error: box_id box-a is in use by another running smsgw (…)\n"
-
-
 def test_serve_stops_cleanly_once_its_box_id_is_taken_and_says_by_whom(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -413,16 +398,25 @@ def test_serve_stops_cleanly_once_its_box_id_is_taken_and_says_by_whom(
     assert row is not None and row.holder == other and row.left_at is None  # not A's to leave
 
 
-def test_the_cli_exits_with_its_own_status_once_the_box_id_was_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "error",
+    [
+        BoxInUseError("box_id box-a is in use by another running smsgw (…)"),  # at start
+        BoxTakenError("box_id box-a was taken by another running smsgw (…)"),  # while running
+    ],
+    ids=["refused", "taken"],
+)
+def test_the_cli_says_a_box_id_clash_in_one_line_with_its_own_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     config = tmp_path / "smsgw.toml"
     config.write_text(f'data_dir = "{tmp_path}"\n')
 
-    async def taken(*args: object, **kwargs: object) -> None:
-        raise BoxTakenError("box_id box-a was taken by another running smsgw (…)")
+    async def clash(*args: object, **kwargs: object) -> None:
+        raise error
 
-    monkeypatch.setattr("gateway.cli.daemon.serve", taken)
+    monkeypatch.setattr("gateway.cli.daemon.serve", clash)
     result = CliRunner().invoke(main, ["serve", "--config", str(config)])
-    assert result.exit_code == EXIT_BOX_TAKEN != 1  # not a plain failure's status
-    assert result.output == "Error: box_id box-a was taken by another running smsgw (…)\n"
+    # Not a plain failure's 1: the unit does not restart into the same clash.
+    assert result.exit_code == EXIT_BOX_TAKEN != 1
+    assert result.output == f"Error: {error}\n"
