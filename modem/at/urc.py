@@ -94,7 +94,10 @@ class Ring(Urc):
 
 @dataclass(frozen=True, slots=True)
 class BootIndication(Urc):
-    """The modem (re)started: `RDY`, `^SYSSTART`, Huawei `^BOOT`, `+CFUN: 1` at boot."""
+    """A boot URC: `RDY`, `^SYSSTART`, Huawei `^BOOT` (`restarted` False: it also repeats while
+    the modem runs on, so it proves no restart by itself)."""
+
+    restarted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,43 @@ class VendorIndication(Urc):
     """A known but uninteresting URC (`^MODE`, `^SRVST`, `+QIND`, `^DSFLOWRPT`, ...)."""
 
     name: str
+
+
+class RestartWatch:
+    """Tells, from the URCs that arrive while one command is in flight, whether the modem
+    restarted under it (so its answer will never come); sans-I/O, fed one URC at a time.
+
+    Proof is a boot banner (`BootIndication.restarted`), or SIMCom SIM800's boot without one
+    (auto-bauding, it prints no `RDY`): `+CPIN: READY` then `Call Ready`/`SMS Ready` (GPRS_SIM900
+    #39; TinyGSM #537 saw them mid-session after the module restarted itself). Not proof:
+    Huawei's periodic `^BOOT`; a readiness line alone (`PB DONE`, `SMS DONE`, `Call Ready`),
+    which may trail an initialisation that already went through (SIM7600 prints `PB DONE`
+    seconds after `SMS DONE`); `+CPIN: READY` alone (a SIM that reset under a running modem
+    ends with it too, the modem's settings kept); readiness after the SIM left (`+CPIN: NOT
+    READY`/`NOT INSERTED` first: that SIM reset again).
+    """
+
+    def __init__(self) -> None:
+        self._sim_ready = False
+        self._sim_left = False
+
+    def start(self) -> None:
+        """A command was written: what came before it says nothing about it."""
+        self._sim_ready = False
+        self._sim_left = False
+
+    def restarted(self, urc: Urc) -> bool:
+        """True once `urc` (with the ones before it since `start`) proves a restart."""
+        if isinstance(urc, BootIndication):
+            return urc.restarted
+        if isinstance(urc, SimIndication) and urc.state.startswith("NOT "):
+            self._sim_left = True
+        elif isinstance(urc, ReadyIndication):
+            if urc.kind is ReadyKind.SIM:
+                self._sim_ready = True
+            elif urc.kind in (ReadyKind.SMS, ReadyKind.CALL):
+                return self._sim_ready and not self._sim_left
+        return False
 
 
 def _index_urc(
@@ -198,8 +238,8 @@ def _storage_full(line: str) -> Urc:
 # Whole-line URCs (compared case-insensitively after stripping).
 EXACT_URCS: dict[str, Callable[[str], Urc]] = {
     "RING": Ring,
-    "RDY": BootIndication,
-    "^SYSSTART": BootIndication,
+    "RDY": BootIndication,  # SIMCom SIM800 (fixed baud rate), SIM7600, Quectel EC2x/M35
+    "^SYSSTART": BootIndication,  # Cinterion/Siemens (vendor AT manual)
     "SMS READY": lambda line: ReadyIndication(line, ReadyKind.SMS),
     "SMS DONE": lambda line: ReadyIndication(line, ReadyKind.SMS),
     "CALL READY": lambda line: ReadyIndication(line, ReadyKind.CALL),
@@ -218,7 +258,8 @@ PREFIX_URCS: dict[str, Callable[[str], Urc]] = {
     "+CUSD": _ussd,
     "+CRING": Ring,
     "^RSSI": _rssi,
-    "^BOOT": BootIndication,
+    # Huawei E1752 11.126.x (gammu #138) sends `^BOOT:...` again and again without restarting.
+    "^BOOT": lambda line: BootIndication(line, restarted=False),
     "+CPIN": _sim,
     "^SIMST": _sim,
     "+QUSIM": _sim,

@@ -61,6 +61,24 @@ def load(name: str) -> list[Step]:
     return parse_transcript((TRANSCRIPTS / name).read_text(encoding="utf-8"))
 
 
+def section_lines(name: str, title: str) -> list[str]:
+    """What the modem sent in the transcript section whose title has `title`, up to the host's
+    next line (blank lines left out)."""
+    out: list[str] = []
+    inside = False
+    for step in load(name):
+        if isinstance(step, Section):
+            if inside:
+                break
+            inside = title in step.title
+        elif inside and isinstance(step, Send) and out:
+            break
+        elif inside and isinstance(step, Receive) and step.text.strip():
+            out.append(step.text.strip())
+    assert out, f"no section {title!r} in {name}"
+    return out
+
+
 def transcript_names() -> list[str]:
     """Every transcript file."""
     return sorted(p.name for p in TRANSCRIPTS.glob("*.txt"))
