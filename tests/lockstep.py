@@ -21,7 +21,9 @@ timeouts, polls, back-offs, ticks) runs on it, and time jumps to the next timer 
 whenever the gateway's loop would block AND the emulator has answered everything it was sent
 (one round trip to its thread, and a millisecond for the kernel to pass PTY bytes on). A modem
 that answers is never timed out however loaded the machine is; one that does not answer (hung,
-rebooted under a command) is timed out at the driver's real deadline, in virtual seconds. No
+rebooted under a command) is timed out at the driver's real deadline, in virtual seconds. Time
+never jumps past the emulator's own next timer either (boot URCs, a slow radio's answer): what
+it sends then arrives before a later timeout of the loop's runs. No
 hold is needed then (hold_while is ignored): an AT+CMGS that is answered takes no virtual time.
 Nor does work the loop handed to a thread (the accept path's fsync): time waits for it.
 """
@@ -113,6 +115,11 @@ class LockstepClock:
             wakes = [d for d, _, f, moves in self._sleepers if moves and not f.done()]
             if timeout is not None:
                 wakes.append(now + timeout)
+            # The emulator's own timers too (boot URCs after a reboot, a slow radio's answer):
+            # jumping past one would run the loop's timeouts before the bytes it sends arrive.
+            emulated = self._emu.call(self._manual.next_deadline)
+            if emulated is not None:
+                wakes.append(emulated)
             if not wakes:
                 return False  # nothing is due ever: only outside I/O can wake the loop
             # Never past a bookkeeping timer, and at least one step of the float: a timer a

@@ -4,6 +4,7 @@ with them, and nothing moves while the gateway says a send is under way."""
 import asyncio
 import contextlib
 import os
+import termios
 import time
 
 from modem.emulator import EmulatorPool
@@ -100,6 +101,37 @@ def test_a_virtual_loop_times_out_only_a_modem_that_does_not_answer() -> None:
         assert swallowed == (b"", 5.0)  # hung: timed out at the deadline, in virtual seconds
         assert clock.monotonic() - start == 3605.0
         assert time.monotonic() - began < 5.0  # and none of it was waited for
+
+
+def test_a_virtual_loop_wakes_for_the_emulators_own_timers() -> None:
+    with EmulatorPool(["sim800"]) as emu:
+        emu.boot()
+        clock = LockstepClock(emu, virtual_loop=True)
+        fd = os.open(emu.path(0), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        termios.tcflush(fd, termios.TCIFLUSH)  # the first boot's URCs, written before we looked
+
+        async def main() -> tuple[bytes, float]:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Queue[bytes] = asyncio.Queue()
+            loop.add_reader(fd, lambda: got.put_nowait(os.read(fd, 1024)))
+            start = loop.time()
+            try:
+                emu.set_fault(0, "reboot")  # its RDY comes 0.5 s later, on the emulator's timer
+                seen = b""
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(60.0):
+                        while b"RDY" not in seen:
+                            seen += await got.get()
+                return seen, loop.time() - start
+            finally:
+                loop.remove_reader(fd)
+
+        try:
+            seen, took = clock.run(main())
+        finally:
+            os.close(fd)
+        assert b"RDY" in seen
+        assert took == 0.5  # not the 60 s timeout the loop would have jumped to
 
 
 def test_a_virtual_loop_waits_for_work_it_handed_to_a_thread() -> None:
