@@ -34,6 +34,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import select
 import selectors
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -174,12 +175,23 @@ class _IdleSelector(selectors.DefaultSelector):
             # work item of their own, which a busy machine may run after the first settle.
             for _ in range(_SETTLE_ROUNDS):
                 self._clock.settled()
+                self._pull()
                 ready = super().select(_SETTLE_SECONDS)
                 if ready:
                     return ready  # the emulator's answer: not idle
         if self._clock.on_idle(timeout):
             return []  # time moved: due timers and woken sleepers run now
         return super().select(timeout)
+
+    def _pull(self) -> None:
+        """Wait for the bytes the emulator already wrote to reach the gateway's end of each
+        PTY: poll(2) on a tty waits for the kernel's work item that hands them on, which
+        epoll does not (under load it ran later than both settles, and a timeout fired)."""
+        poller = select.poll()
+        for key in self.get_map().values():
+            if key.events & selectors.EVENT_READ:
+                poller.register(key.fd, select.POLLIN)
+        poller.poll(0)
 
 
 class _IdleLoop(asyncio.SelectorEventLoop):

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import random
+import select
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -967,6 +968,15 @@ class EmulatedModem:
         for fd in (master, slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def pull_input(self) -> None:
+        """Make what the host already wrote readable now: the kernel hands PTY bytes on in a
+        work item of its own, which poll(2) on the tty waits for (epoll does not)."""
+        if self._fds is None:
+            return
+        poller = select.poll()
+        poller.register(self._fds[0], select.POLLIN)
+        poller.poll(0)
 
     def _readable(self) -> None:
         if self._fds is None:

@@ -123,9 +123,15 @@ class EmulatorPool:
             await self.acall(lambda: None)
 
     def sync(self) -> None:
-        """Wait until everything already queued on the loop (zero-delay work) has run."""
+        """Wait until everything already queued on the loop (zero-delay work) has run, bytes the
+        host already wrote to a modem included."""
+        self.call(self._pull_input)
         for _ in range(3):
             self.call(lambda: None)
+
+    def _pull_input(self) -> None:
+        for modem in self.modems:
+            modem.pull_input()
 
     # -- modems ---------------------------------------------------------------------------------
     def add_modem(
