@@ -58,6 +58,7 @@ from modem.at.urc import (
     NewMessageIndication,
     ReadyIndication,
     ReadyKind,
+    RestartWatch,
     SimIndication,
     StatusReportIndication,
     StatusReportPdu,
@@ -73,6 +74,7 @@ from modem.errors import (
     ModemDesync,
     ModemError,
     ModemGone,
+    ModemRestarted,
     ModemTimeout,
     SimLockedError,
 )
@@ -369,6 +371,7 @@ class ModemClient:
         self._factory = transport_factory
         self._now = now or (lambda: datetime.now(UTC))
         self._session = Session()
+        self._restart = RestartWatch()  # did the modem restart under the command in flight?
         self._transport: ByteTransport | None = None
         self._lock = _PriorityLock()
         self._pending: asyncio.Future[Response] | None = None
@@ -554,6 +557,7 @@ class ModemClient:
             self._emit(event)
 
     def _handle_urc(self, urc: Urc) -> None:
+        self._watch_restart(urc)
         if urc.line.strip().upper() in self.profile.readiness_urcs:
             self._sms_ready.set()  # e.g. Cinterion ^SYSSTART: commands may be retried now
         if isinstance(urc, NewMessageIndication):
@@ -592,6 +596,23 @@ class ModemClient:
             # The SIM reset under the running modem and wants its PIN again: nothing works
             # until it is entered, and the modem will not ask twice.
             self._jobs.put_nowait(("pin?", None, None, urc.line))
+
+    def _watch_restart(self, urc: Urc) -> None:
+        """A restart proven mid-command ends that command now: its answer will never come, and
+        waiting out its timeout (60 s for AT+CMGS) only keeps the modem from being set up again.
+        Not while initialising: boot URCs then are the modem finishing the start we set up."""
+        pending = self._pending
+        if pending is None or pending.done() or not self._restart.restarted(urc):
+            return
+        if not self._initialised:
+            return  # still setting up (or up again): the queued "reboot?" looks at it after
+        command = self._session.command
+        # Nothing new may start on the modem before the re-initialisation queued here ran.
+        self._ready.clear()
+        self._jobs.put_nowait(("reboot?", None, None, urc.line))
+        pending.set_exception(
+            ModemRestarted(command.line if command is not None else "a command", urc.line)
+        )
 
     def _write(self, data: bytes) -> None:
         if not data:
@@ -664,6 +685,7 @@ class ModemClient:
         fut: asyncio.Future[Response] = loop.create_future()
         self._pending = fut
         self._body_written = False
+        self._restart.start()
         self.stats["commands"] += 1
         what, seconds = command.line, timeout
         started = loop.time()
@@ -687,6 +709,9 @@ class ModemClient:
             self._abort_command()
             self._count_timeout(what, seconds)
             raise ModemTimeout(what, seconds) from None
+        except ModemRestarted:
+            self._abort_command()
+            raise
         except asyncio.CancelledError:
             self._abort_command()
             raise
@@ -1086,7 +1111,8 @@ class ModemClient:
             if self._body_written:
                 return self._part(seq, total, number, SubmitStatus.UNKNOWN, reason=str(exc))
             return self._part(seq, total, number, SubmitStatus.FAILED, reason="no prompt")
-        except ModemGone as exc:
+        except (ModemGone, ModemRestarted) as exc:
+            # A restart after the PDU was written: the network may have taken it before.
             status = SubmitStatus.UNKNOWN if self._body_written else SubmitStatus.FAILED
             return self._part(seq, total, number, status, reason=str(exc))
         if not resp.ok:
@@ -1372,10 +1398,18 @@ class ModemClient:
             try:
                 current = parse_cnmi((await self.execute(cmds.CNMI_READ, urgent=True)).lines)
                 rebooted = current[:2] != self.cnmi[:2] or current[3] != self.cnmi[3]
-            except (CommandError, AtParseError):
+            except ModemGone:
+                raise
+            except ModemError:
+                # Refused, garbled, unanswered or cut short by a restart: set it up again
+                # rather than leave work held back on a modem nobody knows the state of.
                 rebooted = True
         if not rebooted:
-            return  # Huawei repeats ^BOOT periodically without restarting
+            # Huawei repeats ^BOOT periodically without restarting; a modem that restarted
+            # under a command (work held back since) may keep its settings in a stored profile.
+            if self._initialised:
+                self._ready.set()
+            return
         self.stats["reboots"] += 1
         log.warning("modem rebooted (%s): re-initialising", why)
         self._needs_resync = True

@@ -63,6 +63,15 @@ class ModemDesync(ModemError):  # noqa: N818 - reads like its siblings
         self.command = command
 
 
+class ModemRestarted(ModemError):  # noqa: N818 - reads like its siblings
+    """The modem restarted while a command was in flight: its answer will never come."""
+
+    def __init__(self, command: str, line: str) -> None:
+        super().__init__(f"the modem restarted ({line.strip()}) during {command}")
+        self.command = command
+        self.line = line
+
+
 class ModemGone(ModemError):  # noqa: N818 - name from the issue
     """The modem stopped answering or its port vanished; the supervisor must reopen it."""
 
