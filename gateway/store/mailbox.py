@@ -3,6 +3,7 @@ flags, replies matched to what they answer, and per-outcome totals for statistic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +49,17 @@ FROM (SELECT i.*, (SELECT r.id FROM messages r WHERE r.account_id = i.account_id
         AND r.recipient = i.originator AND r.created_at <= i.received_at
         ORDER BY r.id DESC LIMIT 1) AS replied_to
     FROM inbound i WHERE i.account_id = ?) i"""
+
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _json_path(key: str) -> str:
+    """The SQL literal '$.key' of a key of `extra`: dialect.py turns json_extract(doc, '$.key')
+    into PostgreSQL's (doc::jsonb ->> 'key') only for a literal path, never a bound one."""
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"not a key of extra: {key!r}")
+    return f"'$.{key}'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +112,8 @@ class MailboxStore(StoreBase):
             where.append("body LIKE ? ESCAPE '\\'")
             args.append(f"%{escape_like(q.text)}%")
         for key, value in q.extra:
-            where.append("json_extract(extra, ?) = ?")
-            args.extend([f'$."{key}"', value])
+            where.append(f"json_extract(extra, {_json_path(key)}) = ?")
+            args.append(value)
         if q.deleted is not None:
             where.append("deleted = ?")
             args.append(int(q.deleted))
@@ -179,16 +191,16 @@ class MailboxStore(StoreBase):
         """Messages and parts per (account, value of `extra_key`, outcome) sent in [start, end)
         by the given accounts (deleted ones too: they were sent and paid for)."""
         marks = ", ".join("?" * len(account_ids)) or "NULL"
-        path = f'$."{extra_key}"'
+        path = _json_path(extra_key)
         sql = (
-            f"SELECT m.account_id AS account_id, json_extract(m.extra, ?) AS label,"
+            f"SELECT m.account_id AS account_id, json_extract(m.extra, {path}) AS label,"
             f" {_OUTCOME} AS outcome, COUNT(*) AS messages, SUM(m.units) AS parts"
             f" FROM messages m WHERE m.account_id IN ({marks})"
             " AND COALESCE(m.send_at, m.created_at) >= ? AND COALESCE(m.send_at, m.created_at) < ?"
         )
-        args: list[Any] = [path, *account_ids, utc_iso(start), utc_iso(end)]
+        args: list[Any] = [*account_ids, utc_iso(start), utc_iso(end)]
         if extra_value is not None:
-            sql += " AND json_extract(m.extra, ?) = ?"
-            args.extend([path, extra_value])
+            sql += f" AND json_extract(m.extra, {path}) = ?"
+            args.append(extra_value)
         rows = self.conn.execute(sql + " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", args).fetchall()
         return [dict(r) for r in rows]
