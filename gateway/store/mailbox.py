@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.base import StoreBase, escape_like, utc_iso
+from gateway.store.messages import SENT_FROM
 
 # What became of an outbound message, from its state and its parts (dialect-neutral names):
 # scheduled (not on the network yet), sent (no report yet), delivered, failed (after reaching
@@ -27,28 +28,55 @@ _OUTCOME = """CASE
         THEN 'opted_out'
     ELSE 'refunded' END"""
 
-_OUTBOUND = f"""
-SELECT 'out' AS kind, m.id AS id, m.account_id AS account_id,
-    COALESCE((SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id
-        WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1), '') AS from_number,
-    m.recipient AS to_number, m.body AS body, m.encoding AS encoding, m.state AS state,
-    {_OUTCOME} AS outcome, m.units AS parts, m.send_at AS send_at, m.created_at AS created_at,
+# An outbound message's place in the mailbox: its (scheduled) send time, else its creation. A
+# TEXT cast, as received_at is: SQLite merges the two directions' ordered halves of a UNION ALL
+# only when its columns' affinities agree (else it sorts the whole account before paging).
+_OUT_AT = "CAST(COALESCE(m.send_at, m.created_at) AS TEXT)"
+# The outbound message inbound message i answers: the account's last one to its sender made
+# before it arrived.
+_REPLIED_TO = """(SELECT o.id FROM messages o WHERE o.account_id = i.account_id
+    AND o.recipient = i.originator AND o.created_at <= i.received_at ORDER BY o.id DESC LIMIT 1)"""
+_CONTACT = """(SELECT c.id FROM contacts c WHERE c.account_id = {alias}.account_id
+    AND c.number = {number} ORDER BY c.id LIMIT 1)"""
+
+# What the filters and the order read of each direction, under the same names: a page's ids
+# come from these alone. Each half is one table without a WHERE of its own (the filters apply
+# to the union), so both engines push the filters into each half, compute only the columns a
+# filter names, and merge the halves in index order; the casts and the typed NULL give both
+# halves the same column types (PostgreSQL) and affinities (SQLite), without which neither
+# does.
+_FILTER_OUT = f"""SELECT 'out' AS kind, m.id AS id, m.account_id AS account_id,
+    {_OUT_AT} AS at, CAST(COALESCE({SENT_FROM}, '') AS TEXT) AS from_number,
+    m.recipient AS to_number, m.body AS body, {_OUTCOME} AS outcome, m.is_read AS is_read,
+    m.deleted AS deleted, m.extra AS extra, CAST(NULL AS BIGINT) AS replied_to
+FROM messages m"""
+_FILTER_IN = f"""SELECT 'in' AS kind, i.id AS id, i.account_id AS account_id,
+    i.received_at AS at, i.originator AS from_number, i.recipient AS to_number, i.body AS body,
+    NULL AS outcome, i.is_read AS is_read, i.deleted AS deleted,
+    CAST(COALESCE((SELECT r.extra FROM messages r WHERE r.id = {_REPLIED_TO}), '{{}}') AS TEXT)
+        AS extra, {_REPLIED_TO} AS replied_to
+FROM inbound i"""
+
+# What the mailbox shows of outbound message m and inbound message i (beside r, the message it
+# answers), once its page is known.
+_OUT_ROW = f"""'out' AS kind, m.id AS id, m.account_id AS account_id,
+    COALESCE({SENT_FROM}, '') AS from_number, m.recipient AS to_number, m.body AS body,
+    m.encoding AS encoding, m.state AS state, {_OUTCOME} AS outcome, m.units AS parts,
+    m.send_at AS send_at, m.created_at AS created_at,
     (SELECT MIN(p.sent_at) FROM parts p WHERE p.message_id = m.id) AS sent_at,
     NULL AS received_at, m.is_read AS is_read, m.deleted AS deleted, m.extra AS extra,
-    NULL AS replied_to, COALESCE(m.send_at, m.created_at) AS at
-FROM messages m WHERE m.account_id = ?"""
-
-_INBOUND = """
-SELECT 'in' AS kind, i.id AS id, i.account_id AS account_id, i.originator AS from_number,
+    NULL AS replied_to, COALESCE(m.send_at, m.created_at) AS at,
+    {_CONTACT.format(alias="m", number="m.recipient")} AS contact_id
+FROM messages m"""
+_IN_ROW = f"""'in' AS kind, i.id AS id, i.account_id AS account_id, i.originator AS from_number,
     i.recipient AS to_number, i.body AS body, i.encoding AS encoding, NULL AS state,
     NULL AS outcome, i.parts_total AS parts, NULL AS send_at, i.received_at AS created_at,
     NULL AS sent_at, i.received_at AS received_at, i.is_read AS is_read, i.deleted AS deleted,
-    COALESCE((SELECT r.extra FROM messages r WHERE r.id = i.replied_to), '{}') AS extra,
-    i.replied_to AS replied_to, i.received_at AS at
-FROM (SELECT i.*, (SELECT r.id FROM messages r WHERE r.account_id = i.account_id
-        AND r.recipient = i.originator AND r.created_at <= i.received_at
-        ORDER BY r.id DESC LIMIT 1) AS replied_to
-    FROM inbound i WHERE i.account_id = ?) i"""
+    COALESCE(r.extra, '{{}}') AS extra, r.id AS replied_to, i.received_at AS at,
+    {_CONTACT.format(alias="i", number="i.originator")} AS contact_id
+FROM inbound i LEFT JOIN messages r ON r.id = {_REPLIED_TO}"""
+# Newest first; at the same time outbound before inbound, then the newer id.
+_ORDER = "ORDER BY at DESC, kind DESC, id DESC"
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -84,24 +112,30 @@ class MailboxQuery:
 class MailboxStore(StoreBase):
     """Outbound and inbound messages of an account as one list."""
 
-    def _mailbox_where(self, q: MailboxQuery) -> tuple[str, list[Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if q.kind is not None:
-            where.append("kind = ?")
-            args.append(q.kind)
+    def _mailbox_where(self, account_id: int, q: MailboxQuery) -> tuple[list[str], str, list[Any]]:
+        """The directions `q` can match (a filter of one direction rules out the other), and
+        the filter, over the columns of _FILTER_OUT and _FILTER_IN, with its arguments."""
+        kinds = [k for k in ("out", "in") if q.kind in (None, k)]
+        where: list[str] = ["account_id = ?"]
+        args: list[Any] = [account_id]
         if q.outcomes is not None:
+            kinds = [k for k in kinds if k == "out"]
             where.append(f"outcome IN ({', '.join('?' * len(q.outcomes)) or 'NULL'})")
             args.extend(q.outcomes)
-        for bound, op, kind, column in (
-            (q.sent_from, ">=", "out", "at"),
-            (q.sent_to, "<", "out", "at"),
-            (q.received_from, ">=", "in", "received_at"),
-            (q.received_to, "<", "in", "received_at"),
+        for bound, op, kind in (
+            (q.sent_from, ">=", "out"),
+            (q.sent_to, "<", "out"),
+            (q.received_from, ">=", "in"),
+            (q.received_to, "<", "in"),
         ):
             if bound is not None:
-                where.append(f"kind = '{kind}' AND {column} {op} ?")
+                kinds = [k for k in kinds if k == kind]
+                where.append(f"at {op} ?")
                 args.append(utc_iso(bound))
+        if q.replied_to is not None:
+            kinds = [k for k in kinds if k == "in"]
+            where.append("replied_to = ?")
+            args.append(q.replied_to)
         if q.from_number is not None:
             where.append("from_number = ?")
             args.append(q.from_number)
@@ -120,43 +154,47 @@ class MailboxStore(StoreBase):
         if q.read is not None:
             where.append("is_read = ?")
             args.append(int(q.read))
-        if q.replied_to is not None:
-            where.append("replied_to = ?")
-            args.append(q.replied_to)
-        return (" WHERE " + " AND ".join(where)) if where else "", args
+        return kinds, " AND ".join(where), args
 
     def mailbox(
         self, account_id: int, q: MailboxQuery, *, limit: int, offset: int
     ) -> tuple[int, list[dict[str, Any]]]:
         """(total, one page newest first) of an account's messages of both directions, each
         with the contact of its other party."""
-        clause, args = self._mailbox_where(q)
-        union = f"WITH box AS ({_OUTBOUND} UNION ALL {_INBOUND})"
-        base = [account_id, account_id]
+        kinds, clause, args = self._mailbox_where(account_id, q)
+        if not kinds:
+            return 0, []
+        halves = {"out": _FILTER_OUT, "in": _FILTER_IN}
+        # One count per direction: over the union, SQLite would compute every column of it.
+        counts = (f"(SELECT COUNT(*) FROM ({halves[k]}) box WHERE {clause})" for k in kinds)
         total = int(
-            self.conn.execute(
-                f"{union} SELECT COUNT(*) FROM box{clause}", (*base, *args)
-            ).fetchone()[0]
+            self.conn.execute("SELECT " + " + ".join(counts), args * len(kinds)).fetchone()[0]
+        )
+        # The page's ids first, from what the filters and the order need; then what the rows
+        # show (SIM, outcome, first send, reply, contact) for those alone. Worked out for the
+        # union before paging, both engines computed it for every message of the account.
+        union = " UNION ALL ".join(halves[k] for k in kinds)
+        shown = " UNION ALL ".join(
+            f"SELECT {_OUT_ROW} JOIN page ON page.kind = 'out' AND page.id = m.id"
+            if k == "out"
+            else f"SELECT {_IN_ROW} JOIN page ON page.kind = 'in' AND page.id = i.id"
+            for k in kinds
         )
         rows = self.conn.execute(
-            f"{union} SELECT box.*, (SELECT c.id FROM contacts c WHERE c.account_id = ?"
-            " AND c.number = CASE box.kind WHEN 'out' THEN box.to_number"
-            " ELSE box.from_number END ORDER BY c.id LIMIT 1) AS contact_id"
-            f" FROM box{clause} ORDER BY at DESC, kind DESC, id DESC LIMIT ? OFFSET ?",
-            (*base, account_id, *args, limit, offset),
+            f"WITH page AS (SELECT kind, id, at FROM ({union}) box WHERE {clause} {_ORDER}"
+            f" LIMIT ? OFFSET ?) {shown} {_ORDER}",
+            (*args, limit, offset),
         ).fetchall()
         return total, [dict(r) for r in rows]
 
     def mailbox_entry(self, account_id: int, kind: str, entry_id: int) -> dict[str, Any] | None:
         """One message of the mailbox by direction and id."""
-        branch = _OUTBOUND if kind == "out" else _INBOUND
-        row = self.conn.execute(
-            "SELECT box.*, (SELECT c.id FROM contacts c WHERE c.account_id = box.account_id"
-            " AND c.number = CASE box.kind WHEN 'out' THEN box.to_number"
-            " ELSE box.from_number END ORDER BY c.id LIMIT 1) AS contact_id"
-            f" FROM ({branch}) box WHERE box.id = ?",
-            (account_id, entry_id),
-        ).fetchone()
+        sql = (
+            f"SELECT {_OUT_ROW} WHERE m.account_id = ? AND m.id = ?"
+            if kind == "out"
+            else f"SELECT {_IN_ROW} WHERE i.account_id = ? AND i.id = ?"
+        )
+        row = self.conn.execute(sql, (account_id, entry_id)).fetchone()
         return dict(row) if row is not None else None
 
     def set_mailbox_flags(

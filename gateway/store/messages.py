@@ -27,7 +27,7 @@ _ENDS_MESSAGE = frozenset({PartState.FAILED, PartState.EXPIRED, PartState.UNCERT
 # indexed lookup per row, never a query per message): NULL before a SIM took it, '' when that
 # SIM's number is unknown. Parts go out in order and, once one has left, the rest follow on its
 # SIM (outbox.send_message), so the lowest part with a SIM names the SIM of every part.
-_SENT_FROM = (
+SENT_FROM = (
     "(SELECT s.msisdn FROM parts p JOIN sims s ON s.id = p.sim_id"
     " WHERE p.message_id = m.id ORDER BY p.seq LIMIT 1)"
 )
@@ -359,7 +359,7 @@ class MessageStore(StoreBase):
     def message_with_sim(self, message_id: int) -> dict[str, Any] | None:
         """One message row with `sent_from`, the number of the SIM that took its first part."""
         row = self.conn.execute(
-            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM messages m WHERE m.id = ?", (message_id,)
+            f"SELECT m.*, {SENT_FROM} AS sent_from FROM messages m WHERE m.id = ?", (message_id,)
         ).fetchone()
         return dict(row) if row is not None else None
 
@@ -993,7 +993,7 @@ class MessageStore(StoreBase):
         # The page's ids first, then its rows and their SIMs: SQLite would otherwise look the
         # SIM up for every message of the account, and sort whole rows, before it pages.
         rows = self.conn.execute(
-            f"SELECT m.*, {_SENT_FROM} AS sent_from FROM (SELECT id FROM messages"
+            f"SELECT m.*, {SENT_FROM} AS sent_from FROM (SELECT id FROM messages"
             f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?) page"
             " JOIN messages m ON m.id = page.id ORDER BY m.id DESC",
             (*args, limit, offset),
@@ -1051,7 +1051,7 @@ class MessageStore(StoreBase):
             self.conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {clause}", args).fetchone()[0]
         )
         rows = self.conn.execute(
-            f"SELECT m.*, b.created_at AS batch_created_at, {_SENT_FROM} AS sim_msisdn,"
+            f"SELECT m.*, b.created_at AS batch_created_at, {SENT_FROM} AS sim_msisdn,"
             " (SELECT MIN(p.sent_at) FROM parts p WHERE p.message_id = m.id) AS first_sent_at,"
             " (SELECT MAX(p.report_status) FROM parts p WHERE p.message_id = m.id"
             "  AND p.state = m.state) AS report_status,"
