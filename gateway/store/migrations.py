@@ -418,6 +418,13 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (box_id)
     );
     """,
+    # 13: an account's outbound messages in mailbox order (store/mailbox.py: its send time,
+    # else its creation, the expression exactly as the mailbox writes it), so a page of the
+    # mailbox is read in order and stops at its last row instead of sorting the account.
+    """
+    CREATE INDEX messages_account_at
+        ON messages(account_id, CAST(COALESCE(send_at, created_at) AS TEXT));
+    """,
 )
 
 
