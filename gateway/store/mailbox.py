@@ -4,33 +4,68 @@ flags, replies matched to what they answer, and per-outcome totals for statistic
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.models import PartState
 from gateway.store.base import StoreBase, escape_like, utc_iso
 from gateway.store.messages import SENT_FROM
 
-# What became of an outbound message, from its state and its parts (dialect-neutral names):
-# scheduled (not on the network yet), sent (no report yet), delivered, failed (after reaching
-# the network, or expired), opted_out and refunded (failed before the network, or cancelled:
-# credits given back), uncertain (interrupted during AT+CMGS).
-_OUTCOME = """CASE
-    WHEN m.state IN ('accepted', 'queued', 'sending') THEN 'scheduled'
-    WHEN m.state = 'sent' THEN 'sent'
-    WHEN m.state = 'delivered' THEN 'delivered'
-    WHEN m.state = 'uncertain' THEN 'uncertain'
-    WHEN m.state = 'cancelled' THEN 'refunded'
+# What became of an outbound message (dialect-neutral names): from its state alone, scheduled
+# (not on the network yet), sent (no report yet), delivered, uncertain (interrupted during
+# AT+CMGS) and refunded (cancelled: credits given back)...
+_OUTCOME_OF_STATE: Mapping[str, str] = {
+    "accepted": "scheduled",
+    "queued": "scheduled",
+    "sending": "scheduled",
+    "sent": "sent",
+    "delivered": "delivered",
+    "uncertain": "uncertain",
+    "cancelled": "refunded",
+}
+# ...and in any other state (failed, expired) from its parts: failed after one reached the
+# network, opted_out when one was refused for an opt-out, else refunded (failed before the
+# network: credits given back).
+_OUTCOME_OF_PARTS = ("failed", "opted_out", "refunded")
+_STATES_OF_PARTS = tuple(s.value for s in PartState if s.value not in _OUTCOME_OF_STATE)
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_OUTCOME = f"""CASE
+    {" ".join(f"WHEN m.state = '{s}' THEN '{o}'" for s, o in _OUTCOME_OF_STATE.items())}
     WHEN EXISTS (SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.sent_at IS NOT NULL)
         THEN 'failed'
     WHEN EXISTS (SELECT 1 FROM parts p WHERE p.message_id = m.id AND p.error LIKE '%opted out%')
         THEN 'opted_out'
     ELSE 'refunded' END"""
 
-# An outbound message's place in the mailbox: its (scheduled) send time, else its creation. A
-# TEXT cast, as received_at is: SQLite merges the two directions' ordered halves of a UNION ALL
-# only when its columns' affinities agree (else it sorts the whole account before paging).
+
+def _outcome_filter(outcomes: Sequence[str]) -> tuple[str, list[Any]]:
+    """`outcome IN outcomes` over _FILTER_OUT, said by state: the states that give one of them
+    alone are an indexed condition, and the parts of a message are looked at only in the
+    states that leave it to them (its few failed messages, not the whole account; PostgreSQL
+    prices the parts' subqueries for every row it expects to read, and JIT-compiles a query it
+    thinks that dear, 15-40 ms)."""
+    states = [s for s, o in _OUTCOME_OF_STATE.items() if o in outcomes]
+    terms = [f"state IN ({_quoted(states)})"] if states else []
+    by_parts = [o for o in outcomes if o in _OUTCOME_OF_PARTS]
+    if by_parts:
+        terms.append(
+            f"(state IN ({_quoted(_STATES_OF_PARTS)})"
+            f" AND outcome IN ({', '.join('?' * len(by_parts))}))"
+        )
+    return (f"({' OR '.join(terms)})" if terms else "1 = 0"), by_parts
+
+
+# An outbound message's place in the mailbox: its (scheduled) send time, else its creation,
+# the very expression of the messages_account_at index (migration 13). A TEXT cast, as
+# received_at is: SQLite merges the two directions' ordered halves of a UNION ALL only when its
+# columns' affinities agree (else it sorts the whole account before paging).
 _OUT_AT = "CAST(COALESCE(m.send_at, m.created_at) AS TEXT)"
 # The outbound message inbound message i answers: the account's last one to its sender made
 # before it arrived.
@@ -47,12 +82,13 @@ _CONTACT = """(SELECT c.id FROM contacts c WHERE c.account_id = {alias}.account_
 # does.
 _FILTER_OUT = f"""SELECT 'out' AS kind, m.id AS id, m.account_id AS account_id,
     {_OUT_AT} AS at, CAST(COALESCE({SENT_FROM}, '') AS TEXT) AS from_number,
-    m.recipient AS to_number, m.body AS body, {_OUTCOME} AS outcome, m.is_read AS is_read,
-    m.deleted AS deleted, m.extra AS extra, CAST(NULL AS BIGINT) AS replied_to
+    m.recipient AS to_number, m.body AS body, m.state AS state, {_OUTCOME} AS outcome,
+    m.is_read AS is_read, m.deleted AS deleted, m.extra AS extra,
+    CAST(NULL AS BIGINT) AS replied_to
 FROM messages m"""
 _FILTER_IN = f"""SELECT 'in' AS kind, i.id AS id, i.account_id AS account_id,
     i.received_at AS at, i.originator AS from_number, i.recipient AS to_number, i.body AS body,
-    NULL AS outcome, i.is_read AS is_read, i.deleted AS deleted,
+    CAST(NULL AS TEXT) AS state, NULL AS outcome, i.is_read AS is_read, i.deleted AS deleted,
     CAST(COALESCE((SELECT r.extra FROM messages r WHERE r.id = {_REPLIED_TO}), '{{}}') AS TEXT)
         AS extra, {_REPLIED_TO} AS replied_to
 FROM inbound i"""
@@ -120,8 +156,9 @@ class MailboxStore(StoreBase):
         args: list[Any] = [account_id]
         if q.outcomes is not None:
             kinds = [k for k in kinds if k == "out"]
-            where.append(f"outcome IN ({', '.join('?' * len(q.outcomes)) or 'NULL'})")
-            args.extend(q.outcomes)
+            term, values = _outcome_filter(q.outcomes)
+            where.append(term)
+            args.extend(values)
         for bound, op, kind in (
             (q.sent_from, ">=", "out"),
             (q.sent_to, "<", "out"),
@@ -138,6 +175,11 @@ class MailboxStore(StoreBase):
             args.append(q.replied_to)
         if q.from_number is not None:
             where.append("from_number = ?")
+            args.append(q.from_number)
+        if q.from_number:
+            # An outbound message is from its SIM's number: none is from a number no SIM has
+            # (a customer's, listing a conversation), and then none's SIM is worked out.
+            where.append("(kind = 'in' OR EXISTS (SELECT 1 FROM sims s WHERE s.msisdn = ?))")
             args.append(q.from_number)
         if q.to_number is not None:
             where.append("to_number = ?")

@@ -39,6 +39,7 @@ def _filters(replied: int) -> list[tuple[str, MailboxQuery]]:
         ("status=FAILED", MailboxQuery(outcomes=("failed",))),
         ("status=FAILED_OPTOUT", MailboxQuery(outcomes=("opted_out",))),
         ("fromNumber=SIM", MailboxQuery(from_number=SIMS[1])),
+        ("fromNumber=customer", MailboxQuery(from_number="+27830000014")),  # a conversation
         ("toNumber", MailboxQuery(to_number="+27830000007")),
         ("message=", MailboxQuery(text="ticket 1")),
         ("campaign", MailboxQuery(extra=(("campaign", "c4"),))),

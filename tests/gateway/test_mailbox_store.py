@@ -20,6 +20,22 @@ S = PartState
 SIM_NUMBERS = ("+27820000001", "+27820000002")
 NUMBERS = ("+27830000000", "+27830000001", "+27830000002", "+27830000003")
 OUTCOMES = ("delivered", "sent", "failed", "opted_out", "scheduled", "refunded", "uncertain")
+OPTED_OUT = "recipient opted out (STOP)"
+# How an outbound message gets where it is: its parts' states in turn (cancel: cancelled by the
+# client), the error of a part failed before the network, and the outcome the mailbox says.
+PATHS: list[tuple[tuple[S, ...] | str, str, str]] = [
+    ((S.SENDING, S.SENT, S.DELIVERED), "", "delivered"),
+    ((S.SENDING, S.SENT), "", "sent"),
+    ((S.SENDING, S.SENT, S.FAILED), "", "failed"),
+    ((S.FAILED,), OPTED_OUT, "opted_out"),
+    ((), "", "scheduled"),  # queued, or accepted for a later send time
+    ("cancel", "", "refunded"),
+    ((S.SENDING, S.UNCERTAIN), "", "uncertain"),
+    ((S.SENDING,), "", "scheduled"),  # AT+CMGS on the wire
+    ((S.SENDING, S.SENT, S.EXPIRED), "", "failed"),  # reached the network, then expired
+    ((S.FAILED,), "+CMS ERROR: 500", "refunded"),  # refused before the network
+    ((S.EXPIRED,), "", "refunded"),  # its validity ran out in the queue
+]
 
 
 @dataclass
@@ -52,7 +68,9 @@ class Box:
     entries: list[Entry]
 
 
-def _walk(store: Store, message_id: int, sim: int, states: tuple[S, ...], at: datetime) -> None:
+def _walk(
+    store: Store, message_id: int, sim: int, states: tuple[S, ...], error: str, at: datetime
+) -> None:
     """Every part of a message through `states`, a step at a time (a failed part fails the
     parts still waiting: those are skipped)."""
     for state in states:
@@ -66,20 +84,20 @@ def _walk(store: Store, message_id: int, sim: int, states: tuple[S, ...], at: da
                 fields = {"sim_id": sim}
             if state is S.SENT:
                 fields = {"tp_mr": 1, "sent_at": utc_iso(at)}
-            if state is S.FAILED and current is S.QUEUED:
-                fields = {"error": "recipient opted out (STOP)"}
+            if state is S.FAILED and error:
+                fields = {"error": error}
             store.transition_part(part["id"], current, state, now=at, fields=fields)
 
 
 def _fill(store: Store, account: int, sims: list[int]) -> list[Entry]:
-    """24 outbound messages, two a minute (ties in time), every outcome, then 14 inbound ones
-    arriving on the same minutes as some of them: replies, strangers, a reply before any
-    message to that number."""
+    """33 outbound messages, two a minute (ties in time), each way to each outcome three
+    times, then 14 inbound ones arriving on the same minutes as some of them: replies,
+    strangers, a reply before any message to that number."""
     entries: list[Entry] = []
-    for k in range(24):
+    for k in range(3 * len(PATHS)):
         created = T0 + timedelta(minutes=k // 2)
-        outcome = OUTCOMES[k % 7]
-        send_at = created + timedelta(days=2) if outcome == "scheduled" and k % 2 else None
+        path, error, outcome = PATHS[k % len(PATHS)]
+        send_at = created + timedelta(days=2) if path == () and k % 2 else None
         extra = {"campaign": ("spring", "autumn")[k % 2], "dataField": f"r{k % 5}"}
         if k % 6 == 5:
             extra = {}  # no campaign at all
@@ -89,25 +107,14 @@ def _fill(store: Store, account: int, sims: list[int]) -> list[Entry]:
             encoding="gsm7", parts=1 + k % 2, send_at=send_at, extra=extra, now=created,
         )  # fmt: skip
         mid = accepted.message_id
-        sim = sims[k % 2]
         done = created + timedelta(seconds=30)
-        sent_from = SIM_NUMBERS[k % 2]
-        if outcome == "delivered":
-            _walk(store, mid, sim, (S.SENDING, S.SENT, S.DELIVERED), done)
-        elif outcome == "sent":
-            _walk(store, mid, sim, (S.SENDING, S.SENT), done)
-        elif outcome == "failed":
-            _walk(store, mid, sim, (S.SENDING, S.SENT, S.FAILED), done)
-        elif outcome == "opted_out":
-            _walk(store, mid, sim, (S.FAILED,), done)
-            sent_from = ""
-        elif outcome == "uncertain":
-            _walk(store, mid, sim, (S.SENDING, S.UNCERTAIN), done)
-        elif outcome == "refunded":
+        if path == "cancel":
             store.cancel_message(mid, now=done)
-            sent_from = ""
         else:
-            sent_from = ""  # scheduled: no SIM took it yet
+            assert isinstance(path, tuple)
+            _walk(store, mid, sims[k % 2], path, error, done)
+        # The SIM's number once a part was handed to one; '' before (or never).
+        sent_from = SIM_NUMBERS[k % 2] if S.SENDING in path else ""
         at = utc_iso(send_at if send_at is not None else created)
         meta = {"created_at": utc_iso(created), "parts": 1 + k % 2}
         body = f"{'Promo' if k % 4 == 0 else 'Note'} {k}"
