@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import csv
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -13,6 +14,15 @@ from gateway.store import Store
 
 DEFAULT_GROUP = "default"
 MAX_NAME = 100  # longer names, emails and group names are refused, not truncated
+# A CSV's header names (lower case) for each field; the first row is a header when one of
+# its cells names the number.
+CSV_FIELDS = {
+    "number": ("number", "phone", "phone_number", "mobile", "msisdn"),
+    "first_name": ("first_name", "firstname", "name"),
+    "last_name": ("last_name", "lastname", "surname"),
+    "email": ("email", "e-mail"),
+    "group": ("group", "group_name"),
+}
 
 
 class ContactError(ValueError):
@@ -265,6 +275,38 @@ class ContactBook:
         if appointment_id is None:
             raise DuplicateAppointmentError("appointment already exists for that time")
         return appointment_id
+
+
+def read_csv(lines: Iterable[str]) -> list[ContactInput]:
+    """The contacts of a CSV (`smsgw contacts import`, the dashboard's upload): a header row
+    naming the columns (CSV_FIELDS), or no header and the number first, a name second."""
+    try:
+        rows = [row for row in csv.reader(lines) if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit(): not a contact list
+        raise ContactError(f"not a CSV file ({exc})") from exc
+    if not rows:
+        return []
+    head = [cell.strip().lower() for cell in rows[0]]
+    if any(name in head for name in CSV_FIELDS["number"]):
+        where = {
+            name: next((head.index(n) for n in names if n in head), None)
+            for name, names in CSV_FIELDS.items()
+        }
+        body = rows[1:]
+    else:
+        where = {"number": 0, "first_name": 1, "last_name": None, "email": None, "group": None}
+        body = rows
+
+    def cell(row: list[str], name: str) -> str:
+        at = where[name]
+        return row[at].strip() if at is not None and at < len(row) else ""
+
+    contacts: list[ContactInput] = []
+    for row in body:
+        values: dict[str, Any] = {name: cell(row, name) for name in CSV_FIELDS}
+        values["group"] = values["group"] or None
+        contacts.append(ContactInput(**values))
+    return contacts
 
 
 def _numbers(numbers: Sequence[str], dial_code: str) -> tuple[list[str], tuple[str, ...]]:

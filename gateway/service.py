@@ -24,7 +24,14 @@ from gateway.accounts import (
     verify_password,
 )
 from gateway.config import WebhookSettings
-from gateway.contacts import ContactBook
+from gateway.contacts import (
+    DEFAULT_GROUP,
+    MAX_NAME,
+    ContactBook,
+    ContactError,
+    ContactInput,
+    SaveResult,
+)
 from gateway.directory import Directory
 from gateway.mailbox import Mailbox
 from gateway.models import ModemState, PartState, ThrottlePolicy, WebhookKind, WebhookState
@@ -723,6 +730,72 @@ class GatewayService:
         if delta == 0 or abs(delta) > 10_000_000:
             raise InvalidRequestError("give a non-zero number of credits (at most 10,000,000)")
         return self.store.add_credits(account_id, delta, reason, now=self.wall())
+
+    def _any_account(self, account_id: int) -> dict[str, Any]:
+        """An account the operator manages (enabled or not)."""
+        account = self.store.account(account_id)
+        if account is None:
+            raise UnknownAccountError(f"no account {account_id}")
+        return account
+
+    def contact_groups(self, account_id: int) -> list[dict[str, Any]]:
+        """Every contact group of an account (id, name, count), oldest first."""
+        self._any_account(account_id)
+        return self.contacts.group_rows(account_id)
+
+    def contact_group(self, account_id: int, group_id: int) -> dict[str, Any] | None:
+        """One contact group of an account (id, name), or None."""
+        return self.contacts.group_by_id(account_id, group_id)
+
+    def create_contact_group(self, account_id: int, name: str) -> int:
+        """A new, empty contact group (UltraSMS `addcontact` needs one); its id."""
+        account = self._any_account(account_id)
+        name = name.strip()
+        if not name:
+            raise InvalidRequestError("a group needs a name")
+        try:
+            group_id = self.contacts.create_group(account_id, name)
+        except ContactError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        if group_id is None:
+            raise InvalidRequestError(
+                f"{account['sub_account']} already has a contact group {name!r}"
+            )
+        return group_id
+
+    def delete_contact_group(self, account_id: int, group_id: int) -> bool:
+        """Delete a contact group with its contacts; False when it does not exist."""
+        self._any_account(account_id)
+        return self.contacts.delete_group(account_id, group_id)
+
+    def contact_page(
+        self, account_id: int, *, group_id: int | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, one page) of an account's contacts, of one group or all, newest first."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequestError(f"limit must be 1-{MAX_PAGE}")
+        self._any_account(account_id)
+        groups = None if group_id is None else [group_id]
+        return self.contacts.search(account_id, group_ids=groups, limit=limit, offset=offset)
+
+    def import_contacts(
+        self, account_id: int, contacts: Sequence[ContactInput], *, default_group: str = ""
+    ) -> SaveResult:
+        """Save contacts (`smsgw contacts import`, the dashboard's upload): national numbers
+        take the account's dial code; rows without a group go to `default_group`."""
+        account = self._any_account(account_id)
+        default_group = default_group.strip() or DEFAULT_GROUP
+        if len(default_group) > MAX_NAME:  # save() checks the rows' own groups only
+            raise InvalidRequestError(f"value longer than {MAX_NAME} characters")
+        try:
+            return self.contacts.save(
+                account_id,
+                contacts,
+                dial_code=self.dial_code(account),
+                default_group=default_group,
+            )
+        except ContactError as exc:
+            raise InvalidRequestError(str(exc)) from exc
 
     def sim_by_iccid(self, iccid: str) -> dict[str, Any] | None:
         """One SIM row by ICCID."""

@@ -4,27 +4,16 @@ makes a group (its own web panel does), so the box's owner makes them here."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 
 from gateway.cli.common import account_id, data_dir_option, json_option, now, open_store, show
-from gateway.contacts import DEFAULT_GROUP, ContactBook, ContactError, ContactInput
-from gateway.service import GatewayService
+from gateway.contacts import DEFAULT_GROUP, ContactBook, ContactError, read_csv
+from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
-
-# A CSV's header names (lower case) for each field; the first row is a header when one of
-# its cells names the number.
-_FIELDS = {
-    "number": ("number", "phone", "phone_number", "mobile", "msisdn"),
-    "first_name": ("first_name", "firstname", "name"),
-    "last_name": ("last_name", "lastname", "surname"),
-    "email": ("email", "e-mail"),
-    "group": ("group", "group_name"),
-}
 
 
 @click.group("contacts")
@@ -60,17 +49,14 @@ def contacts_groups(data_dir: Path, as_json: bool, account: str) -> None:
 @click.argument("name")
 def contacts_add_group(data_dir: Path, account: str, name: str) -> None:
     """Make an empty contact group NAME for ACCOUNT (UltraSMS `addcontact` needs one)."""
-    name = name.strip()
-    if not name:
-        raise click.ClickException("a group needs a name")
     with open_store(data_dir) as store:
         try:
-            group = _book(store).create_group(account_id(store, account), name)
-        except ContactError as exc:
+            group = GatewayService(store, wall=now).create_contact_group(
+                account_id(store, account), name
+            )
+        except ServiceError as exc:
             raise click.ClickException(str(exc)) from exc
-    if group is None:
-        raise click.ClickException(f"{account} already has a contact group {name!r}")
-    click.echo(json.dumps({"id": group, "name": name}))
+    click.echo(json.dumps({"id": group, "name": name.strip()}))
 
 
 @contacts_group.command("delete-group")
@@ -96,45 +82,21 @@ def contacts_import(data_dir: Path, group: str, account: str, file: TextIO) -> N
     columns (number or phone; first_name or name, last_name, email, group), or no header and
     the number first, a name second. Numbers without a country code take the account's dial
     code. Prints how many were saved and the rows that hold no phone number."""
-    contacts = _read_csv(file)
+    try:
+        contacts = read_csv(file)
+    except ContactError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not UTF-8 text ({exc.reason})") from exc
     with open_store(data_dir) as store:
-        owner = store.account_by_name(account)
-        if owner is None:
-            raise click.ClickException(f"no account {account!r} (smsgw accounts list)")
-        dial = GatewayService(store, wall=now).dial_code(owner)
+        owner = account_id(store, account)
         try:
-            saved = _book(store).save(int(owner["id"]), contacts, dial_code=dial,
-                                      default_group=group)  # fmt: skip
-        except ContactError as exc:
+            saved = GatewayService(store, wall=now).import_contacts(
+                owner, contacts, default_group=group
+            )
+        except ServiceError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"saved": len(saved.contact_ids), "rejected": list(saved.rejected)}))
-
-
-def _read_csv(file: TextIO) -> list[ContactInput]:
-    rows = [row for row in csv.reader(file) if any(cell.strip() for cell in row)]
-    if not rows:
-        return []
-    head = [cell.strip().lower() for cell in rows[0]]
-    if any(name in head for name in _FIELDS["number"]):
-        where = {
-            field: next((head.index(n) for n in names if n in head), None)
-            for field, names in _FIELDS.items()
-        }
-        body = rows[1:]
-    else:
-        where = {"number": 0, "first_name": 1, "last_name": None, "email": None, "group": None}
-        body = rows
-
-    def cell(row: list[str], field: str) -> str:
-        at = where[field]
-        return row[at].strip() if at is not None and at < len(row) else ""
-
-    contacts: list[ContactInput] = []
-    for row in body:
-        values: dict[str, Any] = {f: cell(row, f) for f in _FIELDS}
-        values["group"] = values["group"] or None
-        contacts.append(ContactInput(**values))
-    return contacts
 
 
 @contacts_group.command("list")
