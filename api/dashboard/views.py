@@ -1,7 +1,9 @@
-"""Dashboard pages: overview, messages (and one message), inbox, SIMs, accounts, login."""
+"""Dashboard pages: overview, messages (and one message), inbox, SIMs, accounts, an account's
+contacts, login."""
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import time
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from api.dashboard import auth
 from api.dashboard.charts import throughput_svg
+from gateway.contacts import DEFAULT_GROUP, ContactError, read_csv
 from gateway.models import TERMINAL_STATES, PartState
 from gateway.service import GatewayService, ServiceError
 from gateway.store import InboxSearch, MessageSearch, is_unavailable
@@ -35,6 +38,8 @@ NOTICES = {
     "sim": "SIM settings saved; the running pool uses them from the SIM's next SMS.",
     "credits": "Credits updated.",
     "sent": "Message accepted.",
+    "group-added": "Contact group added.",
+    "group-deleted": "Contact group deleted with its contacts.",
 }
 CSRF_REFUSED = "The form's CSRF token is missing or wrong: reload the page and try again."
 STORE_DOWN = (
@@ -42,6 +47,17 @@ STORE_DOWN = (
     " another process such as a backup): nothing was changed. Try again in a few seconds."
 )
 RETRY_AFTER_SECONDS = 5
+# The root app's client_max_size (api/app.py) bounds every form; aiohttp refuses past it.
+TOO_LARGE = (
+    "The upload is larger than the gateway takes in one request (1 MiB, some 20,000 contacts):"
+    " split the file and upload the parts one after another. Nothing was changed."
+)
+UNREADABLE = "The form could not be read (not UTF-8, or a broken upload): nothing was changed."
+NOT_UTF8 = (
+    'The file is not UTF-8 text: save it from the spreadsheet as "CSV UTF-8" and upload it'
+    " again. Nothing was saved."
+)
+SHOWN_REJECTED = 50  # rejected rows listed after an import (the count covers them all)
 LIMIT_FIELDS = (
     ("throttle_interval", "Seconds between SMS", "interval"),
     ("cap_per_minute", "Per minute", "per_minute"),
@@ -148,9 +164,12 @@ class Dashboard:
 
         return wrapped
 
-    def page(self, handler: Handler) -> Handler:
+    def page(
+        self, handler: Handler, *, back: Callable[[web.Request], str] | None = None
+    ) -> Handler:
         """Wrap a handler: a valid session is needed (else the login page, or 401 for the
-        live-refresh script); a POST must carry the session's CSRF token."""
+        live-refresh script); a POST must carry the session's CSRF token. `back`: the page a
+        refused POST links back to (else its own path)."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             session = self._session(request)
@@ -161,14 +180,25 @@ class Dashboard:
                 return redirect("/login?" + urlencode({"next": target}))
             request[SESSION] = session
             if request.method == "POST":
-                form = await request.post()
+                link = {"back": back(request)} if back is not None else {}
+                try:
+                    form = await request.post()
+                except web.HTTPRequestEntityTooLarge:
+                    log.warning("dashboard: %s %s: body too large", request.method, request.path)
+                    return self._render(request, "error.html",
+                                        {"error": TOO_LARGE, "title": "Too large", **link},
+                                        status=413)  # fmt: skip
+                except ValueError:  # a field not in its charset, a broken multipart body
+                    log.warning("dashboard: %s %s: unreadable form", request.method, request.path)
+                    return self._render(request, "error.html", {"error": UNREADABLE, **link},
+                                        status=400)  # fmt: skip
                 if not auth.token_matches(session.csrf, form.get("csrf")):
                     log.warning(
                         "dashboard: %s %s without a valid CSRF token refused",
                         request.method,
                         request.path,
                     )
-                    return self._render(request, "error.html", {"error": CSRF_REFUSED},
+                    return self._render(request, "error.html", {"error": CSRF_REFUSED, **link},
                                         status=403)  # fmt: skip
             return await handler(request)
 
@@ -460,6 +490,173 @@ class Dashboard:
             )
         return redirect("/accounts?ok=credits")
 
+    # -- contacts ---------------------------------------------------------------------------
+
+    def _chosen_account(self, raw: str, accounts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The account `raw` names (the first one when it names none); 404 for an unknown id."""
+        if not raw:
+            return accounts[0] if accounts else None
+        account = next((a for a in accounts if str(a["id"]) == raw), None)
+        if account is None:
+            raise web.HTTPNotFound(text="no such account")
+        return account
+
+    def _contacts_context(
+        self, request: web.Request, account_raw: str, group_id: int | None
+    ) -> dict[str, Any]:
+        accounts = self.service.accounts()
+        account = self._chosen_account(account_raw, accounts)
+        context: dict[str, Any] = {
+            "accounts": accounts,
+            "account": account,
+            "groups": [],
+            "group": None,
+            "rows": [],
+            "total": 0,
+            "newer": None,
+            "older": None,
+            "default_group": DEFAULT_GROUP,
+        }
+        if account is None:
+            return context
+        groups = self.service.contact_groups(account["id"])
+        group = None
+        if group_id is not None:
+            group = next((g for g in groups if g["id"] == group_id), None)
+            if group is None:
+                raise web.HTTPNotFound(text="no such contact group")
+        page = max(self._int(request, "page") or 1, 1)
+        total, rows = self.service.contact_page(
+            account["id"], group_id=group_id, limit=PAGE, offset=(page - 1) * PAGE
+        )
+
+        def at(n: int) -> str:
+            return contacts_url(account["id"], group_id, page=n)
+
+        context.update(
+            groups=groups,
+            group=group,
+            rows=rows,
+            total=total,
+            newer=at(page - 1) if page > 1 else None,
+            older=at(page + 1) if page * PAGE < total else None,
+            default_group=group["name"] if group is not None else DEFAULT_GROUP,
+        )
+        return context
+
+    async def contacts(self, request: web.Request) -> web.Response:
+        """GET /contacts?account=&group=&page=: an account's contact groups, their contacts
+        (newest first), and forms to add or delete a group and import a CSV."""
+        context = self._contacts_context(
+            request, request.query.get("account", "").strip(), self._int(request, "group")
+        )
+        return self._render(request, "contacts.html", context)
+
+    def _contacts_error(
+        self, request: web.Request, form: str, error: str, group_id: int | None = None
+    ) -> web.Response:
+        context = self._contacts_context(request, request.match_info["account"], group_id)
+        context.update(error=error, error_form=form)
+        return self._render(request, "contacts.html", context, status=400)
+
+    def _account_id(self, request: web.Request) -> int:
+        """The account a contacts POST names in its path (404 when there is no such one)."""
+        raw = request.match_info["account"]
+        if not raw.isdigit() or not any(a["id"] == int(raw) for a in self.service.accounts()):
+            raise web.HTTPNotFound(text="no such account")
+        return int(raw)
+
+    async def add_group(self, request: web.Request) -> web.StreamResponse:
+        """POST /contacts/{account}/groups: the same service call as `smsgw contacts
+        add-group`."""
+        account_id = self._account_id(request)
+        form = await request.post()
+        try:
+            group_id = self.service.create_contact_group(account_id, str(form.get("name", "")))
+        except ServiceError as exc:
+            return self._contacts_error(request, "group", str(exc))
+        return redirect(contacts_url(account_id, group_id, ok="group-added"))
+
+    async def delete_group(self, request: web.Request) -> web.StreamResponse:
+        """POST /contacts/{account}/groups/{group}/delete: first a page asking to confirm
+        (how many contacts go with it), then, with confirm=yes, the deletion."""
+        account_id = self._account_id(request)
+        raw = request.match_info["group"]
+        group = self.service.contact_group(account_id, int(raw)) if raw.isdigit() else None
+        if group is None:
+            raise web.HTTPNotFound(text="no such contact group")
+        form = await request.post()
+        if form.get("confirm") != "yes":
+            size = next(
+                (g["count"] for g in self.service.contact_groups(account_id)
+                 if g["id"] == group["id"]), 0,
+            )  # fmt: skip
+            return self._render(
+                request,
+                "contact_group_delete.html",
+                {
+                    "account_id": account_id,
+                    "group": group,
+                    "size": size,
+                    "cancel": contacts_url(account_id, group["id"]),
+                },
+            )
+        self.service.delete_contact_group(account_id, group["id"])
+        log.info("dashboard: contact group %d of account %d deleted", group["id"], account_id)
+        return redirect(contacts_url(account_id, ok="group-deleted"))
+
+    async def import_contacts(self, request: web.Request) -> web.StreamResponse:
+        """POST /contacts/{account}/import: a CSV read as `smsgw contacts import` reads it;
+        the page then says how many were saved and lists the rows that hold no number."""
+        account_id = self._account_id(request)
+        form = await request.post()
+        group = str(form.get("group", "")).strip() or DEFAULT_GROUP
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return self._contacts_error(request, "import", "Choose a CSV file to upload.")
+        try:
+            text = upload.file.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return self._contacts_error(request, "import", NOT_UTF8)
+        finally:
+            upload.file.close()
+        try:
+            contacts = read_csv(io.StringIO(text, newline=""))
+        except ContactError as exc:
+            return self._contacts_error(request, "import", f"{exc}: nothing was saved.")
+        if not contacts:
+            return self._contacts_error(
+                request, "import", "The file holds no contacts (no row after the header)."
+            )
+        try:
+            result = self.service.import_contacts(account_id, contacts, default_group=group)
+        except ServiceError as exc:
+            return self._contacts_error(request, "import", f"{exc}: nothing was saved.")
+        log.info(
+            "dashboard: %d contacts imported to account %d (%d rows rejected)",
+            len(result.contact_ids), account_id, len(result.rejected),
+        )  # fmt: skip
+        shown = next(
+            (g["id"] for g in self.service.contact_groups(account_id) if g["name"] == group), None
+        )
+        context = self._contacts_context(request, str(account_id), shown)
+        context.update(imported=result, shown_rejected=SHOWN_REJECTED)
+        return self._render(request, "contacts.html", context)
+
+
+def contacts_url(
+    account_id: int, group_id: int | None = None, *, page: int = 1, ok: str | None = None
+) -> str:
+    """The contacts page of an account (one group of it, one page of that)."""
+    params: dict[str, Any] = {"account": account_id}
+    if group_id is not None:
+        params["group"] = group_id
+    if page > 1:
+        params["page"] = page
+    if ok is not None:
+        params["ok"] = ok
+    return "/contacts?" + urlencode(params)
+
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -511,6 +708,19 @@ def install(
     app.router.add_post("/sims/{id}", page(dashboard.update_sim))
     app.router.add_get("/accounts", page(dashboard.accounts))
     app.router.add_post("/accounts/{id}/credits", page(dashboard.add_credits))
+
+    def back(request: web.Request) -> str:
+        return contacts_url(int(request.match_info["account"]))
+
+    app.router.add_get("/contacts", page(dashboard.contacts))
+    app.router.add_post(r"/contacts/{account:\d+}/groups", page(dashboard.add_group, back=back))
+    app.router.add_post(
+        r"/contacts/{account:\d+}/groups/{group:\d+}/delete",
+        page(dashboard.delete_group, back=back),
+    )
+    app.router.add_post(
+        r"/contacts/{account:\d+}/import", page(dashboard.import_contacts, back=back)
+    )
     app.router.add_get("/login", dashboard.store_guarded(dashboard.login_form))
     app.router.add_post("/login", dashboard.store_guarded(dashboard.login))
     app.router.add_post("/logout", page(dashboard.logout))

@@ -1,15 +1,18 @@
-"""The dashboard over HTTP (no browser): login, sessions, CSRF, escaping, SIM settings, /metrics
-behind a token."""
+"""The dashboard over HTTP (no browser): login, sessions, CSRF, escaping, SIM settings, an
+account's contacts (groups, CSV import), /metrics behind a token."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import build_app
@@ -25,7 +28,14 @@ T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
 EVIL = "<script>alert('x')</script>"
 CONTACT = "+15005550000"
-PAGES = ["/", "/fragments/overview", "/messages", "/inbox", "/sims", "/accounts"]
+PAGES = ["/", "/fragments/overview", "/messages", "/inbox", "/sims", "/accounts", "/contacts"]
+# `smsgw contacts import`'s own sample (tests/gateway/test_contacts_cli.py).
+CSV = """Phone,Name,Last_Name,Group
+07700900123,Ann,Lee,
++447700900124,Bo,,VIP
+hello,Nobody,,
+07700900123,Ann again,,
+"""
 
 
 class Env:
@@ -362,5 +372,201 @@ def test_the_login_only_sends_the_browser_back_to_this_site(tmp_path: Path) -> N
                 data={"csrf": token, "password": PASSWORD, "next": given},
             )
             assert r.status == 303 and r.headers["Location"] == expected, given
+
+    run(tmp_path, scenario)
+
+
+def upload(token: str, data: bytes | None, *, group: str = "", filename: str = "c.csv") -> FormData:
+    """The import form as a browser sends it (data None: no file chosen)."""
+    form = FormData()
+    form.add_field("csrf", token)
+    form.add_field("group", group)
+    if data is None:  # a browser sends an empty part with an empty file name
+        form.add_field("file", b"", filename="", content_type="application/octet-stream")
+    else:
+        form.add_field("file", data, filename=filename, content_type="text/csv")
+    return form
+
+
+def test_contact_groups_are_added_and_deleted_after_a_confirmation(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, env: Env) -> None:
+        await log_in(client)
+        accounts = await (await client.get("/accounts")).text()
+        assert f'href="/contacts?account={env.account}"' in accounts
+        page = await (await client.get("/contacts")).text()  # the nav's link: first account
+        assert "Contacts of shop" in page and "No contact group yet." in page
+        token = csrf_of(page)
+        groups = f"/contacts/{env.account}/groups"
+        r = await client.post(
+            groups, data={"csrf": token, "name": " Customers "}, allow_redirects=False
+        )
+        assert r.status == 303
+        (group,) = env.service.contact_groups(env.account)
+        assert (group["name"], group["count"]) == ("Customers", 0)
+        assert (
+            r.headers["Location"]
+            == f"/contacts?account={env.account}&group={group['id']}&ok=group-added"
+        )
+        page = await (await client.get(r.headers["Location"])).text()
+        assert "Contact group added." in page and "Contacts in Customers" in page
+        for name, message in (
+            ("Customers", "shop already has a contact group &#39;Customers&#39;"),
+            ("   ", "a group needs a name"),
+            ("x" * 101, "value longer than 100 characters"),
+        ):
+            r = await client.post(groups, data={"csrf": token, "name": name})
+            assert r.status == 400, name
+            assert 'id="group-error"' in (html := await r.text()) and message in html, name
+        assert len(env.service.contact_groups(env.account)) == 1
+
+        env.service.contacts.save(
+            env.account,
+            [
+                ContactInput(CONTACT, group="Customers"),
+                ContactInput("+15005550001", group="Customers"),
+            ],
+            dial_code="",
+        )
+        delete = f"/contacts/{env.account}/groups/{group['id']}/delete"
+        r = await client.post(delete, data={"csrf": token})  # first: are you sure?
+        assert r.status == 200
+        html = await r.text()
+        assert "Its 2 contacts go with it" in html and 'name="confirm" value="yes"' in html
+        assert len(env.service.contact_groups(env.account)) == 1  # nothing deleted yet
+        r = await client.post(delete, data={"csrf": token, "confirm": "yes"}, allow_redirects=False)
+        assert r.status == 303
+        assert env.service.contact_groups(env.account) == []
+        assert env.service.contact_page(env.account)[0] == 0  # its contacts went with it
+        page = await (await client.get(r.headers["Location"])).text()
+        assert "Contact group deleted with its contacts." in page
+        r = await client.post(delete, data={"csrf": token, "confirm": "yes"})
+        assert r.status == 404
+        assert (await client.get("/contacts?account=99")).status == 404
+        assert (
+            await client.post("/contacts/99/groups", data={"csrf": token, "name": "A"})
+        ).status == 404
+        assert (await client.get(f"/contacts?account={env.account}&group=99")).status == 404
+
+    run(tmp_path, scenario)
+
+
+def test_every_contacts_form_needs_the_sessions_csrf_token(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, env: Env) -> None:
+        await log_in(client)
+        group = env.service.create_contact_group(env.account, "Customers")
+        page = await (await client.get("/contacts")).text()
+        token = csrf_of(page)
+        forms = re.findall(r'<form method="post"[^>]*>\s*<input type="hidden" name="csrf"', page)
+        assert len(forms) == page.count('<form method="post"') == 4  # logout, delete, add, import
+        base = f"/contacts/{env.account}"
+        for path, data in (
+            (f"{base}/groups", {"name": "Other"}),
+            (f"{base}/groups/{group}/delete", {"confirm": "yes"}),
+            (f"{base}/groups/{group}/delete", {"confirm": "yes", "csrf": "x" * len(token)}),
+        ):
+            r = await client.post(path, data=data, allow_redirects=False)
+            assert r.status == 403, path
+            html = await r.text()
+            assert "CSRF" in html and f'href="/contacts?account={env.account}" id="back"' in html
+        form = upload("forged", CSV.encode())
+        r = await client.post(f"{base}/import", data=form, allow_redirects=False)
+        assert r.status == 403
+        assert [g["name"] for g in env.service.contact_groups(env.account)] == ["Customers"]
+        assert env.service.contact_page(env.account)[0] == 0
+
+    run(tmp_path, scenario)
+
+
+def test_a_csv_upload_imports_as_the_cli_does_and_lists_newest_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(client: TestClient, env: Env) -> None:
+        await log_in(client)
+        env.service.create_contact_group(env.account, "Customers")
+        token = csrf_of(await (await client.get("/contacts")).text())
+        r = await client.post(
+            f"/contacts/{env.account}/import",
+            data=upload(token, ("\ufeff" + CSV).encode(), group="Customers"),  # Excel's BOM
+        )
+        assert r.status == 200
+        html = await r.text()
+        # A national number took the account's dial code (the box's SIMs: 44); a row's own
+        # group wins over the form's; a repeat of a number in one group is saved once.
+        assert '<span id="import-saved">2</span> contacts saved' in html
+        assert '<ul id="import-rejected"><li><code>hello</code></li></ul>' in html
+        assert "Contacts in Customers" in html and "+447700900123" in html
+        groups = {g["name"]: g["count"] for g in env.service.contact_groups(env.account)}
+        assert groups == {"Customers": 1, "VIP": 1}
+        _, (ann,) = env.service.contact_page(env.account, group_id=1)
+        assert (ann["number"], ann["first_name"], ann["last_name"]) == (
+            "+447700900123",
+            "Ann",
+            "Lee",
+        )
+        # No header, no group given: the number first, a name second, into "default".
+        r = await client.post(
+            f"/contacts/{env.account}/import", data=upload(token, b"447700900200,Cy\r\n")
+        )
+        assert '<span id="import-saved">1</span> contacts saved.' in await r.text()
+        assert "default" in {g["name"] for g in env.service.contact_groups(env.account)}
+
+        env.service.contacts.set_opted_out(env.account, ["+447700900124"], True, dial_code="")
+        env.service.contacts.save(
+            env.account,
+            [ContactInput(f"+1500555{n:04d}", first_name=f"N{n}", group="Many") for n in range(60)],
+            dial_code="",
+        )
+        many = next(g["id"] for g in env.service.contact_groups(env.account) if g["name"] == "Many")
+        page = await (await client.get(f"/contacts?account={env.account}&group={many}")).text()
+        assert page.count('class="contact-row"') == 50
+        assert page.index("+15005550059") < page.index("+15005550010")  # newest first
+        assert "+15005550009" not in page
+        older = re.search(r'href="([^"]+)" id="older"', page)
+        assert older is not None
+        page2 = await (await client.get(older.group(1).replace("&amp;", "&"))).text()
+        assert page2.count('class="contact-row"') == 10 and "+15005550000" in page2
+        assert 'id="newer"' in page2 and 'id="older"' not in page2
+        every = await (await client.get(f"/contacts?account={env.account}&page=2")).text()
+        assert every.count('class="contact-row"') == 63 - 50  # every group: 1 + 1 + 1 + 60
+        vip = await (await client.get(f"/contacts?account={env.account}&group=2")).text()
+        assert '<span class="badge bad">opted out</span>' in vip
+
+    with caplog.at_level(logging.INFO):
+        run(tmp_path, scenario)
+    assert "2 contacts imported to account 1 (1 rows rejected)" in caplog.text
+    assert "7700900" not in caplog.text  # no number logged
+
+
+def test_bad_uploads_and_names_answer_a_message_and_change_nothing(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, env: Env) -> None:
+        await log_in(client)
+        token = csrf_of(await (await client.get("/contacts")).text())
+        path = f"/contacts/{env.account}/import"
+        for data, status, message in (
+            (None, 400, "Choose a CSV file to upload."),
+            ("Name,Phone\nAnn,+447700900123\n".encode("utf-16"), 400, "The file is not UTF-8 text"),
+            ("+447700900123,Zoë\n".encode("latin-1"), 400, "The file is not UTF-8 text"),
+            (b"", 400, "The file holds no contacts"),
+            (b"phone,name\n\n", 400, "The file holds no contacts"),
+            (f"+447700900123,{'x' * 101}\n".encode(), 400,
+             "value longer than 100 characters: nothing was saved."),
+            (b'+447700900123,"' + b"x" * 200_000 + b'"\n', 400, "not a CSV file (field larger"),
+            (b"+447700900123,Ann\n" * 70_000, 413, "larger than the gateway takes in one request"),
+        ):  # fmt: skip
+            r = await client.post(path, data=upload(token, data))
+            assert r.status == status, message
+            html = await r.text()
+            assert message in html, html[:2000]
+        r = await client.post(path, data=upload(token, CSV.encode(), group="y" * 101))
+        assert r.status == 400 and "value longer than 100 characters" in await r.text()
+        assert env.service.contact_groups(env.account) == []
+        assert env.service.contact_page(env.account)[0] == 0
+        # A form field that is not UTF-8 (no browser sends one): refused, not a traceback.
+        r = await client.post(
+            f"/contacts/{env.account}/groups",
+            data=f"csrf={token}&name=".encode() + b"\xff\xfe",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status == 400 and "The form could not be read" in await r.text()
 
     run(tmp_path, scenario)

@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (selenium) against the daemon on three emulated modems:
 log in, see the modems, send from the UI and watch the message become delivered without a
-reload, change a SIM's throttle and find it in the running pool; a wrong password and a form
-without its CSRF token are refused; text a message or a contact carries stays text.
+reload, change a SIM's throttle and find it in the running pool, add a contact group and upload
+a CSV into it; a wrong password and a form without its CSRF token are refused; text a message
+or a contact carries stays text.
 
 `make screenshots` runs only test_screenshots_of_every_page: PNGs in tests/artifacts/ (it sets
 SCREENSHOTS_DIR; the plain suite writes them to a temporary directory, never into the checkout).
@@ -217,6 +218,44 @@ def test_script_in_a_message_and_a_contact_name_stays_text(
         assert EVIL in [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".contact")]
 
 
+def test_a_group_added_and_a_csv_uploaded_in_the_ui_list_their_contacts(
+    browser: WebDriver, live: LiveGateway, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text("Phone,First_Name,Last_Name,Email\n+15005550100,Ann,Lee,ann@example.com\n"
+                        "+15005550101,Bo,,\nnot a number,Nobody,,\n")  # fmt: skip
+    log_in(browser, live)
+    browser.get(live.url + "/accounts")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr.account[data-id='{live.account_id}']")
+    row.find_element(By.CSS_SELECTOR, "a.contacts-link").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "add-group")))
+    assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current]").text == "Contacts"
+    browser.find_element(By.ID, "group-name").send_keys("Customers")
+    browser.find_element(By.ID, "add-group-button").click()
+    notice = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".notice")))
+    assert notice.text == "Contact group added."
+    assert browser.find_element(By.ID, "import-group").get_attribute("value") == "Customers"
+    browser.find_element(By.ID, "import-file").send_keys(str(csv_file))
+    browser.find_element(By.ID, "import-button").click()
+    result = wait(browser).until(ec.visibility_of_element_located((By.ID, "import-result")))
+    assert "2 contacts saved, 1 rows rejected" in result.text
+    assert browser.find_element(By.ID, "import-rejected").text == "not a number"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#contacts tr.contact-row")
+    assert [r.find_element(By.CSS_SELECTOR, "td.number").text for r in rows] == [
+        "+15005550101", "+15005550100"]  # newest first  # fmt: skip
+    assert "Ann Lee ann@example.com" in rows[1].text
+    group = browser.find_element(By.CSS_SELECTOR, "#groups tr.chosen")
+    assert group.text.startswith("Customers 2")
+
+    def stored(g: Gateway) -> list[tuple[str, str]]:
+        groups = g.service.contact_groups(live.account_id)
+        chosen = next(x["id"] for x in groups if x["name"] == "Customers")
+        _, found = g.service.contact_page(live.account_id, group_id=chosen)
+        return [(c["number"], c["first_name"]) for c in found]
+
+    assert live.call(stored) == [("+15005550101", "Bo"), ("+15005550100", "Ann")]
+
+
 def test_screenshots_of_every_page(browser: WebDriver, live: LiveGateway, tmp_path: Path) -> None:
     """Pages with some traffic on them, at desktop and phone width, into $SCREENSHOTS_DIR."""
     artifacts = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
@@ -229,6 +268,12 @@ def test_screenshots_of_every_page(browser: WebDriver, live: LiveGateway, tmp_pa
         ]
         s.submit(live.account_id, ["+15005551021"], "This one the network refuses")
         s.submit(live.account_id, ["+15005550004"], "A long one. " * 20)
+        s.contacts.save(
+            live.account_id,
+            [ContactInput(f"+1500555020{n}", first_name=name, last_name="Shopper", group="Regulars")
+             for n, name in enumerate(("Ann", "Bo", "Cy"))],
+            dial_code="",
+        )  # fmt: skip
         return ids[0]
 
     message_id = live.call(seed)
@@ -245,6 +290,7 @@ def test_screenshots_of_every_page(browser: WebDriver, live: LiveGateway, tmp_pa
         "inbox": "/inbox",
         "sims": "/sims",
         "accounts": "/accounts",
+        "contacts": f"/contacts?account={live.account_id}",
     }
     written = []
     for width, height, suffix in ((1280, 900, ""), (390, 844, "-phone")):
