@@ -705,9 +705,12 @@ def install(
     app.router.add_get("/fragments/messages/{id}", page(dashboard.message_fragment))
     app.router.add_get("/inbox", page(dashboard.inbox))
     app.router.add_get("/sims", page(dashboard.sims))
-    app.router.add_post("/sims/{id}", page(dashboard.update_sim))
+    # A refused POST links back to the page its form is on: the POST-only paths answer 405.
+    app.router.add_post("/sims/{id}", page(dashboard.update_sim, back=lambda _: "/sims"))
     app.router.add_get("/accounts", page(dashboard.accounts))
-    app.router.add_post("/accounts/{id}/credits", page(dashboard.add_credits))
+    app.router.add_post(
+        "/accounts/{id}/credits", page(dashboard.add_credits, back=lambda _: "/accounts")
+    )
 
     def back(request: web.Request) -> str:
         return contacts_url(int(request.match_info["account"]))
@@ -723,6 +726,6 @@ def install(
     )
     app.router.add_get("/login", dashboard.store_guarded(dashboard.login_form))
     app.router.add_post("/login", dashboard.store_guarded(dashboard.login))
-    app.router.add_post("/logout", page(dashboard.logout))
+    app.router.add_post("/logout", page(dashboard.logout, back=lambda _: "/"))
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return dashboard

@@ -162,15 +162,18 @@ def test_every_form_needs_the_sessions_csrf_token(tmp_path: Path) -> None:
         for data in (limits, {**limits, "csrf": "x" * len(token)}, {**limits, "csrf": ""}):
             r = await client.post(f"/sims/{env.sim}", data=data, allow_redirects=False)
             assert r.status == 403
-            assert "CSRF" in await r.text()
+            text = await r.text()
+            assert "CSRF" in text
+            assert '<a href="/sims" id="back">' in text  # the form's page, not the POST path
         assert env.pool.get(env.sim).throttle.policy.interval == 1.0  # nothing changed
-        for path, data in (
-            ("/messages", {"account": "1", "to": CONTACT, "text": "hi"}),
-            (f"/accounts/{env.account}/credits", {"delta": "10"}),
-            ("/logout", {}),
+        for path, data, back in (
+            ("/messages", {"account": "1", "to": CONTACT, "text": "hi"}, "/messages"),
+            (f"/accounts/{env.account}/credits", {"delta": "10"}, "/accounts"),
+            ("/logout", {}, "/"),
         ):
             r = await client.post(path, data=data, allow_redirects=False)
             assert r.status == 403, path
+            assert f'<a href="{back}" id="back">' in await r.text(), path
         assert env.store.count_by_state("messages") == {}
         assert env.store.account(env.account)["credits"] == 50
         r = await client.post(
