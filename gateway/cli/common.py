@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR
+from gateway.config import DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR, ConfigError, load
 from gateway.store import DATABASE_NAME, Store
 from gateway.store.daemonlock import LOCK_SUFFIX
 
@@ -33,16 +33,34 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
+    envvar="SMSGW_CONFIG",
     default=DEFAULT_CONFIG_PATH,
     show_default=True,
 )
 
 
+def configured_database_url() -> str:
+    """The database_url the daemon would use (SMSGW_DATABASE_URL, else the config file's:
+    SMSGW_CONFIG or /etc/smsgw/smsgw.toml); "" for the SQLite file in the data directory."""
+    # A fleet box names its PostgreSQL in smsgw.toml: a command reading only the environment
+    # would quietly make and use an empty SQLite file beside the fleet instead.
+    path = Path(os.environ.get("SMSGW_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        return load(path).database_url
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot read {path} (it may name the fleet's database_url): {exc.strerror}; "
+            "run as root or the smsgw group, or set SMSGW_DATABASE_URL"
+        ) from exc
+
+
 @contextmanager
-def open_store(data_dir: Path) -> Iterator[Store]:
-    """The store in `data_dir` (or the one SMSGW_DATABASE_URL names, as the daemon would),
-    closed when the block ends."""
-    store = Store.open(os.environ.get("SMSGW_DATABASE_URL") or data_dir)
+def open_store(data_dir: Path, *, configured: bool = True) -> Iterator[Store]:
+    """The store the daemon would use (`configured_database_url()`, else the SQLite file in
+    `data_dir`; only that file when not `configured`), closed when the block ends."""
+    store = Store.open((configured_database_url() if configured else "") or data_dir)
     try:
         yield store
     finally:

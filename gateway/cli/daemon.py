@@ -95,7 +95,8 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
     # Refused before the password is reset under a demo already running on this data dir (the
     # daemon takes the lock itself below; this only spares the running one's password).
     DaemonLock.check(sqlite_path(data_dir))
-    with open_store(data_dir) as store:
+    # The demo's own SQLite file, whatever the box's config names: its daemon runs on that.
+    with open_store(data_dir, configured=False) as store:
         GatewayService(store, wall=now).set_admin_password(admin_password)
     with EmulatorPool(kinds, seed=seed, clock="real") as emulator:
         infos = emulator.info()

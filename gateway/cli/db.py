@@ -3,7 +3,6 @@ database into a fleet's PostgreSQL (`db copy`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from gateway.cli.common import data_dir_option, open_store
+from gateway.cli.common import configured_database_url, data_dir_option, open_store
 from gateway.config import DATABASE_SCHEMES
 from gateway.store import Store
 from gateway.store.base import sqlite_path
@@ -27,7 +26,8 @@ def db_group() -> None:
 database_url_option = click.option(
     "--database-url",
     envvar="SMSGW_DATABASE_URL",
-    help="postgresql://… or sqlite:///path (default: the SQLite file in --data-dir).",
+    help="postgresql://… or sqlite:///path (default: the config's database_url, else the SQLite "
+    "file in --data-dir).",
 )
 
 
@@ -89,7 +89,8 @@ def db_backup(data_dir: Path, destination: Path) -> None:
     not migrated, so a newly installed smsgw backs up before the daemon's restart)."""
     if destination.exists():
         raise click.ClickException(f"{destination} exists; not overwriting it")
-    if os.environ.get("SMSGW_DATABASE_URL"):
+    url = configured_database_url()
+    if url and not url.startswith("sqlite:"):
         raise click.ClickException("backup copies an SQLite database; use pg_dump for PostgreSQL")
     # No bar when piped: nobody sees it, and rich's refresh thread outlives the command briefly.
     bar = Progress(transient=True, disable=not sys.stdout.isatty())
@@ -98,7 +99,7 @@ def db_backup(data_dir: Path, destination: Path) -> None:
         update: Callable[[int, int], None] = lambda done, total: progress.update(  # noqa: E731
             task, completed=done, total=total
         )
-        Store.backup_file(sqlite_path(data_dir), destination, update)
+        Store.backup_file(sqlite_path(url or data_dir), destination, update)
     problems = Store.check_file(destination)
     if problems:
         raise click.ClickException(f"backup failed its integrity check: {problems}")

@@ -100,6 +100,39 @@ def test_database_url_in_smsgw_toml_puts_the_daemons_store_in_postgresql(
         load(toml)
 
 
+def test_commands_on_a_fleet_box_use_the_database_url_of_its_smsgw_toml(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """README's fleet set-up names PostgreSQL in smsgw.toml only: `accounts create` and the
+    other commands must reach it as the daemon does, not make an empty SQLite file aside."""
+    data = tmp_path / "data"
+    data.mkdir()
+    toml = tmp_path / "smsgw.toml"
+    toml.write_text(f'database_url = "{pg_url}"\n')
+    env = {"SMSGW_CONFIG": str(toml)}
+    made = CliRunner().invoke(
+        main, ["accounts", "create", "shop", "--data-dir", str(data)], env=env
+    )
+    assert made.exit_code == 0, made.output
+    listed = CliRunner().invoke(main, ["accounts", "list", "--data-dir", str(data)], env=env)
+    assert "shop" in listed.output
+    fleet = Store.open(pg_url)
+    try:
+        assert fleet.account_by_name("shop") is not None
+    finally:
+        fleet.close()
+    assert list(data.iterdir()) == []  # no SQLite store made on the side
+    backup = CliRunner().invoke(
+        main, ["db", "backup", "--data-dir", str(data), str(tmp_path / "b.sqlite3")], env=env
+    )
+    assert backup.exit_code != 0
+    assert "use pg_dump" in backup.output
+    toml.write_text('database_url = "mysql://nope"\n')  # a broken config is named, not skipped
+    broken = CliRunner().invoke(main, ["accounts", "list", "--data-dir", str(data)], env=env)
+    assert broken.exit_code != 0
+    assert "database_url must start with" in broken.output
+
+
 def test_box_id_and_lease_ttl_in_smsgw_toml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
