@@ -114,6 +114,13 @@ def _json_command(pool: EmulatorPool, request: dict[str, Any]) -> Reply:
     raise ValueError(f"unknown JSON command {cmd!r}")
 
 
+def _control_help() -> str:
+    """The control-line list of this module's docstring (what `help` answers)."""
+    # From its heading: the docstring's first paragraph also says "Control lines are read…".
+    start = (__doc__ or "").index("Control lines (")
+    return (__doc__ or "")[start:].strip()
+
+
 def handle(pool: EmulatorPool, line: str) -> Reply:
     """Run one control line against the pool; never raises (errors become JSON)."""
     try:
@@ -131,7 +138,7 @@ def handle(pool: EmulatorPool, line: str) -> Reply:
         if verb == "outside":
             return _outside(pool)
         if verb == "help":
-            return {"ok": True, "help": (__doc__ or "").split("Control lines", 1)[1].strip()}
+            return {"ok": True, "help": _control_help()}
         if verb == "inject":
             ref, sender, text = rest.split(" ", 2)
             msisdn = pool.info()[_modem_index(pool, ref)].msisdn
@@ -306,7 +313,12 @@ def run_command(
     control: str | None,
     duration: float | None,
 ) -> None:
-    """Start N emulated modems, print them as JSON, obey control lines until stopped."""
+    """Start N emulated modems, print them as JSON, obey control lines until stopped.
+
+    Control lines come on stdin (and on --control's socket, for `smsgw emulator send`), e.g.
+    `inject 0 +447700900123 Hello` (an SMS to modem 0 from that number), `fault 1 unplug
+    seconds=5`, `info`, `stats`, `quit`; `help` lists them all. Each gets one JSON line back.
+    """
     chosen = list(personalities) or ["generic"]
     kinds = [chosen[min(i, len(chosen) - 1)] for i in range(count)]
     seed_value: int | str = int(seed) if seed.lstrip("-").isdigit() else seed

@@ -79,6 +79,9 @@ def test_run_prints_modems_and_obeys_control_lines(running: Running) -> None:
     bad = running.ask("fault 7 hang")
     assert bad["ok"] is False and "out of range" in bad["error"]
     assert running.ask("fault 0 teleport")["ok"] is False
+    listed = running.ask("help")["help"]  # the whole list, from its heading
+    assert listed.startswith("Control lines (MODEM is an index or an MSISDN")
+    assert "inject MODEM SENDER TEXT" in listed
 
 
 def test_same_seed_prints_the_same_sims() -> None:
