@@ -25,6 +25,7 @@ from gateway.service import (
     UnknownAccountError,
 )
 from gateway.store import StoreUnavailableError
+from gateway.webhooks import signature_scheme
 
 log = logging.getLogger(__name__)
 
@@ -481,15 +482,6 @@ async def groups(request: web.Request) -> web.Response:
     return web.json_response({"groups": [{"name": n, "contacts": c} for n, c in rows]})
 
 
-_SIGNATURE_SCHEME = {
-    "event_id_header": "X-Smsgw-Event-Id",
-    "timestamp_header": "X-Smsgw-Timestamp",
-    "signature_header": "X-Smsgw-Signature",
-    "scheme": "v1=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
-    "tolerance_seconds": 300,
-}
-
-
 def _webhooks_view(service: GatewayService, account: int) -> dict[str, Any]:
     subscriptions = service.webhooks(account)
     view: dict[str, Any] = {}
@@ -503,7 +495,7 @@ def _webhooks_view(service: GatewayService, account: int) -> dict[str, Any]:
     return {
         "webhooks": view,
         "secret": service.webhook_secret(account),
-        "signature": _SIGNATURE_SCHEME,
+        "signature": signature_scheme(),
     }
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "redact_url",
     "register_format",
     "sign",
+    "signature_scheme",
     "verify_signature",
 ]
 
@@ -158,6 +159,18 @@ def sign(secret: str, timestamp: int, request: WebhookRequest) -> str:
     """The X-Smsgw-Signature value: `v1=` and the hex HMAC-SHA256 of signed_content."""
     digest = hmac.new(secret.encode(), signed_content(timestamp, request), hashlib.sha256)
     return "v1=" + digest.hexdigest()
+
+
+def signature_scheme() -> dict[str, Any]:
+    """How a receiver checks a request: what GET /v1/webhooks and `smsgw accounts webhooks`
+    print as `signature`, from the constants the engine signs with."""
+    return {
+        "event_id_header": EVENT_ID_HEADER,
+        "timestamp_header": TIMESTAMP_HEADER,
+        "signature_header": SIGNATURE_HEADER,
+        "scheme": "v1=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
+        "tolerance_seconds": SIGNATURE_TOLERANCE,
+    }
 
 
 def verify_signature(

@@ -15,7 +15,7 @@ from gateway.models import WebhookKind
 from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
 from gateway.teams import TeamBook
-from gateway.webhooks import format_names
+from gateway.webhooks import format_names, signature_scheme
 
 
 @click.group("accounts")
@@ -221,7 +221,8 @@ def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
     rotate_secret: bool,
     fmt: str | None,
 ) -> None:
-    """Show or set an account's webhook URLs; prints them and the signing secret as JSON."""
+    """Show or set an account's webhook URLs; prints them, the signing secret and how to check
+    a signature (as GET /v1/webhooks does) as JSON."""
     if fmt is not None and fmt not in format_names():
         load_frontends()  # the API dialects register their formats when they are imported
     urls: dict[WebhookKind | str, str | None] = {kind: None for kind in remove}
@@ -246,7 +247,12 @@ def accounts_webhooks(  # noqa: PLR0917 - one parameter per click option
         for kind in WebhookKind
         for sub in [subscriptions.get(kind)]
     }
-    click.echo(json.dumps({"sub_account": name, "webhooks": view, "secret": secret}))
+    click.echo(
+        json.dumps(
+            {"sub_account": name, "webhooks": view, "secret": secret,
+             "signature": signature_scheme()}
+        )
+    )  # fmt: skip
 
 
 @accounts_group.command("token")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import threading
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from click.testing import CliRunner, Result
 from gateway.cli import main
 from gateway.models import PartState
 from gateway.store import Store, WebhookAttempt
-from gateway.webhooks import WebhookState
+from gateway.webhooks import SIGNATURE_TOLERANCE, WebhookRequest, WebhookState, with_signature
 
 
 def _invoke(*args: str, data_dir: Path) -> Result:
@@ -70,6 +72,41 @@ def test_set_show_and_remove_webhooks(tmp_path: Path) -> None:
     missing = _invoke("accounts", "webhooks", "nobody", "--on-reply", "https://x/",
                       data_dir=tmp_path)  # fmt: skip
     assert "no account 'nobody'" in missing.output
+
+
+def test_webhooks_shows_how_to_check_a_signature_as_the_api_does(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from api.app import build_app
+    from gateway.service import GatewayService
+
+    created = _run("accounts", "create", "shop", data_dir=tmp_path).splitlines()[-1]
+    key = json.loads(created)["api_key"]  # after the dial-code note on stderr
+    shown = json.loads(_run("accounts", "webhooks", "shop", data_dir=tmp_path))
+    scheme = shown["signature"]
+
+    async def api_view() -> dict[str, object]:
+        store = Store.open(tmp_path)
+        try:
+            app = build_app(GatewayService(store, wall=lambda: datetime.now(UTC)))
+            async with TestClient(TestServer(app)) as client:
+                r = await client.get("/v1/webhooks", headers={"Authorization": f"Bearer {key}"})
+                body: dict[str, object] = await r.json()
+                return body
+        finally:
+            store.close()
+
+    answered = asyncio.run(api_view())
+    assert (answered["secret"], answered["signature"]) == (shown["secret"], scheme)
+    # It names what the engine really sends: these headers, this HMAC, this tolerance.
+    request = WebhookRequest("POST", "https://crm.example/in", body=b'{"id": "evt_1"}')
+    headers = dict(with_signature(request, "evt_1", shown["secret"], 1_764_000_000).headers)
+    assert headers[scheme["event_id_header"]] == "evt_1"
+    assert headers[scheme["timestamp_header"]] == "1764000000"
+    digest = hmac.new(shown["secret"].encode(), b'1764000000.{"id": "evt_1"}', hashlib.sha256)
+    assert headers[scheme["signature_header"]] == "v1=" + digest.hexdigest()
+    assert scheme["scheme"].startswith("v1=<hex HMAC-SHA256(")
+    assert scheme["tolerance_seconds"] == SIGNATURE_TOLERANCE
 
 
 def _outbox(tmp_path: Path) -> tuple[int, list[str]]:
