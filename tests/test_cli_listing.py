@@ -111,6 +111,7 @@ def test_listing_as_json(tmp_path: Path, command: tuple[str, ...]) -> None:
         case ("sims", "list"):
             assert (first["iccid"], first["imsi"], first["msisdn"]) == (ICCID, IMSI, MSISDN)
             assert (first["last_port"], first["imei"]) == (PORT, IMEI)
+            assert first["box"] is None  # SQLite: one box, no leases
         case ("modems",):
             assert (first["imei"], first["last_port"], first["state"]) == (IMEI, PORT, "ready")
         case ("outbox",):
@@ -141,6 +142,7 @@ def test_piped_listings_are_tab_separated_and_whole(tmp_path: Path) -> None:
     header, row = (line.split("\t") for line in lines)
     sim = dict(zip(header, row, strict=True))
     assert (sim["iccid"], sim["msisdn"], sim["last_port"]) == (ICCID, MSISDN, PORT)
+    assert sim["box"] == ""  # the column is there, empty on SQLite
     inbox = _invoke("inbox", "--account", "shop", data_dir=tmp_path).splitlines()
     assert len(inbox) == 2  # a tab inside a body is escaped, not a new field or line
     assert inbox[1].split("\t")[3] == "a reply\\twith a tab"

@@ -23,11 +23,12 @@ def sims_group() -> None:
 @data_dir_option
 @json_option
 def sims_list(data_dir: Path, as_json: bool) -> None:
-    """Every SIM the gateway has seen, with counters and limits."""
+    """Every SIM the gateway has seen, with counters and limits; `box`: the fleet box holding
+    its lease (empty on SQLite or when no box holds it), as /v1/sims says."""
     with open_store(data_dir) as store:
-        rows = store.list_sims()
-    columns = ["id", "iccid", "imsi", "msisdn", "state", "throttle_interval", "sent_count",
-               "failed_count", "received_count", "last_port"]  # fmt: skip
+        rows = GatewayService(store, wall=now).sims()
+    columns = ["id", "iccid", "imsi", "msisdn", "state", "box", "throttle_interval",
+               "sent_count", "failed_count", "received_count", "last_port"]  # fmt: skip
     show(rows, columns, as_json, "SIMs")
 
 

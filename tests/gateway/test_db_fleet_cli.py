@@ -133,6 +133,35 @@ def test_commands_on_a_fleet_box_use_the_database_url_of_its_smsgw_toml(
     assert "database_url must start with" in broken.output
 
 
+def test_sims_list_on_a_fleet_box_names_the_box_holding_each_lease(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """As /v1/sims: `box` is the holder of a live lease, empty (and the SIM gone) otherwise."""
+    import json
+
+    from gateway.store import LeaseHolder
+
+    now = datetime.now(UTC)
+    store = Store.open(pg_url)
+    try:
+        held = store.bind_sim(iccid="8944000000000000011", imsi=None, now=now)
+        store.bind_sim(iccid="8944000000000000012", imsi=None, now=now)
+        store.acquire_lease(held, LeaseHolder("rack2-pi3", "i1"), ttl=600, now=now)
+    finally:
+        store.close()
+    env = {"SMSGW_DATABASE_URL": pg_url}
+    listed = CliRunner().invoke(main, ["sims", "list", "--json", "--data-dir", str(tmp_path)],
+                                env=env)  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    rows = {r["iccid"]: (r["box"], r["state"]) for r in json.loads(listed.output)}
+    assert rows == {"8944000000000000011": ("rack2-pi3", "present"),
+                    "8944000000000000012": (None, "gone")}  # fmt: skip
+    piped = CliRunner().invoke(main, ["sims", "list", "--data-dir", str(tmp_path)], env=env)
+    header, *lines = (line.split("\t") for line in piped.output.splitlines())
+    boxes = {row[header.index("iccid")]: row[header.index("box")] for row in lines}
+    assert boxes == {"8944000000000000011": "rack2-pi3", "8944000000000000012": ""}
+
+
 def test_box_id_and_lease_ttl_in_smsgw_toml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
