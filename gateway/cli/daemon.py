@@ -73,8 +73,20 @@ def serve_command(config_path: Path, data_dir: Path | None, ports: tuple[str, ..
 @click.option("--port", "http_port", default=8080, show_default=True, help="HTTP port.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Default: a new temp dir.")
 @click.option("--seed", default=1, show_default=True, help="Emulator seed (SIM identities).")
-def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) -> None:
-    """Run the gateway on an emulated modem pool and network, with a demo account."""
+@click.option(
+    "--control",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Socket for `smsgw emulator send SOCK LINE` (inject, fault, …)"
+    " [beside the SQLite file: DATA_DIR/smsgw.sqlite3.control.sock].",
+)
+def demo_command(
+    modems: int, http_port: int, data_dir: Path | None, seed: int, control: Path | None
+) -> None:
+    """Run the gateway on an emulated modem pool and network, with a demo account.
+
+    The emulated network obeys `smsgw emulate`'s control lines on a socket, e.g. `smsgw emulator
+    send SOCK inject 0 +15551230001 YES` (an SMS to modem 0: a reply); it prints SOCK."""
+    from gateway.cli.emulator import ControlSocket
     from modem.emulator import EmulatorPool
 
     if not 1 <= modems <= 64:
@@ -98,6 +110,7 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
     # The demo's own SQLite file, whatever the box's config names: its daemon runs on that.
     with open_store(data_dir, configured=False) as store:
         GatewayService(store, wall=now).set_admin_password(admin_password)
+    control = control or _control_path(data_dir)
     with EmulatorPool(kinds, seed=seed, clock="real") as emulator:
         infos = emulator.info()
 
@@ -108,6 +121,7 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
                 credentials,
                 [(i.path, i.msisdn, i.personality) for i in infos],
                 admin_password,
+                control,
             )
             # Something in the inbox from the start: a text from the "outside world".
             emulator.inject_sms(infos[0].msisdn, "Welcome to smsgw! Reply STOP to opt out.",
@@ -122,18 +136,36 @@ def demo_command(modems: int, http_port: int, data_dir: Path | None, seed: int) 
         async def main() -> None:
             stop = asyncio.Event()
             install_signal_handlers(stop)
-            await serve(
-                config,
-                stop=stop,
-                ports=[(i.path, None) for i in infos],
-                on_ready=ready,
-                on_modems_ready=registered,
-            )
+            loop = asyncio.get_running_loop()
+
+            def quit_demo() -> None:  # `quit` on the socket, from its thread
+                loop.call_soon_threadsafe(stop.set)
+
+            # Open before the daemon starts: it is there by the time `ready:` is printed.
+            with ControlSocket(emulator, str(control), quit_demo):
+                await serve(
+                    config,
+                    stop=stop,
+                    ports=[(i.path, None) for i in infos],
+                    on_ready=ready,
+                    on_modems_ready=registered,
+                )
 
         asyncio.run(main())
 
 
 DEMO_EMAIL = "demo@smsgw.local"
+SUN_PATH_MAX = 107  # bytes of a Unix socket's path (sockaddr_un.sun_path, less its NUL)
+
+
+def _control_path(data_dir: Path) -> Path:
+    """The demo's control socket: beside its SQLite file, as the daemon lock is (so one demo per
+    database owns it), or in a temp dir when that path is too long for a socket."""
+    path = sqlite_path(data_dir.absolute())
+    path = path.with_name(path.name + ".control.sock")
+    if len(bytes(path)) <= SUN_PATH_MAX:
+        return path
+    return Path(tempfile.mkdtemp(prefix="smsgw-demo-")) / "control.sock"
 
 
 def _demo_account(store: Store) -> dict[str, str]:
@@ -164,6 +196,7 @@ def _print_demo(
     credentials: dict[str, str],
     modems: list[tuple[str, str, str]],
     admin_password: str,
+    control: Path,
 ) -> None:
     base = f"http://{config.http_host}:{config.http_port}"
     key = credentials["api_key"]
@@ -174,6 +207,7 @@ def _print_demo(
     click.echo("demo account: " + json.dumps(credentials))
     click.echo(f"dashboard: {base}/  admin password: {admin_password}")
     click.echo(f"metrics: {base}/metrics  (terminal view: smsgw top --data-dir {config.data_dir})")
+    click.echo(f"control: {control}  (smsgw emulator send {control} help: the control lines)")
     click.echo("\nTry (the magic number +15005550000 always reports 'delivered'):")
     click.echo(
         f"  curl -s -X POST {base}/v1/messages -H 'Authorization: Bearer {key}'"
@@ -184,6 +218,10 @@ def _print_demo(
     click.echo(f"  curl -s {base}/v1/inbox -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/sims -H 'Authorization: Bearer {key}'")
     click.echo(f"  curl -s {base}/v1/health   # 503 until every modem is registered, then 200")
+    click.echo(
+        f"  smsgw emulator send {control} inject 0 +15551230001 YES"
+        f"   # an SMS to {modems[0][1]} (modem 0): a reply to the inbox and its webhook"
+    )
     if "password" in credentials:  # the provider-compatible APIs (README: Compatibility)
         click.echo(
             f"  curl -s '{base}/api_v1?sub_account=demo"

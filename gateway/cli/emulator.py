@@ -4,8 +4,8 @@
 modems: PTY path, MSISDN, IMSI, ICCID, IMEI, personality) and keeps running until SIGINT/SIGTERM,
 `quit` or `--duration` seconds; it then exits 0 with its PTYs closed. Control lines are read from
 stdin (EOF only ends them, so `&`, nohup and systemd work) and, with `--control PATH`, from a Unix
-socket (`smsgw emulator send PATH LINE` talks to it). Every line gets exactly one JSON line back:
-{"ok": true, ...} or {"ok": false, "error": "..."}.
+socket (`smsgw emulator send PATH LINE` talks to it; `smsgw demo` has one too). Every line gets
+exactly one JSON line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
 
 Control lines (MODEM is an index or an MSISDN; text runs to the end of the line):
   info                                 modems and their current PTY paths
@@ -35,6 +35,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType, TracebackType
 from typing import Any
@@ -174,7 +175,6 @@ class _Stopper:
         self._read, self._write = os.pipe()
         for fd in (self._read, self._write):
             os.set_blocking(fd, False)  # set_wakeup_fd needs it; if full, a wake-up is pending
-        self.stopped = threading.Event()
         self._old_wakeup = -1
         self._old_handlers: dict[signal.Signals, Any] = {}
 
@@ -184,7 +184,6 @@ class _Stopper:
 
     def stop(self) -> None:
         """Ask the main thread to stop (safe from any thread)."""
-        self.stopped.set()
         with contextlib.suppress(BlockingIOError):
             os.write(self._write, b"q")
 
@@ -261,21 +260,52 @@ def _serve(pool: EmulatorPool, stopper: _Stopper, duration: float | None) -> Non
                 return
 
 
-def _serve_socket(pool: EmulatorPool, server: socket.socket, stopper: _Stopper) -> None:
-    stop = stopper.stopped
-    while not stop.is_set():
-        try:
-            conn, _ = server.accept()
-        except OSError:
-            return
-        with conn, conn.makefile("rw", encoding="utf-8") as stream:
-            for line in stream:
-                reply = handle(pool, line)
-                stream.write(json.dumps(reply) + "\n")
-                stream.flush()
-                if reply.get("bye"):
-                    stopper.stop()
-                    break
+class ControlSocket:
+    """A Unix socket at `path` answering control lines for `pool` on its own thread, one JSON
+    line each; a `quit` calls `on_quit` (from that thread). `smsgw emulator send` talks to it."""
+
+    def __init__(self, pool: EmulatorPool, path: str, on_quit: Callable[[], None]) -> None:
+        self.pool, self.path, self.on_quit = pool, path, on_quit
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._thread = threading.Thread(target=self._serve, name="smsgw-control", daemon=True)
+
+    def __enter__(self) -> ControlSocket:
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # a socket a previous run left behind
+        self._server.bind(self.path)
+        self._server.listen(4)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread's accept()
+        self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return  # closed: the command is stopping
+            try:
+                with conn, conn.makefile("rw", encoding="utf-8") as stream:
+                    for line in stream:
+                        reply = handle(self.pool, line)
+                        stream.write(json.dumps(reply) + "\n")
+                        stream.flush()
+                        if reply.get("bye"):
+                            self.on_quit()
+                            return
+            except OSError:
+                continue  # the client went away mid-line; the next one may connect
 
 
 @click.group(name="emulator")
@@ -333,28 +363,13 @@ def run_command(
             pin_enabled=pin,
             max_modems=max(count, 1),
         ) as pool,
+        ControlSocket(pool, control, stopper.stop) if control else contextlib.nullcontext(),
     ):
-        server = None
-        if control:
-            if os.path.exists(control):
-                os.unlink(control)
-            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            server.bind(control)
-            server.listen(4)
-            threading.Thread(
-                target=_serve_socket, args=(pool, server, stopper), daemon=True
-            ).start()
         document = _info(pool)
         document.update(seed=seed_value, smsc=pool.network.smsc, control=control)
         click.echo(json.dumps(document), nl=True)
         sys.stdout.flush()
-        try:
-            _serve(pool, stopper, duration)
-        finally:
-            stopper.stopped.set()
-            if server is not None:
-                server.close()
-                os.unlink(control)  # type: ignore[arg-type]
+        _serve(pool, stopper, duration)
 
 
 @emulator.command(name="send")

@@ -57,6 +57,7 @@ class Demo:
         threading.Thread(target=self._drain, daemon=True).start()
         self.account: dict[str, str] = {}
         self.sims: list[str] = []
+        self.control = ""  # the socket `smsgw emulator send` talks to
         ready = False
         # Wait on the demo's own output: the account it prints, then its one "ready:" line
         # (every modem registered).
@@ -68,6 +69,8 @@ class Demo:
                 raise TimeoutError("smsgw demo did not come up") from None
             if line.startswith("demo account: "):
                 self.account = json.loads(line.removeprefix("demo account: "))
+            elif line.startswith("control: "):
+                self.control = line.removeprefix("control: ").split()[0]
             elif "SIM number " in line:
                 self.sims.append(line.split("SIM number ")[1].strip())
             elif line == f"ready: {modems}/{modems} modems registered":
