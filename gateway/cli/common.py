@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,29 @@ from gateway.config import DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR, ConfigError, l
 from gateway.store import DATABASE_NAME, Store
 from gateway.store.daemonlock import LOCK_SUFFIX
 
+
+def data_directory(path: Path) -> Path:
+    """`path` as a data directory: made when it does not exist yet, so the database becomes
+    path/smsgw.sqlite3. Store.open takes a path that is no directory for the SQLite file
+    itself, and `smsgw demo --data-dir new` left a file named `new` where a directory was
+    meant. A path that cannot be made is left for Store.open to report."""
+    if not path.exists():
+        with suppress(OSError):
+            path.mkdir(parents=True)
+    return path
+
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="SMSGW_DATA_DIR",
     default=DEFAULT_DATA_DIR,
     show_default=True,
+    callback=lambda ctx, param, value: (
+        value
+        if ctx.get_parameter_source(str(param.name)) is click.core.ParameterSource.DEFAULT
+        else data_directory(value)
+    ),  # /var/lib/smsgw is `smsgw install`'s to make, with its owner
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 config_option = click.option(

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from gateway.accounts import create_account, reset_credentials
-from gateway.cli.common import config_option, now, open_store
+from gateway.cli.common import config_option, data_directory, now, open_store
 from gateway.config import Config, ConfigError, load
 from gateway.daemon import Gateway, install_signal_handlers, serve
 from gateway.ratelimit import LimitSettings
@@ -48,6 +48,8 @@ def _load(config_path: Path | None, data_dir: Path | None) -> Config:
         raise click.ClickException(str(exc)) from exc
     if data_dir is not None:
         config = dataclasses.replace(config, data_dir=data_dir)
+    if not config.database_url:
+        data_directory(config.data_dir)
     return config
 
 
@@ -91,7 +93,7 @@ def demo_command(
 
     if not 1 <= modems <= 64:
         raise click.BadParameter("between 1 and 64", param_hint="--modems")
-    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="smsgw-demo-"))
+    data_dir = data_directory(data_dir or Path(tempfile.mkdtemp(prefix="smsgw-demo-")))
     # discover=(): the demo drives emulated modems only, never a real stick that is plugged in.
     # Request rates unlimited: the demo is what `make bench` measures the accept path on (one
     # client address, one account); wrong secrets still back off.

@@ -103,3 +103,18 @@ def test_groups_made_and_contacts_imported_here_are_what_ultrasms_sends_to(
         "deleted": "VIP"}  # fmt: skip
     groups = json.loads(_run("contacts", "groups", "shop", "--json", data_dir=tmp_path))
     assert {g["name"] for g in groups} == {"Customers", "default"}
+
+
+def test_a_data_dir_that_does_not_exist_yet_is_made_a_directory(tmp_path: Path) -> None:
+    # It used to become the SQLite file itself: `smsgw demo --data-dir new` left a file `new`.
+    fresh = tmp_path / "new" / "box"
+    _run("accounts", "create", "shop", data_dir=fresh)
+    assert fresh.is_dir() and (fresh / "smsgw.sqlite3").is_file()
+    assert "shop" in _run("accounts", "list", data_dir=fresh)
+    # ... and the daemon's (`smsgw serve --data-dir`) too.
+    from gateway.cli.daemon import _load
+
+    served = tmp_path / "served"
+    (tmp_path / "smsgw.toml").write_text("")
+    assert _load(tmp_path / "smsgw.toml", served).data_dir == served
+    assert served.is_dir()
