@@ -511,9 +511,13 @@ def _cnmi(m: Firmware, kind: str, args: str) -> Answer:
 def _cnma(m: Firmware, kind: str, args: str) -> Answer:
     if kind == "test":
         return (("+CNMA: (0-2)",), "OK")
-    if not m.acknowledge():
+    # TS 27.005 3.4.4, PDU mode: <n> 0/1 = RP-ACK, 2 = RP-ERROR (the SMSC keeps the message
+    # and sends it again); text mode takes no parameters.
+    n = _params(args)[0] if kind == "set" else "0"
+    if n not in ("0", "1", "2") or (kind == "set" and m.cmgf == 1):
+        raise CmsError(303)
+    if not m.acknowledge(negative=n == "2"):
         raise CmsError(340)  # no +CNMA acknowledgement expected
-    m.scheduler.call_later(0, lambda: m.network.retry(m.sim.identity.msisdn))
     return _OK
 
 

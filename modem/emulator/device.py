@@ -761,18 +761,31 @@ class ModemCore:
         if self._ack_timer is None:
             self._ack_timer = self.scheduler.call_later(ACK_TIMEOUT, self._ack_timeout)
 
-    def acknowledge(self) -> bool:
-        """+CNMA: confirm the oldest unacknowledged +CMT/+CDS; False if none was waiting."""
+    @property
+    def unacknowledged(self) -> int:
+        """How many +CMT/+CDS sent to the host still wait for its +CNMA."""
+        return len(self._ack_pending)
+
+    def acknowledge(self, *, negative: bool = False) -> bool:
+        """+CNMA: confirm the oldest unacknowledged +CMT/+CDS (RP-ACK), or with `negative`
+        refuse it (+CNMA=2, RP-ERROR: the SMSC keeps it and sends it again NACK_RETRY seconds
+        later); False if none was waiting."""
         if not self._ack_pending:
             return False
-        self._ack_pending.pop(0)
+        kind, tpdu = self._ack_pending.pop(0)
         if not self._ack_pending and self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        msisdn = self.sim.identity.msisdn
+        if negative:
+            self.network.hold(msisdn, kind, tpdu)
+            self.scheduler.call_later(NACK_RETRY, lambda: self.network.retry(msisdn))
+        else:
+            self.scheduler.call_later(0, lambda: self.network.retry(msisdn))
         return True
 
     def _ack_timeout(self) -> None:
-        """No +CNMA in time: TS 27.005 3.4.1 says routing to the TE stops (<mt>=<ds>=0)."""
+        """No +CNMA in time: TS 27.005 3.4.4 (+CNMA) says routing to the TE stops (<mt>=<ds>=0)."""
         self._ack_timer = None
         if not self._ack_pending:
             return
@@ -864,6 +877,7 @@ class ModemCore:
 
 
 ACK_TIMEOUT = 15.0  # seconds a +CMT/+CDS may wait for +CNMA when +CSMS=1
+NACK_RETRY = 5.0  # seconds the SMSC waits before sending a refused (+CNMA=2) message again
 _GARBAGE_ALPHABET = bytes(b for b in range(1, 256) if b not in (0x0D, 0x0A))
 
 

@@ -110,8 +110,8 @@ class Firmware(Protocol):
     def refuse_commands(self, count: int) -> None:
         """Answer the next `count` commands with +CME ERROR: 515 (still busy)."""
 
-    def acknowledge(self) -> bool:
-        """+CNMA: confirm the oldest unacknowledged +CMT/+CDS; False if none was waiting."""
+    def acknowledge(self, *, negative: bool = False) -> bool:
+        """+CNMA: confirm (or refuse) the oldest unacknowledged +CMT/+CDS; False if none was."""
 
     def release_held_indications(self, *, deliver: bool) -> None:
         """Leaving +CNMI <mode>=0: send the held indications after the answer, or drop them."""

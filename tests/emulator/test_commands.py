@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from modem.emulator import EmulatorPool
+from modem.emulator.device import ACK_TIMEOUT, NACK_RETRY
 from modem.pdu import SmsDeliver, SmsStatusReport, decode_pdu
 from tests.emulator.ptyclient import PtyClient, client, send_text, submit_pdu
 
@@ -140,6 +141,31 @@ def test_cmt_needs_cnma_when_csms_is_1(pool: EmulatorPool, a: PtyClient, b: PtyC
     assert b.lines("AT+CNMA") == ["OK"]
     assert b.lines("AT+CNMA") == ["+CMS ERROR: 340"]
     assert b.lines("AT+CMGL=4") == ["OK"]  # +CMT messages are not stored
+
+
+def test_cnma_2_refuses_the_cmt_and_the_smsc_sends_it_again(
+    pool: EmulatorPool, a: PtyClient, b: PtyClient
+) -> None:
+    # TS 27.005 3.4.4, PDU mode: +CNMA=2 sends RP-ERROR; the message stays with the SMSC.
+    b.command("AT+CSMS=1")
+    b.command("AT+CNMI=2,2,0,0,0")
+    send_text(a, pool.info()[1].msisdn, "refused once")
+    b.read_until(b"+CMT: ")
+    b.read_until(b"\r\n")  # length
+    first = b.read_until(b"\r\n").strip()  # PDU
+    assert b.lines("AT+CNMA=2") == ["OK"]
+    assert b.lines("AT+CNMA") == ["+CMS ERROR: 340"]  # nothing waits any more
+    pool.advance(NACK_RETRY)
+    b.read_until(b"+CMT: ")
+    b.read_until(b"\r\n")
+    assert b.read_until(b"\r\n").strip() == first  # the same message again
+    assert b.lines("AT+CNMA=0") == ["OK"]
+    pool.advance(ACK_TIMEOUT + NACK_RETRY)
+    assert b.lines("AT+CNMI?") == ["+CNMI: 2,2,0,0,0", "OK"]  # routing never stopped
+    assert b.lines("AT+CMGL=4") == ["OK"]  # and nothing was stored
+    assert b.lines("AT+CNMA=3") == ["+CMS ERROR: 303"]
+    b.command("AT+CMGF=1")
+    assert b.lines("AT+CNMA=2") == ["+CMS ERROR: 303"]  # text mode takes no <n>
 
 
 def test_unacknowledged_cmt_stops_routing_and_the_message_is_stored(
