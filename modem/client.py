@@ -120,7 +120,7 @@ class Timeouts:
     lock: float = 300.0  # waiting for the port behind other commands
     scan_interval: float = 300.0  # periodic storage scan (and look that routing is still on)
     # After a +CNMA that failed: when to look whether the modem stopped routing new messages
-    # to us, as TS 27.005 3.4.1 has it do once its acknowledgement timer runs out.
+    # to us, as TS 27.005 3.4.4 has it do once its acknowledgement timer runs out.
     routing_check: float = 30.0
     keepalive: float = 60.0  # AT when idle, to notice a hung modem
     close: float = 5.0  # closing the port
@@ -572,8 +572,10 @@ class ModemClient:
             else:
                 self._jobs.put_nowait(("read", storage, urc.index, None))
         elif isinstance(urc, DeliverPdu | StatusReportPdu):
-            # Not queued behind scans: the +CNMA is due within seconds (TS 27.005 3.4.1).
-            task = asyncio.get_running_loop().create_task(self._routed(urc.pdu))
+            # Not queued behind scans: the +CNMA is due within seconds (TS 27.005 3.4.4).
+            # Before +CSMS? is read back the modem may still be in the previous host's +CSMS=1.
+            routed = self._routed(urc.pdu, unsure=not self._initialised)
+            task = asyncio.get_running_loop().create_task(routed)
             self._background.add(task)
             self._routing.add(task)
             task.add_done_callback(self._background.discard)
@@ -839,6 +841,8 @@ class ModemClient:
             self.ack_required = bool(service) and service[0] == 1
         except (CommandError, AtParseError):
             self.ack_required = False
+        if self.ack_required:
+            await self._refuse_leftover()
         self._initialised = True
         if self._session.echoes == echoes_after_ate0:
             self._echo_mark = self._session.echoes  # echo is off: its return means a reset
@@ -1298,8 +1302,9 @@ class ModemClient:
             return InboundStatusReport(decoded.tpdu, storage, index, pdu, self._now())
         return None  # SMS-SUBMIT stored by someone (stat 2/3, E3131): not inbound
 
-    async def _routed(self, pdu: str | None) -> None:
-        """+CMT / +CDS: hand over, then acknowledge with +CNMA when the service needs it."""
+    async def _routed(self, pdu: str | None, *, unsure: bool = False) -> None:
+        """+CMT / +CDS: hand over, then acknowledge with +CNMA when the service needs it (or,
+        `unsure`, may need it: it came while initialising, +CSMS not known yet)."""
         if pdu is None:
             return
         if self.memory.seen(pdu):
@@ -1312,18 +1317,49 @@ class ModemClient:
             stored = await self._hand_over(item)
             if stored:
                 self.memory.remember(pdu)
-        if stored and self.ack_required:
+        if stored and (self.ack_required or unsure):
             try:
                 await self.execute(cmds.ACK_MESSAGE, urgent=True)
+            except CmsError as exc:
+                if unsure and exc.code == 340:
+                    return  # +CSMS=0 when it came: no acknowledgement was expected
+                log.info("+CNMA failed (%s); the network will send it again", exc)
+                self._arm_routing_check()
             except ModemError as exc:
                 log.info("+CNMA failed (%s); the network will send it again", exc)
-                # Unacknowledged, the modem sets <mt> and <ds> to 0 when its timer runs out:
-                # new messages would be stored without a word to us until someone looks.
-                if self._routing_timer is not None:
-                    self._routing_timer.cancel()
-                self._routing_timer = asyncio.get_running_loop().call_later(
-                    self.t.routing_check, self._queue_routing_check
-                )
+                self._arm_routing_check()
+
+    def _arm_routing_check(self) -> None:
+        """Look at +CNMI in `routing_check` seconds: a +CMT/+CDS left unacknowledged makes the
+        modem set <mt> and <ds> to 0 when its timer runs out (TS 27.005 3.4.4), and new
+        messages would be stored without a word to us until someone looks."""
+        if self._routing_timer is not None:
+            self._routing_timer.cancel()
+        self._routing_timer = asyncio.get_running_loop().call_later(
+            self.t.routing_check, self._queue_routing_check
+        )
+
+    async def _refuse_leftover(self) -> None:
+        """Refuse (RP-ERROR) a +CMT/+CDS the modem still waits to have acknowledged by a host
+        before us: one a killed daemon never acknowledged, or one written while the port was
+        closed (flushed at open). We cannot store what we never read, and left alone it stops
+        the routing when the modem's timer runs out; refused, the SMSC sends it again."""
+        if self._routing:
+            return  # one of ours is being handed over: the modem sends no other before its +CNMA
+        try:
+            await self.execute(cmds.REJECT_MESSAGE, urgent=True)
+        except CmsError as exc:
+            if exc.code == 340:
+                return  # none was waiting
+            log.info("+CNMA=2 refused (%s): looking at the routing later", exc)
+            self._arm_routing_check()
+        except ModemGone:
+            raise
+        except ModemError as exc:  # a timeout, a garbled answer: look later instead
+            log.info("+CNMA=2 failed (%s): looking at the routing later", exc)
+            self._arm_routing_check()
+        else:
+            log.info("refused a +CMT/+CDS a previous host left unacknowledged; the SMSC resends it")
 
     async def _hand_over(self, item: Inbound) -> bool:
         stored = True
@@ -1342,7 +1378,7 @@ class ModemClient:
 
     async def _check_routing(self) -> None:
         """Put back the +CNMI routing the modem dropped (an unacknowledged +CMT/+CDS makes it
-        set <mt> and <ds> to 0, TS 27.005 3.4.1), then scan for what it stored meanwhile."""
+        set <mt> and <ds> to 0, TS 27.005 3.4.4), then scan for what it stored meanwhile."""
         if self.cnmi is None or not self._initialised:
             return
         try:

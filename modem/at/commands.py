@@ -125,6 +125,8 @@ CNMI_READ = Command("+CNMI?", ("+CNMI",), strict=True, requires_info=True)
 SMS_SERVICE = Command("+CSMS=1", ("+CSMS",))
 SMS_SERVICE_READ = Command("+CSMS?", ("+CSMS",))
 ACK_MESSAGE = Command("+CNMA")
+# PDU mode: RP-ERROR for the +CMT/+CDS waiting for one (TS 27.005 3.4.4 <n>=2); the SMSC keeps it.
+REJECT_MESSAGE = Command("+CNMA=2")
 
 
 def pin(code: str) -> Command:

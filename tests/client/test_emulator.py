@@ -29,6 +29,8 @@ from modem.client import (
     Timeouts,
 )
 from modem.emulator import MAGIC_CMS_ERROR_PREFIX, MAGIC_DELIVERED, EmulatorPool
+from modem.emulator.device import NACK_RETRY
+from modem.emulator.sms import build_status_report
 from modem.errors import ModemGone, ModemTimeout
 from modem.pdu import Reassembler, SmsSubmit, decode_tpdu
 
@@ -389,7 +391,7 @@ async def test_routing_the_modem_dropped_after_a_late_cnma_is_put_back() -> None
             (part,) = await client.send_sms(OUTSIDE, "report me")
             assert part.status is SubmitStatus.SENT
             await asyncio.wait_for(arrived.wait(), EVENT_TIMEOUT)  # its +CDS
-            pool.advance(16)  # no +CNMA in time: the modem stops routing (27.005 3.4.1)
+            pool.advance(16)  # no +CNMA in time: the modem stops routing (27.005 3.4.4)
             assert pool.call(lambda: pool.core(0).cnmi[1::2]) == [0, 0]
             gate.set()  # the late +CNMA fails: nothing waits for it any more
             pool.inject_sms(msisdn, "second")  # stored without a word to us
@@ -400,6 +402,107 @@ async def test_routing_the_modem_dropped_after_a_late_cnma_is_put_back() -> None
             while "third" not in got:  # indicated again (+CMTI), read at once
                 await asyncio.wait_for(events.get(), EVENT_TIMEOUT)
             assert list(got) == ["second", "third"]
+        finally:
+            await client.close()
+
+
+def _send_report(pool: EmulatorPool, mr: int) -> None:
+    """The SMSC sends modem 0 a status report now (routed as +CDS with <ds>=1)."""
+
+    def send() -> None:
+        network = pool.core(0).network
+        recipient = bytes.fromhex("0B915141321546F8")  # +15142351648
+        report = build_status_report(mr, recipient, network.scts(), network.scts(), 0)
+        network.send_report(pool.info()[0].msisdn, report)
+
+    pool.call(send)
+
+
+def _routing(pool: EmulatorPool) -> list[int]:
+    return pool.call(lambda: pool.core(0).cnmi[1::2])
+
+
+@dataclass
+class _Reports:
+    """The status reports a client handed over, by TP-MR, in order."""
+
+    got: list[int] = field(default_factory=list)
+    arrived: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+    async def store(self, item: Inbound) -> bool:
+        if isinstance(item, InboundStatusReport):
+            self.got.append(item.report.message_reference)
+            self.arrived.put_nowait(item.report.message_reference)
+        return True
+
+    async def next(self) -> int:
+        return await asyncio.wait_for(self.arrived.get(), EVENT_TIMEOUT)
+
+
+async def test_a_cds_left_unacknowledged_by_the_previous_host_does_not_stop_routing() -> None:
+    # A daemon killed (kill -9) with +CSMS=1 on: a +CDS it never acknowledged, or one the modem
+    # wrote while nobody had the port open (the next open flushes it), waits for a +CNMA the new
+    # host cannot give. Unresolved, the modem's timer sets <mt>=<ds>=0 (TS 27.005 3.4.4) and
+    # new messages are stored silently until the next periodic look, minutes later.
+    with EmulatorPool(["generic"], seed=1) as pool:
+        pool.boot()
+        reports = _Reports()
+        config = ClientConfig(timeouts=TIMEOUTS)
+        before = ModemClient(pool.path(0), config=config, on_inbound=reports.store)
+        await before.open()
+        await before.close()  # the port closes; the modem keeps +CSMS=1 and its +CNMI
+        _send_report(pool, 7)  # written to a port nobody holds
+        client = ModemClient(pool.path(0), config=config, on_inbound=reports.store)
+        await client.open()
+        try:
+            assert client.ack_required
+            await client.wait_idle()
+            assert reports.got == []  # flushed at open: never seen
+            pool.advance(16)  # past the modem's +CNMA timer
+            assert _routing(pool) == [1, 1]  # still routed to us
+            assert await reports.next() == 7  # refused at start-up, so the SMSC sent it again
+            _send_report(pool, 8)
+            assert await reports.next() == 8
+            await client.wait_idle()
+            pool.advance(16)
+            assert _routing(pool) == [1, 1]
+            assert pool.call(lambda: pool.core(0).unacknowledged) == 0
+            assert reports.got == [7, 8]  # each once
+        finally:
+            await client.close()
+
+
+async def test_a_cds_during_initialisation_is_acknowledged() -> None:
+    # The modem still has the previous host's +CSMS=1 and routing: a +CDS can arrive before
+    # this client has read +CSMS back, and still wants its +CNMA.
+    with EmulatorPool(["generic"], seed=1) as pool:
+        pool.boot()
+        reports = _Reports()
+        config = ClientConfig(timeouts=TIMEOUTS)
+        before = ModemClient(pool.path(0), config=config, on_inbound=reports.store)
+        await before.open()
+        await before.close()
+        sent: list[str] = []
+
+        def on_command(line: str, _seconds: float) -> None:
+            if line.startswith("AT+CPMS=") and not sent:
+                sent.append(line)
+                _send_report(pool, 9)  # while the client sets the modem up
+
+        client = ModemClient(
+            pool.path(0), config=config, on_inbound=reports.store, on_command=on_command
+        )
+        await client.open()
+        try:
+            assert sent
+            assert await reports.next() == 9
+            await client.wait_idle()
+            pool.advance(16)
+            assert _routing(pool) == [1, 1]  # it was acknowledged in time
+            pool.advance(NACK_RETRY)
+            await client.wait_idle()
+            assert reports.got == [9]  # and neither refused nor sent again
+            assert pool.call(lambda: pool.core(0).unacknowledged) == 0
         finally:
             await client.close()
 
