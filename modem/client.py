@@ -1311,23 +1311,29 @@ class ModemClient:
             stored = True  # a re-send of something the caller has: acknowledge it only
         else:
             item = self._decode(None, None, pdu)
-            if item is None:
-                return
-            self._emit(item)
-            stored = await self._hand_over(item)
+            stored = False  # undecodable: refused below, the SMSC may send it better again
+            if item is not None:
+                self._emit(item)
+                stored = await self._hand_over(item)
             if stored:
                 self.memory.remember(pdu)
-        if stored and (self.ack_required or unsure):
-            try:
-                await self.execute(cmds.ACK_MESSAGE, urgent=True)
-            except CmsError as exc:
-                if unsure and exc.code == 340:
-                    return  # +CSMS=0 when it came: no acknowledgement was expected
-                log.info("+CNMA failed (%s); the network will send it again", exc)
-                self._arm_routing_check()
-            except ModemError as exc:
-                log.info("+CNMA failed (%s); the network will send it again", exc)
-                self._arm_routing_check()
+        if not (self.ack_required or unsure):
+            return
+        # Not stored (a full disk, a failing handler, an undecodable PDU): RP-ERROR, so the
+        # SMSC keeps it and sends it again later. Left unacknowledged instead, the modem would
+        # turn its routing off when its timer runs out (TS 27.005 3.4.4) and every later
+        # message would wait for the next storage scan.
+        command = cmds.ACK_MESSAGE if stored else cmds.REJECT_MESSAGE
+        try:
+            await self.execute(command, urgent=True)
+        except CmsError as exc:
+            if unsure and exc.code == 340:
+                return  # +CSMS=0 when it came: no acknowledgement was expected
+            log.info("%s failed (%s); the network will send it again", command.text, exc)
+            self._arm_routing_check()
+        except ModemError as exc:
+            log.info("%s failed (%s); the network will send it again", command.text, exc)
+            self._arm_routing_check()
 
     def _arm_routing_check(self) -> None:
         """Look at +CNMI in `routing_check` seconds: a +CMT/+CDS left unacknowledged makes the

@@ -586,3 +586,41 @@ async def test_socket_transport_to_an_emulated_modem() -> None:
             await server.wait_closed()
             loop.remove_reader(fd)
             os.close(fd)
+
+
+async def test_a_routed_report_that_cannot_be_stored_is_refused_and_routing_stays_on() -> None:
+    # A full disk (the handler fails): unacknowledged, the modem would turn routing off after
+    # its +CNMA timer (TS 27.005 3.4.4) and later messages would wait for the storage scan.
+    # Refused with +CNMA=2 instead, the SMSC sends it again and it is stored once.
+    with EmulatorPool(["generic"], seed=1) as pool:
+        pool.boot()
+        reports = _Reports()
+        failures = [RuntimeError("database or disk is full")]
+        failed = asyncio.Event()
+
+        async def store(item: Inbound) -> bool:
+            if failures:
+                failed.set()
+                raise failures.pop()
+            return await reports.store(item)
+
+        client = ModemClient(pool.path(0), config=ClientConfig(timeouts=TIMEOUTS),
+                             on_inbound=store)  # fmt: skip
+        await client.open()
+        try:
+            assert client.ack_required
+            await client.wait_idle()
+            _send_report(pool, 9)
+            await asyncio.wait_for(failed.wait(), EVENT_TIMEOUT)
+            await client.wait_idle()  # its +CNMA=2 answered
+            assert pool.call(lambda: pool.core(0).unacknowledged) == 0
+            pool.advance(16)  # past the modem's +CNMA timer and the SMSC's retry
+            assert _routing(pool) == [1, 1]
+            assert await reports.next() == 9  # sent again by the SMSC, stored this time
+            _send_report(pool, 10)
+            assert await reports.next() == 10  # still routed to us, at once
+            await client.wait_idle()
+            assert pool.call(lambda: pool.core(0).unacknowledged) == 0
+            assert reports.got == [9, 10]
+        finally:
+            await client.close()
