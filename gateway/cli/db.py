@@ -14,7 +14,7 @@ from rich.progress import Progress
 from gateway.cli.common import configured_database_url, data_dir_option, open_store
 from gateway.config import DATABASE_SCHEMES
 from gateway.store import Store
-from gateway.store.base import sqlite_path
+from gateway.store.base import is_postgres_url, sqlite_path
 from gateway.store.migrations import MIGRATIONS
 
 
@@ -90,7 +90,7 @@ def db_backup(data_dir: Path, destination: Path) -> None:
     if destination.exists():
         raise click.ClickException(f"{destination} exists; not overwriting it")
     url = configured_database_url()
-    if url and not url.startswith("sqlite:"):
+    if is_postgres_url(url):
         raise click.ClickException("backup copies an SQLite database; use pg_dump for PostgreSQL")
     # No bar when piped: nobody sees it, and rich's refresh thread outlives the command briefly.
     bar = Progress(transient=True, disable=not sys.stdout.isatty())

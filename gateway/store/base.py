@@ -651,25 +651,19 @@ class StoreBase:
         )
         return int(cursor.lastrowid or 0)
 
-    def backup(self, destination: Path, progress: Callable[[int, int], None] | None = None) -> None:
-        """Copy the live database to `destination` with SQLite's online backup: the database as
-        it was when the backup began, while the daemon goes on writing.
+    @staticmethod
+    def backup_file(
+        source: Path, destination: Path, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Copy the SQLite file `source` to `destination` with SQLite's online backup, on a
+        read-only connection of its own: the database as it was when the backup began, while
+        the daemon goes on writing; neither migrated nor locked, so a newer smsgw backs up a
+        database the running older daemon still uses, before the restart that migrates it.
 
         The copy runs inside one read transaction, a WAL snapshot: the daemon's writes neither
         wait for it (WAL readers never block the writer) nor restart it. Without the snapshot
         each backup step that sees another connection's commit starts over from page 1, and a
         large backup on a busy box would never finish."""
-        if self._sqlite is None:
-            raise RuntimeError("backup copies an SQLite database; use pg_dump for PostgreSQL")
-        _online_backup(self._sqlite, destination, progress)
-
-    @staticmethod
-    def backup_file(
-        source: Path, destination: Path, progress: Callable[[int, int], None] | None = None
-    ) -> None:
-        """backup() of the SQLite file `source` as it is, on a read-only connection of its own:
-        neither migrated nor locked, so a newer smsgw backs up a database the running older
-        daemon still uses, before the restart that migrates it."""
         if not source.is_file():
             raise StoreOpenError(f"no database at {source}")
         uri = f"{source.resolve().as_uri()}?mode=ro"
@@ -729,7 +723,7 @@ def _online_backup(
     source: sqlite3.Connection, destination: Path, progress: Callable[[int, int], None] | None
 ) -> None:
     """SQLite's online backup of `source` to `destination` inside one read transaction (see
-    StoreBase.backup)."""
+    StoreBase.backup_file)."""
     target = sqlite3.connect(destination)
     try:
         source.execute("BEGIN")
