@@ -99,6 +99,7 @@ class ContactBook:
         default_group: str = DEFAULT_GROUP,
     ) -> SaveResult:
         """Save contacts into their own group, else `default_group` (groups are created)."""
+        _check_lengths(default_group)
         rows: list[dict[str, Any]] = []
         rejected: list[str] = []
         seen: set[tuple[int, str]] = set()

@@ -26,7 +26,6 @@ from gateway.accounts import (
 from gateway.config import WebhookSettings
 from gateway.contacts import (
     DEFAULT_GROUP,
-    MAX_NAME,
     ContactBook,
     ContactError,
     ContactInput,
@@ -784,15 +783,12 @@ class GatewayService:
         """Save contacts (`smsgw contacts import`, the dashboard's upload): national numbers
         take the account's dial code; rows without a group go to `default_group`."""
         account = self._any_account(account_id)
-        default_group = default_group.strip() or DEFAULT_GROUP
-        if len(default_group) > MAX_NAME:  # save() checks the rows' own groups only
-            raise InvalidRequestError(f"value longer than {MAX_NAME} characters")
         try:
             return self.contacts.save(
                 account_id,
                 contacts,
                 dial_code=self.dial_code(account),
-                default_group=default_group,
+                default_group=default_group.strip() or DEFAULT_GROUP,
             )
         except ContactError as exc:
             raise InvalidRequestError(str(exc)) from exc

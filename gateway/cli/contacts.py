@@ -11,7 +11,7 @@ from typing import TextIO
 import click
 
 from gateway.cli.common import account_id, data_dir_option, json_option, now, open_store, show
-from gateway.contacts import DEFAULT_GROUP, ContactBook, ContactError, read_csv
+from gateway.contacts import DEFAULT_GROUP, ContactError, read_csv
 from gateway.service import GatewayService, ServiceError
 from gateway.store import Store
 
@@ -21,12 +21,12 @@ def contacts_group() -> None:
     """Contact groups and contacts of an account."""
 
 
-def _book(store: Store) -> ContactBook:
-    return ContactBook(store, wall=now)
+def _service(store: Store) -> GatewayService:
+    return GatewayService(store, wall=now)
 
 
 def _group_id(store: Store, account: int, name: str) -> int:
-    found = _book(store).group_id(account, name)
+    found = _service(store).contacts.group_id(account, name)
     if found is None:
         raise click.ClickException(f"no contact group {name!r} (smsgw contacts groups)")
     return found
@@ -39,7 +39,7 @@ def _group_id(store: Store, account: int, name: str) -> int:
 def contacts_groups(data_dir: Path, as_json: bool, account: str) -> None:
     """Every contact group of ACCOUNT with its size."""
     with open_store(data_dir) as store:
-        rows = _book(store).group_rows(account_id(store, account))
+        rows = _service(store).contact_groups(account_id(store, account))
     show(rows, ["id", "name", "count"], as_json, "contact groups")
 
 
@@ -51,9 +51,7 @@ def contacts_add_group(data_dir: Path, account: str, name: str) -> None:
     """Make an empty contact group NAME for ACCOUNT (UltraSMS `addcontact` needs one)."""
     with open_store(data_dir) as store:
         try:
-            group = GatewayService(store, wall=now).create_contact_group(
-                account_id(store, account), name
-            )
+            group = _service(store).create_contact_group(account_id(store, account), name)
         except ServiceError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"id": group, "name": name.strip()}))
@@ -67,7 +65,7 @@ def contacts_delete_group(data_dir: Path, account: str, name: str) -> None:
     """Delete contact group NAME of ACCOUNT with its contacts."""
     with open_store(data_dir) as store:
         owner = account_id(store, account)
-        _book(store).delete_group(owner, _group_id(store, owner, name))
+        _service(store).delete_contact_group(owner, _group_id(store, owner, name))
     click.echo(json.dumps({"deleted": name}))
 
 
@@ -91,9 +89,7 @@ def contacts_import(data_dir: Path, group: str, account: str, file: TextIO) -> N
     with open_store(data_dir) as store:
         owner = account_id(store, account)
         try:
-            saved = GatewayService(store, wall=now).import_contacts(
-                owner, contacts, default_group=group
-            )
+            saved = _service(store).import_contacts(owner, contacts, default_group=group)
         except ServiceError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"saved": len(saved.contact_ids), "rejected": list(saved.rejected)}))
@@ -111,8 +107,11 @@ def contacts_list(
     """Contacts of ACCOUNT, newest first (opted_out: the number texted STOP)."""
     with open_store(data_dir) as store:
         owner = account_id(store, account)
-        groups = None if group is None else [_group_id(store, owner, group)]
-        _, rows = _book(store).search(owner, group_ids=groups, limit=limit)
+        group_id = None if group is None else _group_id(store, owner, group)
+        try:
+            _, rows = _service(store).contact_page(owner, group_id=group_id, limit=limit)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from exc
     for row in rows:
         row["opted_out"] = bool(row["opted_out"])
     columns = ["id", "number", "first_name", "last_name", "email", "group_name", "opted_out"]
