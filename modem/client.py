@@ -1323,17 +1323,32 @@ class ModemClient:
         # SMSC keeps it and sends it again later. Left unacknowledged instead, the modem would
         # turn its routing off when its timer runs out (TS 27.005 3.4.4) and every later
         # message would wait for the next storage scan.
-        command = cmds.ACK_MESSAGE if stored else cmds.REJECT_MESSAGE
+        # unsure: +CSMS=0 when it came, and 340 says no acknowledgement was expected. A modem
+        # gone meanwhile has nothing left to answer (its supervisor sees it go).
+        with contextlib.suppress(ModemGone):
+            await self._answer_routed(stored, none_expected=unsure)
+
+    async def _answer_routed(self, taken: bool, *, none_expected: bool) -> bool:
+        """+CNMA (`taken`) or +CNMA=2 (refused: the SMSC keeps it and sends it again) for the
+        +CMT/+CDS the modem waits on; whether the modem took the answer. +CMS ERROR 340 (none
+        was waiting) is quiet when `none_expected`; any other failure may leave the modem
+        waiting, so the routing is looked at later. ModemGone goes to the caller."""
+        command = cmds.ACK_MESSAGE if taken else cmds.REJECT_MESSAGE
         try:
             await self.execute(command, urgent=True)
         except CmsError as exc:
-            if unsure and exc.code == 340:
-                return  # +CSMS=0 when it came: no acknowledgement was expected
-            log.info("%s failed (%s); the network will send it again", command.text, exc)
+            if none_expected and exc.code == 340:
+                return False
+            log.info("AT%s failed (%s); looking at the routing later", command.text, exc)
             self._arm_routing_check()
-        except ModemError as exc:
-            log.info("%s failed (%s); the network will send it again", command.text, exc)
+            return False
+        except ModemGone:
+            raise
+        except ModemError as exc:  # a timeout, a garbled answer
+            log.info("AT%s failed (%s); looking at the routing later", command.text, exc)
             self._arm_routing_check()
+            return False
+        return True
 
     def _arm_routing_check(self) -> None:
         """Look at +CNMI in `routing_check` seconds: a +CMT/+CDS left unacknowledged makes the
@@ -1352,19 +1367,7 @@ class ModemClient:
         the routing when the modem's timer runs out; refused, the SMSC sends it again."""
         if self._routing:
             return  # one of ours is being handed over: the modem sends no other before its +CNMA
-        try:
-            await self.execute(cmds.REJECT_MESSAGE, urgent=True)
-        except CmsError as exc:
-            if exc.code == 340:
-                return  # none was waiting
-            log.info("+CNMA=2 refused (%s): looking at the routing later", exc)
-            self._arm_routing_check()
-        except ModemGone:
-            raise
-        except ModemError as exc:  # a timeout, a garbled answer: look later instead
-            log.info("+CNMA=2 failed (%s): looking at the routing later", exc)
-            self._arm_routing_check()
-        else:
+        if await self._answer_routed(False, none_expected=True):
             log.info("refused a +CMT/+CDS a previous host left unacknowledged; the SMSC resends it")
 
     async def _hand_over(self, item: Inbound) -> bool:
